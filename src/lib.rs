@@ -1,0 +1,13 @@
+//! dbprov: bulk-provisions DataBrain workspaces from a CSV of tenants.
+//!
+//! The modules follow a row's journey; `sandbox` stands apart and shares only the API
+//! types of `workspace`.
+
+pub mod cli;
+pub mod sandbox;
+pub mod settings;
+pub mod workspace;
+
+mod commands;
+
+pub use commands::{Exit, run};

@@ -1,0 +1,216 @@
+//! A local, DataBrain-compatible workspace API with fault injection.
+//!
+//! It shares only the API types of [`crate::workspace`] with the client side. Start it
+//! from the command line (`dbprov sandbox`) or in-process with [`spawn`], which binds a
+//! free loopback port and returns a [`Sandbox`] handle.
+
+mod server;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use store::{Fault, FaultCounts, LoggedRequest, Stats, WriteMethod};
+
+/// The key the sandbox accepts unless told otherwise.
+pub const DEFAULT_API_KEY: &str = "dbn_sandbox_key";
+
+/// Largest request body accepted; anything above gets 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything a sandbox is started with.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The only Bearer token accepted.
+    pub api_key: String,
+    /// Datasources, datamarts, LLMs and themes that exist.
+    pub catalog: Catalog,
+    /// Injected misbehaviour.
+    pub faults: FaultConfig,
+    /// Seed of the fault sequence; `None` picks one (and logs it, so a run can be replayed).
+    pub seed: Option<u64>,
+    /// How many requests `GET /_sandbox/requests` keeps (the earliest ones).
+    pub request_log_capacity: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            api_key: DEFAULT_API_KEY.to_owned(),
+            catalog: Catalog::default(),
+            faults: FaultConfig::default(),
+            seed: None,
+            request_log_capacity: 1_000_000,
+        }
+    }
+}
+
+/// Names of the things a workspace may refer to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// Datasources (`datasourceName`).
+    pub datasources: Vec<String>,
+    /// Datamarts (`datamartName`).
+    pub datamarts: Vec<String>,
+    /// LLMs (`llmName`, `aiCopilotLlms`).
+    pub llms: Vec<String>,
+    /// Themes (`themeName`).
+    pub themes: Vec<String>,
+}
+
+impl Catalog {
+    /// The default datasources.
+    pub const DATASOURCES: &[&str] = &[
+        "postgres-main",
+        "mysql-orders",
+        "snowflake-warehouse",
+        "bigquery-analytics",
+    ];
+    /// The default datamarts.
+    pub const DATAMARTS: &[&str] = &["sales-mart", "finance-mart", "marketing-mart"];
+    /// The default LLMs.
+    pub const LLMS: &[&str] = &["gpt-4o", "gpt-4o-mini", "claude-sonnet", "gemini-pro"];
+    /// The default themes.
+    pub const THEMES: &[&str] = &["default", "dark", "corporate"];
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        Catalog {
+            datasources: owned(Self::DATASOURCES),
+            datamarts: owned(Self::DATAMARTS),
+            llms: owned(Self::LLMS),
+            themes: owned(Self::THEMES),
+        }
+    }
+}
+
+/// Injected faults; the default injects none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Fixed delay before every answer.
+    pub latency: Duration,
+    /// Extra random delay, uniform in `0..jitter`.
+    pub jitter: Duration,
+    /// Share of requests answered 500 without any effect.
+    pub fail_rate: f64,
+    /// Share of requests whose write is applied and then answered 500.
+    pub fail_after_commit_rate: f64,
+    /// Share of requests whose connection is closed without an answer (half after the write).
+    pub drop_rate: f64,
+    /// Requests per second above which requests get 429 with `Retry-After`.
+    pub rate_limit: Option<f64>,
+}
+
+impl FaultConfig {
+    /// Checks that each rate is a probability and that together they are at most 1.
+    pub fn validate(&self) -> Result<(), String> {
+        let rates = [
+            ("--fail-rate", self.fail_rate),
+            ("--fail-after-commit-rate", self.fail_after_commit_rate),
+            ("--drop-rate", self.drop_rate),
+        ];
+        for (flag, rate) in rates {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{flag} must be between 0 and 1, got {rate}"));
+            }
+        }
+        let sum: f64 = rates.iter().map(|(_, r)| r).sum();
+        if sum > 1.0 + 1e-9 {
+            return Err(format!(
+                "--fail-rate, --fail-after-commit-rate and --drop-rate add up to {sum}; at most 1 is possible"
+            ));
+        }
+        if let Some(limit) = self.rate_limit
+            && !(limit > 0.0 && limit.is_finite())
+        {
+            return Err(format!("--rate-limit must be above 0, got {limit}"));
+        }
+        Ok(())
+    }
+}
+
+/// A running sandbox. Dropping it stops the server and closes its connections.
+pub struct Sandbox {
+    addr: SocketAddr,
+    api_key: String,
+    seed: u64,
+    state: Arc<server::Shared>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Sandbox {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The accepted key.
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// The seed in force (given or picked).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The counters, as `GET /_sandbox/stats` shows them.
+    pub fn stats(&self) -> Stats {
+        self.state.lock().stats()
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&self) {
+        self.shutdown_tx.send_replace(true);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts a sandbox on `127.0.0.1`, on a free port, in the current tokio runtime.
+pub async fn spawn(config: SandboxConfig) -> std::io::Result<Sandbox> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    serve(listener, config)
+}
+
+/// Starts a sandbox on an already bound listener, in the current tokio runtime.
+pub fn serve(listener: TcpListener, config: SandboxConfig) -> std::io::Result<Sandbox> {
+    config
+        .faults
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let addr = listener.local_addr()?;
+    let seed = config.seed.unwrap_or_else(rand::random);
+    let store = store::Store::new(
+        config.api_key.clone(),
+        &config.catalog,
+        config.faults,
+        seed,
+        config.request_log_capacity,
+    );
+    let state = Arc::new(server::Shared::new(Mutex::new(store)));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(server::accept_loop(listener, state.clone(), shutdown_rx));
+    Ok(Sandbox {
+        addr,
+        api_key: config.api_key,
+        seed,
+        state,
+        shutdown_tx,
+    })
+}

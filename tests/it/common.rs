@@ -1,0 +1,180 @@
+//! Shared helpers: an in-process sandbox on port 0 and a small HTTP client for it.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use dbprov::sandbox::{self, FaultConfig, Sandbox, SandboxConfig};
+use serde_json::Value;
+
+/// Starts a sandbox with these faults and a fixed seed.
+pub async fn sandbox_with(faults: FaultConfig) -> Sandbox {
+    sandbox::spawn(SandboxConfig {
+        faults,
+        seed: Some(1),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// Starts a sandbox without faults.
+pub async fn plain_sandbox() -> Sandbox {
+    sandbox_with(FaultConfig::default()).await
+}
+
+/// What came back for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// An HTTP answer: status, `Retry-After` if any, and the body parsed as JSON.
+    Http {
+        status: u16,
+        retry_after: Option<String>,
+        body: Value,
+    },
+    /// The connection closed without an answer.
+    Dropped,
+}
+
+impl Answer {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Answer::Http { status, .. } => Some(*status),
+            Answer::Dropped => None,
+        }
+    }
+
+    /// The envelope's error code, if any.
+    pub fn code(&self) -> Option<String> {
+        match self {
+            Answer::Http { body, .. } => body["error"]["code"].as_str().map(str::to_owned),
+            Answer::Dropped => None,
+        }
+    }
+
+    pub fn body(&self) -> &Value {
+        match self {
+            Answer::Http { body, .. } => body,
+            Answer::Dropped => panic!("no body: the connection was dropped"),
+        }
+    }
+}
+
+/// A raw client for the sandbox's API.
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl Api {
+    pub fn new(sandbox: &Sandbox) -> Api {
+        Api {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            base: sandbox.url(),
+            key: sandbox.api_key().to_owned(),
+        }
+    }
+
+    /// `POST /api/v2/workspace` with a JSON body and the right key.
+    pub async fn create(&self, body: &Value) -> Answer {
+        self.send(
+            reqwest::Method::POST,
+            Some(&self.key),
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    /// `PUT /api/v2/workspace` with a JSON body and the right key.
+    pub async fn update(&self, body: &Value) -> Answer {
+        self.send(
+            reqwest::Method::PUT,
+            Some(&self.key),
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    /// Any request to the workspace endpoint.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}/api/v2/workspace", self.base))
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        match request.send().await {
+            Ok(response) => answer(response).await,
+            Err(e) if e.is_timeout() => panic!("request timed out: {e}"),
+            Err(_) => Answer::Dropped,
+        }
+    }
+
+    /// `GET` a sandbox introspection path, parsed as JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.get("/_sandbox/stats").await
+    }
+
+    pub async fn workspace_names(&self) -> Vec<String> {
+        let list = self.get("/_sandbox/workspaces").await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    match response.bytes().await {
+        Ok(bytes) => Answer::Http {
+            status,
+            retry_after,
+            body: serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("body of a {status} is not JSON ({e}): {bytes:?}")),
+        },
+        Err(_) => Answer::Dropped,
+    }
+}
+
+/// A valid create body for `name`.
+pub fn workspace(name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "connectionType": "DATASOURCE",
+        "datasourceName": "postgres-main",
+    })
+}

@@ -1,0 +1,4 @@
+//! Integration tests: one binary, a module per area, real HTTP on loopback.
+
+mod common;
+mod sandbox;

@@ -1,0 +1,617 @@
+//! The sandbox over real HTTP: every documented status, code and envelope, each fault,
+//! uniqueness under concurrency, seeded reproducibility, and the command line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Answer, Api, plain_sandbox, sandbox_with, workspace};
+
+#[tokio::test]
+async fn create_answers_200_with_the_documented_envelope() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let answer = api.create(&workspace("Sales Analytics")).await;
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(
+        answer.body(),
+        &json!({"data": {"name": "Sales Analytics"}, "error": null})
+    );
+    assert_eq!(api.workspace_names().await, ["Sales Analytics"]);
+}
+
+#[tokio::test]
+async fn every_connection_type_with_its_required_field_is_accepted() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let bodies = [
+        json!({"name": "a", "connectionType": "DATASOURCE", "datasourceName": "mysql-orders"}),
+        json!({"name": "b", "connectionType": "DATAMART", "datamartName": "sales-mart"}),
+        json!({"name": "c", "connectionType": "MULTI_DATASOURCE"}),
+        json!({"name": "d", "connectionType": "MULTI_DATAMART"}),
+        json!({
+            "name": "e", "connectionType": "MULTI_DATAMART", "llmName": "gpt-4o",
+            "aiCopilotLlms": ["claude-sonnet", "gemini-pro"], "isEnableMetricSuggestions": true,
+            "isEnableMetricSummary": true, "summaryType": "custom",
+            "customSummaryPrompt": "Summarise weekly", "themeName": "dark"
+        }),
+    ];
+    for body in &bodies {
+        let answer = api.create(body).await;
+        assert_eq!(answer.status(), Some(200), "{body}: {answer:?}");
+    }
+    let stored = api.get("/_sandbox/workspaces").await;
+    assert_eq!(stored, Value::Array(bodies.to_vec()));
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_key_is_401_invalid_data_app_api_key() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let body = workspace("x").to_string().into_bytes();
+    for key in [None, Some("dbn_live_wrong"), Some("")] {
+        let answer = api
+            .send(Method::POST, key, Some("application/json"), body.clone())
+            .await;
+        assert_eq!(answer.status(), Some(401), "key {key:?}");
+        assert_eq!(
+            answer.body()["error"],
+            json!({
+                "code": "INVALID_DATA_APP_API_KEY",
+                "message": answer.body()["error"]["message"],
+                "status": 401
+            })
+        );
+        assert_eq!(answer.body()["data"], Value::Null);
+    }
+    // A Basic header with the right key is not a Bearer token either.
+    let answer = api
+        .client
+        .post(format!("{}/api/v2/workspace", api.base))
+        .basic_auth(&api.key, None::<&str>)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(api.workspace_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_or_incomplete_bodies_are_400_invalid_request_body() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let cases: &[(&str, Vec<u8>)] = &[
+        ("not JSON", b"name=a".to_vec()),
+        ("empty body", Vec::new()),
+        ("a JSON array", b"[]".to_vec()),
+        (
+            "missing name",
+            br#"{"connectionType":"MULTI_DATAMART"}"#.to_vec(),
+        ),
+        (
+            "blank name",
+            br#"{"name":"  ","connectionType":"MULTI_DATAMART"}"#.to_vec(),
+        ),
+        ("missing connectionType", br#"{"name":"a"}"#.to_vec()),
+        (
+            "unknown connectionType",
+            br#"{"name":"a","connectionType":"DATASORCE"}"#.to_vec(),
+        ),
+        (
+            "DATASOURCE without datasourceName",
+            br#"{"name":"a","connectionType":"DATASOURCE"}"#.to_vec(),
+        ),
+        (
+            "DATAMART without datamartName",
+            br#"{"name":"a","connectionType":"DATAMART","datasourceName":"postgres-main"}"#
+                .to_vec(),
+        ),
+        (
+            "metric summary without summaryType",
+            br#"{"name":"a","connectionType":"MULTI_DATAMART","isEnableMetricSummary":true}"#
+                .to_vec(),
+        ),
+        (
+            "custom summary without prompt",
+            br#"{"name":"a","connectionType":"MULTI_DATAMART","summaryType":"custom"}"#.to_vec(),
+        ),
+        (
+            "unknown summaryType",
+            br#"{"name":"a","connectionType":"MULTI_DATAMART","summaryType":"haiku"}"#.to_vec(),
+        ),
+        (
+            "wrong JSON type for name",
+            br#"{"name":42,"connectionType":"MULTI_DATAMART"}"#.to_vec(),
+        ),
+        (
+            "wrong JSON type for a boolean",
+            br#"{"name":"a","connectionType":"MULTI_DATAMART","isEnableMetricSuggestions":"yes"}"#
+                .to_vec(),
+        ),
+        (
+            "unknown field",
+            br#"{"name":"a","connectionType":"MULTI_DATAMART","colour":"red"}"#.to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"name\":\"\xff\xfe\",\"connectionType\":\"MULTI_DATAMART\"}".to_vec(),
+        ),
+    ];
+    for (what, body) in cases {
+        let answer = api
+            .send(
+                Method::POST,
+                Some(&api.key),
+                Some("application/json"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(answer.status(), Some(400), "{what}: {answer:?}");
+        assert_eq!(
+            answer.code().as_deref(),
+            Some("INVALID_REQUEST_BODY"),
+            "{what}"
+        );
+        assert_eq!(answer.body()["error"]["status"], 400, "{what}");
+        assert!(
+            !answer.body()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .is_empty(),
+            "{what}: a message says why"
+        );
+        assert_eq!(answer.body()["data"], Value::Null, "{what}");
+    }
+    assert!(api.workspace_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_content_type_is_400_and_an_oversized_body_413_both_enveloped() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let body = workspace("a").to_string().into_bytes();
+    let answer = api
+        .send(Method::POST, Some(&api.key), None, body.clone())
+        .await;
+    assert_eq!(answer.status(), Some(400));
+    assert_eq!(answer.code().as_deref(), Some("INVALID_REQUEST_BODY"));
+    let answer = api
+        .send(Method::POST, Some(&api.key), Some("text/plain"), body)
+        .await;
+    assert_eq!(answer.status(), Some(400));
+
+    let huge =
+        json!({"name": "a".repeat(sandbox::MAX_BODY_BYTES), "connectionType": "MULTI_DATAMART"});
+    let answer = api.create(&huge).await;
+    assert_eq!(answer.status(), Some(413));
+    assert_eq!(answer.code().as_deref(), Some("INVALID_REQUEST_BODY"));
+    assert_eq!(answer.body()["error"]["status"], 413);
+
+    // A charset parameter is still JSON.
+    let answer = api
+        .send(
+            Method::POST,
+            Some(&api.key),
+            Some("application/json; charset=utf-8"),
+            workspace("b").to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(api.workspace_names().await, ["b"]);
+}
+
+#[tokio::test]
+async fn unknown_references_get_their_own_codes() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let cases = [
+        (
+            json!({"name": "a", "connectionType": "DATASOURCE", "datasourceName": "oracle-old"}),
+            "INVALID_DATASOURCE_NAME",
+        ),
+        (
+            json!({"name": "a", "connectionType": "DATAMART", "datamartName": "hr-mart"}),
+            "INVALID_DATAMART_NAME",
+        ),
+        (
+            json!({"name": "a", "connectionType": "MULTI_DATASOURCE", "llmName": "gpt-2"}),
+            "INVALID_LLM_NAME",
+        ),
+        (
+            json!({"name": "a", "connectionType": "MULTI_DATASOURCE", "aiCopilotLlms": ["gpt-4o", "eliza"]}),
+            "INVALID_AI_COPILOT_LLMS",
+        ),
+        (
+            json!({"name": "a", "connectionType": "MULTI_DATASOURCE", "themeName": "neon"}),
+            "INVALID_THEME_NAME",
+        ),
+    ];
+    for (body, code) in cases {
+        let answer = api.create(&body).await;
+        assert_eq!(answer.status(), Some(400), "{body}");
+        assert_eq!(answer.code().as_deref(), Some(code), "{body}");
+    }
+    assert!(api.workspace_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_catalog_can_be_replaced() {
+    let sandbox = sandbox::spawn(SandboxConfig {
+        catalog: Catalog {
+            datasources: vec!["clickhouse-eu".into()],
+            ..Catalog::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sandbox);
+    let ours =
+        json!({"name": "a", "connectionType": "DATASOURCE", "datasourceName": "clickhouse-eu"});
+    assert_eq!(api.create(&ours).await.status(), Some(200));
+    let answer = api.create(&workspace("b")).await;
+    assert_eq!(answer.code().as_deref(), Some("INVALID_DATASOURCE_NAME"));
+}
+
+#[tokio::test]
+async fn a_taken_name_is_workspace_name_already_exists_and_names_are_case_sensitive() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    assert_eq!(api.create(&workspace("Acme")).await.status(), Some(200));
+    let again = api.create(&workspace("Acme")).await;
+    assert_eq!(again.status(), Some(400));
+    assert_eq!(
+        again.code().as_deref(),
+        Some("WORKSPACE_NAME_ALREADY_EXISTS")
+    );
+    assert_eq!(api.create(&workspace("acme")).await.status(), Some(200));
+    assert_eq!(api.workspace_names().await, ["Acme", "acme"]);
+}
+
+#[tokio::test]
+async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_404() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    assert_eq!(api.create(&workspace("Acme")).await.status(), Some(200));
+    let changed =
+        json!({"name": "Acme", "connectionType": "DATAMART", "datamartName": "finance-mart"});
+    let answer = api.update(&changed).await;
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(
+        answer.body(),
+        &json!({"data": {"name": "Acme"}, "error": null})
+    );
+    assert_eq!(api.get("/_sandbox/workspaces").await, json!([changed]));
+
+    let unknown = api.update(&workspace("Globex")).await;
+    assert_eq!(unknown.status(), Some(404));
+    assert_eq!(unknown.code().as_deref(), Some("WORKSPACE_NOT_FOUND"));
+    // PUT validates like POST.
+    let bad = json!({"name": "Acme", "connectionType": "DATAMART", "datamartName": "nope"});
+    assert_eq!(
+        api.update(&bad).await.code().as_deref(),
+        Some("INVALID_DATAMART_NAME")
+    );
+    assert_eq!(api.workspace_names().await, ["Acme"]);
+}
+
+#[tokio::test]
+async fn stats_count_requests_by_status() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    api.create(&workspace("a")).await;
+    api.create(&workspace("a")).await;
+    api.create(&workspace("b")).await;
+    api.send(Method::POST, None, None, Vec::new()).await;
+    let stats = api.stats().await;
+    assert_eq!(
+        stats,
+        json!({
+            "requests_total": 4,
+            "by_status": {"200": 2, "400": 1, "401": 1},
+            "workspaces": 2,
+            "faults_injected": {
+                "fail": 0, "fail_after_commit": 0, "drop_before_commit": 0,
+                "drop_after_commit": 0, "rate_limited": 0
+            }
+        })
+    );
+    let log = api.get("/_sandbox/requests").await;
+    let statuses: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(200), json!(400), json!(200), json!(401)]);
+}
+
+#[tokio::test]
+async fn fail_rate_answers_500_without_creating() {
+    let sandbox = sandbox_with(FaultConfig {
+        fail_rate: 1.0,
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    for i in 0..5 {
+        let answer = api.create(&workspace(&format!("w{i}"))).await;
+        assert_eq!(answer.status(), Some(500));
+        assert_eq!(answer.code().as_deref(), Some("INTERNAL_SERVER_ERROR"));
+    }
+    assert!(api.workspace_names().await.is_empty());
+    assert_eq!(api.stats().await["faults_injected"]["fail"], 5);
+}
+
+#[tokio::test]
+async fn fail_after_commit_really_leaves_the_workspace_behind() {
+    let sandbox = sandbox_with(FaultConfig {
+        fail_after_commit_rate: 1.0,
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let first = api.create(&workspace("Acme")).await;
+    assert_eq!(first.status(), Some(500));
+    assert_eq!(first.code().as_deref(), Some("INTERNAL_SERVER_ERROR"));
+    assert_eq!(api.workspace_names().await, ["Acme"]);
+    // A retry meets the workspace the failed attempt created.
+    let retry = api.create(&workspace("Acme")).await;
+    assert_eq!(
+        retry.code().as_deref(),
+        Some("WORKSPACE_NAME_ALREADY_EXISTS")
+    );
+    assert_eq!(api.stats().await["faults_injected"]["fail_after_commit"], 1);
+}
+
+#[tokio::test]
+async fn drop_rate_closes_connections_without_an_answer_half_of_them_after_creating() {
+    let sandbox = sandbox_with(FaultConfig {
+        drop_rate: 1.0,
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let names: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    for name in &names {
+        assert_eq!(
+            api.create(&workspace(name)).await,
+            Answer::Dropped,
+            "{name}"
+        );
+    }
+    let stats = api.stats().await;
+    let faults = &stats["faults_injected"];
+    let after = faults["drop_after_commit"].as_u64().unwrap();
+    let before = faults["drop_before_commit"].as_u64().unwrap();
+    assert_eq!(before + after, 40);
+    assert!(
+        after > 0 && before > 0,
+        "both kinds of drop happen: {faults}"
+    );
+    assert_eq!(stats["by_status"], json!({}), "nothing was answered");
+    // Exactly the after-commit drops left a workspace, and the log says which.
+    let created = api.workspace_names().await;
+    assert_eq!(created.len() as u64, after);
+    let log = api.get("/_sandbox/requests").await;
+    let mut dropped_after: Vec<String> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["fault"] == "drop_after_commit")
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    dropped_after.sort();
+    let mut created_sorted = created.clone();
+    created_sorted.sort();
+    assert_eq!(dropped_after, created_sorted);
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let sandbox = sandbox_with(FaultConfig {
+        rate_limit: Some(5.0),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let answers = futures_join(&api, 30).await;
+    let ok = answers.iter().filter(|a| a.status() == Some(200)).count();
+    let limited: Vec<_> = answers.iter().filter(|a| a.status() == Some(429)).collect();
+    // 30 requests in well under a second or two: at most 5 per whole second pass.
+    assert!((1..=10).contains(&ok), "{ok} passed");
+    assert_eq!(ok + limited.len(), 30);
+    for answer in &limited {
+        let Answer::Http {
+            retry_after, body, ..
+        } = answer
+        else {
+            unreachable!()
+        };
+        let seconds: u64 = retry_after
+            .as_deref()
+            .expect("Retry-After is set")
+            .parse()
+            .unwrap();
+        assert!(seconds >= 1);
+        assert_eq!(body["error"]["status"], 429);
+    }
+    let stats = api.stats().await;
+    assert_eq!(
+        stats["faults_injected"]["rate_limited"],
+        limited.len() as u64
+    );
+    assert_eq!(stats["workspaces"], ok as u64);
+}
+
+async fn futures_join(api: &Api, n: usize) -> Vec<Answer> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let api = api.clone();
+        tasks.spawn(async move { api.create(&workspace(&format!("w{i}"))).await });
+    }
+    tasks.join_all().await
+}
+
+#[tokio::test]
+async fn latency_delays_every_answer_by_at_least_its_value() {
+    let sandbox = sandbox_with(FaultConfig {
+        latency: Duration::from_millis(150),
+        jitter: Duration::from_millis(50),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    for i in 0..3 {
+        let started = Instant::now();
+        let answer = api.create(&workspace(&format!("w{i}"))).await;
+        assert_eq!(answer.status(), Some(200));
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_64_concurrent_creates_of_one_name_exactly_one_succeeds() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    for _ in 0..64 {
+        let (api, start) = (api.clone(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await;
+            api.create(&workspace("Contested")).await
+        });
+    }
+    let answers = tasks.join_all().await;
+    let ok = answers.iter().filter(|a| a.status() == Some(200)).count();
+    let taken = answers
+        .iter()
+        .filter(|a| a.code().as_deref() == Some("WORKSPACE_NAME_ALREADY_EXISTS"))
+        .count();
+    assert_eq!((ok, taken), (1, 63));
+    assert_eq!(api.workspace_names().await, ["Contested"]);
+}
+
+/// Sends `n` sequential creates and returns what each got, dropped ones included.
+async fn fault_sequence(seed: u64, n: usize) -> (Vec<Option<u16>>, Value) {
+    let sandbox = sandbox::spawn(SandboxConfig {
+        seed: Some(seed),
+        faults: FaultConfig {
+            fail_rate: 0.2,
+            fail_after_commit_rate: 0.2,
+            drop_rate: 0.2,
+            ..FaultConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sandbox);
+    let mut seen = Vec::new();
+    for i in 0..n {
+        seen.push(api.create(&workspace(&format!("w{i}"))).await.status());
+    }
+    (seen, api.get("/_sandbox/workspaces").await)
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_fault_sequence() {
+    let (first, first_workspaces) = fault_sequence(42, 60).await;
+    let (second, second_workspaces) = fault_sequence(42, 60).await;
+    assert_eq!(first, second);
+    assert_eq!(first_workspaces, second_workspaces);
+    for status in [None, Some(200), Some(500)] {
+        assert!(first.contains(&status), "{status:?} occurs in {first:?}");
+    }
+    let (other, _) = fault_sequence(43, 60).await;
+    assert_ne!(first, other);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_with_the_envelope() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let answer = api
+        .send(Method::DELETE, Some(&api.key), None, Vec::new())
+        .await;
+    assert_eq!(answer.status(), Some(405));
+    assert_eq!(answer.code().as_deref(), Some("METHOD_NOT_ALLOWED"));
+    let response = api
+        .client
+        .get(format!("{}/api/v1/nothing", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
+}
+
+#[test]
+fn impossible_fault_rates_are_refused() {
+    let faults = FaultConfig {
+        fail_rate: 0.7,
+        drop_rate: 0.7,
+        ..FaultConfig::default()
+    };
+    assert!(faults.validate().unwrap_err().contains("add up to"));
+}
+
+/// The command line: `dbprov sandbox --listen 127.0.0.1:0` prints the URL, then the key.
+#[tokio::test]
+async fn the_command_prints_its_url_and_key_and_serves() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "dbn_test_cli",
+            "--seed",
+            "5",
+        ])
+        .args(["--datasources", "pg-one,pg-two"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap();
+    let key = lines.next().unwrap().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_ne!(url, "http://127.0.0.1:0");
+    assert_eq!(key, "dbn_test_cli");
+
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: url,
+        key,
+    };
+    let body = json!({"name": "a", "connectionType": "DATASOURCE", "datasourceName": "pg-two"});
+    let answer = api.create(&body).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answer.status(), Some(200), "{answer:?}");
+}
+
+#[test]
+fn the_command_refuses_bad_fault_flags_with_exit_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--fail-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--fail-rate must be between 0 and 1"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
