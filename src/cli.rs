@@ -20,6 +20,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Provision a workspace for every row of a tenant CSV and record each outcome.
+    Run(RunArgs),
     /// Serve a local DataBrain-compatible workspace API, with optional fault injection.
     Sandbox(SandboxArgs),
 }
@@ -67,4 +69,96 @@ pub struct SandboxArgs {
     /// Themes that exist, comma-separated (replaces the default set).
     #[arg(long, value_delimiter = ',')]
     pub themes: Option<Vec<String>>,
+}
+
+/// `dbprov run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The tenant CSV (a header row, one workspace per data row); `-` reads stdin.
+    pub input: String,
+    /// Results file; `-` writes stdout. Default: `<input stem>.results.csv` beside the input.
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Start a local sandbox in-process and run against it (no key needed): a demo or a
+    /// rehearsal of a real CSV.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Validate and write every row as `planned`; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How requests are sent.
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+/// Options of `run` and `retry` that shape the requests.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// API root: the cloud or a self-hosted install.
+    #[arg(
+        long,
+        env = "DATABRAIN_BASE_URL",
+        default_value = "https://api.usedatabrain.com"
+    )]
+    pub base_url: String,
+    /// File holding the service token (else the DATABRAIN_API_KEY environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Sustained request rate, every attempt included: 10/s, 600/m, 2.5/s, or `unlimited`.
+    #[arg(long, default_value = "10/s")]
+    pub rate: RateLimit,
+    /// Requests that may go out back to back.
+    #[arg(long, default_value_t = 1)]
+    pub burst: u32,
+    /// Attempts per row for retryable failures (500, 502, 503, 504, 408, 429, timeouts,
+    /// connection errors).
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// First backoff ceiling; doubles each attempt (full jitter).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+    pub backoff_base: Duration,
+    /// Largest backoff ceiling.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub backoff_max: Duration,
+    /// Limit per attempt.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// What a taken name means: success (`exists`), failure, or PUT the row's settings
+    /// (`updated`).
+    #[arg(long, value_enum, default_value_t = OnExists::Skip)]
+    pub on_exists: OnExists,
+}
+
+/// `--rate`: a rate, or none at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateLimit {
+    /// At most this rate.
+    Limited(Rate),
+    /// As fast as `--concurrency` allows.
+    Unlimited,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RateLimit, String> {
+        match text.trim() {
+            "unlimited" | "none" => Ok(RateLimit::Unlimited),
+            _ => text.parse().map(RateLimit::Limited),
+        }
+    }
+}
+
+/// `--on-exists`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnExists {
+    /// A taken name is a success: status `exists`.
+    Skip,
+    /// A taken name is a failure: status `failed`, code `WORKSPACE_NAME_ALREADY_EXISTS`.
+    Fail,
+    /// Send the row again as `PUT`: status `updated`.
+    Update,
 }

@@ -4,6 +4,12 @@
 //! types of `workspace`.
 
 pub mod cli;
+pub mod client;
+pub mod input;
+pub mod job;
+pub mod report;
+pub mod results;
+pub mod retry;
 pub mod sandbox;
 pub mod settings;
 pub mod workspace;

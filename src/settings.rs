@@ -63,3 +63,110 @@ mod tests {
         assert!("10/d".parse::<Rate>().unwrap_err().contains("/d"));
     }
 }
+
+/// The service token. It has no `Display`, and its `Debug` hides it, so it cannot reach a
+/// log line or an error message by accident; only [`ApiKey::expose`] reads it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a token, trimmed of surrounding white space (a key file's newline).
+    pub fn new(token: &str) -> ApiKey {
+        ApiKey(token.trim().to_owned())
+    }
+
+    /// The token itself, for the Authorization header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Where the results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A file.
+    File(std::path::PathBuf),
+    /// Standard output (`-o -`).
+    Stdout,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::File(path) => write!(f, "{}", path.display()),
+            Output::Stdout => f.write_str("-"),
+        }
+    }
+}
+
+/// Where the input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A file.
+    File(std::path::PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::File(path) => write!(f, "{}", path.display()),
+            Input::Stdin => f.write_str("stdin"),
+        }
+    }
+}
+
+impl Input {
+    /// `-` is stdin; anything else a path.
+    pub fn from_arg(arg: &str) -> Input {
+        match arg {
+            "-" => Input::Stdin,
+            path => Input::File(path.into()),
+        }
+    }
+
+    /// `-o` when given, else `<input stem>.results.csv` beside the input.
+    pub fn results_path(&self, output: Option<&str>) -> Result<Output, String> {
+        match (output, self) {
+            (Some("-"), _) => Ok(Output::Stdout),
+            (Some(path), _) => Ok(Output::File(path.into())),
+            (None, Input::Stdin) => {
+                Err("reading stdin, dbprov cannot name the results file: give -o PATH (or -o - for stdout)".into())
+            }
+            (None, Input::File(path)) => {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                Ok(Output::File(path.with_file_name(format!("{stem}.results.csv"))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn the_key_never_shows_in_debug() {
+        let key = ApiKey::new("dbn_live_secret\n");
+        assert_eq!(key.expose(), "dbn_live_secret");
+        assert!(!format!("{key:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_results_path_defaults_beside_the_input() {
+        let input = Input::from_arg("data/tenants.csv");
+        assert_eq!(
+            input.results_path(None).unwrap(),
+            Output::File("data/tenants.results.csv".into())
+        );
+        assert_eq!(input.results_path(Some("-")).unwrap(), Output::Stdout);
+        assert!(Input::Stdin.results_path(None).unwrap_err().contains("-o"));
+    }
+}

@@ -140,11 +140,13 @@ async fn write(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let at = state.started.elapsed();
+    let request = parse(&headers, body);
     let admitted = {
         let mut store = state.lock();
         let admitted = store.admit(at);
         if admitted.is_err() {
-            store.record_rate_limited(at, method);
+            let name = request.as_ref().ok().map(|r| r.name.clone());
+            store.record_rate_limited(at, method, name);
         }
         admitted
     };
@@ -162,7 +164,6 @@ async fn write(
             return response;
         }
     };
-    let request = parse(&headers, body);
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }

@@ -206,9 +206,9 @@ impl Store {
     }
 
     /// Records a request refused by the rate limit.
-    pub fn record_rate_limited(&mut self, at: Duration, method: WriteMethod) {
+    pub fn record_rate_limited(&mut self, at: Duration, method: WriteMethod, name: Option<String>) {
         self.stats.faults_injected.rate_limited += 1;
-        self.record(at, method, None, Some(429), Some(Fault::RateLimited));
+        self.record(at, method, name, Some(429), Some(Fault::RateLimited));
     }
 
     /// Handles an admitted write: authentication, the planned fault, validation, commit.

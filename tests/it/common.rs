@@ -178,3 +178,119 @@ pub fn workspace(name: &str) -> Value {
         "datasourceName": "postgres-main",
     })
 }
+
+/// One results row, by column name.
+pub type ResultRow = std::collections::BTreeMap<String, String>;
+
+/// What a finished `dbprov` process left.
+#[derive(Debug)]
+pub struct Finished {
+    pub exit: i32,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+/// A temporary folder with the files of one job.
+pub struct JobDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl JobDir {
+    pub fn new() -> JobDir {
+        JobDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file and returns its path as a string.
+    pub fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Writes the key file for `sandbox` and returns its path.
+    pub fn key_file(&self, sandbox: &Sandbox) -> String {
+        self.write("key", &format!("{}\n", sandbox.api_key()))
+    }
+
+    /// The results file, parsed, with its header.
+    pub fn results(&self, name: &str) -> (Vec<String>, Vec<ResultRow>) {
+        let mut reader = csv::Reader::from_path(self.path(name)).unwrap();
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let rows = reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_owned))
+                    .collect()
+            })
+            .collect();
+        (header, rows)
+    }
+}
+
+/// Runs the `dbprov` binary to its end, without blocking the runtime the sandbox lives on.
+pub async fn dbprov(args: &[&str]) -> Finished {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args(args)
+        .env_remove("DATABRAIN_API_KEY")
+        .env_remove("DATABRAIN_BASE_URL")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    Finished {
+        exit: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    }
+}
+
+/// A tenant CSV of `n` valid rows over the four connection types, names `prefix-0001`...
+pub fn tenants(prefix: &str, n: usize) -> String {
+    let mut csv = String::from("name,connectionType,datasourceName,datamartName\n");
+    for i in 1..=n {
+        let row = match i % 4 {
+            0 => format!("{prefix}-{i:04},DATASOURCE,postgres-main,\n"),
+            1 => format!("{prefix}-{i:04},DATAMART,,sales-mart\n"),
+            2 => format!("{prefix}-{i:04},MULTI_DATASOURCE,,\n"),
+            _ => format!("{prefix}-{i:04},MULTI_DATAMART,,\n"),
+        };
+        csv.push_str(&row);
+    }
+    csv
+}
+
+/// Asserts the invariant of every job: one results row per input row, `_row` 1..=n once each.
+pub fn assert_one_row_per_input_row(rows: &[ResultRow], n: usize) {
+    let mut numbers: Vec<usize> = rows.iter().map(|r| r["_row"].parse().unwrap()).collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (1..=n).collect::<Vec<_>>(),
+        "one results row per input row"
+    );
+}
+
+/// Each workspace name in the sandbox, with how many times it occurs.
+pub async fn workspace_counts(api: &Api) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for name in api.workspace_names().await {
+        *counts.entry(name).or_default() += 1;
+    }
+    counts
+}

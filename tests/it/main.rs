@@ -1,4 +1,5 @@
 //! Integration tests: one binary, a module per area, real HTTP on loopback.
 
 mod common;
+mod job;
 mod sandbox;

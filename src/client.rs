@@ -1,0 +1,218 @@
+//! One HTTP attempt → a classified outcome. No retries here: that is `retry` and `job`.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+
+use crate::settings::ApiKey;
+use crate::workspace::{Envelope, WORKSPACE_PATH};
+
+/// `POST` creates, `PUT` updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// Create.
+    Post,
+    /// Update (`--on-exists update`).
+    Put,
+}
+
+/// An attempt that got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// No answer within `--timeout`: the request may or may not have been applied.
+    Timeout,
+    /// No connection could be made: the request was not sent.
+    ConnectFailed(String),
+    /// The connection broke after the request went out: it may have been applied.
+    Lost(String),
+}
+
+/// An HTTP answer, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The envelope's error code, or `HTTP_<status>` when an error body has none.
+    /// `None` on success.
+    pub code: Option<String>,
+    /// The envelope's message, or the start of a non-JSON body.
+    pub message: String,
+    /// The server's `Retry-After`, if any.
+    pub retry_after: Option<Duration>,
+}
+
+/// Sends workspace requests to one API root with one key.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL is not an http(s) URL.
+    #[error("--base-url '{0}' is not an http:// or https:// URL")]
+    BadBaseUrl(String),
+    /// The key cannot go into a header.
+    #[error("the API key contains characters that cannot be sent in a header")]
+    BadKey,
+    /// reqwest refused the configuration.
+    #[error("cannot set up the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+impl Client {
+    /// A client for `base_url` (`https://api.usedatabrain.com`, or a self-hosted root).
+    pub fn new(
+        base_url: &str,
+        key: &ApiKey,
+        timeout: Duration,
+        concurrency: usize,
+    ) -> Result<Client, ClientError> {
+        let base = reqwest::Url::parse(base_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| ClientError::BadBaseUrl(base_url.to_owned()))?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .map_err(|_| ClientError::BadKey)?;
+        // Marked sensitive, the header is redacted from reqwest's and hyper's own logs.
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("dbprov/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .pool_max_idle_per_host(concurrency)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Client {
+            http,
+            url: format!("{}{WORKSPACE_PATH}", base.as_str().trim_end_matches('/')),
+        })
+    }
+
+    /// Sends one request with a JSON body and classifies what came back.
+    pub async fn send(&self, verb: Verb, body: bytes::Bytes) -> Result<Answer, NoAnswer> {
+        let request = match verb {
+            Verb::Post => self.http.post(&self.url),
+            Verb::Put => self.http.put(&self.url),
+        };
+        let response = match request.body(body).send().await {
+            Ok(response) => response,
+            Err(e) => return Err(no_answer(e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => return Err(no_answer(e)),
+        };
+        Ok(classify(status, &body, retry_after))
+    }
+}
+
+fn no_answer(error: reqwest::Error) -> NoAnswer {
+    if error.is_timeout() {
+        NoAnswer::Timeout
+    } else if error.is_connect() {
+        NoAnswer::ConnectFailed(error_chain(&error))
+    } else {
+        NoAnswer::Lost(error_chain(&error))
+    }
+}
+
+/// `error: cause: cause`, so "connection closed before message completed" is not hidden
+/// behind "error sending request".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads an answer's body: the envelope's code and message when there is one, else
+/// `HTTP_<status>` and the body's start (an HTML page from a proxy, say).
+pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answer {
+    let success = (200..300).contains(&status);
+    let envelope = serde_json::from_slice::<Envelope>(body).ok();
+    let (code, message) = match envelope.and_then(|e| e.error) {
+        Some(error) if !success => (Some(error.code), error.message),
+        _ if success => (None, String::new()),
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let excerpt: String = excerpt.chars().take(200).collect();
+            (Some(format!("HTTP_{status}")), excerpt)
+        }
+    };
+    Answer {
+        status,
+        code,
+        message,
+        retry_after,
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_gives_code_and_message() {
+        let body = br#"{"data":null,"error":{"code":"INVALID_THEME_NAME","message":"no such theme","status":400}}"#;
+        let answer = classify(400, body, None);
+        assert_eq!(answer.code.as_deref(), Some("INVALID_THEME_NAME"));
+        assert_eq!(answer.message, "no such theme");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_classified_by_status() {
+        let answer = classify(502, b"<html>\n<h1>502 Bad   Gateway</h1></html>", None);
+        assert_eq!(answer.code.as_deref(), Some("HTTP_502"));
+        assert_eq!(answer.message, "<html> <h1>502 Bad Gateway</h1></html>");
+        assert_eq!(classify(503, b"", None).code.as_deref(), Some("HTTP_503"));
+    }
+
+    #[test]
+    fn success_needs_no_body() {
+        assert_eq!(classify(200, b"", None).code, None);
+        assert_eq!(
+            classify(200, br#"{"data":{"name":"a"},"error":null}"#, None).code,
+            None
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let wait = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

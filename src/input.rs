@@ -1,0 +1,621 @@
+//! CSV → rows: header mapping, per-row validation and duplicate detection, one row at a
+//! time. Nothing here holds more than one row; the only state that grows is a set of
+//! 64-bit name hashes (duplicate detection).
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::io::Read;
+
+use csv::ByteRecord;
+
+use crate::results::RESULT_COLUMNS;
+use crate::settings::Input;
+use crate::workspace::{ConnectionType, SummaryType, WorkspaceRequest};
+
+/// Why the input cannot be read at all. Each of these stops the job before any request.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file cannot be opened.
+    #[error("cannot open {input}: {source}")]
+    Unreadable {
+        /// The input, as given.
+        input: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No header row.
+    #[error(
+        "{input} is empty: it needs a header row (name,connectionType,datasourceName,...) and one row per workspace"
+    )]
+    Empty {
+        /// The input, as given.
+        input: String,
+    },
+    /// The header has no column that means `name`.
+    #[error(
+        "{input} has no 'name' column; its first line is '{first_line}'. dbprov needs a header row naming the columns, e.g. name,connectionType,datasourceName"
+    )]
+    NoNameColumn {
+        /// The input, as given.
+        input: String,
+        /// The header as read.
+        first_line: String,
+    },
+    /// Two columns map to the same request field.
+    #[error("{input}: columns '{first}' and '{second}' both mean {field}; keep one of them")]
+    DuplicateColumn {
+        /// The input, as given.
+        input: String,
+        /// The earlier column.
+        first: String,
+        /// The later column.
+        second: String,
+        /// The request field.
+        field: &'static str,
+    },
+    /// Reading failed midway (a disk error, not a malformed row).
+    #[error("cannot read {input} after line {line}: {source}")]
+    Read {
+        /// The input, as given.
+        input: String,
+        /// The last line read.
+        line: u64,
+        /// Why.
+        source: csv::Error,
+    },
+}
+
+/// A request field a column can map to. The wire names live in [`WorkspaceRequest`]; these
+/// are only used to match header names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Name,
+    ConnectionType,
+    DatasourceName,
+    DatamartName,
+    LlmName,
+    AiCopilotLlms,
+    IsEnableMetricSuggestions,
+    IsEnableMetricSummary,
+    SummaryType,
+    CustomSummaryPrompt,
+    ThemeName,
+}
+
+impl Field {
+    const ALL: [Field; 11] = [
+        Field::Name,
+        Field::ConnectionType,
+        Field::DatasourceName,
+        Field::DatamartName,
+        Field::LlmName,
+        Field::AiCopilotLlms,
+        Field::IsEnableMetricSuggestions,
+        Field::IsEnableMetricSummary,
+        Field::SummaryType,
+        Field::CustomSummaryPrompt,
+        Field::ThemeName,
+    ];
+
+    /// The request's JSON key; also the column name, before normalisation.
+    fn key(self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::ConnectionType => "connectionType",
+            Field::DatasourceName => "datasourceName",
+            Field::DatamartName => "datamartName",
+            Field::LlmName => "llmName",
+            Field::AiCopilotLlms => "aiCopilotLlms",
+            Field::IsEnableMetricSuggestions => "isEnableMetricSuggestions",
+            Field::IsEnableMetricSummary => "isEnableMetricSummary",
+            Field::SummaryType => "summaryType",
+            Field::CustomSummaryPrompt => "customSummaryPrompt",
+            Field::ThemeName => "themeName",
+        }
+    }
+
+    /// The field a header name means: case, `_`, `-` and spaces do not matter.
+    fn from_header(header: &str) -> Option<Field> {
+        let wanted = normalise(header);
+        Field::ALL
+            .into_iter()
+            .find(|f| normalise(f.key()) == wanted)
+    }
+}
+
+fn normalise(header: &str) -> String {
+    header
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The input's columns: which ones are request fields, and which are carried to the results.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Index in the input record of each [`Field`], in `Field::ALL` order.
+    fields: [Option<usize>; Field::ALL.len()],
+    /// Indices of the columns carried to the results: all but earlier result columns.
+    carried: Vec<usize>,
+    /// The carried columns' names, verbatim.
+    carried_names: ByteRecord,
+    /// Number of columns in the header.
+    width: usize,
+    /// Carried columns that are not request fields (never sent).
+    pub ignored: Vec<String>,
+}
+
+impl Header {
+    /// The names of the columns carried to the results, verbatim and in input order.
+    pub fn carried_names(&self) -> &ByteRecord {
+        &self.carried_names
+    }
+
+    fn index(&self, field: Field) -> Option<usize> {
+        self.fields[Field::ALL.iter().position(|f| *f == field).unwrap_or(0)]
+    }
+}
+
+/// Why one row will not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// A local code of `DESIGN.md`: `MISSING_NAME`, `MALFORMED_ROW`, ...
+    pub code: &'static str,
+    /// What is wrong, naming the column and value.
+    pub message: String,
+}
+
+impl RowError {
+    fn new(code: &'static str, message: impl Into<String>) -> RowError {
+        RowError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One data row of the input.
+#[derive(Debug, Clone)]
+pub struct InputRow {
+    /// 1-based number among the data rows (the header is not counted).
+    pub row: u64,
+    /// Line in the file where the record starts.
+    pub line: u64,
+    /// The name cell, trimmed, when the row has one (for logs).
+    pub name: Option<String>,
+    /// The carried cells, verbatim, one per carried column.
+    pub cells: ByteRecord,
+    /// The request to send, or why there is none.
+    pub request: Result<WorkspaceRequest, RowError>,
+}
+
+/// Reads an input CSV one row at a time.
+pub struct InputReader {
+    csv: csv::Reader<Box<dyn Read + Send>>,
+    header: Header,
+    source: String,
+    record: ByteRecord,
+    rows: u64,
+    names_seen: HashSet<u64>,
+    hasher: RandomState,
+}
+
+impl InputReader {
+    /// Opens the input and reads its header.
+    pub fn open(input: &Input) -> Result<InputReader, InputError> {
+        let source = input.to_string();
+        let reader: Box<dyn Read + Send> = match input {
+            Input::Stdin => Box::new(std::io::stdin()),
+            Input::File(path) => {
+                Box::new(
+                    std::fs::File::open(path).map_err(|e| InputError::Unreadable {
+                        input: source.clone(),
+                        source: e,
+                    })?,
+                )
+            }
+        };
+        Self::from_reader(reader, source)
+    }
+
+    /// Reads CSV from any reader; `source` names it in messages.
+    pub fn from_reader(
+        reader: Box<dyn Read + Send>,
+        source: String,
+    ) -> Result<InputReader, InputError> {
+        let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        let raw = csv.byte_headers().map_err(|e| match e.kind() {
+            csv::ErrorKind::Io(_) => InputError::Read {
+                input: source.clone(),
+                line: 0,
+                source: e,
+            },
+            _ => InputError::Empty {
+                input: source.clone(),
+            },
+        })?;
+        let header = parse_header(raw, &source)?;
+        Ok(InputReader {
+            csv,
+            header,
+            source,
+            record: ByteRecord::new(),
+            rows: 0,
+            names_seen: HashSet::new(),
+            hasher: RandomState::new(),
+        })
+    }
+
+    /// The input's columns.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next data row, or `None` at the end. Only I/O errors are errors: a malformed
+    /// record is a row with `MALFORMED_ROW`.
+    pub fn next_row(&mut self) -> Result<Option<InputRow>, InputError> {
+        match self.csv.read_byte_record(&mut self.record) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) => {
+                return Err(InputError::Read {
+                    input: self.source.clone(),
+                    line: self.csv.position().line(),
+                    source: e,
+                });
+            }
+        }
+        self.rows += 1;
+        let line = self.record.position().map_or(0, |p| p.line());
+        let header = &self.header;
+        let record = &self.record;
+        // Verbatim, except that bytes which are not UTF-8 become U+FFFD: the results file
+        // stays readable text, and the row says which column was broken.
+        let mut cells = ByteRecord::with_capacity(record.as_slice().len(), header.carried.len());
+        for &i in &header.carried {
+            let cell = record.get(i).unwrap_or_default();
+            cells.push_field(String::from_utf8_lossy(cell).as_bytes());
+        }
+        let (name, request) = parse_row(header, record, line);
+        let request = match (&name, request) {
+            (Some(name), request) if !self.names_seen.insert(self.hasher.hash_one(name)) => request
+                .and(Err(RowError::new(
+                    "DUPLICATE_IN_INPUT",
+                    format!("line {line}: name '{name}' already appeared earlier in the input"),
+                ))),
+            (_, request) => request,
+        };
+        Ok(Some(InputRow {
+            row: self.rows,
+            line,
+            name,
+            cells,
+            request,
+        }))
+    }
+}
+
+fn parse_header(raw: &ByteRecord, source: &str) -> Result<Header, InputError> {
+    let names: Vec<String> = raw
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+        .collect();
+    if names.iter().all(String::is_empty) {
+        return Err(InputError::Empty {
+            input: source.to_owned(),
+        });
+    }
+    let mut fields: [Option<usize>; Field::ALL.len()] = [None; Field::ALL.len()];
+    let mut carried = Vec::new();
+    let mut carried_names = ByteRecord::new();
+    let mut ignored = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if RESULT_COLUMNS.contains(&name.as_str()) {
+            continue;
+        }
+        carried.push(i);
+        carried_names.push_field(&raw[i]);
+        match Field::from_header(name) {
+            Some(field) => {
+                let slot = &mut fields[Field::ALL.iter().position(|f| *f == field).unwrap_or(0)];
+                if let Some(first) = *slot {
+                    return Err(InputError::DuplicateColumn {
+                        input: source.to_owned(),
+                        first: names[first].clone(),
+                        second: name.clone(),
+                        field: field.key(),
+                    });
+                }
+                *slot = Some(i);
+            }
+            None => ignored.push(name.clone()),
+        }
+    }
+    let header = Header {
+        fields,
+        carried,
+        carried_names,
+        width: names.len(),
+        ignored,
+    };
+    if header.index(Field::Name).is_none() {
+        return Err(InputError::NoNameColumn {
+            input: source.to_owned(),
+            first_line: names.join(","),
+        });
+    }
+    Ok(header)
+}
+
+/// Validates one record into a request; also returns its trimmed name, if any.
+fn parse_row(
+    header: &Header,
+    record: &ByteRecord,
+    line: u64,
+) -> (Option<String>, Result<WorkspaceRequest, RowError>) {
+    if record.len() != header.width {
+        let error = RowError::new(
+            "MALFORMED_ROW",
+            format!(
+                "line {line}: has {} fields, the header has {}",
+                record.len(),
+                header.width
+            ),
+        );
+        return (None, Err(error));
+    }
+    let mut texts = Vec::with_capacity(record.len());
+    for (i, cell) in record.iter().enumerate() {
+        match std::str::from_utf8(cell) {
+            Ok(text) => texts.push(text),
+            Err(_) => {
+                let error = RowError::new(
+                    "MALFORMED_ROW",
+                    format!("line {line}: column {} is not valid UTF-8", i + 1),
+                );
+                return (None, Err(error));
+            }
+        }
+    }
+    let cell = |field: Field| {
+        header
+            .index(field)
+            .map(|i| texts[i].trim())
+            .filter(|text| !text.is_empty())
+    };
+    let name = cell(Field::Name).map(str::to_owned);
+    (
+        name,
+        build_request(cell).map_err(|mut e| {
+            e.message = format!("line {line}: {}", e.message);
+            e
+        }),
+    )
+}
+
+/// The request a row's cells describe, checked as far as it can be without the server.
+fn build_request<'a>(
+    cell: impl Fn(Field) -> Option<&'a str>,
+) -> Result<WorkspaceRequest, RowError> {
+    let name = cell(Field::Name).ok_or_else(|| RowError::new("MISSING_NAME", "name is empty"))?;
+    let connection_type = match cell(Field::ConnectionType) {
+        None => {
+            return Err(RowError::new(
+                "MISSING_CONNECTION_TYPE",
+                "connectionType is empty",
+            ));
+        }
+        Some(text) => ConnectionType::parse(text).ok_or_else(|| {
+            RowError::new(
+                "INVALID_CONNECTION_TYPE",
+                format!(
+                    "connectionType '{text}' is not one of {}",
+                    ConnectionType::ALL.map(|t| t.as_str()).join(", ")
+                ),
+            )
+        })?,
+    };
+    let datasource_name = cell(Field::DatasourceName);
+    let datamart_name = cell(Field::DatamartName);
+    if connection_type == ConnectionType::Datasource && datasource_name.is_none() {
+        return Err(RowError::new(
+            "MISSING_DATASOURCE_NAME",
+            "datasourceName is empty; connectionType DATASOURCE needs one",
+        ));
+    }
+    if connection_type == ConnectionType::Datamart && datamart_name.is_none() {
+        return Err(RowError::new(
+            "MISSING_DATAMART_NAME",
+            "datamartName is empty; connectionType DATAMART needs one",
+        ));
+    }
+    let boolean = |field: Field| -> Result<Option<bool>, RowError> {
+        cell(field)
+            .map(|text| match text.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(RowError::new(
+                    "INVALID_FIELD",
+                    format!("{} '{text}' is not true or false", field.key()),
+                )),
+            })
+            .transpose()
+    };
+    let summary_type = cell(Field::SummaryType)
+        .map(|text| {
+            SummaryType::parse(text).ok_or_else(|| {
+                RowError::new(
+                    "INVALID_FIELD",
+                    format!(
+                        "summaryType '{text}' is not one of {}",
+                        SummaryType::ALL.map(|t| t.as_str()).join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let owned = |field: Field| cell(field).map(str::to_owned);
+    Ok(WorkspaceRequest {
+        name: name.to_owned(),
+        connection_type,
+        datasource_name: datasource_name.map(str::to_owned),
+        datamart_name: datamart_name.map(str::to_owned),
+        llm_name: owned(Field::LlmName),
+        ai_copilot_llms: cell(Field::AiCopilotLlms).map(|list| {
+            list.split([',', ';', '|'])
+                .map(str::trim)
+                .filter(|llm| !llm.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+        is_enable_metric_suggestions: boolean(Field::IsEnableMetricSuggestions)?,
+        is_enable_metric_summary: boolean(Field::IsEnableMetricSummary)?,
+        summary_type,
+        custom_summary_prompt: owned(Field::CustomSummaryPrompt),
+        theme_name: owned(Field::ThemeName),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(csv: &str) -> Result<Vec<InputRow>, InputError> {
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(csv.to_owned())),
+            "t.csv".into(),
+        )?;
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row()? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    fn codes(csv: &str) -> Vec<&'static str> {
+        read(csv)
+            .unwrap()
+            .iter()
+            .map(|r| r.request.as_ref().err().map_or("ok", |e| e.code))
+            .collect()
+    }
+
+    #[test]
+    fn headers_match_ignoring_case_underscores_dashes_and_spaces() {
+        let rows = read(
+            "\u{feff}Name, Connection Type ,datasource-name,THEME_NAME,owner\n Acme ,datasource, postgres-main ,dark,ops\n",
+        )
+        .unwrap();
+        let request = rows[0].request.as_ref().unwrap();
+        assert_eq!(request.name, "Acme");
+        assert_eq!(request.connection_type, ConnectionType::Datasource);
+        assert_eq!(request.datasource_name.as_deref(), Some("postgres-main"));
+        assert_eq!(request.theme_name.as_deref(), Some("dark"));
+        // Carried verbatim, untrimmed.
+        assert_eq!(&rows[0].cells[0], b" Acme ");
+        assert_eq!(rows[0].cells.len(), 5);
+    }
+
+    #[test]
+    fn unknown_columns_are_carried_and_listed_but_result_columns_are_dropped() {
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(
+                "_row,_status,name,connectionType,owner\n1,failed,a,MULTI_DATAMART,ops\n",
+            )),
+            "t".into(),
+        )
+        .unwrap();
+        assert_eq!(reader.header().ignored, ["owner"]);
+        assert_eq!(
+            reader.header().carried_names(),
+            &ByteRecord::from(vec!["name", "connectionType", "owner"])
+        );
+        let row = reader.next_row().unwrap().unwrap();
+        assert_eq!(
+            row.cells,
+            ByteRecord::from(vec!["a", "MULTI_DATAMART", "ops"])
+        );
+    }
+
+    #[test]
+    fn local_validation_codes() {
+        let csv = "name,connectionType,datasourceName,datamartName,isEnableMetricSummary,summaryType\n\
+                   ,DATASOURCE,pg,,,\n\
+                   a,,pg,,,\n\
+                   b,DATASORCE,pg,,,\n\
+                   c,DATASOURCE,,,,\n\
+                   d,DATAMART,,,,\n\
+                   e,MULTI_DATAMART,,,yes,\n\
+                   f,MULTI_DATAMART,,,,haiku\n\
+                   g,multi_datamart,,,TRUE,custom\n\
+                   g,MULTI_DATAMART,,,,\n\
+                   h,MULTI_DATAMART,,\n";
+        assert_eq!(
+            codes(csv),
+            [
+                "MISSING_NAME",
+                "MISSING_CONNECTION_TYPE",
+                "INVALID_CONNECTION_TYPE",
+                "MISSING_DATASOURCE_NAME",
+                "MISSING_DATAMART_NAME",
+                "INVALID_FIELD",
+                "INVALID_FIELD",
+                "ok",
+                "DUPLICATE_IN_INPUT",
+                "MALFORMED_ROW",
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_name_the_line_and_the_value() {
+        let rows = read("name,connectionType\nx,DATASORCE\n").unwrap();
+        let error = rows[0].request.as_ref().unwrap_err();
+        assert_eq!(
+            error.message,
+            "line 2: connectionType 'DATASORCE' is not one of DATASOURCE, DATAMART, MULTI_DATASOURCE, MULTI_DATAMART"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_malformed_row_and_reading_goes_on() {
+        let mut bytes = b"name,connectionType\na\xff,MULTI_DATAMART\n".to_vec();
+        bytes.extend_from_slice(b"b,MULTI_DATAMART\n");
+        let mut reader =
+            InputReader::from_reader(Box::new(std::io::Cursor::new(bytes)), "t".into()).unwrap();
+        let first = reader.next_row().unwrap().unwrap();
+        assert_eq!(first.request.unwrap_err().code, "MALFORMED_ROW");
+        let second = reader.next_row().unwrap().unwrap();
+        assert_eq!(second.row, 2);
+        assert_eq!(second.line, 3);
+        assert!(second.request.is_ok());
+    }
+
+    #[test]
+    fn copilot_lists_split_on_commas_semicolons_and_bars() {
+        let rows = read("name,connectionType,aiCopilotLlms\na,MULTI_DATAMART,\"gpt-4o, claude-sonnet;gemini-pro\"\n").unwrap();
+        assert_eq!(
+            rows[0].request.as_ref().unwrap().ai_copilot_llms,
+            Some(vec![
+                "gpt-4o".into(),
+                "claude-sonnet".into(),
+                "gemini-pro".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn fatal_header_problems() {
+        assert!(matches!(read(""), Err(InputError::Empty { .. })));
+        assert!(matches!(
+            read("Acme,DATASOURCE,postgres-main\n"),
+            Err(InputError::NoNameColumn { .. })
+        ));
+        assert!(matches!(
+            read("name,Name\n"),
+            Err(InputError::DuplicateColumn { .. })
+        ));
+        assert_eq!(read("name,connectionType\n").unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,549 @@
+//! The job: a reader thread streams rows to one dispatcher, which hands valid rows to
+//! workers under a concurrency bound; every attempt waits for the rate limiter; every row's
+//! final outcome goes to one writer thread that owns the results file. All channels are
+//! bounded, so memory stays flat however long the input is.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::cli::OnExists;
+use crate::client::{Client, NoAnswer, Verb};
+use crate::input::{InputError, InputReader, InputRow};
+use crate::report::Tally;
+use crate::results::{ResultsWriter, RowOutcome, Status};
+use crate::retry::{RetryPolicy, is_retryable_status, may_have_applied};
+use crate::settings::{Input, Output, Rate};
+use crate::workspace::WorkspaceRequest;
+
+/// Rows in the reader → dispatcher and worker → writer channels at most.
+const CHANNEL_ROWS: usize = 1024;
+
+/// Everything a job needs, checked.
+pub struct Job {
+    /// The tenant CSV.
+    pub input: Input,
+    /// The results file.
+    pub output: Output,
+    /// Send, or only plan.
+    pub mode: Mode,
+}
+
+/// Whether requests are sent.
+pub enum Mode {
+    /// Send them.
+    Send(Sender),
+    /// `--dry-run`: validate, write `planned`, send nothing.
+    DryRun,
+}
+
+/// How requests are sent.
+pub struct Sender {
+    /// The API.
+    pub client: Client,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Sustained rate over every attempt; `None` for no limit.
+    pub rate: Option<Rate>,
+    /// Requests that may go out back to back.
+    pub burst: NonZeroU32,
+    /// Attempts and backoff.
+    pub retry: RetryPolicy,
+    /// Per attempt (for messages; the client enforces it).
+    pub timeout: Duration,
+    /// What a taken name means.
+    pub on_exists: OnExists,
+}
+
+/// Why a job stopped dispatching before the end of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The API answered 401: every further request would fail too.
+    Unauthorized,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl StopReason {
+    /// The `_error_code` of the rows this leaves `skipped`.
+    pub fn code(self) -> &'static str {
+        match self {
+            StopReason::Unauthorized => "ABORTED_UNAUTHORIZED",
+            StopReason::Interrupted => "INTERRUPTED",
+        }
+    }
+
+    /// The `_error_message` of those rows.
+    pub fn message(self) -> &'static str {
+        match self {
+            StopReason::Unauthorized => {
+                "not sent: the API refused the key (401), so the job stopped"
+            }
+            StopReason::Interrupted => "not sent: the job was interrupted",
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct JobReport {
+    /// Final rows by status and code, requests, latencies.
+    pub tally: Tally,
+    /// Why dispatching stopped early, if it did.
+    pub stopped: Option<StopReason>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Why a job could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The input cannot be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The results file cannot be created or written.
+    #[error("cannot write the results file {output}: {source}")]
+    Output {
+        /// The results file.
+        output: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// State every worker shares.
+struct Shared {
+    mode: Mode,
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// One task at a time waits on the limiter: FIFO, and no herd of wake-ups.
+    limiter_queue: Mutex<()>,
+    stop_tx: watch::Sender<Option<StopReason>>,
+}
+
+impl Shared {
+    fn stop(&self, reason: StopReason) {
+        self.stop_tx.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(reason);
+            }
+            first
+        });
+    }
+
+    fn stopped(&self) -> Option<StopReason> {
+        *self.stop_tx.borrow()
+    }
+
+    /// Resolves with the reason once the job stops.
+    async fn until_stopped(&self) -> StopReason {
+        let mut stop_rx = self.stop_tx.subscribe();
+        loop {
+            if let Some(reason) = *stop_rx.borrow_and_update() {
+                return reason;
+            }
+            if stop_rx.changed().await.is_err() {
+                // The sender lives as long as `self`: unreachable, but never resolve then.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits for the rate limiter; `Err` if the job stops first.
+    async fn permit(&self) -> Result<(), StopReason> {
+        if let Some(limiter) = &self.limiter {
+            tokio::select! {
+                biased;
+                reason = self.until_stopped() => return Err(reason),
+                _ = async {
+                    let _turn = self.limiter_queue.lock().await;
+                    limiter.until_ready().await;
+                } => {}
+            }
+        }
+        self.stopped().map_or(Ok(()), Err)
+    }
+}
+
+/// Runs a job to its end: every input row gets exactly one results row.
+pub async fn run(job: Job) -> Result<JobReport, JobError> {
+    let started = Instant::now();
+    let input = job.input.clone();
+    let mut reader = tokio::task::spawn_blocking(move || InputReader::open(&input))
+        .await
+        .expect("the input reader does not panic")?;
+    let header = reader.header().clone();
+    if !header.ignored.is_empty() {
+        tracing::warn!(
+            "columns {:?} are not request fields: carried to the results, never sent",
+            header.ignored
+        );
+    }
+    let output_name = job.output.to_string();
+    let output_error = |source| JobError::Output {
+        output: output_name.clone(),
+        source,
+    };
+    let mut writer =
+        ResultsWriter::create(&job.output, header.carried_names()).map_err(output_error)?;
+
+    let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
+    let reading = tokio::task::spawn_blocking(move || {
+        while let Some(row) = reader.next_row()? {
+            if rows_tx.blocking_send(row).is_err() {
+                break;
+            }
+        }
+        Ok::<(), InputError>(())
+    });
+
+    let (outcomes_tx, mut outcomes_rx) = mpsc::channel::<RowOutcome>(CHANNEL_ROWS);
+    let writing = tokio::task::spawn_blocking(move || {
+        let mut tally = Tally::default();
+        while let Some(outcome) = outcomes_rx.blocking_recv() {
+            writer.write(&outcome)?;
+            log_outcome(&outcome);
+            tally.add(&outcome);
+        }
+        Ok::<Tally, std::io::Error>(tally)
+    });
+
+    let limiter = match &job.mode {
+        Mode::Send(Sender {
+            rate: Some(rate),
+            burst,
+            ..
+        }) => Some(RateLimiter::direct(quota(*rate, *burst))),
+        _ => None,
+    };
+    let shared = Arc::new(Shared {
+        mode: job.mode,
+        limiter,
+        limiter_queue: Mutex::new(()),
+        stop_tx: watch::channel(None).0,
+    });
+    let ctrl_c = tokio::spawn(watch_ctrl_c(shared.clone()));
+
+    dispatch(&shared, &mut rows_rx, outcomes_tx).await;
+    drop(rows_rx);
+    ctrl_c.abort();
+
+    let tally = writing
+        .await
+        .expect("the results writer does not panic")
+        .map_err(output_error)?;
+    reading.await.expect("the input reader does not panic")?;
+    Ok(JobReport {
+        tally,
+        stopped: shared.stopped(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// GCRA quota: one request per `1/rate`, `burst` of them back to back.
+fn quota(rate: Rate, burst: NonZeroU32) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / rate.per_second).max(Duration::from_nanos(1));
+    Quota::with_period(period)
+        .expect("the period is above zero")
+        .allow_burst(burst)
+}
+
+/// First Ctrl-C: stop dispatching and drain. Second: exit at once; every row written so
+/// far is already flushed.
+async fn watch_ctrl_c(shared: Arc<Shared>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    tracing::warn!(
+        "interrupted: finishing the requests in flight, then writing the rest as skipped; Ctrl-C again to exit at once"
+    );
+    shared.stop(StopReason::Interrupted);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
+}
+
+/// Reads rows until the input ends, and sends each to its fate. Returns once every
+/// worker has handed its outcome to the writer.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    rows_rx: &mut mpsc::Receiver<InputRow>,
+    outcomes_tx: mpsc::Sender<RowOutcome>,
+) {
+    let concurrency = match &shared.mode {
+        Mode::Send(sender) => sender.concurrency,
+        Mode::DryRun => 1,
+    };
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut workers = JoinSet::new();
+    while let Some(input_row) = rows_rx.recv().await {
+        let InputRow {
+            row,
+            name,
+            cells,
+            request,
+            ..
+        } = input_row;
+        let row = Carried { row, name, cells };
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                let outcome = unsent(row, Status::Invalid, error.code, &error.message);
+                if outcomes_tx.send(outcome).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let slot = match &shared.mode {
+            Mode::DryRun => None,
+            Mode::Send(_) => tokio::select! {
+                biased;
+                _ = shared.until_stopped() => None,
+                slot = slots.clone().acquire_owned() => slot.ok(),
+            },
+        };
+        let outcome = match (slot, &shared.mode) {
+            (_, Mode::DryRun) => {
+                tracing::debug!(row = row.row, body = %body_json(&request), "planned");
+                unsent(row, Status::Planned, "", "")
+            }
+            (Some(slot), Mode::Send(_)) => {
+                let (shared, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
+                workers.spawn(async move {
+                    let outcome = provision(&shared, row, request).await;
+                    drop(slot);
+                    let _ = outcomes_tx.send(outcome).await;
+                });
+                // Reap finished workers so the set stays as small as the concurrency.
+                while workers.try_join_next().is_some() {}
+                continue;
+            }
+            (None, Mode::Send(_)) => {
+                let reason = shared.stopped().unwrap_or(StopReason::Interrupted);
+                unsent(row, Status::Skipped, reason.code(), reason.message())
+            }
+        };
+        if outcomes_tx.send(outcome).await.is_err() {
+            return;
+        }
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+fn body_json(request: &WorkspaceRequest) -> String {
+    serde_json::to_string(request).unwrap_or_default()
+}
+
+/// What a row's results line needs besides its outcome.
+struct Carried {
+    row: u64,
+    name: Option<String>,
+    cells: csv::ByteRecord,
+}
+
+/// The outcome of a row that was never sent.
+fn unsent(row: Carried, status: Status, code: &str, message: &str) -> RowOutcome {
+    RowOutcome {
+        row: row.row,
+        name: row.name,
+        status,
+        error_code: code.to_owned(),
+        error_message: message.to_owned(),
+        http_status: None,
+        attempts: 0,
+        latency_ms: None,
+        finished_at: SystemTime::now(),
+        cells: row.cells,
+    }
+}
+
+/// Sends one row until it has a final outcome: success, a final refusal, retries spent,
+/// or the job stopping.
+async fn provision(shared: &Shared, row: Carried, request: WorkspaceRequest) -> RowOutcome {
+    let mut trail = Trail::default();
+    let verdict = attempt_until_final(shared, &request, &mut trail).await;
+    RowOutcome {
+        row: row.row,
+        name: row.name,
+        status: verdict.status,
+        error_code: verdict.code,
+        error_message: verdict.message,
+        http_status: trail.http_status,
+        attempts: trail.attempts,
+        latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
+        finished_at: SystemTime::now(),
+        cells: row.cells,
+    }
+}
+
+/// What the attempts of one row left behind.
+#[derive(Default)]
+struct Trail {
+    /// Requests sent.
+    attempts: u32,
+    /// Status of the last attempt; `None` if it got no answer.
+    http_status: Option<u16>,
+    /// When the first attempt went out (latency is not counted from the limiter's queue).
+    started: Option<Instant>,
+}
+
+/// A row's final status with its code and message.
+struct Verdict {
+    status: Status,
+    code: String,
+    message: String,
+}
+
+impl Verdict {
+    fn new(status: Status, code: &str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn stopped(reason: StopReason) -> Verdict {
+        Verdict::new(Status::Skipped, reason.code(), reason.message())
+    }
+}
+
+async fn attempt_until_final(
+    shared: &Shared,
+    request: &WorkspaceRequest,
+    trail: &mut Trail,
+) -> Verdict {
+    let Mode::Send(sender) = &shared.mode else {
+        unreachable!("only a sending job provisions");
+    };
+    let body = Bytes::from(serde_json::to_vec(request).expect("a request always serialises"));
+    let mut verb = Verb::Post;
+    // Attempts of the current verb: switching to PUT starts a fresh retry budget.
+    let mut tries = 0;
+    // Whether an earlier attempt may have created the workspace without our knowing.
+    let mut maybe_created = false;
+    loop {
+        if let Err(reason) = shared.permit().await {
+            return Verdict::stopped(reason);
+        }
+        trail.started.get_or_insert_with(Instant::now);
+        trail.attempts += 1;
+        tries += 1;
+        let answer = match sender.client.send(verb, body.clone()).await {
+            Ok(answer) => answer,
+            Err(no_answer) => {
+                trail.http_status = None;
+                let (code, message, unknown) = match no_answer {
+                    NoAnswer::Timeout => {
+                        let limit = humantime::format_duration(sender.timeout);
+                        ("TIMEOUT", format!("no answer within {limit}"), true)
+                    }
+                    NoAnswer::ConnectFailed(message) => ("CONNECTION_ERROR", message, false),
+                    NoAnswer::Lost(message) => ("CONNECTION_ERROR", message, true),
+                };
+                maybe_created |= unknown;
+                if tries >= sender.retry.max_attempts {
+                    return Verdict::new(Status::Failed, code, message);
+                }
+                if let Err(reason) = back_off(shared, sender, tries, None, code, &message).await {
+                    return Verdict::stopped(reason);
+                }
+                continue;
+            }
+        };
+        trail.http_status = Some(answer.status);
+        let Some(code) = answer.code else {
+            let status = match verb {
+                Verb::Post => Status::Created,
+                Verb::Put => Status::Updated,
+            };
+            return Verdict::new(status, "", "");
+        };
+        if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
+            if maybe_created {
+                let message = "an earlier attempt whose answer was lost created it";
+                return Verdict::new(Status::Created, "", message);
+            }
+            match sender.on_exists {
+                OnExists::Skip => return Verdict::new(Status::Exists, "", ""),
+                OnExists::Fail => return Verdict::new(Status::Failed, &code, answer.message),
+                OnExists::Update => {
+                    verb = Verb::Put;
+                    tries = 0;
+                    continue;
+                }
+            }
+        }
+        if answer.status == 401 {
+            shared.stop(StopReason::Unauthorized);
+        }
+        if !is_retryable_status(answer.status) {
+            return Verdict::new(Status::Failed, &code, answer.message);
+        }
+        maybe_created |= may_have_applied(answer.status);
+        if tries >= sender.retry.max_attempts {
+            return Verdict::new(Status::Failed, &code, answer.message);
+        }
+        let waited = back_off(
+            shared,
+            sender,
+            tries,
+            answer.retry_after,
+            &code,
+            &answer.message,
+        );
+        if let Err(reason) = waited.await {
+            return Verdict::stopped(reason);
+        }
+    }
+}
+
+/// Sleeps before the next attempt; `Err` if the job stops meanwhile.
+async fn back_off(
+    shared: &Shared,
+    sender: &Sender,
+    failed_tries: u32,
+    retry_after: Option<Duration>,
+    code: &str,
+    message: &str,
+) -> Result<(), StopReason> {
+    let wait = sender.retry.backoff(failed_tries, retry_after);
+    tracing::debug!(
+        attempt = failed_tries,
+        code,
+        ?wait,
+        "retrying after: {message}"
+    );
+    tokio::select! {
+        biased;
+        reason = shared.until_stopped() => Err(reason),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
+}
+
+/// Per-row failures at warn, with row, name and code; the rest at debug.
+fn log_outcome(outcome: &RowOutcome) {
+    let name = outcome.name.as_deref().unwrap_or("");
+    match outcome.status {
+        Status::Failed | Status::Invalid => tracing::warn!(
+            row = outcome.row,
+            name,
+            status = %outcome.status,
+            code = outcome.error_code,
+            "{}",
+            outcome.error_message
+        ),
+        _ => tracing::debug!(
+            row = outcome.row,
+            name,
+            status = %outcome.status,
+            attempts = outcome.attempts
+        ),
+    }
+}
