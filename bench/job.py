@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Benchmarks of `dbprov run` against `dbprov sandbox` on loopback. Not part of the tests.
+
+Prints, for 10 000 rows:
+  1. the achieved rate at --rate 500/s, as a fraction of 500, and the most requests the
+     sandbox saw in any one-second window (the bound is rate + burst = 501);
+  2. throughput with no rate limit at --concurrency 64 against 10 ms of sandbox latency, as
+     a fraction of the ideal 6 400/s (concurrency / latency);
+  3. throughput with no rate limit and no latency, beside GNU parallel + curl doing the same
+     10 000 POSTs at -j64 (Debian package `parallel`);
+  4. peak RSS of a 1 000 000-row --dry-run beside a 10 000-row one.
+
+Usage: python3 bench/job.py [--only rate,latency,parallel,memory]
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "dbprov")
+ROWS = 10_000
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+
+
+def tenants(path, n, prefix):
+    with open(path, "w") as f:
+        f.write("name,connectionType,datasourceName,datamartName\n")
+        for i in range(n):
+            f.write(f"{prefix}-{i:07d},DATASOURCE,postgres-main,\n")
+
+
+class Sandbox:
+    """`dbprov sandbox` in its own process, on a free loopback port."""
+
+    def __init__(self, *flags):
+        self.proc = subprocess.Popen(
+            [BIN, "sandbox", "--listen", "127.0.0.1:0", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        self.key = self.proc.stdout.readline().strip()
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path) as r:
+            return json.load(r)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_job(sandbox, work, input_csv, *flags):
+    key_file = os.path.join(work, "key")
+    with open(key_file, "w") as f:
+        f.write(sandbox.key)
+    out = os.path.join(work, "results.csv")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [BIN, "run", input_csv, "-o", out, "--base-url", sandbox.url,
+         "--api-key-file", key_file, *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.monotonic() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"dbprov run exited {code}")
+    run_job.cpu_seconds = usage.ru_utime + usage.ru_stime
+    return elapsed
+
+
+def bench_rate(work):
+    input_csv = os.path.join(work, "rate.csv")
+    tenants(input_csv, ROWS, "rate")
+    with Sandbox() as sandbox:
+        elapsed = run_job(sandbox, work, input_csv, "--rate", "500/s", "--concurrency", "64")
+        log = sandbox.get("/_sandbox/requests")
+    times = [r["at_us"] for r in log]
+    achieved = (len(times) - 1) / ((times[-1] - times[0]) / 1e6)
+    most, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= 1_000_000:
+            first += 1
+        most = max(most, last - first + 1)
+    print(f"1. --rate 500/s, {len(times)} requests: achieved {achieved:.1f}/s = "
+          f"{achieved / 500:.4f} of 500 (target >= 0.98); "
+          f"most in any 1 s window of arrivals: {most} (limiter's bound 501); "
+          f"dbprov used {run_job.cpu_seconds:.1f} s of CPU in {elapsed:.1f} s")
+
+
+def bench_latency(work):
+    input_csv = os.path.join(work, "latency.csv")
+    tenants(input_csv, ROWS, "lat")
+    with Sandbox("--latency", "10ms") as sandbox:
+        elapsed = run_job(sandbox, work, input_csv, "--rate", "unlimited", "--concurrency", "64")
+        log = sandbox.get("/_sandbox/requests")
+    throughput = ROWS / elapsed
+    # Steady state, as the API saw it: first arrival to last arrival plus its 10 ms.
+    span = (log[-1]["at_us"] - log[0]["at_us"]) / 1e6 + 0.010
+    steady = len(log) / span
+    print(f"2. unlimited, --concurrency 64, 10 ms latency: wall clock (process start to exit) "
+          f"{throughput:.0f} rows/s in {elapsed:.2f} s = {throughput / 6400:.3f} of 6400/s; "
+          f"as the sandbox saw it {steady:.0f}/s = {steady / 6400:.3f} (target >= 0.85)")
+
+
+def bench_parallel(work):
+    input_csv = os.path.join(work, "fast.csv")
+    tenants(input_csv, ROWS, "fast")
+    with Sandbox() as sandbox:
+        elapsed = run_job(sandbox, work, input_csv, "--rate", "unlimited", "--concurrency", "64")
+    ours = ROWS / elapsed
+    print(f"3. unlimited, --concurrency 64, no latency: dbprov {ours:.0f} rows/s ({elapsed:.2f} s)")
+    if not shutil.which("parallel") or not shutil.which("curl"):
+        print("   GNU parallel + curl: skipped (apt-get install parallel curl)")
+        return
+    with Sandbox() as sandbox:
+        body = '{"name":"par-{}","connectionType":"DATASOURCE","datasourceName":"postgres-main"}'
+        started = time.monotonic()
+        subprocess.run(
+            ["parallel", "-j64", "--will-cite", "curl", "-s", "-o", "/dev/null", "-X", "POST",
+             sandbox.url + "/api/v2/workspace", "-H", f"'Authorization: Bearer {sandbox.key}'",
+             "-H", "'Content-Type: application/json'", "-d", f"'{body}'"],
+            input="\n".join(str(i) for i in range(ROWS)), text=True, check=True,
+            stdout=subprocess.DEVNULL)
+        elapsed = time.monotonic() - started
+        created = sandbox.get("/_sandbox/stats")["workspaces"]
+    theirs = created / elapsed
+    print(f"   GNU parallel -j64 + curl: {theirs:.0f} rows/s ({elapsed:.2f} s, {created} created); "
+          f"dbprov is {ours / theirs:.1f}x (target >= 50x)")
+
+
+def peak_rss_kib(args):
+    """Peak RSS of a child process, from wait4's rusage."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        sys.exit(f"{args} exited {code}")
+    return usage.ru_maxrss
+
+
+def bench_memory(work):
+    small = os.path.join(work, "small.csv")
+    large = os.path.join(work, "large.csv")
+    tenants(small, 10_000, "mem")
+    tenants(large, 1_000_000, "mem")
+    out = os.path.join(work, "dry.csv")
+    rss_small = peak_rss_kib([BIN, "run", small, "-o", out, "--dry-run"])
+    started = time.monotonic()
+    rss_large = peak_rss_kib([BIN, "run", large, "-o", out, "--dry-run"])
+    elapsed = time.monotonic() - started
+    per_row = (rss_large - rss_small) * 1024 / (1_000_000 - 10_000)
+    print(f"4. --dry-run peak RSS: 10 000 rows {rss_small / 1024:.1f} MiB, "
+          f"1 000 000 rows {rss_large / 1024:.1f} MiB ({elapsed:.1f} s; target < 64 MB); "
+          f"growth {per_row:.1f} bytes/row (target <= 32)")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="rate,latency,parallel,memory")
+    only = parser.parse_args().only.split(",")
+    build()
+    with tempfile.TemporaryDirectory() as work:
+        for name, bench in [("rate", bench_rate), ("latency", bench_latency),
+                            ("parallel", bench_parallel), ("memory", bench_memory)]:
+            if name in only:
+                bench(work)
+
+
+if __name__ == "__main__":
+    main()
