@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Provision a workspace for every row of a tenant CSV and record each outcome.
     Run(RunArgs),
+    /// Re-send only the rows of a results file that did not succeed.
+    Retry(RetryArgs),
     /// Serve a local DataBrain-compatible workspace API, with optional fault injection.
     Sandbox(SandboxArgs),
 }
@@ -84,6 +86,29 @@ pub struct RunArgs {
     #[arg(long)]
     pub sandbox: bool,
     /// Validate and write every row as `planned`; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// If the results file exists, keep its successful rows and send only the others.
+    #[arg(long)]
+    pub resume: bool,
+    /// How requests are sent.
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+/// `dbprov retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// A results file of an earlier run. Its successful rows are carried over unchanged;
+    /// every other row is validated again and re-sent (edit a failed row to fix it first).
+    pub results: String,
+    /// Write to a new file instead of updating RESULTS in place.
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Run against a local sandbox started in-process (no key needed).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Validate and write the rows to re-send as `planned`; send nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// How requests are sent.

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, RateLimit, RunArgs, SandboxArgs, SendArgs};
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, RateLimit, RetryArgs, RunArgs, SandboxArgs, SendArgs};
 use crate::client::Client;
-use crate::job::{self, Job, Mode, Sender, StopReason};
+use crate::job::{self, Job, Mode, Sender, Source, StopReason};
 use crate::report;
+use crate::resume::PriorResults;
 use crate::retry::RetryPolicy;
 use crate::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
-use crate::settings::{ApiKey, Input};
+use crate::settings::{ApiKey, Input, Output};
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,7 @@ impl From<Exit> for ExitCode {
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => run_command(args).await,
+        Command::Retry(args) => retry_command(args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
     }
 }
@@ -47,42 +51,122 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
     let output = input
         .results_path(args.output.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let results_name = output.to_string();
-    // Kept alive until the job ends: dropping it stops the sandbox.
-    let mut _sandbox = None;
-    let mode = if args.dry_run {
-        Mode::DryRun
+    let output_log = if args.resume {
+        earlier_results(&output)?
     } else {
-        let (base_url, key) = if args.sandbox {
+        None
+    };
+    let target = Target::new(args.dry_run, args.sandbox, &args.send).await?;
+    let job = Job {
+        source: Source::Csv(input),
+        output,
+        output_log,
+        mode: target.mode,
+    };
+    finish(job, target.sandbox.is_some()).await
+}
+
+async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
+    anyhow::ensure!(
+        args.results != "-",
+        "retry reads a results file, not stdin: give its path"
+    );
+    let results = PathBuf::from(&args.results);
+    let input = PriorResults::scan(&results)?
+        .ok_or_else(|| anyhow::anyhow!("{} is empty: there is nothing to retry", args.results))?;
+    let output = match args.output.as_deref() {
+        None => Output::File(results),
+        Some("-") => Output::Stdout,
+        Some(path) => Output::File(path.into()),
+    };
+    // Without -o the results file itself is the log; with -o, a file left by an
+    // interrupted retry is carried on.
+    let output_log = earlier_results(&output)?;
+    let target = Target::new(args.dry_run, args.sandbox, &args.send).await?;
+    let job = Job {
+        source: Source::Results(input),
+        output,
+        output_log,
+        mode: target.mode,
+    };
+    finish(job, target.sandbox.is_some()).await
+}
+
+/// The earlier rows of a results file that is to be continued, if it exists.
+fn earlier_results(output: &Output) -> anyhow::Result<Option<PriorResults>> {
+    match output {
+        Output::Stdout => {
+            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
+        }
+        Output::File(path) if path.exists() => Ok(PriorResults::scan(path)?),
+        Output::File(_) => Ok(None),
+    }
+}
+
+/// Where requests go: nowhere (dry run), an in-process sandbox, or the API.
+struct Target {
+    mode: Mode,
+    /// Kept alive until the job ends: dropping it stops the sandbox.
+    sandbox: Option<sandbox::Sandbox>,
+}
+
+impl Target {
+    async fn new(dry_run: bool, use_sandbox: bool, send: &SendArgs) -> anyhow::Result<Target> {
+        if dry_run {
+            return Ok(Target {
+                mode: Mode::DryRun,
+                sandbox: None,
+            });
+        }
+        if use_sandbox {
             let local = sandbox::spawn(SandboxConfig::default())
                 .await
                 .context("cannot start the local sandbox")?;
             tracing::info!("sandbox started at {}", local.url());
-            let target = (local.url(), ApiKey::new(local.api_key()));
-            _sandbox = Some(local);
-            target
-        } else {
-            (args.send.base_url.clone(), api_key(&args.send)?)
-        };
-        Mode::Send(sender(&args.send, &base_url, &key)?)
-    };
-    let report = job::run(Job {
-        input,
-        output,
-        mode,
-    })
-    .await?;
+            let key = ApiKey::new(local.api_key());
+            return Ok(Target {
+                mode: Mode::Send(sender(send, &local.url(), &key)?),
+                sandbox: Some(local),
+            });
+        }
+        let key = api_key(send)?;
+        Ok(Target {
+            mode: Mode::Send(sender(send, &send.base_url, &key)?),
+            sandbox: None,
+        })
+    }
+}
+
+/// Runs the job, prints the summary, and tells the exit code.
+async fn finish(job: Job, sandbox: bool) -> anyhow::Result<Exit> {
+    let output = job.output.clone();
+    let report = job::run(job).await?;
     let stopped = report.stopped.map(|reason| reason.message());
-    eprint!(
-        "{}",
-        report::summary(&report.tally, report.elapsed, &results_name, stopped)
-    );
+    let mut summary = report::summary(&report.tally, report.elapsed, &output.to_string(), stopped);
+    if let (Output::File(path), true) = (&output, report.tally.unsuccessful() > 0) {
+        let flag = if sandbox { " --sandbox" } else { "" };
+        summary.push_str(&format!(
+            "  retry the rows that did not succeed: dbprov retry {}{flag}\n",
+            shell_quote(&path.display().to_string())
+        ));
+    }
+    eprint!("{summary}");
     Ok(match report.stopped {
         Some(StopReason::Unauthorized) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
         None if report.tally.unsuccessful() > 0 => Exit::SomeRowsFailed,
         None => Exit::Success,
     })
+}
+
+/// Quotes a path for a POSIX shell when it needs it.
+fn shell_quote(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// The sending half of the settings, checked.

@@ -9,6 +9,7 @@ use std::io::Read;
 use csv::ByteRecord;
 
 use crate::results::RESULT_COLUMNS;
+use crate::resume::{Prior, PriorResults, ResultColumns};
 use crate::settings::Input;
 use crate::workspace::{ConnectionType, SummaryType, WorkspaceRequest};
 
@@ -123,6 +124,11 @@ impl Field {
     }
 }
 
+/// Whether a header names the `name` field (any case, with or without `_`, `-`, spaces).
+pub fn is_name_column(header: &str) -> bool {
+    Field::from_header(header) == Some(Field::Name)
+}
+
 fn normalise(header: &str) -> String {
     header
         .chars()
@@ -144,6 +150,8 @@ pub struct Header {
     width: usize,
     /// Carried columns that are not request fields (never sent).
     pub ignored: Vec<String>,
+    /// Where the result columns are, when the input is itself a results file.
+    results: Option<ResultColumns>,
 }
 
 impl Header {
@@ -188,6 +196,17 @@ pub struct InputRow {
     pub cells: ByteRecord,
     /// The request to send, or why there is none.
     pub request: Result<WorkspaceRequest, RowError>,
+    /// When the input is a results file: the row's own earlier outcome.
+    pub earlier: Option<Earlier>,
+}
+
+/// The outcome a results file, read as input, records for a row.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    /// The eight result cells.
+    pub results: ByteRecord,
+    /// Success, and whether an attempt may have created the workspace unseen.
+    pub prior: Prior,
 }
 
 /// Reads an input CSV one row at a time.
@@ -199,6 +218,9 @@ pub struct InputReader {
     rows: u64,
     names_seen: HashSet<u64>,
     hasher: RandomState,
+    /// `retry`: the input is a results log; only each identity's latest row is an input
+    /// row, and it keeps its `_row`.
+    log: Option<PriorResults>,
 }
 
 impl InputReader {
@@ -244,7 +266,22 @@ impl InputReader {
             rows: 0,
             names_seen: HashSet::new(),
             hasher: RandomState::new(),
+            log: None,
         })
+    }
+
+    /// Reads the input as a results log (for `retry`): rows that a later row of the same
+    /// name supersedes are passed over, and each row keeps its `_row`. Reading stops at the
+    /// log's last whole row, so rows appended meanwhile are not read back.
+    pub fn open_log(log: PriorResults) -> Result<InputReader, InputError> {
+        let source = log.path.display().to_string();
+        let file = std::fs::File::open(&log.path).map_err(|e| InputError::Unreadable {
+            input: source.clone(),
+            source: e,
+        })?;
+        let mut reader = Self::from_reader(Box::new(file.take(log.valid_len)), source)?;
+        reader.log = Some(log);
+        Ok(reader)
     }
 
     /// The input's columns.
@@ -255,21 +292,48 @@ impl InputReader {
     /// The next data row, or `None` at the end. Only I/O errors are errors: a malformed
     /// record is a row with `MALFORMED_ROW`.
     pub fn next_row(&mut self) -> Result<Option<InputRow>, InputError> {
-        match self.csv.read_byte_record(&mut self.record) {
-            Ok(false) => return Ok(None),
-            Ok(true) => {}
-            Err(e) => {
-                return Err(InputError::Read {
-                    input: self.source.clone(),
-                    line: self.csv.position().line(),
-                    source: e,
-                });
+        loop {
+            match self.csv.read_byte_record(&mut self.record) {
+                Ok(false) => return Ok(None),
+                Ok(true) => {}
+                Err(e) => {
+                    return Err(InputError::Read {
+                        input: self.source.clone(),
+                        line: self.csv.position().line(),
+                        source: e,
+                    });
+                }
+            }
+            self.rows += 1;
+            if let Some(row) = self.current_row() {
+                return Ok(Some(row));
             }
         }
-        self.rows += 1;
-        let line = self.record.position().map_or(0, |p| p.line());
+    }
+
+    /// The record just read as an input row; `None` if a later row supersedes it.
+    fn current_row(&mut self) -> Option<InputRow> {
         let header = &self.header;
         let record = &self.record;
+        let position = record
+            .position()
+            .cloned()
+            .unwrap_or_else(csv::Position::new);
+        let line = position.line();
+        let earlier = header.results.as_ref().and_then(|columns| {
+            (record.len() == header.width).then(|| Earlier {
+                results: columns.results(record),
+                prior: columns.prior(record, position.byte()),
+            })
+        });
+        let mut row = self.rows;
+        if let (Some(log), Some(columns)) = (&self.log, &header.results) {
+            row = Some(columns.row(record)).filter(|r| *r > 0).unwrap_or(row);
+            let latest = log.get(columns.name(record), columns.row(record));
+            if latest.is_some_and(|p| p.offset != position.byte()) {
+                return None;
+            }
+        }
         // Verbatim, except that bytes which are not UTF-8 become U+FFFD: the results file
         // stays readable text, and the row says which column was broken.
         let mut cells = ByteRecord::with_capacity(record.as_slice().len(), header.carried.len());
@@ -286,13 +350,14 @@ impl InputReader {
                 ))),
             (_, request) => request,
         };
-        Ok(Some(InputRow {
-            row: self.rows,
+        Some(InputRow {
+            row,
             line,
             name,
             cells,
             request,
-        }))
+            earlier,
+        })
     }
 }
 
@@ -338,6 +403,7 @@ fn parse_header(raw: &ByteRecord, source: &str) -> Result<Header, InputError> {
         carried_names,
         width: names.len(),
         ignored,
+        results: ResultColumns::find(raw).ok(),
     };
     if header.index(Field::Name).is_none() {
         return Err(InputError::NoNameColumn {

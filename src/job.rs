@@ -17,7 +17,8 @@ use crate::cli::OnExists;
 use crate::client::{Client, NoAnswer, Verb};
 use crate::input::{InputError, InputReader, InputRow};
 use crate::report::Tally;
-use crate::results::{ResultsWriter, RowOutcome, Status};
+use crate::results::{Final, ResultsWriter, RowOutcome, Status};
+use crate::resume::PriorResults;
 use crate::retry::{RetryPolicy, is_retryable_status, may_have_applied};
 use crate::settings::{Input, Output, Rate};
 use crate::workspace::WorkspaceRequest;
@@ -27,12 +28,23 @@ const CHANNEL_ROWS: usize = 1024;
 
 /// Everything a job needs, checked.
 pub struct Job {
-    /// The tenant CSV.
-    pub input: Input,
+    /// The rows.
+    pub source: Source,
     /// The results file.
     pub output: Output,
+    /// Earlier rows of the results file (`--resume`, or a `retry` going on into it): its
+    /// successes are kept, not sent; this run appends to it and then compacts it.
+    pub output_log: Option<PriorResults>,
     /// Send, or only plan.
     pub mode: Mode,
+}
+
+/// Where the rows come from.
+pub enum Source {
+    /// A tenant CSV (`run`).
+    Csv(Input),
+    /// A results file (`retry`): its successful rows are carried over unchanged.
+    Results(PriorResults),
 }
 
 /// Whether requests are sent.
@@ -107,6 +119,21 @@ pub enum JobError {
     /// The input cannot be read.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The earlier results cannot be used.
+    #[error(transparent)]
+    Resume(#[from] crate::resume::ResumeError),
+    /// `--resume` into a results file written for other columns.
+    #[error(
+        "{output} was written for the columns {earlier}, but the input has {now}; give another -o to start a new results file"
+    )]
+    ColumnsChanged {
+        /// The results file.
+        output: String,
+        /// Its input columns.
+        earlier: String,
+        /// The input's columns now.
+        now: String,
+    },
     /// The results file cannot be created or written.
     #[error("cannot write the results file {output}: {source}")]
     Output {
@@ -120,6 +147,9 @@ pub enum JobError {
 /// State every worker shares.
 struct Shared {
     mode: Mode,
+    output_log: Option<PriorResults>,
+    /// `retry`: rows the input records as successes are carried over.
+    carry_successes: bool,
     limiter: Option<DefaultDirectRateLimiter>,
     /// One task at a time waits on the limiter: FIFO, and no herd of wake-ups.
     limiter_queue: Mutex<()>,
@@ -174,10 +204,13 @@ impl Shared {
 /// Runs a job to its end: every input row gets exactly one results row.
 pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
-    let input = job.input.clone();
-    let mut reader = tokio::task::spawn_blocking(move || InputReader::open(&input))
-        .await
-        .expect("the input reader does not panic")?;
+    let carry_successes = matches!(job.source, Source::Results(_));
+    let mut reader = tokio::task::spawn_blocking(move || match job.source {
+        Source::Csv(input) => InputReader::open(&input),
+        Source::Results(log) => InputReader::open_log(log),
+    })
+    .await
+    .expect("the input reader does not panic")?;
     let header = reader.header().clone();
     if !header.ignored.is_empty() {
         tracing::warn!(
@@ -190,8 +223,22 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         output: output_name.clone(),
         source,
     };
-    let mut writer =
-        ResultsWriter::create(&job.output, header.carried_names()).map_err(output_error)?;
+    let mut writer = match &job.output_log {
+        Some(log) => {
+            if &log.carried_names != header.carried_names() {
+                let names =
+                    |r: &csv::ByteRecord| String::from_utf8_lossy(r.as_slice()).into_owned();
+                return Err(JobError::ColumnsChanged {
+                    output: output_name,
+                    earlier: names(&log.carried_names),
+                    now: names(header.carried_names()),
+                });
+            }
+            ResultsWriter::append(log, header.carried_names())
+        }
+        None => ResultsWriter::create(&job.output, header.carried_names()),
+    }
+    .map_err(output_error)?;
 
     let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
     let reading = tokio::task::spawn_blocking(move || {
@@ -203,14 +250,20 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         Ok::<(), InputError>(())
     });
 
-    let (outcomes_tx, mut outcomes_rx) = mpsc::channel::<RowOutcome>(CHANNEL_ROWS);
+    let (outcomes_tx, mut outcomes_rx) = mpsc::channel::<Final>(CHANNEL_ROWS);
     let writing = tokio::task::spawn_blocking(move || {
         let mut tally = Tally::default();
-        while let Some(outcome) = outcomes_rx.blocking_recv() {
-            writer.write(&outcome)?;
-            log_outcome(&outcome);
-            tally.add(&outcome);
+        while let Some(row) = outcomes_rx.blocking_recv() {
+            let status = writer.write_final(&row)?;
+            match &row {
+                Final::Outcome(outcome) => {
+                    log_outcome(outcome);
+                    tally.add(outcome);
+                }
+                Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
+            }
         }
+        writer.finish()?;
         Ok::<Tally, std::io::Error>(tally)
     });
 
@@ -224,6 +277,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     };
     let shared = Arc::new(Shared {
         mode: job.mode,
+        output_log: job.output_log,
+        carry_successes,
         limiter,
         limiter_queue: Mutex::new(()),
         stop_tx: watch::channel(None).0,
@@ -295,7 +350,7 @@ async fn watch_ctrl_c(shared: Arc<Shared>) {
 async fn dispatch(
     shared: &Arc<Shared>,
     rows_rx: &mut mpsc::Receiver<InputRow>,
-    outcomes_tx: mpsc::Sender<RowOutcome>,
+    outcomes_tx: mpsc::Sender<Final>,
 ) {
     let concurrency = match &shared.mode {
         Mode::Send(sender) => sender.concurrency,
@@ -309,14 +364,46 @@ async fn dispatch(
             name,
             cells,
             request,
+            earlier,
             ..
         } = input_row;
+        let duplicate = matches!(&request, Err(e) if e.code == "DUPLICATE_IN_INPUT");
+        let logged = shared
+            .output_log
+            .as_ref()
+            .and_then(|log| log.get(name.as_deref(), row));
+        let earlier = earlier.filter(|_| shared.carry_successes);
+        // A success of an earlier run is kept as it is, even if the row has changed since:
+        // the workspace exists. Only a second row of the same name is not a success.
+        let mut cells = cells;
+        let kept = match (logged, &earlier) {
+            _ if duplicate => None,
+            (Some(prior), _) if prior.success => Some(Final::KeptAt {
+                row,
+                offset: prior.offset,
+                cells: std::mem::take(&mut cells),
+            }),
+            (_, Some(earlier)) if earlier.prior.success => Some(Final::Kept {
+                row,
+                results: earlier.results.clone(),
+                cells: std::mem::take(&mut cells),
+            }),
+            _ => None,
+        };
+        if let Some(kept) = kept {
+            if outcomes_tx.send(kept).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let maybe_created = logged.is_some_and(|p| p.maybe_created)
+            || earlier.is_some_and(|e| e.prior.maybe_created);
         let row = Carried { row, name, cells };
         let request = match request {
             Ok(request) => request,
             Err(error) => {
                 let outcome = unsent(row, Status::Invalid, error.code, &error.message);
-                if outcomes_tx.send(outcome).await.is_err() {
+                if outcomes_tx.send(Final::Outcome(outcome)).await.is_err() {
                     return;
                 }
                 continue;
@@ -338,9 +425,9 @@ async fn dispatch(
             (Some(slot), Mode::Send(_)) => {
                 let (shared, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
                 workers.spawn(async move {
-                    let outcome = provision(&shared, row, request).await;
+                    let outcome = provision(&shared, row, request, maybe_created).await;
                     drop(slot);
-                    let _ = outcomes_tx.send(outcome).await;
+                    let _ = outcomes_tx.send(Final::Outcome(outcome)).await;
                 });
                 // Reap finished workers so the set stays as small as the concurrency.
                 while workers.try_join_next().is_some() {}
@@ -351,7 +438,7 @@ async fn dispatch(
                 unsent(row, Status::Skipped, reason.code(), reason.message())
             }
         };
-        if outcomes_tx.send(outcome).await.is_err() {
+        if outcomes_tx.send(Final::Outcome(outcome)).await.is_err() {
             return;
         }
     }
@@ -387,9 +474,14 @@ fn unsent(row: Carried, status: Status, code: &str, message: &str) -> RowOutcome
 
 /// Sends one row until it has a final outcome: success, a final refusal, retries spent,
 /// or the job stopping.
-async fn provision(shared: &Shared, row: Carried, request: WorkspaceRequest) -> RowOutcome {
+async fn provision(
+    shared: &Shared,
+    row: Carried,
+    request: WorkspaceRequest,
+    maybe_created: bool,
+) -> RowOutcome {
     let mut trail = Trail::default();
-    let verdict = attempt_until_final(shared, &request, &mut trail).await;
+    let verdict = attempt_until_final(shared, &request, maybe_created, &mut trail).await;
     RowOutcome {
         row: row.row,
         name: row.name,
@@ -436,9 +528,11 @@ impl Verdict {
     }
 }
 
+/// `maybe_created`: an earlier run's attempt may already have created the workspace.
 async fn attempt_until_final(
     shared: &Shared,
     request: &WorkspaceRequest,
+    mut maybe_created: bool,
     trail: &mut Trail,
 ) -> Verdict {
     let Mode::Send(sender) = &shared.mode else {
@@ -448,8 +542,6 @@ async fn attempt_until_final(
     let mut verb = Verb::Post;
     // Attempts of the current verb: switching to PUT starts a fresh retry budget.
     let mut tries = 0;
-    // Whether an earlier attempt may have created the workspace without our knowing.
-    let mut maybe_created = false;
     loop {
         if let Err(reason) = shared.permit().await {
             return Verdict::stopped(reason);
@@ -489,7 +581,7 @@ async fn attempt_until_final(
         };
         if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
             if maybe_created {
-                let message = "an earlier attempt whose answer was lost created it";
+                let message = "an earlier attempt, whose answer was lost, created it";
                 return Verdict::new(Status::Created, "", message);
             }
             match sender.on_exists {

@@ -9,6 +9,7 @@ pub mod input;
 pub mod job;
 pub mod report;
 pub mod results;
+pub mod resume;
 pub mod retry;
 pub mod sandbox;
 pub mod settings;

@@ -18,6 +18,8 @@ pub struct Tally {
     pub requests: u64,
     /// Requests beyond the first of each row.
     pub retries: u64,
+    /// Successes of an earlier run, kept without a request.
+    pub kept: u64,
     latencies: LatencyHistogram,
 }
 
@@ -32,6 +34,14 @@ impl Tally {
         self.retries += u64::from(outcome.attempts.saturating_sub(1));
         if let Some(ms) = outcome.latency_ms {
             self.latencies.add(ms);
+        }
+    }
+
+    /// Counts one success kept from an earlier run.
+    pub fn add_kept(&mut self, status: Option<Status>) {
+        self.kept += 1;
+        if let Some(status) = status {
+            *self.by_status.entry(status).or_default() += 1;
         }
     }
 
@@ -118,6 +128,13 @@ pub fn summary(tally: &Tally, elapsed: Duration, results: &str, stopped: Option<
             counts.join(", ")
         }
     );
+    if tally.kept > 0 {
+        let _ = writeln!(
+            text,
+            "  kept from the earlier run: {} (no request sent for them)",
+            tally.kept
+        );
+    }
     if let Some(reason) = stopped {
         let _ = writeln!(text, "  stopped early: {reason}");
     }

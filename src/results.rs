@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use csv::ByteRecord;
 
+use crate::resume::{PriorResults, ResultColumns};
 use crate::settings::Output;
 
 /// The result columns, in order; the input's columns follow them.
@@ -64,6 +65,11 @@ impl Status {
         }
     }
 
+    /// Reads the spelling of the results file.
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// Whether this row needs no further run.
     pub fn is_success(self) -> bool {
         matches!(
@@ -104,10 +110,48 @@ pub struct RowOutcome {
     pub cells: ByteRecord,
 }
 
+/// What the writer receives for each input row.
+#[derive(Debug, Clone)]
+pub enum Final {
+    /// This run's outcome.
+    Outcome(RowOutcome),
+    /// A success of an earlier run, kept as it was, under this run's row number.
+    Kept {
+        /// Row number.
+        row: u64,
+        /// The eight result cells of the earlier row.
+        results: ByteRecord,
+        /// The input's carried cells.
+        cells: ByteRecord,
+    },
+    /// A success of an earlier run found in the results log at `offset`.
+    KeptAt {
+        /// Row number.
+        row: u64,
+        /// Where the earlier row starts in the log.
+        offset: u64,
+        /// The input's carried cells.
+        cells: ByteRecord,
+    },
+}
+
 /// Writes results rows, flushing each one.
 pub struct ResultsWriter {
     csv: csv::Writer<Box<dyn Write + Send>>,
     record: ByteRecord,
+    /// Set when appending to an earlier results file (`--resume`, `retry`).
+    log: Option<Log>,
+}
+
+/// An earlier results file this run appends to, then compacts.
+struct Log {
+    path: std::path::PathBuf,
+    /// Reads earlier rows back by offset.
+    reader: csv::Reader<std::fs::File>,
+    columns: ResultColumns,
+    /// Where this run's rows begin.
+    run_start: u64,
+    header: ByteRecord,
 }
 
 impl ResultsWriter {
@@ -120,12 +164,100 @@ impl ResultsWriter {
         let mut writer = ResultsWriter {
             csv: csv::Writer::from_writer(sink),
             record: ByteRecord::new(),
+            log: None,
         };
-        let mut header = ByteRecord::from(RESULT_COLUMNS.to_vec());
-        header.extend(carried_names);
-        writer.csv.write_byte_record(&header)?;
+        writer.csv.write_byte_record(&header(carried_names))?;
         writer.csv.flush()?;
         Ok(writer)
+    }
+
+    /// Appends to an earlier results file after its last whole row (a torn line left by a
+    /// crash is cut off). [`ResultsWriter::finish`] then rewrites it to this run's rows.
+    pub fn append(
+        prior: &PriorResults,
+        carried_names: &ByteRecord,
+    ) -> std::io::Result<ResultsWriter> {
+        let file = std::fs::OpenOptions::new().write(true).open(&prior.path)?;
+        file.set_len(prior.valid_len)?;
+        drop(file);
+        let sink = std::fs::OpenOptions::new().append(true).open(&prior.path)?;
+        let reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(&prior.path)
+            .map_err(std::io::Error::other)?;
+        Ok(ResultsWriter {
+            csv: csv::Writer::from_writer(Box::new(sink)),
+            record: ByteRecord::new(),
+            log: Some(Log {
+                path: prior.path.clone(),
+                reader,
+                columns: prior.columns.clone(),
+                run_start: prior.valid_len,
+                header: header(carried_names),
+            }),
+        })
+    }
+
+    /// Writes one final row; returns its status.
+    pub fn write_final(&mut self, row: &Final) -> std::io::Result<Option<Status>> {
+        match row {
+            Final::Outcome(outcome) => self.write(outcome).map(|()| Some(outcome.status)),
+            Final::Kept {
+                row,
+                results,
+                cells,
+            } => self.write_kept(*row, results, cells),
+            Final::KeptAt { row, offset, cells } => {
+                let log = self.log.as_mut().ok_or_else(|| {
+                    std::io::Error::other("a row was kept from a results log that is not open")
+                })?;
+                log.reader
+                    .seek(csv::Position::new().set_byte(*offset).clone())
+                    .map_err(std::io::Error::other)?;
+                let mut earlier = ByteRecord::new();
+                if !log
+                    .reader
+                    .read_byte_record(&mut earlier)
+                    .map_err(std::io::Error::other)?
+                {
+                    return Err(std::io::Error::other(format!(
+                        "the results log has no row at byte {offset}"
+                    )));
+                }
+                let results = log.columns.results(&earlier);
+                self.write_kept(*row, &results, cells)
+            }
+        }
+    }
+
+    fn write_kept(
+        &mut self,
+        row: u64,
+        results: &ByteRecord,
+        cells: &ByteRecord,
+    ) -> std::io::Result<Option<Status>> {
+        let record = &mut self.record;
+        record.clear();
+        record.push_field(row.to_string().as_bytes());
+        for cell in results.iter().skip(1) {
+            record.push_field(cell);
+        }
+        record.extend(cells);
+        self.csv.write_byte_record(record)?;
+        self.csv.flush()?;
+        let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
+        Ok(status.and_then(Status::parse))
+    }
+
+    /// Ends the file: a log appended to is rewritten atomically to this run's rows, one per
+    /// input row.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.csv.flush()?;
+        drop(self.csv);
+        if let Some(log) = self.log {
+            crate::resume::compact(&log.path, &log.header, log.run_start)?;
+        }
+        Ok(())
     }
 
     /// Writes one row and flushes it to the operating system, so a crash of this process
@@ -146,6 +278,12 @@ impl ResultsWriter {
         self.csv.write_byte_record(record)?;
         self.csv.flush()
     }
+}
+
+fn header(carried_names: &ByteRecord) -> ByteRecord {
+    let mut header = ByteRecord::from(RESULT_COLUMNS.to_vec());
+    header.extend(carried_names);
+    header
 }
 
 fn push_optional(record: &mut ByteRecord, value: Option<u64>) {

@@ -81,7 +81,7 @@ pub struct FaultCounts {
 /// `GET /_sandbox/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
-    /// Every request to the workspace endpoints, whatever became of it.
+    /// Every request to the workspace endpoints, counted on arrival, whatever became of it.
     pub requests_total: u64,
     /// Answered requests by HTTP status (dropped ones are not answered).
     pub by_status: BTreeMap<u16, u64>,
@@ -172,6 +172,8 @@ impl Store {
     /// The plan draws the same three random numbers for every admitted request, so the
     /// n-th admitted request gets the same fault for the same seed, whatever it carries.
     pub fn admit(&mut self, at: Duration) -> Result<Plan, u64> {
+        // Counted on arrival, so a test can see requests still waiting on `--latency`.
+        self.stats.requests_total += 1;
         if let Some(limit) = self.faults.rate_limit {
             let second = at.as_secs();
             if second != self.window.second {
@@ -383,7 +385,6 @@ impl Store {
         status: Option<u16>,
         fault: Option<Fault>,
     ) {
-        self.stats.requests_total += 1;
         if let Some(status) = status {
             *self.stats.by_status.entry(status).or_default() += 1;
         }

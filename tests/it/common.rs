@@ -294,3 +294,44 @@ pub async fn workspace_counts(api: &Api) -> std::collections::BTreeMap<String, u
     }
     counts
 }
+
+/// Sends a signal to a child process.
+pub fn signal(child: &tokio::process::Child, signal: i32) {
+    let pid = child.id().expect("the child is running") as i32;
+    // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "kill({pid}, {signal})");
+}
+
+/// Starts `dbprov` without waiting for it.
+pub fn spawn_dbprov(args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args(args)
+        .env_remove("DATABRAIN_API_KEY")
+        .env_remove("DATABRAIN_BASE_URL")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the sandbox has received at least `n` requests (polling its stats), or
+/// the process has ended.
+pub async fn until_requests(api: &Api, child: &mut tokio::process::Child, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if api.stats().await["requests_total"].as_u64().unwrap() >= n {
+            return;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {n} requests within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -206,7 +206,7 @@ async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doub
     );
     // Rows whose first answer was lost say how they were created.
     assert!(rows.iter().any(|r| r["_attempts"] != "1"
-        && r["_error_message"] == "an earlier attempt whose answer was lost created it"));
+        && r["_error_message"] == "an earlier attempt, whose answer was lost, created it"));
 }
 
 #[tokio::test]

@@ -2,4 +2,5 @@
 
 mod common;
 mod job;
+mod reruns;
 mod sandbox;

@@ -1,0 +1,441 @@
+//! Reruns and crash safety: `run --resume`, `dbprov retry`, Ctrl-C, and kill -9.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dbprov::sandbox::{self, Catalog, FaultConfig, Sandbox, SandboxConfig};
+
+use crate::common::{
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, plain_sandbox, signal,
+    spawn_dbprov, tenants, until_requests, workspace_counts,
+};
+
+/// The common flags of a fast job against `sandbox`, writing `results.csv` in `dir`.
+fn job_args(sandbox: &Sandbox, dir: &JobDir) -> Vec<String> {
+    [
+        "-o",
+        dir.path("results.csv").to_str().unwrap(),
+        "--base-url",
+        &sandbox.url(),
+        "--api-key-file",
+        &dir.key_file(sandbox),
+        "--rate",
+        "unlimited",
+        "--backoff-base",
+        "1ms",
+        "--backoff-max",
+        "20ms",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+async fn run(command: &[&str], extra: &[String]) -> crate::common::Finished {
+    let mut args: Vec<&str> = command.to_vec();
+    args.extend(extra.iter().map(String::as_str));
+    dbprov(&args).await
+}
+
+async fn requests(api: &Api) -> u64 {
+    api.stats().await["requests_total"].as_u64().unwrap()
+}
+
+fn statuses(rows: &[ResultRow]) -> BTreeMap<String, String> {
+    rows.iter()
+        .map(|r| (r["name"].clone(), r["_status"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new_one() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let input = dir.write("tenants.csv", &tenants("t", 100));
+
+    let first = run(&["run", &input, "--resume"], &args).await;
+    assert_eq!(first.exit, 0, "{}", first.stderr);
+    assert_eq!(requests(&api).await, 100);
+
+    let second = run(&["run", &input, "--resume"], &args).await;
+    assert_eq!(second.exit, 0, "{}", second.stderr);
+    assert_eq!(
+        requests(&api).await,
+        100,
+        "an unchanged input costs no request"
+    );
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 100);
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
+    assert!(
+        second.stderr.contains("kept from the earlier run: 100"),
+        "{}",
+        second.stderr
+    );
+
+    // Ten new tenants at the end of the list.
+    let mut grown = tenants("t", 100);
+    for line in tenants("new", 10).lines().skip(1) {
+        grown.push_str(line);
+        grown.push('\n');
+    }
+    std::fs::write(&input, grown).unwrap();
+    let third = run(&["run", &input, "--resume"], &args).await;
+    assert_eq!(third.exit, 0, "{}", third.stderr);
+    assert_eq!(
+        requests(&api).await,
+        110,
+        "exactly ten requests for ten new tenants"
+    );
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 110);
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
+    assert_eq!(workspace_counts(&api).await.len(), 110);
+}
+
+#[tokio::test]
+async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
+    // mysql-orders does not exist in this sandbox: rows that use it fail.
+    let sandbox = sandbox::spawn(SandboxConfig {
+        catalog: Catalog {
+            datasources: vec!["postgres-main".into()],
+            ..Catalog::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let mut csv = String::from("name,connectionType,datasourceName,note\n");
+    for i in 1..=15 {
+        csv.push_str(&format!("ok-{i:02},DATASOURCE,postgres-main,n{i}\n"));
+    }
+    csv.push_str("fix-me,DATASOURCE,mysql-orders,x\n"); // 16
+    csv.push_str("stays-1,DATASOURCE,mysql-orders,x\n"); // 17
+    csv.push_str("stays-2,DATASOURCE,mysql-orders,x\n"); // 18
+    csv.push_str("no-type,,,x\n"); // 19
+    csv.push_str("last,MULTI_DATAMART,,x\n"); // 20
+    let input = dir.write("tenants.csv", &csv);
+    let first = run(&["run", &input], &args).await;
+    assert_eq!(first.exit, 1);
+    assert!(
+        first.stderr.contains("dbprov retry "),
+        "the summary gives the retry command: {}",
+        first.stderr
+    );
+    let (_, before) = dir.results("results.csv");
+    assert_eq!(requests(&api).await, 19);
+
+    // Fix two rows in the results file, as an operator would in a spreadsheet.
+    let results = dir.path("results.csv");
+    let edited = std::fs::read_to_string(&results)
+        .unwrap()
+        .replace(
+            "fix-me,DATASOURCE,mysql-orders",
+            "fix-me,DATASOURCE,postgres-main",
+        )
+        .replace("no-type,,,x", "no-type,MULTI_DATAMART,,x");
+    std::fs::write(&results, edited).unwrap();
+
+    let retry = run(&["retry", results.to_str().unwrap()], &args[2..]).await;
+    assert_eq!(retry.exit, 1, "{}", retry.stderr);
+    assert_eq!(
+        requests(&api).await,
+        19 + 4,
+        "only rows 16 to 19 are sent again"
+    );
+    let log = api.get("/_sandbox/requests").await;
+    let resent: BTreeSet<&str> = log.as_array().unwrap()[19..]
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resent,
+        BTreeSet::from(["fix-me", "no-type", "stays-1", "stays-2"])
+    );
+
+    let (_, after) = dir.results("results.csv");
+    assert_one_row_per_input_row(&after, 20);
+    let after_by_name: BTreeMap<_, _> = after.iter().map(|r| (r["name"].clone(), r)).collect();
+    assert_eq!(after_by_name["fix-me"]["_status"], "created");
+    assert_eq!(after_by_name["fix-me"]["datasourceName"], "postgres-main");
+    assert_eq!(after_by_name["no-type"]["_status"], "created");
+    assert_eq!(after_by_name["stays-1"]["_status"], "failed");
+    assert_eq!(
+        after_by_name["stays-1"]["_row"], "17",
+        "rows keep their number"
+    );
+    // Successes are carried over unchanged, down to their timestamps.
+    for row in before.iter().filter(|r| r["_status"] == "created") {
+        assert_eq!(&after_by_name[&row["name"]], &row);
+    }
+
+    // With -o, the original stays as it is and the new file gets every row.
+    let retry = run(
+        &[
+            "retry",
+            results.to_str().unwrap(),
+            "-o",
+            dir.path("again.csv").to_str().unwrap(),
+        ],
+        &args[2..],
+    )
+    .await;
+    assert_eq!(retry.exit, 1);
+    assert_eq!(
+        requests(&api).await,
+        23 + 2,
+        "only the two rows still failing"
+    );
+    let (_, again) = dir.results("again.csv");
+    assert_one_row_per_input_row(&again, 20);
+    assert_eq!(dir.results("results.csv").1, after);
+}
+
+#[tokio::test]
+async fn resume_follows_an_input_that_gained_lost_and_reordered_rows() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let header = "name,connectionType\n";
+    let input = dir.write(
+        "in.csv",
+        &format!("{header}a,MULTI_DATAMART\nb,MULTI_DATAMART\nc,DATAMART\nd,MULTI_DATAMART\n"),
+    );
+    let first = run(&["run", &input], &args).await;
+    assert_eq!(first.exit, 1, "c is invalid");
+    assert_eq!(requests(&api).await, 3);
+
+    // a and d are gone, c is fixed, e and f are new, and the order changed.
+    std::fs::write(
+        &input,
+        format!("{header}f,MULTI_DATAMART\nc,MULTI_DATAMART\nb,MULTI_DATAMART\ne,MULTI_DATAMART\n"),
+    )
+    .unwrap();
+    let second = run(&["run", &input, "--resume"], &args).await;
+    assert_eq!(second.exit, 0, "{}", second.stderr);
+    assert_eq!(requests(&api).await, 3 + 3, "c, e and f");
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 4);
+    let by_name: BTreeMap<_, _> = rows.iter().map(|r| (r["name"].as_str(), r)).collect();
+    assert_eq!(
+        by_name.keys().copied().collect::<Vec<_>>(),
+        ["b", "c", "e", "f"]
+    );
+    assert_eq!(
+        by_name["f"]["_row"], "1",
+        "_row comes from the current input"
+    );
+    assert_eq!(by_name["b"]["_row"], "3");
+    assert_eq!(by_name["b"]["_attempts"], "1", "b's earlier row is kept");
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
+}
+
+#[tokio::test]
+async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let input = dir.write("in.csv", &tenants("t", 5));
+    assert_eq!(run(&["run", &input], &args).await.exit, 0);
+    // A crash in the middle of writing a row leaves half a line.
+    let results = dir.path("results.csv");
+    let mut text = std::fs::read_to_string(&results).unwrap();
+    text.push_str("6,crea");
+    std::fs::write(&results, &text).unwrap();
+    std::fs::write(&input, tenants("t", 6)).unwrap();
+
+    let resumed = run(&["run", &input, "--resume"], &args).await;
+    assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    assert_eq!(requests(&api).await, 6);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 6);
+    assert!(
+        !std::fs::read_to_string(&results)
+            .unwrap()
+            .contains("6,crea\n")
+    );
+
+    let other = dir.write("other.csv", "name,connectionType,team\nt-0001,DATAMART,x\n");
+    let refused = run(&["run", &other, "--resume"], &args).await;
+    assert_eq!(refused.exit, 2);
+    assert!(
+        refused.stderr.contains("was written for the columns"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        dir.results("results.csv").1,
+        rows,
+        "nothing recorded is lost"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
+    let sandbox = crate::common::sandbox_with(FaultConfig {
+        latency: std::time::Duration::from_millis(50),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let input = dir.write("in.csv", &tenants("t", 400));
+    let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
+    command.extend(args.iter().map(String::as_str));
+    let mut child = spawn_dbprov(&command);
+    until_requests(&api, &mut child, 12).await;
+    signal(&child, libc::SIGINT);
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 400);
+    let created: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r["_status"] == "created")
+        .map(|r| r["name"].as_str())
+        .collect();
+    let interrupted = rows.iter().filter(|r| r["_status"] == "skipped").count();
+    assert!(
+        rows.iter()
+            .filter(|r| r["_status"] == "skipped")
+            .all(|r| r["_error_code"] == "INTERRUPTED")
+    );
+    assert_eq!(created.len() + interrupted, 400, "{stderr}");
+    assert!(interrupted > 0);
+    // Requests in flight were let finish: every workspace the sandbox holds is recorded.
+    let held = workspace_counts(&api).await;
+    assert_eq!(
+        held.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        created
+    );
+
+    let sent_before = requests(&api).await;
+    let resumed = run(&["run", &input, "--resume", "--concurrency", "16"], &args).await;
+    assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    assert_eq!(requests(&api).await - sent_before, interrupted as u64);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 400);
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
+    assert!(workspace_counts(&api).await.values().all(|n| *n == 1));
+}
+
+/// The invariants after kill -9 at several moments and a final `--resume`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
+    let sandbox = sandbox::spawn(SandboxConfig {
+        seed: Some(9),
+        faults: FaultConfig {
+            latency: std::time::Duration::from_millis(3),
+            jitter: std::time::Duration::from_millis(6),
+            fail_after_commit_rate: 0.2,
+            drop_rate: 0.05,
+            ..FaultConfig::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut args = job_args(&sandbox, &dir);
+    // Slower backoff than the other tests, so that retries are pending at each kill.
+    let base = args.iter().position(|a| a == "--backoff-base").unwrap();
+    args[base + 1] = "50ms".to_owned();
+    args[base + 3] = "500ms".to_owned();
+    args.extend(["--max-attempts", "12", "--concurrency", "16"].map(str::to_owned));
+    let mut csv = tenants("t", 3000);
+    for i in 0..5 {
+        csv.push_str(&format!("broken-{i},,,\n"));
+    }
+    let input = dir.write("in.csv", &csv);
+    let mut command: Vec<&str> = vec!["run", &input, "--resume"];
+    command.extend(args.iter().map(String::as_str));
+
+    for after_requests in [100, 1400, 2800] {
+        let mut child = spawn_dbprov(&command);
+        until_requests(&api, &mut child, after_requests).await;
+        child.start_kill().unwrap();
+        let output = child.wait_with_output().await.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            output.status.signal(),
+            Some(libc::SIGKILL),
+            "killed after {after_requests} requests: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let last = dbprov(&command).await;
+    assert_eq!(last.exit, 1, "the five broken rows: {}", last.stderr);
+
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 3005);
+    let held = workspace_counts(&api).await;
+    assert!(held.values().all(|n| *n == 1), "no workspace twice");
+    let statuses = statuses(&rows);
+    for (name, status) in &statuses {
+        if name.starts_with("broken-") {
+            assert_eq!(status, "invalid");
+        } else {
+            assert!(
+                status == "created" || status == "exists",
+                "{name}: {status}"
+            );
+            assert!(
+                held.contains_key(name),
+                "{name} is recorded {status} but does not exist"
+            );
+        }
+    }
+    assert_eq!(held.len(), 3000);
+    assert!(
+        api.stats().await["faults_injected"]["fail_after_commit"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[tokio::test]
+async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
+    use tokio::io::AsyncBufReadExt;
+    let sandbox = crate::common::sandbox_with(FaultConfig {
+        latency: std::time::Duration::from_secs(30),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let input = dir.write("in.csv", &format!("{}broken,,\n", tenants("t", 20)));
+    let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
+    command.extend(args.iter().map(String::as_str));
+    let mut child = spawn_dbprov(&command);
+    until_requests(&api, &mut child, 4).await;
+    signal(&child, libc::SIGINT);
+    // Wait until the first Ctrl-C is taken (the job says so), then press it again while
+    // four requests are still waiting on the sandbox's 30 s latency.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        if line.contains("interrupted") {
+            break;
+        }
+    }
+    signal(&child, libc::SIGINT);
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    // The rows written so far are whole; the in-flight ones are not there.
+    let (header, rows) = dir.results("results.csv");
+    assert!(
+        rows.len() < 21,
+        "exited without waiting for the requests in flight"
+    );
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+}
