@@ -52,7 +52,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
         .results_path(args.output.as_deref())
         .map_err(anyhow::Error::msg)?;
     let output_log = if args.resume {
-        earlier_results(&output)?
+        earlier_results(&output, args.dry_run)?
     } else {
         None
     };
@@ -81,7 +81,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     };
     // Without -o the results file itself is the log; with -o, a file left by an
     // interrupted retry is carried on.
-    let output_log = earlier_results(&output)?;
+    let output_log = earlier_results(&output, args.dry_run)?;
     let target = Target::new(args.dry_run, args.sandbox, &args.send).await?;
     let job = Job {
         source: Source::Results(input),
@@ -93,7 +93,15 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
 }
 
 /// The earlier rows of a results file that is to be continued, if it exists.
-fn earlier_results(output: &Output) -> anyhow::Result<Option<PriorResults>> {
+fn earlier_results(output: &Output, dry_run: bool) -> anyhow::Result<Option<PriorResults>> {
+    if let (Output::File(path), true) = (output, dry_run)
+        && path.exists()
+    {
+        anyhow::bail!(
+            "a dry run does not change the earlier results in {}: give -o with a new file for the plan",
+            path.display()
+        );
+    }
     match output {
         Output::Stdout => {
             anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")

@@ -70,7 +70,13 @@ impl Status {
         Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
-    /// Whether this row needs no further run.
+    /// Whether the workspace is in place, so a rerun sends nothing for it. Unlike
+    /// [`Status::is_success`], a `planned` row still has everything to do.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::Created | Status::Updated | Status::Exists)
+    }
+
+    /// Whether this row counts as a success for the exit code (`planned` in a dry run).
     pub fn is_success(self) -> bool {
         matches!(
             self,

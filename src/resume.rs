@@ -44,7 +44,7 @@ pub enum ResumeError {
 pub struct Prior {
     /// Where the row starts in the file.
     pub offset: u64,
-    /// Its status is a success: the row needs no further run.
+    /// Its status says the workspace is in place (created, updated, exists).
     pub success: bool,
     /// An attempt of that run may have created the workspace without learning it (a
     /// timeout, a lost connection, a 5xx): a later `WORKSPACE_NAME_ALREADY_EXISTS` is ours.
@@ -195,7 +195,7 @@ impl ResultColumns {
         let http_status = text(record, self.http_status).parse::<u16>().ok();
         Prior {
             offset,
-            success: self.status(record).is_some_and(Status::is_success),
+            success: self.status(record).is_some_and(Status::is_done),
             // No status means no answer: a timeout or a lost connection.
             maybe_created: attempts > 0 && http_status.is_none_or(may_have_applied),
         }

@@ -439,3 +439,32 @@ async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
     );
     assert!(rows.iter().all(|r| r.len() == header.len()));
 }
+
+#[tokio::test]
+async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir);
+    let input = dir.write("in.csv", &tenants("t", 3));
+    let plan = run(&["run", &input, "--dry-run"], &args).await;
+    assert_eq!(plan.exit, 0);
+    let planned = std::fs::read_to_string(dir.path("results.csv")).unwrap();
+
+    let refused = run(&["run", &input, "--dry-run", "--resume"], &args).await;
+    assert_eq!(refused.exit, 2);
+    assert!(
+        refused.stderr.contains("a dry run does not change"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path("results.csv")).unwrap(),
+        planned
+    );
+
+    // Planned rows are still to do: a resume sends them.
+    let real = run(&["run", &input, "--resume"], &args).await;
+    assert_eq!(real.exit, 0, "{}", real.stderr);
+    assert_eq!(requests(&api).await, 3);
+}
