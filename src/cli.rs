@@ -15,6 +15,24 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// More log detail on stderr: -v debug (retries, request bodies of a dry run), -vv trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log detail: -q warnings and errors only, -qq errors only.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Log lines as text, or as JSON objects for a log collector.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 /// The subcommands.
@@ -24,8 +42,23 @@ pub enum Command {
     Run(RunArgs),
     /// Re-send only the rows of a results file that did not succeed.
     Retry(RetryArgs),
+    /// Check a tenant CSV without sending anything: exit 0 only if every row is valid.
+    Validate(ValidateArgs),
     /// Serve a local DataBrain-compatible workspace API, with optional fault injection.
     Sandbox(SandboxArgs),
+    /// Print a shell completion script: dbprov completions bash > /etc/bash_completion.d/dbprov
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `dbprov validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The tenant CSV; `-` reads stdin.
+    pub input: String,
 }
 
 /// `dbprov sandbox`.
@@ -91,9 +124,9 @@ pub struct RunArgs {
     /// If the results file exists, keep its successful rows and send only the others.
     #[arg(long)]
     pub resume: bool,
-    /// How requests are sent.
+    /// How requests are sent and the job reported.
     #[command(flatten)]
-    pub send: SendArgs,
+    pub job: JobArgs,
 }
 
 /// `dbprov retry`.
@@ -111,14 +144,14 @@ pub struct RetryArgs {
     /// Validate and write the rows to re-send as `planned`; send nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// How requests are sent.
+    /// How requests are sent and the job reported.
     #[command(flatten)]
-    pub send: SendArgs,
+    pub job: JobArgs,
 }
 
-/// Options of `run` and `retry` that shape the requests.
+/// Options of `run` and `retry`.
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub struct JobArgs {
     /// API root: the cloud or a self-hosted install.
     #[arg(
         long,
@@ -155,6 +188,108 @@ pub struct SendArgs {
     /// (`updated`).
     #[arg(long, value_enum, default_value_t = OnExists::Skip)]
     pub on_exists: OnExists,
+    /// Stop dispatching once more rows than this have failed: a count (50) or a share of
+    /// the input's rows (2%). The rest are written `skipped`; exit 3.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<MaxFailures>,
+    /// Process only the rows whose name hashes into shard I of N (I from 0). `--shard N`
+    /// takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// A progress bar on a terminal (auto), always, or never; without a bar, a log line
+    /// every 10 s.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Also write the end-of-job summary as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<std::path::PathBuf>,
+    /// Allow plain http:// to a host other than this machine (the key would cross the
+    /// network unencrypted).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, log lines otherwise.
+    Auto,
+    /// A bar, terminal or not.
+    Always,
+    /// No bar: log lines.
+    Never,
+}
+
+/// `--max-failures`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxFailures {
+    /// More failed rows than this stop the job.
+    Count(u64),
+    /// More failed rows than this share of the input's rows stop the job.
+    Percent(f64),
+}
+
+impl std::str::FromStr for MaxFailures {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<MaxFailures, String> {
+        let text = text.trim();
+        let wrong = || format!("'{text}' is neither a count (50) nor a share (2%)");
+        match text.strip_suffix('%') {
+            Some(share) => {
+                let share: f64 = share.trim().parse().map_err(|_| wrong())?;
+                if !(0.0..=100.0).contains(&share) {
+                    return Err(format!("{text}: a share is between 0% and 100%"));
+                }
+                Ok(MaxFailures::Percent(share))
+            }
+            None => text.parse().map(MaxFailures::Count).map_err(|_| wrong()),
+        }
+    }
+}
+
+/// `--shard I/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's shard, from 0.
+    pub index: u64,
+    /// How many shards there are.
+    pub count: u64,
+}
+
+impl Shard {
+    /// The whole input.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let number = |part: &str, what: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("--shard '{text}': {what} '{part}' is not a whole number"))
+        };
+        let (index, count) = match text.split_once('/') {
+            Some((index, count)) => (number(index, "the index")?, number(count, "the count")?),
+            None => {
+                let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+                    format!("--shard {text} takes the index from JOB_COMPLETION_INDEX, which is not set; write --shard I/{text}")
+                })?;
+                (
+                    number(&index, "JOB_COMPLETION_INDEX")?,
+                    number(text, "the count")?,
+                )
+            }
+        };
+        if count == 0 || index >= count {
+            return Err(format!(
+                "--shard {index}/{count}: the index must be below the count"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 /// `--rate`: a rate, or none at all.

@@ -1,14 +1,18 @@
 //! Dispatch from a parsed command line to the work, and the exit codes of `DESIGN.md`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
-use std::path::PathBuf;
-
-use crate::cli::{Cli, Command, RateLimit, RetryArgs, RunArgs, SandboxArgs, SendArgs};
+use crate::cli::{
+    Cli, Command, JobArgs, MaxFailures, ProgressMode, RateLimit, RetryArgs, RunArgs, SandboxArgs,
+    Shard, ValidateArgs,
+};
 use crate::client::Client;
+use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Sender, Source, StopReason};
 use crate::report;
 use crate::resume::PriorResults;
@@ -42,7 +46,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => run_command(args).await,
         Command::Retry(args) => retry_command(args).await,
+        Command::Validate(args) => validate_command(args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "dbprov", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
     }
 }
 
@@ -56,14 +66,27 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
     } else {
         None
     };
-    let target = Target::new(args.dry_run, args.sandbox, &args.send).await?;
+    let shard = args.job.shard.unwrap_or(Shard::ALL);
+    let counting = input.clone();
+    let total = tokio::task::spawn_blocking(move || input::count_rows(&counting, shard))
+        .await
+        .expect("counting rows does not panic")?;
+    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
     let job = Job {
         source: Source::Csv(input),
         output,
         output_log,
         mode: target.mode,
+        shard,
+        max_failures: failure_limit(&args.job, total)?,
+        progress: report::start_progress(args.job.progress, total),
+        progress_every: progress_every(args.job.progress),
     };
-    finish(job, target.sandbox.is_some()).await
+    let rerun = RerunHint {
+        sandbox: target.sandbox.is_some(),
+        shard: args.job.shard,
+    };
+    finish(job, &args.job, rerun).await
 }
 
 async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
@@ -82,14 +105,86 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     // Without -o the results file itself is the log; with -o, a file left by an
     // interrupted retry is carried on.
     let output_log = earlier_results(&output, args.dry_run)?;
-    let target = Target::new(args.dry_run, args.sandbox, &args.send).await?;
+    let shard = args.job.shard.unwrap_or(Shard::ALL);
+    let total = (shard == Shard::ALL).then(|| input.len() as u64);
+    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
     let job = Job {
         source: Source::Results(input),
         output,
         output_log,
         mode: target.mode,
+        shard,
+        max_failures: failure_limit(&args.job, total)?,
+        progress: report::start_progress(args.job.progress, total),
+        progress_every: progress_every(args.job.progress),
     };
-    finish(job, target.sandbox.is_some()).await
+    let rerun = RerunHint {
+        sandbox: target.sandbox.is_some(),
+        shard: args.job.shard,
+    };
+    finish(job, &args.job, rerun).await
+}
+
+/// `validate`: every invalid row on stdout with its line, name and reason.
+async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
+    let input = Input::from_arg(&args.input);
+    let (rows, invalid) = tokio::task::spawn_blocking(move || {
+        let mut reader = InputReader::open(&input)?;
+        let mut stdout = std::io::stdout().lock();
+        let (mut rows, mut invalid) = (0u64, 0u64);
+        while let Some(row) = reader.next_row()? {
+            rows += 1;
+            if let Err(error) = &row.request {
+                invalid += 1;
+                let name = row.name.as_deref().unwrap_or("");
+                let line = format!(
+                    "row {} (line {}), name '{name}': {}: {}",
+                    row.row, row.line, error.code, error.message
+                );
+                if writeln!(stdout, "{line}").is_err() {
+                    break; // a closed pipe (| head) is a normal end
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>((rows, invalid))
+    })
+    .await
+    .expect("validation does not panic")?;
+    eprintln!(
+        "dbprov: {rows} rows: {} valid, {invalid} invalid",
+        rows - invalid
+    );
+    Ok(if invalid == 0 {
+        Exit::Success
+    } else {
+        Exit::SomeRowsFailed
+    })
+}
+
+/// `--max-failures` as a number of rows.
+fn failure_limit(args: &JobArgs, total: Option<u64>) -> anyhow::Result<Option<u64>> {
+    Ok(match args.max_failures {
+        None => None,
+        Some(MaxFailures::Count(n)) => Some(n),
+        Some(MaxFailures::Percent(share)) => {
+            let total = total.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--max-failures {share}% needs the number of rows, which stdin cannot tell beforehand: give a count, like --max-failures 50"
+                )
+            })?;
+            Some((total as f64 * share / 100.0).floor() as u64)
+        }
+    })
+}
+
+/// Without a drawn bar, the progress figures go to the log every 10 s.
+fn progress_every(mode: ProgressMode) -> Option<Duration> {
+    let drawn = match mode {
+        ProgressMode::Always => true,
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+        ProgressMode::Never => false,
+    };
+    (!drawn).then_some(Duration::from_secs(10))
 }
 
 /// The earlier rows of a results file that is to be continued, if it exists.
@@ -119,7 +214,7 @@ struct Target {
 }
 
 impl Target {
-    async fn new(dry_run: bool, use_sandbox: bool, send: &SendArgs) -> anyhow::Result<Target> {
+    async fn new(dry_run: bool, use_sandbox: bool, args: &JobArgs) -> anyhow::Result<Target> {
         if dry_run {
             return Ok(Target {
                 mode: Mode::DryRun,
@@ -133,38 +228,75 @@ impl Target {
             tracing::info!("sandbox started at {}", local.url());
             let key = ApiKey::new(local.api_key());
             return Ok(Target {
-                mode: Mode::Send(sender(send, &local.url(), &key)?),
+                mode: Mode::Send(sender(args, &local.url(), &key)?),
                 sandbox: Some(local),
             });
         }
-        let key = api_key(send)?;
+        check_transport(&args.base_url, args.allow_insecure_http)?;
+        let key = api_key(args)?;
         Ok(Target {
-            mode: Mode::Send(sender(send, &send.base_url, &key)?),
+            mode: Mode::Send(sender(args, &args.base_url, &key)?),
             sandbox: None,
         })
     }
 }
 
-/// Runs the job, prints the summary, and tells the exit code.
-async fn finish(job: Job, sandbox: bool) -> anyhow::Result<Exit> {
+/// What the retry command in the summary must repeat.
+struct RerunHint {
+    sandbox: bool,
+    shard: Option<Shard>,
+}
+
+/// Runs the job, prints the summary (and writes it as JSON), and tells the exit code.
+async fn finish(job: Job, args: &JobArgs, rerun: RerunHint) -> anyhow::Result<Exit> {
     let output = job.output.clone();
+    let bar = job.progress.clone();
     let report = job::run(job).await?;
-    let stopped = report.stopped.map(|reason| reason.message());
-    let mut summary = report::summary(&report.tally, report.elapsed, &output.to_string(), stopped);
-    if let (Output::File(path), true) = (&output, report.tally.unsuccessful() > 0) {
-        let flag = if sandbox { " --sandbox" } else { "" };
-        summary.push_str(&format!(
-            "  retry the rows that did not succeed: dbprov retry {}{flag}\n",
-            shell_quote(&path.display().to_string())
-        ));
-    }
-    eprint!("{summary}");
-    Ok(match report.stopped {
-        Some(StopReason::Unauthorized) => Exit::Aborted,
+    bar.finish_and_clear();
+    let exit = match report.stopped {
+        Some(StopReason::Unauthorized | StopReason::MaxFailures) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
         None if report.tally.unsuccessful() > 0 => Exit::SomeRowsFailed,
         None => Exit::Success,
-    })
+    };
+    let mut summary = report::Summary::new(&report.tally, report.elapsed, output.to_string());
+    summary.stopped = report.stopped.map(StopReason::code);
+    summary.exit_code = exit as u8;
+    if let (Output::File(path), true) = (&output, report.tally.unsuccessful() > 0) {
+        let mut command = format!("dbprov retry {}", shell_quote(&path.display().to_string()));
+        if rerun.sandbox {
+            command.push_str(" --sandbox");
+        }
+        if let Some(shard) = rerun.shard {
+            command.push_str(&format!(" --shard {}/{}", shard.index, shard.count));
+        }
+        summary.retry_command = Some(command);
+    }
+    eprint!("{}", summary.text());
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
+    Ok(exit)
+}
+
+/// Refuses plain http:// to another machine: the key would cross the network in clear.
+fn check_transport(base_url: &str, allow_insecure_http: bool) -> anyhow::Result<()> {
+    let Ok(url) = reqwest::Url::parse(base_url) else {
+        return Ok(()); // the client names what is wrong with it
+    };
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        url.scheme() != "http" || loopback || allow_insecure_http,
+        "--base-url {base_url} is plain http to another machine: the API key would cross the network unencrypted. Use https://, or pass --allow-insecure-http if the network is trusted"
+    );
+    Ok(())
 }
 
 /// Quotes a path for a POSIX shell when it needs it.
@@ -178,7 +310,7 @@ fn shell_quote(text: &str) -> String {
 }
 
 /// The sending half of the settings, checked.
-fn sender(args: &SendArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender> {
+fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender> {
     anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
     anyhow::ensure!(args.max_attempts >= 1, "--max-attempts must be at least 1");
     let burst = std::num::NonZeroU32::new(args.burst)
@@ -209,9 +341,10 @@ fn sender(args: &SendArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sende
 }
 
 /// The service token: `--api-key-file`, else `DATABRAIN_API_KEY`. Never a flag value.
-fn api_key(args: &SendArgs) -> anyhow::Result<ApiKey> {
+fn api_key(args: &JobArgs) -> anyhow::Result<ApiKey> {
     let key = match &args.api_key_file {
         Some(path) => {
+            warn_if_readable_by_others(path);
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API key file {}", path.display()))?;
             ApiKey::new(&text)
@@ -279,4 +412,19 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
         .context("cannot listen for Ctrl-C")?;
     server.shutdown();
     Ok(Exit::Success)
+}
+
+/// A key file others can read is a key others can use.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        tracing::warn!(
+            "the API key file {} is readable by every user (mode {:o}): chmod 600 {}",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
 }

@@ -5,18 +5,21 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use indicatif::ProgressBar;
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::OnExists;
+use crate::cli::Shard;
 use crate::client::{Client, NoAnswer, Verb};
 use crate::input::{InputError, InputReader, InputRow};
-use crate::report::Tally;
+use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Status};
 use crate::resume::PriorResults;
 use crate::retry::{RetryPolicy, is_retryable_status, may_have_applied};
@@ -37,6 +40,14 @@ pub struct Job {
     pub output_log: Option<PriorResults>,
     /// Send, or only plan.
     pub mode: Mode,
+    /// Only the rows of this shard.
+    pub shard: Shard,
+    /// Stop dispatching once more rows than this have failed.
+    pub max_failures: Option<u64>,
+    /// Counts rows as they become final (drawn or hidden).
+    pub progress: ProgressBar,
+    /// Without a drawn bar: how often to log the progress figures.
+    pub progress_every: Option<Duration>,
 }
 
 /// Where the rows come from.
@@ -80,6 +91,8 @@ pub enum StopReason {
     Unauthorized,
     /// Ctrl-C.
     Interrupted,
+    /// More rows failed than `--max-failures` allows.
+    MaxFailures,
 }
 
 impl StopReason {
@@ -88,6 +101,7 @@ impl StopReason {
         match self {
             StopReason::Unauthorized => "ABORTED_UNAUTHORIZED",
             StopReason::Interrupted => "INTERRUPTED",
+            StopReason::MaxFailures => "ABORTED_MAX_FAILURES",
         }
     }
 
@@ -98,6 +112,9 @@ impl StopReason {
                 "not sent: the API refused the key (401), so the job stopped"
             }
             StopReason::Interrupted => "not sent: the job was interrupted",
+            StopReason::MaxFailures => {
+                "not sent: more rows failed than --max-failures allows, so the job stopped"
+            }
         }
     }
 }
@@ -154,6 +171,10 @@ struct Shared {
     /// One task at a time waits on the limiter: FIFO, and no herd of wake-ups.
     limiter_queue: Mutex<()>,
     stop_tx: watch::Sender<Option<StopReason>>,
+    /// `--max-failures`, in rows.
+    max_failures: Option<u64>,
+    /// Rows failed so far, counted by the workers so the job stops as soon as it can.
+    failures: AtomicU64,
 }
 
 impl Shared {
@@ -205,9 +226,13 @@ impl Shared {
 pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let carry_successes = matches!(job.source, Source::Results(_));
-    let mut reader = tokio::task::spawn_blocking(move || match job.source {
-        Source::Csv(input) => InputReader::open(&input),
-        Source::Results(log) => InputReader::open_log(log),
+    let shard = job.shard;
+    let mut reader = tokio::task::spawn_blocking(move || {
+        let reader = match job.source {
+            Source::Csv(input) => InputReader::open(&input),
+            Source::Results(log) => InputReader::open_log(log),
+        };
+        reader.map(|r| r.with_shard(shard))
     })
     .await
     .expect("the input reader does not panic")?;
@@ -250,23 +275,6 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         Ok::<(), InputError>(())
     });
 
-    let (outcomes_tx, mut outcomes_rx) = mpsc::channel::<Final>(CHANNEL_ROWS);
-    let writing = tokio::task::spawn_blocking(move || {
-        let mut tally = Tally::default();
-        while let Some(row) = outcomes_rx.blocking_recv() {
-            let status = writer.write_final(&row)?;
-            match &row {
-                Final::Outcome(outcome) => {
-                    log_outcome(outcome);
-                    tally.add(outcome);
-                }
-                Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
-            }
-        }
-        writer.finish()?;
-        Ok::<Tally, std::io::Error>(tally)
-    });
-
     let limiter = match &job.mode {
         Mode::Send(Sender {
             rate: Some(rate),
@@ -282,12 +290,49 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         limiter,
         limiter_queue: Mutex::new(()),
         stop_tx: watch::channel(None).0,
+        max_failures: job.max_failures,
+        failures: AtomicU64::new(0),
+    });
+
+    let (outcomes_tx, mut outcomes_rx) = mpsc::channel::<Final>(CHANNEL_ROWS);
+    let writing = tokio::task::spawn_blocking({
+        let bar = job.progress.clone();
+        move || {
+            let mut tally = Tally::default();
+            while let Some(row) = outcomes_rx.blocking_recv() {
+                let status = writer.write_final(&row)?;
+                match &row {
+                    Final::Outcome(outcome) => {
+                        log_outcome(outcome);
+                        tally.add(outcome);
+                    }
+                    Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
+                }
+                report::show_progress(&bar, &tally);
+            }
+            writer.finish()?;
+            Ok::<Tally, std::io::Error>(tally)
+        }
+    });
+    let progress_lines = job.progress_every.map(|every| {
+        let bar = job.progress.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                tracing::info!("{}", report::progress_line(&bar));
+            }
+        })
     });
     let ctrl_c = tokio::spawn(watch_ctrl_c(shared.clone()));
 
     dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();
+    if let Some(task) = progress_lines {
+        task.abort();
+    }
 
     let tally = writing
         .await
@@ -482,6 +527,12 @@ async fn provision(
 ) -> RowOutcome {
     let mut trail = Trail::default();
     let verdict = attempt_until_final(shared, &request, maybe_created, &mut trail).await;
+    if verdict.status == Status::Failed {
+        let failed = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if shared.max_failures.is_some_and(|limit| failed > limit) {
+            shared.stop(StopReason::MaxFailures);
+        }
+    }
     RowOutcome {
         row: row.row,
         name: row.name,

@@ -2,8 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::cli::{LogFormat, ProgressMode};
 use crate::results::{RowOutcome, Status};
 
 /// Counts kept by the writer as rows become final. Its size does not grow with the input:
@@ -109,59 +115,259 @@ impl LatencyHistogram {
     }
 }
 
-/// The end-of-job summary for stderr.
-pub fn summary(tally: &Tally, elapsed: Duration, results: &str, stopped: Option<&str>) -> String {
-    let mut text = String::new();
-    let seconds = elapsed.as_secs_f64();
-    let counts: Vec<String> = Status::ALL
-        .iter()
-        .filter(|s| tally.count(**s) > 0)
-        .map(|s| format!("{} {}", tally.count(*s), s))
-        .collect();
-    let _ = writeln!(
-        text,
-        "dbprov: {} rows in {seconds:.1} s: {}",
-        tally.rows(),
-        if counts.is_empty() {
+/// The end-of-job summary: printed on stderr, and written as JSON by `--summary-json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Rows accounted for.
+    pub rows: u64,
+    /// Rows per status.
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// The most frequent error codes, most frequent first.
+    pub top_error_codes: Vec<CodeCount>,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Requests beyond the first of each row.
+    pub retries: u64,
+    /// Successes of an earlier run kept without a request.
+    pub kept: u64,
+    /// Wall time of the job.
+    pub elapsed_seconds: f64,
+    /// Requests per second over the job.
+    pub requests_per_second: f64,
+    /// Latency of the rows sent (first attempt to outcome, backoff included).
+    pub latency_ms: Percentiles,
+    /// The results file.
+    pub results: String,
+    /// Why the job stopped early, as the skipped rows' code.
+    pub stopped: Option<&'static str>,
+    /// The command that re-sends the rows that did not succeed.
+    pub retry_command: Option<String>,
+    /// The process's exit code.
+    pub exit_code: u8,
+}
+
+/// One error code and how many rows have it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeCount {
+    /// The code.
+    pub code: String,
+    /// Rows with it.
+    pub count: u64,
+}
+
+/// Latency percentiles in milliseconds; `None` when no row was sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Option<u64>,
+    /// 95th percentile.
+    pub p95: Option<u64>,
+    /// 99th percentile.
+    pub p99: Option<u64>,
+}
+
+impl Summary {
+    /// Gathers the figures of a finished job.
+    pub fn new(tally: &Tally, elapsed: Duration, results: String) -> Summary {
+        let seconds = elapsed.as_secs_f64();
+        Summary {
+            rows: tally.rows(),
+            by_status: tally
+                .by_status
+                .iter()
+                .map(|(status, n)| (status.as_str(), *n))
+                .collect(),
+            top_error_codes: tally
+                .top_codes(5)
+                .into_iter()
+                .map(|(code, count)| CodeCount {
+                    code: code.to_owned(),
+                    count,
+                })
+                .collect(),
+            requests: tally.requests,
+            retries: tally.retries,
+            kept: tally.kept,
+            elapsed_seconds: seconds,
+            requests_per_second: tally.requests as f64 / seconds.max(1e-9),
+            latency_ms: Percentiles {
+                p50: tally.latency_ms(0.50),
+                p95: tally.latency_ms(0.95),
+                p99: tally.latency_ms(0.99),
+            },
+            results,
+            stopped: None,
+            retry_command: None,
+            exit_code: 0,
+        }
+    }
+
+    /// The summary as lines for stderr.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        let counts: Vec<String> = Status::ALL
+            .iter()
+            .filter_map(|s| self.by_status.get(s.as_str()).map(|n| format!("{n} {s}")))
+            .collect();
+        let counts = if counts.is_empty() {
             "nothing to do".to_owned()
         } else {
             counts.join(", ")
-        }
-    );
-    if tally.kept > 0 {
-        let _ = writeln!(
-            text,
-            "  kept from the earlier run: {} (no request sent for them)",
-            tally.kept
-        );
-    }
-    if let Some(reason) = stopped {
-        let _ = writeln!(text, "  stopped early: {reason}");
-    }
-    let codes = tally.top_codes(5);
-    if !codes.is_empty() {
-        let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
-        let _ = writeln!(text, "  errors: {}", codes.join(", "));
-    }
-    if tally.requests > 0 {
-        let ms = |q| {
-            tally
-                .latency_ms(q)
-                .map_or("-".to_owned(), |ms| format!("{ms} ms"))
         };
         let _ = writeln!(
             text,
-            "  requests: {} ({} retries), {:.1}/s; latency p50 {}, p95 {}, p99 {}",
-            tally.requests,
-            tally.retries,
-            tally.requests as f64 / seconds.max(1e-9),
-            ms(0.50),
-            ms(0.95),
-            ms(0.99),
+            "dbprov: {} rows in {:.1} s: {counts}",
+            self.rows, self.elapsed_seconds
         );
+        if self.kept > 0 {
+            let _ = writeln!(
+                text,
+                "  kept from the earlier run: {} (no request sent for them)",
+                self.kept
+            );
+        }
+        if let Some(code) = self.stopped {
+            let _ = writeln!(text, "  stopped early: the rest are skipped / {code}");
+        }
+        if !self.top_error_codes.is_empty() {
+            let codes: Vec<String> = self
+                .top_error_codes
+                .iter()
+                .map(|c| format!("{} {}", c.code, c.count))
+                .collect();
+            let _ = writeln!(text, "  errors: {}", codes.join(", "));
+        }
+        if self.requests > 0 {
+            let ms = |p: Option<u64>| p.map_or("-".to_owned(), |ms| format!("{ms} ms"));
+            let _ = writeln!(
+                text,
+                "  requests: {} ({} retries), {:.1}/s; latency p50 {}, p95 {}, p99 {}",
+                self.requests,
+                self.retries,
+                self.requests_per_second,
+                ms(self.latency_ms.p50),
+                ms(self.latency_ms.p95),
+                ms(self.latency_ms.p99),
+            );
+        }
+        let _ = writeln!(text, "  results: {}", self.results);
+        if let Some(command) = &self.retry_command {
+            let _ = writeln!(text, "  retry the rows that did not succeed: {command}");
+        }
+        text
     }
-    let _ = writeln!(text, "  results: {results}");
-    text
+}
+
+/// The progress bar. One per process, like stderr: log lines are written through
+/// [`LogWriter`], which hides the bar while a line is printed so the two never tear.
+static BAR: LazyLock<ProgressBar> = LazyLock::new(ProgressBar::hidden);
+
+/// Shows the bar when `mode` asks for it; returns whether it is drawn. A hidden bar still
+/// keeps count, for the periodic log lines.
+pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
+    let bar = BAR.clone();
+    let target = match mode {
+        ProgressMode::Always => {
+            ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 10)
+        }
+        ProgressMode::Auto if std::io::stderr().is_terminal() => {
+            ProgressDrawTarget::stderr_with_hz(10)
+        }
+        _ => ProgressDrawTarget::hidden(),
+    };
+    let template = match total {
+        Some(total) => {
+            bar.set_length(total);
+            "{bar:20} {pos}/{len} rows {percent}% ETA {eta} {msg}"
+        }
+        None => "{spinner} {pos} rows {msg}",
+    };
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.reset_elapsed();
+    bar.set_draw_target(target);
+    bar
+}
+
+/// Moves the bar to the rows counted so far.
+pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
+    bar.set_position(tally.rows());
+    let rate = tally.requests as f64 / bar.elapsed().as_secs_f64().max(1e-3);
+    let message = format!(
+        "{rate:.1} req/s, created {}, failed {}",
+        tally.count(Status::Created) + tally.count(Status::Updated),
+        tally.count(Status::Failed)
+    );
+    bar.set_message(message);
+}
+
+/// The figures of the bar as one log line, for jobs nobody watches on a terminal.
+pub fn progress_line(bar: &ProgressBar) -> String {
+    let done = bar.position();
+    let total = bar.length();
+    let of = match total {
+        Some(total) if total > 0 => format!(
+            "{done}/{total} rows ({:.1}%)",
+            done as f64 * 100.0 / total as f64
+        ),
+        _ => format!("{done} rows"),
+    };
+    let eta = match total {
+        Some(total) if done < total => {
+            format!(
+                ", ETA {}",
+                humantime::format_duration(Duration::from_secs(bar.eta().as_secs()))
+            )
+        }
+        _ => String::new(),
+    };
+    format!("progress: {of}{eta}; {}", bar.message())
+}
+
+/// A log line on its way to stderr: written in one piece, with the bar hidden meanwhile.
+pub struct LogWriter(Vec<u8>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        BAR.suspend(|| {
+            let _ = std::io::stderr().write_all(&self.0);
+        });
+    }
+}
+
+/// Sets up logging on stderr: `-v`/`-q` pick the level unless `RUST_LOG` is set.
+pub fn init_logging(verbose: u8, quiet: u8, format: LogFormat) {
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogWriter(Vec::new()));
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 #[cfg(test)]

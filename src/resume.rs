@@ -112,6 +112,16 @@ impl PriorResults {
         Ok(Some(prior))
     }
 
+    /// How many identities (distinct names, or rows without one) the file records.
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    /// Whether the file records no row.
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
     /// The identity of a row: its name, or its `_row` when it has none.
     pub fn key(&self, name: Option<&str>, row: u64) -> u64 {
         match name {

@@ -213,9 +213,12 @@ impl JobDir {
         path.to_str().unwrap().to_owned()
     }
 
-    /// Writes the key file for `sandbox` and returns its path.
+    /// Writes the key file for `sandbox`, readable by its owner only, and returns its path.
     pub fn key_file(&self, sandbox: &Sandbox) -> String {
-        self.write("key", &format!("{}\n", sandbox.api_key()))
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.write("key", &format!("{}\n", sandbox.api_key()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
     }
 
     /// The results file, parsed, with its header.

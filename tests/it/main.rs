@@ -2,5 +2,6 @@
 
 mod common;
 mod job;
+mod operator;
 mod reruns;
 mod sandbox;
