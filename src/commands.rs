@@ -71,22 +71,13 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
     let total = tokio::task::spawn_blocking(move || input::count_rows(&counting, shard))
         .await
         .expect("counting rows does not panic")?;
-    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
-    let job = Job {
+    let rows = Rows {
         source: Source::Csv(input),
+        total,
         output,
         output_log,
-        mode: target.mode,
-        shard,
-        max_failures: failure_limit(&args.job, total)?,
-        progress: report::start_progress(args.job.progress, total),
-        progress_every: progress_every(args.job.progress),
     };
-    let rerun = RerunHint {
-        sandbox: target.sandbox.is_some(),
-        shard: args.job.shard,
-    };
-    finish(job, &args.job, rerun).await
+    run_job(rows, args.dry_run, args.sandbox, &args.job).await
 }
 
 async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
@@ -105,24 +96,48 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     // Without -o the results file itself is the log; with -o, a file left by an
     // interrupted retry is carried on.
     let output_log = earlier_results(&output, args.dry_run)?;
-    let shard = args.job.shard.unwrap_or(Shard::ALL);
-    let total = (shard == Shard::ALL).then(|| input.len() as u64);
-    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
-    let job = Job {
+    let total = args.job.shard.is_none().then(|| input.len() as u64);
+    let rows = Rows {
         source: Source::Results(input),
+        total,
         output,
         output_log,
+    };
+    run_job(rows, args.dry_run, args.sandbox, &args.job).await
+}
+
+/// What `run` and `retry` each decide: where the rows come from and go to.
+struct Rows {
+    source: Source,
+    /// Rows to process, when known beforehand.
+    total: Option<u64>,
+    output: Output,
+    output_log: Option<PriorResults>,
+}
+
+/// Everything `run` and `retry` have in common, from the target to the exit code.
+async fn run_job(
+    rows: Rows,
+    dry_run: bool,
+    use_sandbox: bool,
+    args: &JobArgs,
+) -> anyhow::Result<Exit> {
+    let target = Target::new(dry_run, use_sandbox, args).await?;
+    let job = Job {
+        source: rows.source,
+        output: rows.output,
+        output_log: rows.output_log,
         mode: target.mode,
-        shard,
-        max_failures: failure_limit(&args.job, total)?,
-        progress: report::start_progress(args.job.progress, total),
-        progress_every: progress_every(args.job.progress),
+        shard: args.shard.unwrap_or(Shard::ALL),
+        max_failures: failure_limit(args, rows.total)?,
+        progress: report::start_progress(args.progress, rows.total),
+        progress_every: progress_every(args.progress),
     };
     let rerun = RerunHint {
         sandbox: target.sandbox.is_some(),
-        shard: args.job.shard,
+        shard: args.shard,
     };
-    finish(job, &args.job, rerun).await
+    finish(job, args, rerun).await
 }
 
 /// `validate`: every invalid row on stdout with its line, name and reason.

@@ -338,3 +338,31 @@ pub async fn until_requests(api: &Api, child: &mut tokio::process::Child, n: u64
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// The flags of a fast job against `sandbox` writing `output` in `dir`: no rate limit,
+/// millisecond backoff.
+pub fn job_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
+    [
+        "-o",
+        dir.path(output).to_str().unwrap(),
+        "--base-url",
+        &sandbox.url(),
+        "--api-key-file",
+        &dir.key_file(sandbox),
+        "--rate",
+        "unlimited",
+        "--backoff-base",
+        "1ms",
+        "--backoff-max",
+        "20ms",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Runs `dbprov` with `command` followed by `extra`.
+pub async fn dbprov_with(command: &[&str], extra: &[String]) -> Finished {
+    let mut args: Vec<&str> = command.to_vec();
+    args.extend(extra.iter().map(String::as_str));
+    dbprov(&args).await
+}

@@ -7,38 +7,20 @@ use dbprov::sandbox::FaultConfig;
 use serde_json::json;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, plain_sandbox, sandbox_with,
-    tenants, workspace, workspace_counts,
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
+    plain_sandbox, sandbox_with, tenants, workspace, workspace_counts,
 };
 
-/// `run INPUT -o OUTPUT` against `sandbox`, fast: no rate limit, millisecond backoff.
+/// `run INPUT -o results.csv` against `sandbox`, fast: no rate limit, millisecond backoff.
 async fn run_against(
     sandbox: &dbprov::sandbox::Sandbox,
     dir: &JobDir,
     input: &str,
     extra: &[&str],
 ) -> crate::common::Finished {
-    let key_file = dir.key_file(sandbox);
-    let output = dir.path("results.csv");
-    let url = sandbox.url();
-    let mut args = vec![
-        "run",
-        input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
-        &url,
-        "--api-key-file",
-        &key_file,
-        "--rate",
-        "unlimited",
-        "--backoff-base",
-        "1ms",
-        "--backoff-max",
-        "20ms",
-    ];
-    args.extend_from_slice(extra);
-    dbprov(&args).await
+    let mut args = job_args(sandbox, dir, "results.csv");
+    args.extend(extra.iter().map(|a| a.to_string()));
+    dbprov_with(&["run", input], &args).await
 }
 
 fn by_row(rows: &[ResultRow]) -> BTreeMap<usize, &ResultRow> {

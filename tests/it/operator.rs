@@ -8,31 +8,9 @@ use dbprov::sandbox::{self, Catalog, Sandbox, SandboxConfig};
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, assert_one_row_per_input_row, dbprov, plain_sandbox, tenants, workspace_counts,
+    Api, JobDir, assert_one_row_per_input_row, dbprov, dbprov_with, job_args, plain_sandbox,
+    tenants, workspace_counts,
 };
-
-fn job_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
-    [
-        "-o",
-        dir.path(output).to_str().unwrap(),
-        "--base-url",
-        &sandbox.url(),
-        "--api-key-file",
-        &dir.key_file(sandbox),
-        "--rate",
-        "unlimited",
-        "--backoff-base",
-        "1ms",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-async fn run(command: &[&str], extra: &[String]) -> crate::common::Finished {
-    let mut args: Vec<&str> = command.to_vec();
-    args.extend(extra.iter().map(String::as_str));
-    dbprov(&args).await
-}
 
 #[tokio::test]
 async fn progress_always_draws_a_bar_and_log_lines_print_above_it() {
@@ -42,7 +20,7 @@ async fn progress_always_draws_a_bar_and_log_lines_print_above_it() {
     let rate = args.iter().position(|a| a == "--rate").unwrap();
     args[rate + 1] = "200/s".to_owned();
     args.extend(["--progress", "always"].map(str::to_owned));
-    let run = run(&["run", "samples/tenants.csv"], &args).await;
+    let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     assert!(run.stderr.contains("/51 rows "), "{}", run.stderr);
     assert!(run.stderr.contains("\r\x1b[2K"), "the bar redraws in place");
@@ -70,7 +48,7 @@ async fn without_a_terminal_there_is_no_bar_and_no_escape_code() {
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
     let args = job_args(&sandbox, &dir, "results.csv");
-    let run = run(&["run", "samples/tenants.csv"], &args).await;
+    let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
     assert_eq!(run.exit, 1);
     assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
     assert!(!run.stderr.contains("/51 rows "));
@@ -94,7 +72,7 @@ async fn the_key_never_appears_in_any_output_even_at_trace() {
         summary.to_str().unwrap().to_owned(),
     ]);
     args.extend(["-vv", "--max-attempts", "2"].map(str::to_owned));
-    let ok = run(&["run", "samples/tenants.csv"], &args).await;
+    let ok = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
     assert_eq!(ok.exit, 1, "{}", ok.stderr);
     assert!(ok.stderr.contains("TRACE"), "trace logs were on");
     assert!(
@@ -115,7 +93,7 @@ async fn the_key_never_appears_in_any_output_even_at_trace() {
     ]
     .map(str::to_owned)
     .to_vec();
-    let refused = run(&["run", "samples/tenants.csv"], &refused_args).await;
+    let refused = dbprov_with(&["run", "samples/tenants.csv"], &refused_args).await;
     assert_eq!(refused.exit, 3);
 
     let mut haystacks = vec![ok.stdout, ok.stderr, refused.stdout, refused.stderr];
@@ -184,7 +162,7 @@ async fn the_summary_json_agrees_with_the_results_file() {
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
     ]);
-    let run = run(&["run", "samples/tenants.csv"], &args).await;
+    let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
     assert_eq!(run.exit, 1);
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     let (_, rows) = dir.results("results.csv");
@@ -248,7 +226,7 @@ async fn max_failures_as_a_count_stops_the_job_with_exit_3() {
     let input = dir.write("in.csv", &datasource_rows(100));
     let mut args = job_args(&sandbox, &dir, "results.csv");
     args.extend(["--max-failures", "5", "--concurrency", "2"].map(str::to_owned));
-    let run = run(&["run", &input], &args).await;
+    let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 100);
@@ -277,7 +255,7 @@ async fn max_failures_as_a_share_of_the_rows() {
     let input = dir.write("in.csv", &datasource_rows(200));
     let mut args = job_args(&sandbox, &dir, "results.csv");
     args.extend(["--max-failures", "10%", "--concurrency", "1"].map(str::to_owned));
-    let run = run(&["run", &input], &args).await;
+    let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 200);
@@ -324,7 +302,7 @@ async fn shards_together_cover_every_row_exactly_once() {
         let output = format!("shard-{index}.csv");
         let mut args = job_args(&sandbox, &dir, &output);
         args.extend(["--shard".to_owned(), format!("{index}/3")]);
-        let run = run(&["run", &input], &args).await;
+        let run = dbprov_with(&["run", &input], &args).await;
         assert!(run.exit <= 1, "{}", run.stderr);
         let (_, rows) = dir.results(&output);
         sizes.push(rows.len());
@@ -367,11 +345,11 @@ async fn logs_follow_verbosity_and_format() {
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
     let args = job_args(&sandbox, &dir, "results.csv");
-    let quiet = run(&["run", "samples/tenants.csv", "-q"], &args).await;
+    let quiet = dbprov_with(&["run", "samples/tenants.csv", "-q"], &args).await;
     assert!(!quiet.stderr.contains(" INFO "), "{}", quiet.stderr);
     assert!(quiet.stderr.contains(" WARN "));
 
-    let json = run(
+    let json = dbprov_with(
         &["run", "samples/tenants.csv", "--log-format", "json"],
         &args,
     )

@@ -2,38 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dbprov::sandbox::{self, Catalog, FaultConfig, Sandbox, SandboxConfig};
+use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, plain_sandbox, signal,
-    spawn_dbprov, tenants, until_requests, workspace_counts,
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
+    plain_sandbox, signal, spawn_dbprov, tenants, until_requests, workspace_counts,
 };
-
-/// The common flags of a fast job against `sandbox`, writing `results.csv` in `dir`.
-fn job_args(sandbox: &Sandbox, dir: &JobDir) -> Vec<String> {
-    [
-        "-o",
-        dir.path("results.csv").to_str().unwrap(),
-        "--base-url",
-        &sandbox.url(),
-        "--api-key-file",
-        &dir.key_file(sandbox),
-        "--rate",
-        "unlimited",
-        "--backoff-base",
-        "1ms",
-        "--backoff-max",
-        "20ms",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-async fn run(command: &[&str], extra: &[String]) -> crate::common::Finished {
-    let mut args: Vec<&str> = command.to_vec();
-    args.extend(extra.iter().map(String::as_str));
-    dbprov(&args).await
-}
 
 async fn requests(api: &Api) -> u64 {
     api.stats().await["requests_total"].as_u64().unwrap()
@@ -50,14 +24,14 @@ async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let input = dir.write("tenants.csv", &tenants("t", 100));
 
-    let first = run(&["run", &input, "--resume"], &args).await;
+    let first = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(first.exit, 0, "{}", first.stderr);
     assert_eq!(requests(&api).await, 100);
 
-    let second = run(&["run", &input, "--resume"], &args).await;
+    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
     assert_eq!(
         requests(&api).await,
@@ -80,7 +54,7 @@ async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new
         grown.push('\n');
     }
     std::fs::write(&input, grown).unwrap();
-    let third = run(&["run", &input, "--resume"], &args).await;
+    let third = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(third.exit, 0, "{}", third.stderr);
     assert_eq!(
         requests(&api).await,
@@ -107,7 +81,7 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
     .unwrap();
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let mut csv = String::from("name,connectionType,datasourceName,note\n");
     for i in 1..=15 {
         csv.push_str(&format!("ok-{i:02},DATASOURCE,postgres-main,n{i}\n"));
@@ -118,7 +92,7 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
     csv.push_str("no-type,,,x\n"); // 19
     csv.push_str("last,MULTI_DATAMART,,x\n"); // 20
     let input = dir.write("tenants.csv", &csv);
-    let first = run(&["run", &input], &args).await;
+    let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 1);
     assert!(
         first.stderr.contains("dbprov retry "),
@@ -139,7 +113,7 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
         .replace("no-type,,,x", "no-type,MULTI_DATAMART,,x");
     std::fs::write(&results, edited).unwrap();
 
-    let retry = run(&["retry", results.to_str().unwrap()], &args[2..]).await;
+    let retry = dbprov_with(&["retry", results.to_str().unwrap()], &args[2..]).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
     assert_eq!(
         requests(&api).await,
@@ -173,7 +147,7 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
     }
 
     // With -o, the original stays as it is and the new file gets every row.
-    let retry = run(
+    let retry = dbprov_with(
         &[
             "retry",
             results.to_str().unwrap(),
@@ -199,13 +173,13 @@ async fn resume_follows_an_input_that_gained_lost_and_reordered_rows() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let header = "name,connectionType\n";
     let input = dir.write(
         "in.csv",
         &format!("{header}a,MULTI_DATAMART\nb,MULTI_DATAMART\nc,DATAMART\nd,MULTI_DATAMART\n"),
     );
-    let first = run(&["run", &input], &args).await;
+    let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 1, "c is invalid");
     assert_eq!(requests(&api).await, 3);
 
@@ -215,7 +189,7 @@ async fn resume_follows_an_input_that_gained_lost_and_reordered_rows() {
         format!("{header}f,MULTI_DATAMART\nc,MULTI_DATAMART\nb,MULTI_DATAMART\ne,MULTI_DATAMART\n"),
     )
     .unwrap();
-    let second = run(&["run", &input, "--resume"], &args).await;
+    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
     assert_eq!(requests(&api).await, 3 + 3, "c, e and f");
     let (_, rows) = dir.results("results.csv");
@@ -239,9 +213,9 @@ async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let input = dir.write("in.csv", &tenants("t", 5));
-    assert_eq!(run(&["run", &input], &args).await.exit, 0);
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     // A crash in the middle of writing a row leaves half a line.
     let results = dir.path("results.csv");
     let mut text = std::fs::read_to_string(&results).unwrap();
@@ -249,7 +223,7 @@ async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
     std::fs::write(&results, &text).unwrap();
     std::fs::write(&input, tenants("t", 6)).unwrap();
 
-    let resumed = run(&["run", &input, "--resume"], &args).await;
+    let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
     assert_eq!(requests(&api).await, 6);
     let (_, rows) = dir.results("results.csv");
@@ -261,7 +235,7 @@ async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
     );
 
     let other = dir.write("other.csv", "name,connectionType,team\nt-0001,DATAMART,x\n");
-    let refused = run(&["run", &other, "--resume"], &args).await;
+    let refused = dbprov_with(&["run", &other, "--resume"], &args).await;
     assert_eq!(refused.exit, 2);
     assert!(
         refused.stderr.contains("was written for the columns"),
@@ -284,7 +258,7 @@ async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
     .await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let input = dir.write("in.csv", &tenants("t", 400));
     let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
     command.extend(args.iter().map(String::as_str));
@@ -318,7 +292,7 @@ async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
     );
 
     let sent_before = requests(&api).await;
-    let resumed = run(&["run", &input, "--resume", "--concurrency", "16"], &args).await;
+    let resumed = dbprov_with(&["run", &input, "--resume", "--concurrency", "16"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
     assert_eq!(requests(&api).await - sent_before, interrupted as u64);
     let (_, rows) = dir.results("results.csv");
@@ -345,7 +319,7 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
     .unwrap();
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir);
+    let mut args = job_args(&sandbox, &dir, "results.csv");
     // Slower backoff than the other tests, so that retries are pending at each kill.
     let base = args.iter().position(|a| a == "--backoff-base").unwrap();
     args[base + 1] = "50ms".to_owned();
@@ -413,7 +387,7 @@ async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
     .await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let input = dir.write("in.csv", &format!("{}broken,,\n", tenants("t", 20)));
     let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
     command.extend(args.iter().map(String::as_str));
@@ -445,13 +419,13 @@ async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir);
+    let args = job_args(&sandbox, &dir, "results.csv");
     let input = dir.write("in.csv", &tenants("t", 3));
-    let plan = run(&["run", &input, "--dry-run"], &args).await;
+    let plan = dbprov_with(&["run", &input, "--dry-run"], &args).await;
     assert_eq!(plan.exit, 0);
     let planned = std::fs::read_to_string(dir.path("results.csv")).unwrap();
 
-    let refused = run(&["run", &input, "--dry-run", "--resume"], &args).await;
+    let refused = dbprov_with(&["run", &input, "--dry-run", "--resume"], &args).await;
     assert_eq!(refused.exit, 2);
     assert!(
         refused.stderr.contains("a dry run does not change"),
@@ -464,7 +438,7 @@ async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
     );
 
     // Planned rows are still to do: a resume sends them.
-    let real = run(&["run", &input, "--resume"], &args).await;
+    let real = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(real.exit, 0, "{}", real.stderr);
     assert_eq!(requests(&api).await, 3);
 }
