@@ -14,6 +14,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::ProgressBar;
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::cli::OnExists;
 use crate::cli::Shard;
@@ -469,11 +470,16 @@ async fn dispatch(
             }
             (Some(slot), Mode::Send(_)) => {
                 let (shared, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
-                workers.spawn(async move {
-                    let outcome = provision(&shared, row, request, maybe_created).await;
-                    drop(slot);
-                    let _ = outcomes_tx.send(Final::Outcome(outcome)).await;
-                });
+                // Retries and the HTTP stack's own logs carry the row they belong to.
+                let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
+                workers.spawn(
+                    async move {
+                        let outcome = provision(&shared, row, request, maybe_created).await;
+                        drop(slot);
+                        let _ = outcomes_tx.send(Final::Outcome(outcome)).await;
+                    }
+                    .instrument(span),
+                );
                 // Reap finished workers so the set stays as small as the concurrency.
                 while workers.try_join_next().is_some() {}
                 continue;

@@ -643,3 +643,41 @@ async fn a_results_file_is_itself_a_valid_input_file() {
     assert_eq!(rows[0]["_status"], "exists");
     assert_eq!(rows[0]["owner"], "ops");
 }
+
+#[tokio::test]
+async fn results_can_go_to_stdout_and_input_come_from_stdin() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let key_file = dir.key_file(&sandbox);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args([
+            "run",
+            "-",
+            "-o",
+            "-",
+            "--base-url",
+            &sandbox.url(),
+            "--api-key-file",
+            &key_file,
+        ])
+        .args(["--rate", "unlimited"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(tenants("s", 3).as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
+    let statuses: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
+    assert_eq!(statuses, ["created", "created", "created"]);
+}
