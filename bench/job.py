@@ -100,19 +100,24 @@ def bench_rate(work):
           f"dbprov used {run_job.cpu_seconds:.1f} s of CPU in {elapsed:.1f} s")
 
 
-def bench_latency(work):
+def bench_latency(work, runs=3):
+    """Repeated: on this shared two-core VM one run can differ from the next by 10 %."""
     input_csv = os.path.join(work, "latency.csv")
     tenants(input_csv, ROWS, "lat")
-    with Sandbox("--latency", "10ms") as sandbox:
-        elapsed = run_job(sandbox, work, input_csv, "--rate", "unlimited", "--concurrency", "64")
-        log = sandbox.get("/_sandbox/requests")
-    throughput = ROWS / elapsed
-    # Steady state, as the API saw it: first arrival to last arrival plus its 10 ms.
-    span = (log[-1]["at_us"] - log[0]["at_us"]) / 1e6 + 0.010
-    steady = len(log) / span
-    print(f"2. unlimited, --concurrency 64, 10 ms latency: wall clock (process start to exit) "
-          f"{throughput:.0f} rows/s in {elapsed:.2f} s = {throughput / 6400:.3f} of 6400/s; "
-          f"as the sandbox saw it {steady:.0f}/s = {steady / 6400:.3f} (target >= 0.85)")
+    walls, steadies = [], []
+    for _ in range(runs):
+        with Sandbox("--latency", "10ms") as sandbox:
+            elapsed = run_job(sandbox, work, input_csv, "--rate", "unlimited", "--concurrency", "64")
+            log = sandbox.get("/_sandbox/requests")
+        # Steady state, as the API saw it: first arrival to last arrival plus its 10 ms.
+        span = (log[-1]["at_us"] - log[0]["at_us"]) / 1e6 + 0.010
+        walls.append(ROWS / elapsed / 6400)
+        steadies.append(len(log) / span / 6400)
+    fmt = lambda xs: ", ".join(f"{x:.3f}" for x in xs)
+    print(f"2. unlimited, --concurrency 64, 10 ms latency, {runs} runs, as a fraction of 6400/s: "
+          f"wall clock (process start to exit) {fmt(walls)} (median {sorted(walls)[runs // 2]:.3f}); "
+          f"as the sandbox saw it {fmt(steadies)} (median {sorted(steadies)[runs // 2]:.3f}) "
+          f"(target >= 0.85)")
 
 
 def bench_parallel(work):
