@@ -311,8 +311,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
                 }
                 report::show_progress(&bar, &tally);
             }
-            writer.finish()?;
-            Ok::<Tally, std::io::Error>(tally)
+            Ok::<_, std::io::Error>((writer, tally))
         }
     });
     let progress_lines = job.progress_every.map(|every| {
@@ -335,11 +334,17 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         task.abort();
     }
 
-    let tally = writing
+    let (writer, tally) = writing
         .await
         .expect("the results writer does not panic")
         .map_err(output_error)?;
+    // An input that could not be read to its end leaves a resumed log as it is: compacted,
+    // it would lose the earlier successes of the rows not read.
     reading.await.expect("the input reader does not panic")?;
+    tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .expect("the results writer does not panic")
+        .map_err(output_error)?;
     Ok(JobReport {
         tally,
         stopped: shared.stopped(),
