@@ -414,13 +414,12 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     drop(stdout);
     tracing::info!(
         seed = server.seed(),
-        "sandbox listening on {}; datasources {:?}, datamarts {:?}, LLMs {:?}, themes {:?}; faults {:?}",
+        "sandbox listening on {}; datasources {}; datamarts {}; LLMs {}; themes {}; faults: {faults}",
         server.url(),
-        catalog.datasources,
-        catalog.datamarts,
-        catalog.llms,
-        catalog.themes,
-        faults,
+        catalog.datasources.join(", "),
+        catalog.datamarts.join(", "),
+        catalog.llms.join(", "),
+        catalog.themes.join(", "),
     );
     tokio::signal::ctrl_c()
         .await

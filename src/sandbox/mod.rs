@@ -135,6 +135,37 @@ impl FaultConfig {
     }
 }
 
+impl std::fmt::Display for FaultConfig {
+    /// The faults in force, as the flags that set them: `--latency 10ms --fail-rate 0.1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let mut flags = Vec::new();
+        if !self.latency.is_zero() {
+            flags.push(format!("--latency {}", duration(self.latency)));
+        }
+        if !self.jitter.is_zero() {
+            flags.push(format!("--jitter {}", duration(self.jitter)));
+        }
+        for (flag, rate) in [
+            ("--fail-rate", self.fail_rate),
+            ("--fail-after-commit-rate", self.fail_after_commit_rate),
+            ("--drop-rate", self.drop_rate),
+        ] {
+            if rate > 0.0 {
+                flags.push(format!("{flag} {rate}"));
+            }
+        }
+        if let Some(limit) = self.rate_limit {
+            flags.push(format!("--rate-limit {limit}/s"));
+        }
+        if flags.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&flags.join(" "))
+        }
+    }
+}
+
 /// A running sandbox. Dropping it stops the server and closes its connections.
 pub struct Sandbox {
     addr: SocketAddr,
