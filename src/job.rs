@@ -12,6 +12,7 @@ use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::ProgressBar;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -381,19 +382,30 @@ async fn until_ready(limiter: &DefaultDirectRateLimiter) {
     }
 }
 
-/// First Ctrl-C: stop dispatching and drain. Second: exit at once; every row written so
-/// far is already flushed.
+/// First Ctrl-C (or SIGTERM, as Kubernetes sends before it kills a pod): stop dispatching
+/// and drain. Second: exit at once; every row written so far is already flushed.
 async fn watch_ctrl_c(shared: Arc<Shared>) {
-    if tokio::signal::ctrl_c().await.is_err() {
+    // One listener per signal for both presses: a second press that comes while the first
+    // is being handled is not lost.
+    let (Ok(mut interrupts), Ok(mut terminations)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
-    }
+    };
+    let mut next = async || {
+        tokio::select! {
+            _ = interrupts.recv() => {}
+            _ = terminations.recv() => {}
+        }
+    };
+    next().await;
+    shared.stop(StopReason::Interrupted);
     tracing::warn!(
         "interrupted: finishing the requests in flight, then writing the rest as skipped; Ctrl-C again to exit at once"
     );
-    shared.stop(StopReason::Interrupted);
-    if tokio::signal::ctrl_c().await.is_ok() {
-        std::process::exit(130);
-    }
+    next().await;
+    std::process::exit(130);
 }
 
 /// Reads rows until the input ends, and sends each to its fate. Returns once every

@@ -442,3 +442,33 @@ async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
     assert_eq!(real.exit, 0, "{}", real.stderr);
     assert_eq!(requests(&api).await, 3);
 }
+
+#[tokio::test]
+async fn sigterm_drains_like_ctrl_c() {
+    let sandbox = crate::common::sandbox_with(FaultConfig {
+        latency: std::time::Duration::from_millis(50),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let input = dir.write("in.csv", &tenants("t", 100));
+    let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
+    command.extend(args.iter().map(String::as_str));
+    let mut child = spawn_dbprov(&command);
+    until_requests(&api, &mut child, 8).await;
+    signal(&child, libc::SIGTERM);
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 100);
+    let held = workspace_counts(&api).await;
+    for row in &rows {
+        match row["_status"].as_str() {
+            "created" => assert!(held.contains_key(&row["name"])),
+            "skipped" => assert_eq!(row["_error_code"], "INTERRUPTED"),
+            other => panic!("{other}"),
+        }
+    }
+}
