@@ -8,9 +8,10 @@ Prints, for 10 000 rows:
      a fraction of the ideal 6 400/s (concurrency / latency);
   3. throughput with no rate limit and no latency, beside GNU parallel + curl doing the same
      10 000 POSTs at -j64 (Debian package `parallel`);
-  4. peak RSS of a 1 000 000-row --dry-run beside a 10 000-row one.
+  4. peak RSS of a 1 000 000-row --dry-run beside a 10 000-row one;
+  5. peak RSS of a --resume over 1 000 000 earlier successes beside 10 000.
 
-Usage: python3 bench/job.py [--only rate,latency,parallel,memory]
+Usage: python3 bench/job.py [--only rate,latency,parallel,memory,resume]
 """
 
 import argparse
@@ -172,14 +173,44 @@ def bench_memory(work):
           f"growth {per_row:.1f} bytes/row (target <= 32)")
 
 
+def bench_resume_memory(work):
+    """A nightly rerun over a million tenants that all succeeded before: no request, and
+    the only state kept per earlier name is an offset and two flags."""
+    rss = {}
+    for n in (10_000, 1_000_000):
+        input_csv = os.path.join(work, f"resume-{n}.csv")
+        results = os.path.join(work, f"resume-{n}.results.csv")
+        tenants(input_csv, n, "res")
+        with open(results, "w") as f:
+            f.write("_row,_status,_error_code,_error_message,_http_status,_attempts,"
+                    "_latency_ms,_finished_at,name,connectionType,datasourceName,datamartName\n")
+            for i in range(n):
+                f.write(f"{i + 1},created,,,200,1,12,2026-11-28T00:00:00.000Z,"
+                        f"res-{i:07d},DATASOURCE,postgres-main,\n")
+        key_file = os.path.join(work, "key")
+        with open(key_file, "w") as f:
+            f.write("unused")
+        os.chmod(key_file, 0o600)
+        started = time.monotonic()
+        # Nothing listens on port 9: a request would fail, and none is made.
+        rss[n] = peak_rss_kib([BIN, "run", input_csv, "--resume", "-o", results,
+                               "--base-url", "http://127.0.0.1:9", "--api-key-file", key_file])
+        rss[n, "s"] = time.monotonic() - started
+    per_row = (rss[1_000_000] - rss[10_000]) * 1024 / (1_000_000 - 10_000)
+    print(f"5. --resume over earlier successes, no request: peak RSS 10 000 rows "
+          f"{rss[10_000] / 1024:.1f} MiB, 1 000 000 rows {rss[1_000_000] / 1024:.1f} MiB "
+          f"({rss[1_000_000, 's']:.1f} s); growth {per_row:.1f} bytes/row")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="rate,latency,parallel,memory")
+    parser.add_argument("--only", default="rate,latency,parallel,memory,resume")
     only = parser.parse_args().only.split(",")
     build()
     with tempfile.TemporaryDirectory() as work:
         for name, bench in [("rate", bench_rate), ("latency", bench_latency),
-                            ("parallel", bench_parallel), ("memory", bench_memory)]:
+                            ("parallel", bench_parallel), ("memory", bench_memory),
+                            ("resume", bench_resume_memory)]:
             if name in only:
                 bench(work)
 
