@@ -61,6 +61,14 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
     let output = input
         .results_path(args.output.as_deref())
         .map_err(anyhow::Error::msg)?;
+    if let (Input::File(input), Output::File(output)) = (&input, &output)
+        && same_file(input, output)
+    {
+        anyhow::bail!(
+            "the results file {} is the input itself: writing it would destroy the input. Give another -o (to re-send a results file's failures, use dbprov retry)",
+            output.display()
+        );
+    }
     let output_log = if args.resume {
         earlier_results(&output, args.dry_run)?
     } else {
@@ -426,6 +434,14 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
         .context("cannot listen for Ctrl-C")?;
     server.shutdown();
     Ok(Exit::Success)
+}
+
+/// Whether two paths name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// A key file others can read is a key others can use.

@@ -681,3 +681,26 @@ async fn results_can_go_to_stdout_and_input_come_from_stdin() {
     let statuses: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
     assert_eq!(statuses, ["created", "created", "created"]);
 }
+
+#[tokio::test]
+async fn a_results_file_that_is_the_input_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 2));
+    let key_file = dir.key_file(&sandbox);
+    let url = sandbox.url();
+    let run = dbprov(&[
+        "run",
+        &input,
+        "-o",
+        &input,
+        "--base-url",
+        &url,
+        "--api-key-file",
+        &key_file,
+    ])
+    .await;
+    assert_eq!(run.exit, 2);
+    assert!(run.stderr.contains("is the input itself"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), tenants("t", 2));
+}
