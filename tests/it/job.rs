@@ -704,3 +704,30 @@ async fn a_results_file_that_is_the_input_is_refused() {
     assert!(run.stderr.contains("is the input itself"), "{}", run.stderr);
     assert_eq!(std::fs::read_to_string(&input).unwrap(), tenants("t", 2));
 }
+
+#[tokio::test]
+async fn an_answer_slower_than_the_timeout_is_a_timeout_and_is_retried() {
+    let sandbox = sandbox_with(FaultConfig {
+        latency: std::time::Duration::from_secs(5),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", "name,connectionType\nslow,MULTI_DATAMART\n");
+    let run = run_against(
+        &sandbox,
+        &dir,
+        &input,
+        &["--timeout", "100ms", "--max-attempts", "2"],
+    )
+    .await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_eq!(rows[0]["_status"], "failed");
+    assert_eq!(rows[0]["_error_code"], "TIMEOUT");
+    assert_eq!(rows[0]["_error_message"], "no answer within 100ms");
+    assert_eq!(rows[0]["_http_status"], "");
+    assert_eq!(rows[0]["_attempts"], "2");
+    assert_eq!(api.stats().await["requests_total"], 2);
+}
