@@ -338,16 +338,16 @@ impl InputReader {
             })
         });
         let mut row = self.rows;
-        if self.shard != Shard::ALL {
-            let name = header.index(Field::Name).and_then(|i| name_cell(record, i));
-            if shard_of(name, row, self.shard.count) != self.shard.index {
-                return None;
-            }
-        }
         if let (Some(log), Some(columns)) = (&self.log, &header.results) {
             row = Some(columns.row(record)).filter(|r| *r > 0).unwrap_or(row);
             let latest = log.get(columns.name(record), columns.row(record));
             if latest.is_some_and(|p| p.offset != position.byte()) {
+                return None;
+            }
+        }
+        if self.shard != Shard::ALL {
+            let name = header.index(Field::Name).and_then(|i| name_cell(record, i));
+            if shard_of(name, row, self.shard.count) != self.shard.index {
                 return None;
             }
         }
