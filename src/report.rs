@@ -350,9 +350,10 @@ impl Drop for LogWriter {
 
 /// Sets up logging on stderr: `-v`/`-q` pick the level unless `RUST_LOG` is set.
 pub fn init_logging(verbose: u8, quiet: u8, format: LogFormat) {
+    // -v is for dbprov's own detail (retries, bodies); -vv opens the HTTP stack too.
     let level = match (verbose, quiet) {
         (0, 0) => "info",
-        (1, _) => "debug",
+        (1, _) => "info,dbprov=debug",
         (v, _) if v >= 2 => "trace",
         (_, 1) => "warn",
         _ => "error",
