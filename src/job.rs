@@ -422,70 +422,26 @@ async fn dispatch(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut workers = JoinSet::new();
     while let Some(input_row) = rows_rx.recv().await {
-        let InputRow {
-            row,
-            name,
-            cells,
-            request,
-            earlier,
-            ..
-        } = input_row;
-        let duplicate = matches!(&request, Err(e) if e.code == "DUPLICATE_IN_INPUT");
-        let logged = shared
-            .output_log
-            .as_ref()
-            .and_then(|log| log.get(name.as_deref(), row));
-        let earlier = earlier.filter(|_| shared.carry_successes);
-        // A success of an earlier run is kept as it is, even if the row has changed since:
-        // the workspace exists. Only a second row of the same name is not a success.
-        let mut cells = cells;
-        let kept = match (logged, &earlier) {
-            _ if duplicate => None,
-            (Some(prior), _) if prior.success => Some(Final::KeptAt {
+        let final_row = match triage(shared, input_row) {
+            Triage::Done(final_row) => final_row,
+            Triage::Send {
                 row,
-                offset: prior.offset,
-                cells: std::mem::take(&mut cells),
-            }),
-            (_, Some(earlier)) if earlier.prior.success => Some(Final::Kept {
-                row,
-                results: earlier.results.clone(),
-                cells: std::mem::take(&mut cells),
-            }),
-            _ => None,
-        };
-        if let Some(kept) = kept {
-            if outcomes_tx.send(kept).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let maybe_created = logged.is_some_and(|p| p.maybe_created)
-            || earlier.is_some_and(|e| e.prior.maybe_created);
-        let row = Carried { row, name, cells };
-        let request = match request {
-            Ok(request) => request,
-            Err(error) => {
-                let outcome = unsent(row, Status::Invalid, error.code, &error.message);
-                if outcomes_tx.send(Final::Outcome(outcome)).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let slot = match &shared.mode {
-            Mode::DryRun => None,
-            Mode::Send(_) => tokio::select! {
-                biased;
-                _ = shared.until_stopped() => None,
-                slot = slots.clone().acquire_owned() => slot.ok(),
-            },
-        };
-        let outcome = match (slot, &shared.mode) {
-            (_, Mode::DryRun) => {
-                tracing::debug!(row = row.row, body = %body_json(&request), "planned");
-                unsent(row, Status::Planned, "", "")
-            }
-            (Some(slot), Mode::Send(_)) => {
+                request,
+                maybe_created,
+            } => {
+                let slot = tokio::select! {
+                    biased;
+                    _ = shared.until_stopped() => None,
+                    slot = slots.clone().acquire_owned() => slot.ok(),
+                };
+                let Some(slot) = slot else {
+                    let reason = shared.stopped().unwrap_or(StopReason::Interrupted);
+                    let outcome = unsent(row, Status::Skipped, reason.code(), reason.message());
+                    if outcomes_tx.send(Final::Outcome(outcome)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
                 let (shared, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
                 // Retries and the HTTP stack's own logs carry the row they belong to.
                 let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
@@ -501,16 +457,82 @@ async fn dispatch(
                 while workers.try_join_next().is_some() {}
                 continue;
             }
-            (None, Mode::Send(_)) => {
-                let reason = shared.stopped().unwrap_or(StopReason::Interrupted);
-                unsent(row, Status::Skipped, reason.code(), reason.message())
-            }
         };
-        if outcomes_tx.send(Final::Outcome(outcome)).await.is_err() {
+        if outcomes_tx.send(final_row).await.is_err() {
             return;
         }
     }
     while workers.join_next().await.is_some() {}
+}
+
+/// What becomes of one input row before any request.
+enum Triage {
+    /// Final already: kept from an earlier run, invalid, or planned (dry run).
+    Done(Final),
+    /// To be sent.
+    Send {
+        row: Carried,
+        request: WorkspaceRequest,
+        /// An earlier run's attempt may have created the workspace unseen.
+        maybe_created: bool,
+    },
+}
+
+fn triage(shared: &Shared, input_row: InputRow) -> Triage {
+    let InputRow {
+        row,
+        name,
+        cells,
+        request,
+        earlier,
+        ..
+    } = input_row;
+    let duplicate = matches!(&request, Err(e) if e.code == "DUPLICATE_IN_INPUT");
+    let logged = shared
+        .output_log
+        .as_ref()
+        .and_then(|log| log.get(name.as_deref(), row));
+    let earlier = earlier.filter(|_| shared.carry_successes);
+    // A success of an earlier run is kept as it is, even if the row has changed since:
+    // the workspace exists. Only a second row of the same name is not a success.
+    match (logged, &earlier) {
+        _ if duplicate => {}
+        (Some(prior), _) if prior.success => {
+            return Triage::Done(Final::KeptAt {
+                row,
+                offset: prior.offset,
+                cells,
+            });
+        }
+        (_, Some(earlier)) if earlier.prior.success => {
+            return Triage::Done(Final::Kept {
+                row,
+                results: earlier.results.clone(),
+                cells,
+            });
+        }
+        _ => {}
+    }
+    let maybe_created =
+        logged.is_some_and(|p| p.maybe_created) || earlier.is_some_and(|e| e.prior.maybe_created);
+    let row = Carried { row, name, cells };
+    match (request, &shared.mode) {
+        (Err(error), _) => Triage::Done(Final::Outcome(unsent(
+            row,
+            Status::Invalid,
+            error.code,
+            &error.message,
+        ))),
+        (Ok(request), Mode::DryRun) => {
+            tracing::debug!(row = row.row, body = %body_json(&request), "planned");
+            Triage::Done(Final::Outcome(unsent(row, Status::Planned, "", "")))
+        }
+        (Ok(request), Mode::Send(_)) => Triage::Send {
+            row,
+            request,
+            maybe_created,
+        },
+    }
 }
 
 fn body_json(request: &WorkspaceRequest) -> String {
