@@ -645,70 +645,70 @@ async fn attempt_until_final(
         trail.started.get_or_insert_with(Instant::now);
         trail.attempts += 1;
         tries += 1;
-        let answer = match sender.client.send(verb, body.clone()).await {
-            Ok(answer) => answer,
-            Err(no_answer) => {
-                trail.http_status = None;
-                let (code, message, unknown) = match no_answer {
-                    NoAnswer::Timeout => {
-                        let limit = humantime::format_duration(sender.timeout);
-                        ("TIMEOUT", format!("no answer within {limit}"), true)
+        // Whatever is not final here is worth another attempt.
+        let (code, message, retry_after, unknown) =
+            match sender.client.send(verb, body.clone()).await {
+                Err(no_answer) => {
+                    trail.http_status = None;
+                    match no_answer {
+                        NoAnswer::Timeout => {
+                            let limit = humantime::format_duration(sender.timeout);
+                            (
+                                "TIMEOUT".to_owned(),
+                                format!("no answer within {limit}"),
+                                None,
+                                true,
+                            )
+                        }
+                        NoAnswer::ConnectFailed(message) => {
+                            ("CONNECTION_ERROR".to_owned(), message, None, false)
+                        }
+                        NoAnswer::Lost(message) => {
+                            ("CONNECTION_ERROR".to_owned(), message, None, true)
+                        }
                     }
-                    NoAnswer::ConnectFailed(message) => ("CONNECTION_ERROR", message, false),
-                    NoAnswer::Lost(message) => ("CONNECTION_ERROR", message, true),
-                };
-                maybe_created |= unknown;
-                if tries >= sender.retry.max_attempts {
-                    return Verdict::new(Status::Failed, code, message);
                 }
-                if let Err(reason) = back_off(shared, sender, tries, None, code, &message).await {
-                    return Verdict::stopped(reason);
+                Ok(answer) => {
+                    trail.http_status = Some(answer.status);
+                    let Some(code) = answer.code else {
+                        let status = match verb {
+                            Verb::Post => Status::Created,
+                            Verb::Put => Status::Updated,
+                        };
+                        return Verdict::new(status, "", "");
+                    };
+                    if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
+                        if maybe_created {
+                            let message = "an earlier attempt, whose answer was lost, created it";
+                            return Verdict::new(Status::Created, "", message);
+                        }
+                        match sender.on_exists {
+                            OnExists::Skip => return Verdict::new(Status::Exists, "", ""),
+                            OnExists::Fail => {
+                                return Verdict::new(Status::Failed, &code, answer.message);
+                            }
+                            OnExists::Update => {
+                                verb = Verb::Put;
+                                tries = 0;
+                                continue;
+                            }
+                        }
+                    }
+                    if answer.status == 401 {
+                        shared.stop(StopReason::Unauthorized);
+                    }
+                    if !is_retryable_status(answer.status) {
+                        return Verdict::new(Status::Failed, &code, answer.message);
+                    }
+                    let unknown = may_have_applied(answer.status);
+                    (code, answer.message, answer.retry_after, unknown)
                 }
-                continue;
-            }
-        };
-        trail.http_status = Some(answer.status);
-        let Some(code) = answer.code else {
-            let status = match verb {
-                Verb::Post => Status::Created,
-                Verb::Put => Status::Updated,
             };
-            return Verdict::new(status, "", "");
-        };
-        if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
-            if maybe_created {
-                let message = "an earlier attempt, whose answer was lost, created it";
-                return Verdict::new(Status::Created, "", message);
-            }
-            match sender.on_exists {
-                OnExists::Skip => return Verdict::new(Status::Exists, "", ""),
-                OnExists::Fail => return Verdict::new(Status::Failed, &code, answer.message),
-                OnExists::Update => {
-                    verb = Verb::Put;
-                    tries = 0;
-                    continue;
-                }
-            }
-        }
-        if answer.status == 401 {
-            shared.stop(StopReason::Unauthorized);
-        }
-        if !is_retryable_status(answer.status) {
-            return Verdict::new(Status::Failed, &code, answer.message);
-        }
-        maybe_created |= may_have_applied(answer.status);
+        maybe_created |= unknown;
         if tries >= sender.retry.max_attempts {
-            return Verdict::new(Status::Failed, &code, answer.message);
+            return Verdict::new(Status::Failed, &code, message);
         }
-        let waited = back_off(
-            shared,
-            sender,
-            tries,
-            answer.retry_after,
-            &code,
-            &answer.message,
-        );
-        if let Err(reason) = waited.await {
+        if let Err(reason) = back_off(shared, sender, tries, retry_after, &code, &message).await {
             return Verdict::stopped(reason);
         }
     }
