@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use dbprov::sandbox::FaultConfig;
+use dbprov::sandbox::{FaultConfig, Sandbox};
 use serde_json::json;
 
 use crate::common::{
@@ -117,31 +117,39 @@ async fn the_readme_command_runs_the_sample_against_the_embedded_sandbox() {
     assert_sample_results(&dir.results("results.csv").1);
 }
 
-#[tokio::test]
-async fn with_30_percent_500s_every_row_is_created_once() {
-    let sandbox = sandbox_with(FaultConfig {
-        fail_rate: 0.3,
-        ..FaultConfig::default()
-    })
-    .await;
+/// Runs `n` valid tenants against a sandbox with `faults` and checks what every such test
+/// wants: exit 0, one results row per input row, all `created`, each workspace once.
+async fn run_through_faults(
+    faults: FaultConfig,
+    n: usize,
+    extra: &[&str],
+) -> (Sandbox, Vec<ResultRow>) {
+    let sandbox = sandbox_with(faults).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 300));
-    let run = run_against(
-        &sandbox,
-        &dir,
-        &input,
-        &["--max-attempts", "12", "--concurrency", "16"],
-    )
-    .await;
+    let input = dir.write("in.csv", &tenants("t", n));
+    let run = run_against(&sandbox, &dir, &input, extra).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 300);
-    assert!(rows.iter().all(|r| r["_status"] == "created"));
+    assert_one_row_per_input_row(&rows, n);
+    for row in &rows {
+        assert_eq!(row["_status"], "created", "{row:?}");
+    }
     let counts = workspace_counts(&api).await;
-    assert_eq!(counts.len(), 300);
-    assert!(counts.values().all(|n| *n == 1));
-    let stats = api.stats().await;
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|c| *c == 1), "no workspace twice");
+    (sandbox, rows)
+}
+
+#[tokio::test]
+async fn with_30_percent_500s_every_row_is_created_once() {
+    let faults = FaultConfig {
+        fail_rate: 0.3,
+        ..FaultConfig::default()
+    };
+    let extra = ["--max-attempts", "12", "--concurrency", "16"];
+    let (sandbox, rows) = run_through_faults(faults, 300, &extra).await;
+    let stats = Api::new(&sandbox).stats().await;
     let fails = stats["faults_injected"]["fail"].as_u64().unwrap();
     assert!(fails > 0);
     let attempts: u64 = rows
@@ -162,26 +170,14 @@ async fn with_30_percent_500s_every_row_is_created_once() {
 
 #[tokio::test]
 async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doubled() {
-    let sandbox = sandbox_with(FaultConfig {
+    let faults = FaultConfig {
         fail_after_commit_rate: 0.3,
         ..FaultConfig::default()
-    })
-    .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 300));
-    let run = run_against(&sandbox, &dir, &input, &["--concurrency", "16"]).await;
-    assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 300);
-    for row in &rows {
-        assert_eq!(row["_status"], "created", "{row:?}");
-    }
-    let counts = workspace_counts(&api).await;
-    assert_eq!(counts.len(), 300);
-    assert!(counts.values().all(|n| *n == 1));
+    };
+    let (sandbox, rows) = run_through_faults(faults, 300, &["--concurrency", "16"]).await;
+    let stats = Api::new(&sandbox).stats().await;
     assert!(
-        api.stats().await["faults_injected"]["fail_after_commit"]
+        stats["faults_injected"]["fail_after_commit"]
             .as_u64()
             .unwrap()
             > 0
@@ -193,22 +189,18 @@ async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doub
 
 #[tokio::test]
 async fn dropped_connections_are_retried_and_no_workspace_is_lost_or_doubled() {
-    let sandbox = sandbox_with(FaultConfig {
+    let faults = FaultConfig {
         drop_rate: 0.2,
         ..FaultConfig::default()
-    })
-    .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 200));
-    let run = run_against(&sandbox, &dir, &input, &["--max-attempts", "10"]).await;
-    assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 200);
-    assert!(rows.iter().all(|r| r["_status"] == "created"));
-    let counts = workspace_counts(&api).await;
-    assert_eq!(counts.len(), 200);
-    assert!(counts.values().all(|n| *n == 1));
+    };
+    let (sandbox, _) = run_through_faults(faults, 200, &["--max-attempts", "10"]).await;
+    let stats = Api::new(&sandbox).stats().await;
+    let drops = &stats["faults_injected"];
+    assert!(
+        drops["drop_before_commit"].as_u64().unwrap()
+            + drops["drop_after_commit"].as_u64().unwrap()
+            > 0
+    );
 }
 
 #[tokio::test]
