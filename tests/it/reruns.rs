@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
+use dbprov::sandbox::{self, Catalog, FaultConfig, Sandbox, SandboxConfig};
 
 use crate::common::{
     Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
@@ -249,8 +249,10 @@ async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
     );
 }
 
-#[tokio::test]
-async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
+/// A job of 400 rows, 4 in flight against 50 ms of latency, that gets `signal` midway: it
+/// must exit 130 with every row recorded, the rest `skipped` / `INTERRUPTED`, and every
+/// workspace it made recorded `created` (requests in flight are let finish).
+async fn interrupt_midway(signal_number: i32) -> (Sandbox, JobDir, Vec<String>, String, u64) {
     let sandbox = crate::common::sandbox_with(FaultConfig {
         latency: std::time::Duration::from_millis(50),
         ..FaultConfig::default()
@@ -264,7 +266,7 @@ async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
     command.extend(args.iter().map(String::as_str));
     let mut child = spawn_dbprov(&command);
     until_requests(&api, &mut child, 12).await;
-    signal(&child, libc::SIGINT);
+    signal(&child, signal_number);
     let output = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
@@ -276,29 +278,36 @@ async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
         .filter(|r| r["_status"] == "created")
         .map(|r| r["name"].as_str())
         .collect();
-    let interrupted = rows.iter().filter(|r| r["_status"] == "skipped").count();
-    assert!(
-        rows.iter()
-            .filter(|r| r["_status"] == "skipped")
-            .all(|r| r["_error_code"] == "INTERRUPTED")
-    );
-    assert_eq!(created.len() + interrupted, 400, "{stderr}");
-    assert!(interrupted > 0);
-    // Requests in flight were let finish: every workspace the sandbox holds is recorded.
+    let skipped: Vec<_> = rows.iter().filter(|r| r["_status"] == "skipped").collect();
+    assert!(skipped.iter().all(|r| r["_error_code"] == "INTERRUPTED"));
+    assert_eq!(created.len() + skipped.len(), 400, "{stderr}");
+    assert!(!skipped.is_empty());
     let held = workspace_counts(&api).await;
     assert_eq!(
         held.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         created
     );
+    let interrupted = skipped.len() as u64;
+    (sandbox, dir, args, input, interrupted)
+}
 
+#[tokio::test]
+async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
+    let (sandbox, dir, args, input, interrupted) = interrupt_midway(libc::SIGINT).await;
+    let api = Api::new(&sandbox);
     let sent_before = requests(&api).await;
     let resumed = dbprov_with(&["run", &input, "--resume", "--concurrency", "16"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    assert_eq!(requests(&api).await - sent_before, interrupted as u64);
+    assert_eq!(requests(&api).await - sent_before, interrupted);
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 400);
     assert!(rows.iter().all(|r| r["_status"] == "created"));
     assert!(workspace_counts(&api).await.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn sigterm_drains_like_ctrl_c() {
+    interrupt_midway(libc::SIGTERM).await;
 }
 
 /// The invariants after kill -9 at several moments and a final `--resume`.
@@ -441,34 +450,4 @@ async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
     let real = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(real.exit, 0, "{}", real.stderr);
     assert_eq!(requests(&api).await, 3);
-}
-
-#[tokio::test]
-async fn sigterm_drains_like_ctrl_c() {
-    let sandbox = crate::common::sandbox_with(FaultConfig {
-        latency: std::time::Duration::from_millis(50),
-        ..FaultConfig::default()
-    })
-    .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &tenants("t", 100));
-    let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
-    command.extend(args.iter().map(String::as_str));
-    let mut child = spawn_dbprov(&command);
-    until_requests(&api, &mut child, 8).await;
-    signal(&child, libc::SIGTERM);
-    let output = child.wait_with_output().await.unwrap();
-    assert_eq!(output.status.code(), Some(130));
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 100);
-    let held = workspace_counts(&api).await;
-    for row in &rows {
-        match row["_status"].as_str() {
-            "created" => assert!(held.contains_key(&row["name"])),
-            "skipped" => assert_eq!(row["_error_code"], "INTERRUPTED"),
-            other => panic!("{other}"),
-        }
-    }
 }
