@@ -166,6 +166,9 @@ impl Header {
     }
 }
 
+/// The code of a row whose name an earlier row of the same input already has.
+pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
+
 /// Why one row will not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
@@ -340,7 +343,7 @@ impl InputReader {
         let mut row = self.rows;
         if let (Some(log), Some(columns)) = (&self.log, &header.results) {
             row = Some(columns.row(record)).filter(|r| *r > 0).unwrap_or(row);
-            let latest = log.get(columns.name(record), columns.row(record));
+            let latest = log.get(columns.identity(record), columns.row(record));
             if latest.is_some_and(|p| p.offset != position.byte()) {
                 return None;
             }
@@ -359,10 +362,33 @@ impl InputReader {
             cells.push_field(String::from_utf8_lossy(cell).as_bytes());
         }
         let (name, request) = parse_row(header, record, line);
+        // Retry: a row refused as a second row of its name stays refused while the first
+        // row of that name is still in the file, whichever of the two comes first in it.
+        let still_duplicate = match (&self.log, &header.results, &name) {
+            (Some(log), Some(columns), Some(name)) => {
+                columns.is_duplicate(record) && log.get(Some(name), 0).is_some()
+            }
+            _ => false,
+        };
+        if still_duplicate {
+            let message = format!(
+                "line {line}: name '{}' already appeared earlier in the input",
+                name.as_deref().unwrap_or_default()
+            );
+            let error = RowError::new(DUPLICATE_IN_INPUT, message);
+            return Some(InputRow {
+                row,
+                line,
+                name,
+                cells,
+                request: Err(error),
+                earlier,
+            });
+        }
         let request = match (&name, request) {
             (Some(name), request) if !self.names_seen.insert(self.hasher.hash_one(name)) => request
                 .and(Err(RowError::new(
-                    "DUPLICATE_IN_INPUT",
+                    DUPLICATE_IN_INPUT,
                     format!("line {line}: name '{name}' already appeared earlier in the input"),
                 ))),
             (_, request) => request,

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::cli::OnExists;
 use crate::cli::Shard;
 use crate::client::{Client, NoAnswer, Verb};
-use crate::input::{InputError, InputReader, InputRow};
+use crate::input::{DUPLICATE_IN_INPUT, InputError, InputReader, InputRow};
 use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Status};
 use crate::resume::PriorResults;
@@ -487,7 +487,7 @@ fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         earlier,
         ..
     } = input_row;
-    let duplicate = matches!(&request, Err(e) if e.code == "DUPLICATE_IN_INPUT");
+    let duplicate = matches!(&request, Err(e) if e.code == DUPLICATE_IN_INPUT);
     let logged = shared
         .output_log
         .as_ref()

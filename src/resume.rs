@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
-use crate::input::is_name_column;
+use crate::input::{DUPLICATE_IN_INPUT, is_name_column};
 use crate::results::{RESULT_COLUMNS, Status};
 use crate::retry::may_have_applied;
 
@@ -123,7 +123,7 @@ impl PriorResults {
                 continue;
             }
             let offset = record.position().map_or(0, |p| p.byte());
-            let key = prior.key(columns.name(&record), columns.row(&record));
+            let key = prior.key(columns.identity(&record), columns.row(&record));
             prior
                 .latest
                 .insert(key, columns.prior(&record, offset).pack());
@@ -163,6 +163,7 @@ pub struct ResultColumns {
     name: Option<usize>,
     row: usize,
     status: usize,
+    code: usize,
     http_status: usize,
     attempts: usize,
     /// Indices of the eight result columns, in `RESULT_COLUMNS` order.
@@ -189,6 +190,7 @@ impl ResultColumns {
                 .position(|n| !RESULT_COLUMNS.contains(&n.as_str()) && is_name_column(n)),
             row: all[0],
             status: all[1],
+            code: all[2],
             http_status: all[4],
             attempts: all[5],
             all,
@@ -200,6 +202,21 @@ impl ResultColumns {
         let cell = record.get(self.name?)?;
         let name = std::str::from_utf8(cell).ok()?.trim();
         (!name.is_empty()).then_some(name)
+    }
+
+    /// The name a row is known by in a log, or `None` when it goes by its `_row`: rows
+    /// without a name, and `DUPLICATE_IN_INPUT` rows, which must neither hide nor be hidden
+    /// by the first row of their name (they may be written before it).
+    pub fn identity<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
+        if text(record, self.code) == DUPLICATE_IN_INPUT {
+            return None;
+        }
+        self.name(record)
+    }
+
+    /// Whether the row was refused as a second row of its name.
+    pub fn is_duplicate(&self, record: &ByteRecord) -> bool {
+        text(record, self.code) == DUPLICATE_IN_INPUT
     }
 
     /// `_row`, or 0 if it does not parse.
@@ -306,6 +323,17 @@ mod tests {
             std::fs::read(file.path()).unwrap().len() - 25
         );
         assert_eq!(prior.carried_names, ByteRecord::from(vec!["Name", "team"]));
+    }
+
+    #[test]
+    fn a_duplicate_row_neither_hides_nor_is_hidden_by_the_first_row_of_its_name() {
+        let file = write(&format!(
+            "{HEADER}24,invalid,DUPLICATE_IN_INPUT,x,,0,,t,a,\n2,created,,,200,1,3,t,a,\n"
+        ));
+        let prior = PriorResults::scan(file.path()).unwrap().unwrap();
+        assert!(prior.get(Some("a"), 2).unwrap().success);
+        assert!(!prior.get(None, 24).unwrap().success);
+        assert_eq!(prior.len(), 2);
     }
 
     #[test]

@@ -451,3 +451,64 @@ async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
     assert_eq!(real.exit, 0, "{}", real.stderr);
     assert_eq!(requests(&api).await, 3);
 }
+
+#[tokio::test]
+async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
+    // The first row waits on the sandbox's latency; its duplicate is invalid at once, so the
+    // results file holds the duplicate first.
+    let sandbox = crate::common::sandbox_with(FaultConfig {
+        latency: std::time::Duration::from_millis(100),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType\nx,MULTI_DATAMART\nx,MULTI_DATAMART\ny,MULTI_DATAMART\n",
+    );
+    let first = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(first.exit, 1);
+    let written = std::fs::read_to_string(dir.path("results.csv")).unwrap();
+    assert!(
+        written
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2,invalid,DUPLICATE_IN_INPUT"),
+        "{written}"
+    );
+    assert_eq!(requests(&api).await, 2);
+
+    let expected = |rows: &[ResultRow]| {
+        let mut seen: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["_row"].clone(),
+                    r["_status"].clone(),
+                    r["_error_code"].clone(),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("1".into(), "created".into(), "".into()),
+                ("2".into(), "invalid".into(), "DUPLICATE_IN_INPUT".into()),
+                ("3".into(), "created".into(), "".into()),
+            ]
+        );
+    };
+    let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(resumed.exit, 1);
+    expected(&dir.results("results.csv").1);
+
+    let results = dir.path("results.csv");
+    let retried = dbprov_with(&["retry", results.to_str().unwrap()], &args[2..]).await;
+    assert_eq!(retried.exit, 1, "{}", retried.stderr);
+    expected(&dir.results("results.csv").1);
+    assert_eq!(requests(&api).await, 2, "neither rerun sent anything");
+}
