@@ -360,6 +360,15 @@ pub fn job_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// Sets the value of a flag that `args` already has (clap refuses a flag given twice).
+pub fn set_flag(args: &mut [String], flag: &str, value: &str) {
+    let at = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} is not among {args:?}"));
+    args[at + 1] = value.to_owned();
+}
+
 /// Runs `dbprov` with `command` followed by `extra`.
 pub async fn dbprov_with(command: &[&str], extra: &[String]) -> Finished {
     let mut args: Vec<&str> = command.to_vec();

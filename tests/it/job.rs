@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::common::{
     Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
-    plain_sandbox, sandbox_with, tenants, workspace, workspace_counts,
+    plain_sandbox, sandbox_with, set_flag, tenants, workspace, workspace_counts,
 };
 
 /// `run INPUT -o results.csv` against `sandbox`, fast: no rate limit, millisecond backoff.
@@ -286,24 +286,14 @@ async fn a_wrong_key_stops_the_job_with_exit_3_and_every_row_accounted_for() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", &tenants("t", 500));
-    let key_file = dir.write("wrong-key", "dbn_live_wrong\n");
-    let output = dir.path("results.csv");
-    let url = sandbox.url();
-    let run = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
-        &url,
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(
+        &mut args,
         "--api-key-file",
-        &key_file,
-        "--rate",
-        "unlimited",
-        "--concurrency",
-        "4",
-    ])
-    .await;
+        &dir.write("wrong-key", "dbn_live_wrong\n"),
+    );
+    args.extend(["--concurrency", "4"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 500);
@@ -344,30 +334,20 @@ async fn the_rate_limit_holds_in_every_one_second_window() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", &tenants("t", 120));
-    let key_file = dir.key_file(&sandbox);
-    let output = dir.path("results.csv");
-    let url = sandbox.url();
-    let run = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
-        &url,
-        "--api-key-file",
-        &key_file,
-        "--rate",
-        "50/s",
-        "--burst",
-        "5",
-        "--concurrency",
-        "32",
-        "--backoff-base",
-        "1ms",
-        "--max-attempts",
-        "12",
-    ])
-    .await;
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--rate", "50/s");
+    args.extend(
+        [
+            "--burst",
+            "5",
+            "--concurrency",
+            "32",
+            "--max-attempts",
+            "12",
+        ]
+        .map(str::to_owned),
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let log = api.get("/_sandbox/requests").await;
     let mut times: Vec<u64> = log

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::common::{
     Api, JobDir, assert_one_row_per_input_row, dbprov, dbprov_with, job_args, plain_sandbox,
-    tenants, workspace_counts,
+    set_flag, tenants, workspace_counts,
 };
 
 #[tokio::test]
@@ -17,8 +17,7 @@ async fn progress_always_draws_a_bar_and_log_lines_print_above_it() {
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
     let mut args = job_args(&sandbox, &dir, "results.csv");
-    let rate = args.iter().position(|a| a == "--rate").unwrap();
-    args[rate + 1] = "200/s".to_owned();
+    set_flag(&mut args, "--rate", "200/s");
     args.extend(["--progress", "always"].map(str::to_owned));
     let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);

@@ -6,7 +6,7 @@ use dbprov::sandbox::{self, Catalog, FaultConfig, Sandbox, SandboxConfig};
 
 use crate::common::{
     Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
-    plain_sandbox, signal, spawn_dbprov, tenants, until_requests, workspace_counts,
+    plain_sandbox, set_flag, signal, spawn_dbprov, tenants, until_requests, workspace_counts,
 };
 
 async fn requests(api: &Api) -> u64 {
@@ -330,9 +330,8 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
     let dir = JobDir::new();
     let mut args = job_args(&sandbox, &dir, "results.csv");
     // Slower backoff than the other tests, so that retries are pending at each kill.
-    let base = args.iter().position(|a| a == "--backoff-base").unwrap();
-    args[base + 1] = "50ms".to_owned();
-    args[base + 3] = "500ms".to_owned();
+    set_flag(&mut args, "--backoff-base", "50ms");
+    set_flag(&mut args, "--backoff-max", "500ms");
     args.extend(["--max-attempts", "12", "--concurrency", "16"].map(str::to_owned));
     let mut csv = tenants("t", 3000);
     for i in 0..5 {
