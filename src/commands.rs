@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -96,14 +97,25 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     let results = PathBuf::from(&args.results);
     let input = PriorResults::scan(&results)?
         .ok_or_else(|| anyhow::anyhow!("{} is empty: there is nothing to retry", args.results))?;
-    let output = match args.output.as_deref() {
-        None => Output::File(results),
-        Some("-") => Output::Stdout,
-        Some(path) => Output::File(path.into()),
+    let input = Arc::new(input);
+    // Without -o the results file itself is the log, read once for both roles; with -o, a
+    // file left by an interrupted retry is carried on.
+    let (output, output_log) = match args.output.as_deref() {
+        None => {
+            let output = Output::File(results);
+            refuse_dry_run_over(&output, args.dry_run)?;
+            (output, Some(input.clone()))
+        }
+        Some(path) => {
+            let output = if path == "-" {
+                Output::Stdout
+            } else {
+                Output::File(path.into())
+            };
+            let log = earlier_results(&output, args.dry_run)?;
+            (output, log)
+        }
     };
-    // Without -o the results file itself is the log; with -o, a file left by an
-    // interrupted retry is carried on.
-    let output_log = earlier_results(&output, args.dry_run)?;
     let total = args.job.shard.is_none().then(|| input.len() as u64);
     let rows = Rows {
         source: Source::Results(input),
@@ -120,7 +132,7 @@ struct Rows {
     /// Rows to process, when known beforehand.
     total: Option<u64>,
     output: Output,
-    output_log: Option<PriorResults>,
+    output_log: Option<Arc<PriorResults>>,
 }
 
 /// Everything `run` and `retry` have in common, from the target to the exit code.
@@ -211,7 +223,19 @@ fn progress_every(mode: ProgressMode) -> Option<Duration> {
 }
 
 /// The earlier rows of a results file that is to be continued, if it exists.
-fn earlier_results(output: &Output, dry_run: bool) -> anyhow::Result<Option<PriorResults>> {
+fn earlier_results(output: &Output, dry_run: bool) -> anyhow::Result<Option<Arc<PriorResults>>> {
+    refuse_dry_run_over(output, dry_run)?;
+    match output {
+        Output::Stdout => {
+            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
+        }
+        Output::File(path) if path.exists() => Ok(PriorResults::scan(path)?.map(Arc::new)),
+        Output::File(_) => Ok(None),
+    }
+}
+
+/// A dry run writes a plan; it never rewrites earlier results.
+fn refuse_dry_run_over(output: &Output, dry_run: bool) -> anyhow::Result<()> {
     if let (Output::File(path), true) = (output, dry_run)
         && path.exists()
     {
@@ -220,13 +244,7 @@ fn earlier_results(output: &Output, dry_run: bool) -> anyhow::Result<Option<Prio
             path.display()
         );
     }
-    match output {
-        Output::Stdout => {
-            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
-        }
-        Output::File(path) if path.exists() => Ok(PriorResults::scan(path)?),
-        Output::File(_) => Ok(None),
-    }
+    Ok(())
 }
 
 /// Where requests go: nowhere (dry run), an in-process sandbox, or the API.

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
+use std::sync::Arc;
 
 use csv::ByteRecord;
 
@@ -224,7 +225,7 @@ pub struct InputReader {
     hasher: RandomState,
     /// `retry`: the input is a results log; only each identity's latest row is an input
     /// row, and it keeps its `_row`.
-    log: Option<PriorResults>,
+    log: Option<Arc<PriorResults>>,
     /// Only rows of this shard are read.
     shard: Shard,
 }
@@ -287,7 +288,7 @@ impl InputReader {
     /// Reads the input as a results log (for `retry`): rows that a later row of the same
     /// name supersedes are passed over, and each row keeps its `_row`. Reading stops at the
     /// log's last whole row, so rows appended meanwhile are not read back.
-    pub fn open_log(log: PriorResults) -> Result<InputReader, InputError> {
+    pub fn open_log(log: Arc<PriorResults>) -> Result<InputReader, InputError> {
         let source = log.path.display().to_string();
         let file = std::fs::File::open(&log.path).map_err(|e| InputError::Unreadable {
             input: source.clone(),

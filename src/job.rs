@@ -39,7 +39,7 @@ pub struct Job {
     pub output: Output,
     /// Earlier rows of the results file (`--resume`, or a `retry` going on into it): its
     /// successes are kept, not sent; this run appends to it and then compacts it.
-    pub output_log: Option<PriorResults>,
+    pub output_log: Option<Arc<PriorResults>>,
     /// Send, or only plan.
     pub mode: Mode,
     /// Only the rows of this shard.
@@ -57,7 +57,7 @@ pub enum Source {
     /// A tenant CSV (`run`).
     Csv(Input),
     /// A results file (`retry`): its successful rows are carried over unchanged.
-    Results(PriorResults),
+    Results(Arc<PriorResults>),
 }
 
 /// Whether requests are sent.
@@ -166,7 +166,7 @@ pub enum JobError {
 /// State every worker shares.
 struct Shared {
     mode: Mode,
-    output_log: Option<PriorResults>,
+    output_log: Option<Arc<PriorResults>>,
     /// `retry`: rows the input records as successes are carried over.
     carry_successes: bool,
     limiter: Option<DefaultDirectRateLimiter>,
