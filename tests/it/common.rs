@@ -342,13 +342,18 @@ pub async fn until_requests(api: &Api, child: &mut tokio::process::Child, n: u64
 /// The flags of a fast job against `sandbox` writing `output` in `dir`: no rate limit,
 /// millisecond backoff.
 pub fn job_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
+    job_args_to(&sandbox.url(), &dir.key_file(sandbox), dir, output)
+}
+
+/// The same fast flags against any API root, with the key in `key_file`.
+pub fn job_args_to(url: &str, key_file: &str, dir: &JobDir, output: &str) -> Vec<String> {
     [
         "-o",
         dir.path(output).to_str().unwrap(),
         "--base-url",
-        &sandbox.url(),
+        url,
         "--api-key-file",
-        &dir.key_file(sandbox),
+        key_file,
         "--rate",
         "unlimited",
         "--backoff-base",

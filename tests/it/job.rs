@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::common::{
     Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
-    plain_sandbox, sandbox_with, set_flag, tenants, workspace, workspace_counts,
+    job_args_to, plain_sandbox, sandbox_with, set_flag, tenants, workspace, workspace_counts,
 };
 
 /// `run INPUT -o results.csv` against `sandbox`, fast: no rate limit, millisecond backoff.
@@ -443,25 +443,9 @@ async fn error_bodies_that_are_not_json_are_classified_by_status() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let dir = JobDir::new();
     let input = dir.write("in.csv", "name,connectionType\na,MULTI_DATAMART\n");
-    let key_file = dir.write("key", "k");
-    let output = dir.path("results.csv");
-    let run = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
-        &url,
-        "--api-key-file",
-        &key_file,
-        "--max-attempts",
-        "3",
-        "--backoff-base",
-        "1ms",
-        "--rate",
-        "unlimited",
-    ])
-    .await;
+    let mut args = job_args_to(&url, &dir.write("key", "k"), &dir, "results.csv");
+    args.extend(["--max-attempts", "3"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");
     assert_eq!(rows[0]["_status"], "failed");
@@ -490,26 +474,10 @@ async fn an_unreachable_api_is_a_connection_error_for_each_row() {
         "in.csv",
         "name,connectionType\na,MULTI_DATAMART\nb,MULTI_DATAMART\n",
     );
-    let key_file = dir.write("key", "k");
-    let output = dir.path("results.csv");
     let url = format!("http://127.0.0.1:{port}");
-    let run = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
-        &url,
-        "--api-key-file",
-        &key_file,
-        "--max-attempts",
-        "2",
-        "--backoff-base",
-        "1ms",
-        "--rate",
-        "unlimited",
-    ])
-    .await;
+    let mut args = job_args_to(&url, &dir.write("key", "k"), &dir, "results.csv");
+    args.extend(["--max-attempts", "2"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 1);
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 2);

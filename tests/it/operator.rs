@@ -8,8 +8,8 @@ use dbprov::sandbox::{self, Catalog, Sandbox, SandboxConfig};
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, assert_one_row_per_input_row, dbprov, dbprov_with, job_args, plain_sandbox,
-    set_flag, tenants, workspace_counts,
+    Api, JobDir, assert_one_row_per_input_row, dbprov, dbprov_with, job_args, job_args_to,
+    plain_sandbox, set_flag, tenants, workspace_counts,
 };
 
 #[tokio::test]
@@ -111,18 +111,14 @@ async fn plain_http_to_another_machine_is_refused_and_a_readable_key_file_is_war
     let input = dir.write("in.csv", &tenants("t", 2));
     let key = dir.write("key", "dbn_live_x\n");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let output = dir.path("r.csv");
-    let refused = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
+    let output = dir.path("results.csv");
+    let insecure = job_args_to(
         "http://databrain.internal.example",
-        "--api-key-file",
         &key,
-    ])
-    .await;
+        &dir,
+        "results.csv",
+    );
+    let refused = dbprov_with(&["run", &input], &insecure).await;
     assert_eq!(refused.exit, 2);
     assert!(
         refused.stderr.contains("--allow-insecure-http"),
@@ -132,17 +128,8 @@ async fn plain_http_to_another_machine_is_refused_and_a_readable_key_file_is_war
     assert!(!output.exists(), "nothing started");
 
     let sandbox = plain_sandbox().await;
-    let readable = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        output.to_str().unwrap(),
-        "--base-url",
-        &sandbox.url(),
-        "--api-key-file",
-        &key,
-    ])
-    .await;
+    let local = job_args_to(&sandbox.url(), &key, &dir, "results.csv");
+    let readable = dbprov_with(&["run", &input], &local).await;
     assert!(
         readable.stderr.contains("readable by every user"),
         "{}",
@@ -217,24 +204,23 @@ fn datasource_rows(n: usize) -> String {
     csv
 }
 
-#[tokio::test]
-async fn max_failures_as_a_count_stops_the_job_with_exit_3() {
+/// Runs `rows` rows that all fail against `--max-failures limit`; checks what every halt
+/// must show (exit 3, every row recorded, the unsent ones `ABORTED_MAX_FAILURES`, nothing
+/// sent for them) and returns how many rows failed.
+async fn halt_after_failures(rows: usize, limit: &str, concurrency: &str) -> usize {
     let sandbox = failing_sandbox().await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("in.csv", &datasource_rows(100));
+    let input = dir.write("in.csv", &datasource_rows(rows));
     let mut args = job_args(&sandbox, &dir, "results.csv");
-    args.extend(["--max-failures", "5", "--concurrency", "2"].map(str::to_owned));
+    args.extend(["--max-failures", limit, "--concurrency", concurrency].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 100);
-    let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
-    assert!(
-        (6..=7).contains(&failed),
-        "the sixth failure stops it, and the other request in flight ends: {failed}"
-    );
-    for row in rows.iter().filter(|r| r["_status"] != "failed") {
+    assert!(run.stderr.contains("ABORTED_MAX_FAILURES"));
+    let (_, results) = dir.results("results.csv");
+    assert_one_row_per_input_row(&results, rows);
+    let failed = results.iter().filter(|r| r["_status"] == "failed").count();
+    for row in results.iter().filter(|r| r["_status"] != "failed") {
         assert_eq!(
             (row["_status"].as_str(), row["_error_code"].as_str()),
             ("skipped", "ABORTED_MAX_FAILURES")
@@ -244,21 +230,21 @@ async fn max_failures_as_a_count_stops_the_job_with_exit_3() {
         api.stats().await["requests_total"].as_u64(),
         Some(failed as u64)
     );
-    assert!(run.stderr.contains("ABORTED_MAX_FAILURES"));
+    failed
+}
+
+#[tokio::test]
+async fn max_failures_as_a_count_stops_the_job_with_exit_3() {
+    let failed = halt_after_failures(100, "5", "2").await;
+    assert!(
+        (6..=7).contains(&failed),
+        "the sixth failure stops it, and the other request in flight ends: {failed}"
+    );
 }
 
 #[tokio::test]
 async fn max_failures_as_a_share_of_the_rows() {
-    let sandbox = failing_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &datasource_rows(200));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    args.extend(["--max-failures", "10%", "--concurrency", "1"].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 3, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 200);
-    let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
+    let failed = halt_after_failures(200, "10%", "1").await;
     assert_eq!(
         failed, 21,
         "one more than 10% of 200, one request at a time"
