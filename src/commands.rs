@@ -1,6 +1,6 @@
 //! Dispatch from a parsed command line to the work, and the exit codes of `DESIGN.md`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::{
-    Cli, Command, JobArgs, MaxFailures, ProgressMode, RateLimit, RetryArgs, RunArgs, SandboxArgs,
-    Shard, ValidateArgs,
+    Cli, Command, JobArgs, MaxFailures, RateLimit, RetryArgs, RunArgs, SandboxArgs, Shard,
+    ValidateArgs,
 };
 use crate::client::Client;
 use crate::input::{self, InputReader};
@@ -143,6 +143,9 @@ async fn run_job(
     args: &JobArgs,
 ) -> anyhow::Result<Exit> {
     let target = Target::new(dry_run, use_sandbox, args).await?;
+    let progress = report::start_progress(args.progress, rows.total);
+    // Without a drawn bar, the progress figures go to the log every 10 s.
+    let progress_every = progress.is_hidden().then_some(Duration::from_secs(10));
     let job = Job {
         source: rows.source,
         output: rows.output,
@@ -150,8 +153,8 @@ async fn run_job(
         mode: target.mode,
         shard: args.shard.unwrap_or(Shard::ALL),
         max_failures: failure_limit(args, rows.total)?,
-        progress: report::start_progress(args.progress, rows.total),
-        progress_every: progress_every(args.progress),
+        progress,
+        progress_every,
     };
     let rerun = RerunHint {
         sandbox: target.sandbox.is_some(),
@@ -204,22 +207,12 @@ fn failure_limit(args: &JobArgs, total: Option<u64>) -> anyhow::Result<Option<u6
         Some(MaxFailures::Percent(share)) => {
             let total = total.ok_or_else(|| {
                 anyhow::anyhow!(
-                    "--max-failures {share}% needs the number of rows, which stdin cannot tell beforehand: give a count, like --max-failures 50"
+                    "--max-failures {share}% needs the number of rows beforehand, which cannot be counted here (stdin, or retry with --shard): give a count, like --max-failures 50"
                 )
             })?;
             Some((total as f64 * share / 100.0).floor() as u64)
         }
     })
-}
-
-/// Without a drawn bar, the progress figures go to the log every 10 s.
-fn progress_every(mode: ProgressMode) -> Option<Duration> {
-    let drawn = match mode {
-        ProgressMode::Always => true,
-        ProgressMode::Auto => std::io::stderr().is_terminal(),
-        ProgressMode::Never => false,
-    };
-    (!drawn).then_some(Duration::from_secs(10))
 }
 
 /// The earlier rows of a results file that is to be continued, if it exists.

@@ -262,8 +262,8 @@ impl Summary {
 /// [`LogWriter`], which hides the bar while a line is printed so the two never tear.
 static BAR: LazyLock<ProgressBar> = LazyLock::new(ProgressBar::hidden);
 
-/// Shows the bar when `mode` asks for it; returns whether it is drawn. A hidden bar still
-/// keeps count, for the periodic log lines.
+/// The bar, drawn when `mode` asks for it (`is_hidden` tells). A hidden bar still keeps
+/// count, for the periodic log lines.
 pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
     let bar = BAR.clone();
     let target = match mode {
