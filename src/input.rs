@@ -201,7 +201,7 @@ pub struct InputRow {
     pub cells: ByteRecord,
     /// The request to send, or why there is none.
     pub request: Result<WorkspaceRequest, RowError>,
-    /// When the input is a results file: the row's own earlier outcome.
+    /// `retry`: the outcome the results file records for the row.
     pub earlier: Option<Earlier>,
 }
 
@@ -335,7 +335,9 @@ impl InputReader {
             .cloned()
             .unwrap_or_else(csv::Position::new);
         let line = position.line();
-        let earlier = header.results.as_ref().and_then(|columns| {
+        // Only a retry reads a results file as a log; `run` given one just sends its rows.
+        let log_columns = self.log.as_ref().and(header.results.as_ref());
+        let earlier = log_columns.and_then(|columns| {
             (record.len() == header.width).then(|| Earlier {
                 results: columns.results(record),
                 prior: columns.prior(record, position.byte()),

@@ -167,8 +167,6 @@ pub enum JobError {
 struct Shared {
     mode: Mode,
     output_log: Option<Arc<PriorResults>>,
-    /// `retry`: rows the input records as successes are carried over.
-    carry_successes: bool,
     limiter: Option<DefaultDirectRateLimiter>,
     /// One task at a time waits on the limiter: FIFO, and no herd of wake-ups.
     limiter_queue: Mutex<()>,
@@ -227,7 +225,6 @@ impl Shared {
 /// Runs a job to its end: every input row gets exactly one results row.
 pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
-    let carry_successes = matches!(job.source, Source::Results(_));
     let shard = job.shard;
     let mut reader = tokio::task::spawn_blocking(move || {
         let reader = match job.source {
@@ -288,7 +285,6 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let shared = Arc::new(Shared {
         mode: job.mode,
         output_log: job.output_log,
-        carry_successes,
         limiter,
         limiter_queue: Mutex::new(()),
         stop_tx: watch::channel(None).0,
@@ -492,7 +488,6 @@ fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         .output_log
         .as_ref()
         .and_then(|log| log.get(name.as_deref(), row));
-    let earlier = earlier.filter(|_| shared.carry_successes);
     // A success of an earlier run is kept as it is, even if the row has changed since:
     // the workspace exists. Only a second row of the same name is not a success.
     match (logged, &earlier) {
