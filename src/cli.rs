@@ -124,6 +124,10 @@ pub struct RunArgs {
     /// If the results file exists, keep its successful rows and send only the others.
     #[arg(long)]
     pub resume: bool,
+    /// Replace a results file that records sent requests (refused otherwise: its rows may
+    /// be the only record of workspaces created).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// How requests are sent and the job reported.
     #[command(flatten)]
     pub job: JobArgs,
@@ -149,40 +153,53 @@ pub struct RetryArgs {
     pub job: JobArgs,
 }
 
+/// `--concurrency` when not given.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// `--rate` when not given.
+pub const DEFAULT_RATE: &str = "10/s";
+/// `--burst` when not given.
+pub const DEFAULT_BURST: u32 = 1;
+/// `--max-attempts` when not given.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// `--backoff-base` when not given.
+pub const DEFAULT_BACKOFF_BASE: &str = "500ms";
+/// `--backoff-max` when not given.
+pub const DEFAULT_BACKOFF_MAX: &str = "30s";
+/// `--timeout` when not given.
+pub const DEFAULT_TIMEOUT: &str = "30s";
+/// `--base-url` when not given.
+pub const DEFAULT_BASE_URL: &str = "https://api.usedatabrain.com";
+
 /// Options of `run` and `retry`.
 #[derive(Debug, Args)]
 pub struct JobArgs {
     /// API root: the cloud or a self-hosted install.
-    #[arg(
-        long,
-        env = "DATABRAIN_BASE_URL",
-        default_value = "https://api.usedatabrain.com"
-    )]
+    #[arg(long, env = "DATABRAIN_BASE_URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
     /// File holding the service token (else the DATABRAIN_API_KEY environment variable).
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<std::path::PathBuf>,
     /// Requests in flight at most.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Sustained request rate, every attempt included: 10/s, 600/m, 2.5/s, or `unlimited`.
-    #[arg(long, default_value = "10/s")]
+    #[arg(long, default_value = DEFAULT_RATE)]
     pub rate: RateLimit,
     /// Requests that may go out back to back.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = DEFAULT_BURST)]
     pub burst: u32,
     /// Attempts per row for retryable failures (500, 502, 503, 504, 408, 429, timeouts,
     /// connection errors).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// First backoff ceiling; doubles each attempt (full jitter).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_BACKOFF_BASE)]
     pub backoff_base: Duration,
     /// Largest backoff ceiling.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_BACKOFF_MAX)]
     pub backoff_max: Duration,
     /// Limit per attempt.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_TIMEOUT)]
     pub timeout: Duration,
     /// What a taken name means: success (`exists`), failure, or PUT the row's settings
     /// (`updated`).
@@ -299,6 +316,15 @@ pub enum RateLimit {
     Limited(Rate),
     /// As fast as `--concurrency` allows.
     Unlimited,
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateLimit::Limited(rate) => write!(f, "{rate}"),
+            RateLimit::Unlimited => f.write_str("unlimited"),
+        }
+    }
 }
 
 impl std::str::FromStr for RateLimit {

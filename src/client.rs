@@ -2,10 +2,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 
 use crate::settings::ApiKey;
 use crate::workspace::{Envelope, WORKSPACE_PATH};
+
+/// The most of an answer's body that is read: enough for any envelope or error page, and
+/// a server that sends a huge or endless body cannot fill the memory.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The code of a 2xx answer whose body is not the success envelope: the outcome is unknown.
+pub const UNEXPECTED_RESPONSE: &str = "UNEXPECTED_RESPONSE";
 
 /// `POST` creates, `PUT` updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +53,8 @@ pub struct Answer {
 pub struct Client {
     http: reqwest::Client,
     url: String,
+    /// Only to strip it from server text that echoes it.
+    key: ApiKey,
 }
 
 /// Why a client could not be built.
@@ -85,12 +94,16 @@ impl Client {
             .default_headers(headers)
             .user_agent(concat!("dbprov/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
+            // A redirect is an answer, not a detour: following it would re-send the
+            // tenant's data (and the key) to another host, or turn a POST into a GET.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(concurrency)
             .tcp_nodelay(true)
             .build()?;
         Ok(Client {
             http,
             url: format!("{}{WORKSPACE_PATH}", base.as_str().trim_end_matches('/')),
+            key: key.clone(),
         })
     }
 
@@ -105,16 +118,69 @@ impl Client {
             Err(e) => return Err(no_answer(e)),
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = match response.bytes().await {
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let retry_after = header(RETRY_AFTER).as_deref().and_then(parse_retry_after);
+        let location = header(LOCATION);
+        let body = match read_body(response).await {
             Ok(body) => body,
             Err(e) => return Err(no_answer(e)),
         };
-        Ok(classify(status, &body, retry_after))
+        let mut answer = classify(status, &body, retry_after);
+        if (300..400).contains(&status) {
+            let to = location
+                .as_deref()
+                .unwrap_or("nowhere (no Location header)");
+            answer.message = format!("redirected to {to}; redirects are not followed");
+        }
+        answer.message = clean(&answer.message, &self.key);
+        answer.code = answer.code.map(|code| clean_code(&code, status));
+        Ok(answer)
+    }
+}
+
+/// The body, up to [`MAX_BODY`] bytes: the rest is never read (the connection is closed).
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_BODY {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Server text made fit for a CSV cell and a log line: one line, no control characters,
+/// and never the key, even from a server that echoes the request's headers.
+pub fn clean(text: &str, key: &ApiKey) -> String {
+    let mut text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if !key.expose().is_empty() {
+        text = text.replace(key.expose(), "<redacted>");
+    }
+    text
+}
+
+/// An error code from a server: letters, digits and `_ - .` only, at most 64 of them;
+/// `HTTP_<status>` if nothing is left.
+fn clean_code(code: &str, status: u16) -> String {
+    let code: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(64)
+        .collect();
+    if code.is_empty() {
+        format!("HTTP_{status}")
+    } else {
+        code
     }
 }
 
@@ -141,20 +207,43 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads an answer's body: the envelope's code and message when there is one, else
-/// `HTTP_<status>` and the body's start (an HTML page from a proxy, say).
+/// Reads an answer's body. A success is a 2xx with the success envelope and nothing else;
+/// a 2xx with any other body is `UNEXPECTED_RESPONSE` (the outcome is unknown). Otherwise
+/// the envelope's code and message when there is one, else `HTTP_<status>` and the body's
+/// start (an HTML page from a proxy, say).
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answer {
-    let success = (200..300).contains(&status);
     let envelope = serde_json::from_slice::<Envelope>(body).ok();
-    let (code, message) = match envelope.and_then(|e| e.error) {
-        Some(error) if !success => (Some(error.code), error.message),
-        _ if success => (None, String::new()),
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let excerpt: String = excerpt.chars().take(200).collect();
-            (Some(format!("HTTP_{status}")), excerpt)
-        }
+    let excerpt = || {
+        let text = String::from_utf8_lossy(body);
+        let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        excerpt.chars().take(200).collect::<String>()
+    };
+    let (code, message) = match envelope {
+        _ if (300..400).contains(&status) => (Some(format!("HTTP_{status}")), String::new()),
+        Some(Envelope {
+            data: Some(_),
+            error: None,
+        }) if (200..300).contains(&status) => (None, String::new()),
+        Some(Envelope {
+            error: Some(error), ..
+        }) if (200..300).contains(&status) => (
+            Some(UNEXPECTED_RESPONSE.to_owned()),
+            format!(
+                "HTTP {status} with an error in its body ({}: {}); the outcome is unknown",
+                error.code, error.message
+            ),
+        ),
+        _ if (200..300).contains(&status) => (
+            Some(UNEXPECTED_RESPONSE.to_owned()),
+            format!(
+                "HTTP {status} without the success envelope; the outcome is unknown: {}",
+                excerpt()
+            ),
+        ),
+        Some(Envelope {
+            error: Some(error), ..
+        }) => (Some(error.code), error.message),
+        _ => (Some(format!("HTTP_{status}")), excerpt()),
     };
     Answer {
         status,
@@ -195,12 +284,39 @@ mod tests {
     }
 
     #[test]
-    fn success_needs_no_body() {
-        assert_eq!(classify(200, b"", None).code, None);
+    fn success_is_the_success_envelope_and_nothing_else() {
         assert_eq!(
             classify(200, br#"{"data":{"name":"a"},"error":null}"#, None).code,
             None
         );
+        for body in [
+            &b""[..],
+            b"<html>Welcome</html>",
+            br#"{"data":null,"error":{"code":"INVALID_THEME_NAME","message":"x"}}"#,
+            br#"{"data":{"id":"a"},"error":null}"#,
+        ] {
+            let answer = classify(200, body, None);
+            assert_eq!(
+                answer.code.as_deref(),
+                Some(UNEXPECTED_RESPONSE),
+                "{body:?}"
+            );
+        }
+        assert_eq!(
+            classify(201, b"{}", None).code.as_deref(),
+            Some(UNEXPECTED_RESPONSE)
+        );
+    }
+
+    #[test]
+    fn server_text_loses_control_characters_and_the_key() {
+        let key = ApiKey::new("canary-key");
+        assert_eq!(
+            clean("bad\r\n2026 INFO forged Bearer canary-key\t!", &key),
+            "bad  2026 INFO forged Bearer <redacted> !"
+        );
+        assert_eq!(clean_code("BAD\r\nINFO: x", 400), "BADINFOx");
+        assert_eq!(clean_code("\r\n", 400), "HTTP_400");
     }
 
     #[test]

@@ -15,11 +15,14 @@ use crate::cli::{
 use crate::client::Client;
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Sender, Source, StopReason};
+use crate::output::{FileId, OutputFile};
 use crate::report;
-use crate::resume::PriorResults;
+use crate::results::Sink;
+use crate::resume::{self, PriorResults, ResumeError};
 use crate::retry::RetryPolicy;
 use crate::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 use crate::settings::{ApiKey, Input, Output};
+use crate::signals;
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub enum Exit {
     Usage = 2,
     /// 3: aborted (unauthorized, or too many failures).
     Aborted = 3,
+    /// 4: the results file could not be written; sending stopped.
+    OutputFailed = 4,
     /// 130: interrupted.
     Interrupted = 130,
 }
@@ -58,53 +63,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
 }
 
 async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
+    signals::take_over();
     let input = Input::from_arg(&args.input);
     let output = input
-        .results_path(args.output.as_deref())
+        .results_path(args.output.as_deref(), args.job.shard)
         .map_err(anyhow::Error::msg)?;
-    if let (Input::File(input), Output::File(output)) = (&input, &output)
-        && same_file(input, output)
-    {
-        anyhow::bail!(
-            "the results file {} is the input itself: writing it would destroy the input. Give another -o (to re-send a results file's failures, use dbprov retry)",
-            output.display()
-        );
-    }
-    let output_log = if args.resume {
-        earlier_results(&output, args.dry_run)?
-    } else {
-        None
+    refuse_clobbering(&[&input], &output, &args.job)?;
+    let continuing = match (args.resume, args.overwrite) {
+        (true, _) => Continuing::Resume,
+        (false, true) => Continuing::Overwrite,
+        (false, false) => Continuing::Refuse,
     };
+    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
+    let (sink, output_log) = open_output(&output, continuing, args.dry_run, &target.name)?;
     let shard = args.job.shard.unwrap_or(Shard::ALL);
     let counting = input.clone();
-    let total = tokio::task::spawn_blocking(move || input::count_rows(&counting, shard))
-        .await
-        .expect("counting rows does not panic")?;
+    let total = tokio::task::spawn_blocking(move || {
+        input::count_rows(&counting, shard, signals::interrupted_flag())
+    })
+    .await
+    .expect("counting rows does not panic")?;
     let rows = Rows {
         source: Source::Csv(input),
         total,
         output,
+        sink,
         output_log,
     };
-    run_job(rows, args.dry_run, args.sandbox, &args.job).await
+    run_job(rows, target, &args.job).await
 }
 
 async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
+    signals::take_over();
     anyhow::ensure!(
         args.results != "-",
         "retry reads a results file, not stdin: give its path"
     );
     let results = PathBuf::from(&args.results);
-    let input = PriorResults::scan(&results)?
-        .ok_or_else(|| anyhow::anyhow!("{} is empty: there is nothing to retry", args.results))?;
-    let input = Arc::new(input);
-    // Without -o the results file itself is the log, read once for both roles; with -o, a
-    // file left by an interrupted retry is carried on.
-    let (output, output_log) = match args.output.as_deref() {
+    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
+    let empty = || anyhow::anyhow!("{} is empty: there is nothing to retry", args.results);
+    // Without -o the results file itself is the log, read once for both roles, and locked
+    // before it is read; with -o, a file left by an interrupted retry is carried on.
+    let (input, output, sink, output_log) = match args.output.as_deref() {
         None => {
             let output = Output::File(results);
-            refuse_dry_run_over(&output, args.dry_run)?;
-            (output, Some(input.clone()))
+            refuse_clobbering(&[], &output, &args.job)?;
+            let (sink, log) = open_output(&output, Continuing::Resume, args.dry_run, &target.name)?;
+            let log = log.ok_or_else(empty)?;
+            (log.clone(), output, sink, Some(log))
         }
         Some(path) => {
             let output = if path == "-" {
@@ -112,8 +118,14 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
             } else {
                 Output::File(path.into())
             };
-            let log = earlier_results(&output, args.dry_run)?;
-            (output, log)
+            refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+            let input = PriorResults::scan(&results, &target.name)?.ok_or_else(empty)?;
+            let continuing = match output {
+                Output::File(_) => Continuing::Resume,
+                Output::Stdout => Continuing::Refuse,
+            };
+            let (sink, log) = open_output(&output, continuing, args.dry_run, &target.name)?;
+            (Arc::new(input), output, sink, log)
         }
     };
     let total = args.job.shard.is_none().then(|| input.len() as u64);
@@ -121,9 +133,10 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         source: Source::Results(input),
         total,
         output,
+        sink,
         output_log,
     };
-    run_job(rows, args.dry_run, args.sandbox, &args.job).await
+    run_job(rows, target, &args.job).await
 }
 
 /// What `run` and `retry` each decide: where the rows come from and go to.
@@ -132,35 +145,38 @@ struct Rows {
     /// Rows to process, when known beforehand.
     total: Option<u64>,
     output: Output,
+    /// The results file, opened and locked, or stdout.
+    sink: Sink,
     output_log: Option<Arc<PriorResults>>,
 }
 
 /// Everything `run` and `retry` have in common, from the target to the exit code.
-async fn run_job(
-    rows: Rows,
-    dry_run: bool,
-    use_sandbox: bool,
-    args: &JobArgs,
-) -> anyhow::Result<Exit> {
-    let target = Target::new(dry_run, use_sandbox, args).await?;
+async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyhow::Result<Exit> {
+    // The sandbox, if any, lives until the job ends.
+    let Target {
+        mode,
+        sandbox,
+        name,
+    } = target;
+    let use_sandbox = sandbox.is_some();
     let progress = report::start_progress(args.progress, rows.total);
     // Without a drawn bar, the progress figures go to the log every 10 s.
     let progress_every = progress.is_hidden().then_some(Duration::from_secs(10));
     let job = Job {
         source: rows.source,
-        output: rows.output,
+        sink: rows.sink,
+        output_name: rows.output.to_string(),
+        target: name,
         output_log: rows.output_log,
-        mode: target.mode,
+        mode,
         shard: args.shard.unwrap_or(Shard::ALL),
         max_failures: failure_limit(args, rows.total)?,
         progress,
         progress_every,
     };
-    let rerun = RerunHint {
-        sandbox: target.sandbox.is_some(),
-        shard: args.shard,
-    };
-    finish(job, args, rerun).await
+    let exit = finish(job, rows.output, args, use_sandbox).await;
+    drop(sandbox);
+    exit
 }
 
 /// `validate`: every invalid row on stdout with its line, name and reason.
@@ -215,28 +231,144 @@ fn failure_limit(args: &JobArgs, total: Option<u64>) -> anyhow::Result<Option<u6
     })
 }
 
-/// The earlier rows of a results file that is to be continued, if it exists.
-fn earlier_results(output: &Output, dry_run: bool) -> anyhow::Result<Option<Arc<PriorResults>>> {
-    refuse_dry_run_over(output, dry_run)?;
-    match output {
-        Output::Stdout => {
+/// What to do with a results file that already records sent requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continuing {
+    /// Continue it: keep its successes, append, compact (`--resume`, `retry`).
+    Resume,
+    /// Replace it (`--overwrite`).
+    Overwrite,
+    /// Refuse: its rows may be the only record of workspaces created.
+    Refuse,
+}
+
+/// Opens and locks the results file, and reads what it holds before any request: the
+/// earlier results to continue, if any. Refuses to replace a file of sent outcomes without
+/// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
+fn open_output(
+    output: &Output,
+    continuing: Continuing,
+    dry_run: bool,
+    target: &str,
+) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
+    let path = match output {
+        Output::Stdout if continuing == Continuing::Resume => {
             anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
         }
-        Output::File(path) if path.exists() => Ok(PriorResults::scan(path)?.map(Arc::new)),
-        Output::File(_) => Ok(None),
+        Output::Stdout => return Ok((Sink::Stdout, None)),
+        Output::File(path) => path,
+    };
+    let file = OutputFile::lock(path)?;
+    let shown = path.display();
+    let prior = match PriorResults::scan(&file.real_path, target) {
+        Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
+        Err(ResumeError::NotResults { missing, .. }) => anyhow::bail!(
+            "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o, or --overwrite to replace it"
+        ),
+        other => other?,
+    };
+    let Some(mut prior) = prior else {
+        return Ok((Sink::File(file), None));
+    };
+    if dry_run && (prior.sent || continuing == Continuing::Resume) {
+        anyhow::bail!(
+            "a dry run does not change the earlier results in {shown}: give -o a new file for the plan"
+        );
+    }
+    match continuing {
+        Continuing::Resume => {
+            if prior.columns.is_legacy() {
+                tracing::info!("{shown} was written before _target was recorded: adding it");
+                resume::upgrade_legacy(&prior, &file.real_path)
+                    .with_context(|| format!("cannot rewrite {shown}"))?;
+                prior = PriorResults::scan(&file.real_path, target)?
+                    .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
+            }
+            file.check_rewrite().with_context(|| {
+                format!(
+                    "{shown} is rewritten at the end of the run, and its folder does not allow that"
+                )
+            })?;
+            prior.path = path.clone();
+            Ok((Sink::File(file), Some(Arc::new(prior))))
+        }
+        Continuing::Refuse if prior.sent => anyhow::bail!(
+            "{shown} records requests that were sent. Use --resume to continue it (only the rows that did not succeed are sent), --overwrite to replace it, or give another -o"
+        ),
+        Continuing::Refuse | Continuing::Overwrite => Ok((Sink::File(file), None)),
     }
 }
 
-/// A dry run writes a plan; it never rewrites earlier results.
-fn refuse_dry_run_over(output: &Output, dry_run: bool) -> anyhow::Result<()> {
-    if let (Output::File(path), true) = (output, dry_run)
-        && path.exists()
-    {
-        anyhow::bail!(
-            "a dry run does not change the earlier results in {}: give -o with a new file for the plan",
-            path.display()
-        );
+/// No output may be an input (the tenant list, the key file), by any path or hard link,
+/// and the results and the summary must be two files.
+fn refuse_clobbering(inputs: &[&Input], output: &Output, args: &JobArgs) -> anyhow::Result<()> {
+    let mut outputs: Vec<(&str, &Path)> = Vec::new();
+    if let Output::File(path) = output {
+        outputs.push(("the results file", path));
     }
+    if let Some(path) = &args.summary_json {
+        outputs.push(("the --summary-json file", path));
+    }
+    let mut inputs: Vec<(&str, &Path)> = inputs
+        .iter()
+        .filter_map(|input| match input {
+            Input::File(path) => Some(("the input", path.as_path())),
+            Input::Stdin => None,
+        })
+        .collect();
+    if let Some(path) = &args.api_key_file {
+        inputs.push(("the API key file", path));
+    }
+    for (i, (what, path)) in outputs.iter().enumerate() {
+        let earlier_outputs = outputs[..i].iter();
+        for (other, other_path) in inputs.iter().chain(earlier_outputs) {
+            anyhow::ensure!(
+                !same_file(path, other_path),
+                "{what} {} is {other} itself ({}): writing it would destroy it. Give another path{}",
+                path.display(),
+                other_path.display(),
+                if *other == "the input" && *what == "the results file" {
+                    " (to re-send a results file's failures, use dbprov retry)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one, and refuses a concurrency that
+/// would not fit: better said before the job than as "Too many open files" on every row.
+fn ensure_open_files(connections: usize) -> anyhow::Result<()> {
+    // Files, the runtime and the logs, besides one socket per connection.
+    const SPARE: u64 = 64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Ok(());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let needed = connections as u64 + SPARE;
+    anyhow::ensure!(
+        limit.rlim_cur == libc::RLIM_INFINITY || needed <= limit.rlim_cur,
+        "--concurrency needs about {needed} open files, but this process may open only {} (ulimit -n): lower --concurrency to {} or raise the limit",
+        limit.rlim_cur,
+        limit.rlim_cur.saturating_sub(SPARE).max(1)
+    );
     Ok(())
 }
 
@@ -245,6 +377,9 @@ struct Target {
     mode: Mode,
     /// Kept alive until the job ends: dropping it stops the sandbox.
     sandbox: Option<sandbox::Sandbox>,
+    /// The `_target` of the outcomes: the API's base URL, `sandbox`, or nothing for a dry
+    /// run.
+    name: String,
 }
 
 impl Target {
@@ -253,8 +388,12 @@ impl Target {
             return Ok(Target {
                 mode: Mode::DryRun,
                 sandbox: None,
+                name: String::new(),
             });
         }
+        // The in-process sandbox holds the other end of each connection.
+        let per_request = if use_sandbox { 2 } else { 1 };
+        ensure_open_files(args.concurrency.saturating_mul(per_request))?;
         if use_sandbox {
             let local = sandbox::spawn(SandboxConfig::default())
                 .await
@@ -264,6 +403,7 @@ impl Target {
             return Ok(Target {
                 mode: Mode::Send(sender(args, &local.url(), &key)?),
                 sandbox: Some(local),
+                name: "sandbox".to_owned(),
             });
         }
         check_transport(&args.base_url, args.allow_insecure_http)?;
@@ -271,23 +411,23 @@ impl Target {
         Ok(Target {
             mode: Mode::Send(sender(args, &args.base_url, &key)?),
             sandbox: None,
+            name: args.base_url.trim().trim_end_matches('/').to_owned(),
         })
     }
 }
 
-/// What the retry command in the summary must repeat.
-struct RerunHint {
-    sandbox: bool,
-    shard: Option<Shard>,
-}
-
 /// Runs the job, prints the summary (and writes it as JSON), and tells the exit code.
-async fn finish(job: Job, args: &JobArgs, rerun: RerunHint) -> anyhow::Result<Exit> {
-    let output = job.output.clone();
+async fn finish(
+    job: Job,
+    output: Output,
+    args: &JobArgs,
+    use_sandbox: bool,
+) -> anyhow::Result<Exit> {
     let bar = job.progress.clone();
     let report = job::run(job).await?;
     bar.finish_and_clear();
     let exit = match report.stopped {
+        Some(StopReason::OutputFailed) => Exit::OutputFailed,
         Some(StopReason::Unauthorized | StopReason::MaxFailures) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
         None if report.tally.unsuccessful() > 0 => Exit::SomeRowsFailed,
@@ -296,15 +436,28 @@ async fn finish(job: Job, args: &JobArgs, rerun: RerunHint) -> anyhow::Result<Ex
     let mut summary = report::Summary::new(&report.tally, report.elapsed, output.to_string());
     summary.stopped = report.stopped.map(StopReason::code);
     summary.exit_code = exit as u8;
-    if let (Output::File(path), true) = (&output, report.tally.unsuccessful() > 0) {
+    summary.unrecorded = report.unrecorded;
+    if let (Output::File(path), true, None) = (
+        &output,
+        report.tally.unsuccessful() > 0,
+        &report.output_failure,
+    ) {
         let mut command = format!("dbprov retry {}", shell_quote(&path.display().to_string()));
-        if rerun.sandbox {
-            command.push_str(" --sandbox");
-        }
-        if let Some(shard) = rerun.shard {
-            command.push_str(&format!(" --shard {}/{}", shard.index, shard.count));
+        for flag in rerun_flags(args, use_sandbox) {
+            command.push(' ');
+            command.push_str(&shell_quote(&flag));
         }
         summary.retry_command = Some(command);
+    }
+    if let Some(failure) = &report.output_failure {
+        let settle = match &output {
+            Output::File(_) => "; run the same command with --resume to settle them",
+            Output::Stdout => "",
+        };
+        tracing::error!(
+            "cannot write the results to {output}: {failure}. Sending stopped; {} rows whose requests were sent have no record{settle}",
+            report.unrecorded
+        );
     }
     eprint!("{}", summary.text());
     if let Some(path) = &args.summary_json {
@@ -313,6 +466,68 @@ async fn finish(job: Job, args: &JobArgs, rerun: RerunHint) -> anyhow::Result<Ex
             .with_context(|| format!("cannot write the summary to {}", path.display()))?;
     }
     Ok(exit)
+}
+
+/// The options of a job that shaped how it was sent, for the retry command it prints:
+/// everything but the defaults, and never the key itself.
+fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
+    use crate::cli::{
+        DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BASE_URL, DEFAULT_BURST,
+        DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE, DEFAULT_TIMEOUT, OnExists,
+    };
+    let mut flags = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        flags.push(name.to_owned());
+        if !value.is_empty() {
+            flags.push(value);
+        }
+    };
+    if use_sandbox {
+        flag("--sandbox", String::new());
+    } else {
+        if args.base_url != DEFAULT_BASE_URL {
+            flag("--base-url", args.base_url.clone());
+        }
+        if let Some(path) = &args.api_key_file {
+            flag("--api-key-file", path.display().to_string());
+        }
+        if args.allow_insecure_http {
+            flag("--allow-insecure-http", String::new());
+        }
+    }
+    let duration = |d: Duration| humantime::format_duration(d).to_string();
+    let default_duration = |text: &str| humantime::parse_duration(text).unwrap_or_default();
+    if args.on_exists != OnExists::Skip {
+        let value = clap::ValueEnum::to_possible_value(&args.on_exists)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        flag("--on-exists", value);
+    }
+    if args.rate.to_string() != DEFAULT_RATE {
+        flag("--rate", args.rate.to_string());
+    }
+    if args.burst != DEFAULT_BURST {
+        flag("--burst", args.burst.to_string());
+    }
+    if args.concurrency != DEFAULT_CONCURRENCY {
+        flag("--concurrency", args.concurrency.to_string());
+    }
+    if args.max_attempts != DEFAULT_MAX_ATTEMPTS {
+        flag("--max-attempts", args.max_attempts.to_string());
+    }
+    for (name, value, default) in [
+        ("--backoff-base", args.backoff_base, DEFAULT_BACKOFF_BASE),
+        ("--backoff-max", args.backoff_max, DEFAULT_BACKOFF_MAX),
+        ("--timeout", args.timeout, DEFAULT_TIMEOUT),
+    ] {
+        if value != default_duration(default) {
+            flag(name, duration(value));
+        }
+    }
+    if let Some(shard) = args.shard {
+        flag("--shard", format!("{}/{}", shard.index, shard.count));
+    }
+    flags
 }
 
 /// Refuses plain http:// to another machine: the key would cross the network in clear.
@@ -356,6 +571,17 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
         humantime::format_duration(args.backoff_max)
     );
     anyhow::ensure!(!args.timeout.is_zero(), "--timeout must be above 0");
+    let day = Duration::from_secs(86_400);
+    for (flag, value) in [
+        ("--timeout", args.timeout),
+        ("--backoff-max", args.backoff_max),
+    ] {
+        anyhow::ensure!(
+            value <= day,
+            "{flag} {} is over a day: give at most 24h",
+            humantime::format_duration(value)
+        );
+    }
     Ok(Sender {
         client: Client::new(base_url, key, args.timeout, args.concurrency)?,
         concurrency: args.concurrency,
@@ -440,17 +666,18 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
         catalog.llms.join(", "),
         catalog.themes.join(", "),
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
+    signals::take_over();
+    signals::until_interrupted().await;
     server.shutdown();
     Ok(Exit::Success)
 }
 
-/// Whether two paths name one existing file.
+/// Whether two paths name one file: by device and inode when both exist (hard links and
+/// symbolic links included), else by their absolute, normalised paths.
 fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
+    match (FileId::at(a), FileId::at(b)) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
         _ => false,
     }
 }

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use csv::ByteRecord;
 
 use crate::cli::Shard;
-use crate::results::RESULT_COLUMNS;
-use crate::resume::{Prior, PriorResults, ResultColumns};
+use crate::csv_lines::{CsvLines, Kind};
+use crate::header::{Header, HeaderError, parse_header};
+use crate::record::{DUPLICATE_IN_INPUT, Prior};
+use crate::resume::PriorResults;
 use crate::settings::Input;
-use crate::workspace::{ConnectionType, SummaryType, WorkspaceRequest};
+use crate::workspace::{ConnectionType, Field, SummaryType, WorkspaceRequest};
 
 /// Why the input cannot be read at all. Each of these stops the job before any request.
 #[derive(Debug, thiserror::Error)]
@@ -26,36 +28,9 @@ pub enum InputError {
         /// Why.
         source: std::io::Error,
     },
-    /// No header row.
-    #[error(
-        "{input} is empty: it needs a header row (name,connectionType,datasourceName,...) and one row per workspace"
-    )]
-    Empty {
-        /// The input, as given.
-        input: String,
-    },
-    /// The header has no column that means `name`.
-    #[error(
-        "{input} has no 'name' column; its first line is '{first_line}'. dbprov needs a header row naming the columns, e.g. name,connectionType,datasourceName"
-    )]
-    NoNameColumn {
-        /// The input, as given.
-        input: String,
-        /// The header as read.
-        first_line: String,
-    },
-    /// Two columns map to the same request field.
-    #[error("{input}: columns '{first}' and '{second}' both mean {field}; keep one of them")]
-    DuplicateColumn {
-        /// The input, as given.
-        input: String,
-        /// The earlier column.
-        first: String,
-        /// The later column.
-        second: String,
-        /// The request field.
-        field: &'static str,
-    },
+    /// The header cannot be used.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
     /// Reading failed midway (a disk error, not a malformed row).
     #[error("cannot read {input} after line {line}: {source}")]
     Read {
@@ -64,111 +39,9 @@ pub enum InputError {
         /// The last line read.
         line: u64,
         /// Why.
-        source: csv::Error,
+        source: std::io::Error,
     },
 }
-
-/// A request field a column can map to. The wire names live in [`WorkspaceRequest`]; these
-/// are only used to match header names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Name,
-    ConnectionType,
-    DatasourceName,
-    DatamartName,
-    LlmName,
-    AiCopilotLlms,
-    IsEnableMetricSuggestions,
-    IsEnableMetricSummary,
-    SummaryType,
-    CustomSummaryPrompt,
-    ThemeName,
-}
-
-impl Field {
-    const ALL: [Field; 11] = [
-        Field::Name,
-        Field::ConnectionType,
-        Field::DatasourceName,
-        Field::DatamartName,
-        Field::LlmName,
-        Field::AiCopilotLlms,
-        Field::IsEnableMetricSuggestions,
-        Field::IsEnableMetricSummary,
-        Field::SummaryType,
-        Field::CustomSummaryPrompt,
-        Field::ThemeName,
-    ];
-
-    /// The request's JSON key; also the column name, before normalisation.
-    fn key(self) -> &'static str {
-        match self {
-            Field::Name => "name",
-            Field::ConnectionType => "connectionType",
-            Field::DatasourceName => "datasourceName",
-            Field::DatamartName => "datamartName",
-            Field::LlmName => "llmName",
-            Field::AiCopilotLlms => "aiCopilotLlms",
-            Field::IsEnableMetricSuggestions => "isEnableMetricSuggestions",
-            Field::IsEnableMetricSummary => "isEnableMetricSummary",
-            Field::SummaryType => "summaryType",
-            Field::CustomSummaryPrompt => "customSummaryPrompt",
-            Field::ThemeName => "themeName",
-        }
-    }
-
-    /// The field a header name means: case, `_`, `-` and spaces do not matter.
-    fn from_header(header: &str) -> Option<Field> {
-        let wanted = normalise(header);
-        Field::ALL
-            .into_iter()
-            .find(|f| normalise(f.key()) == wanted)
-    }
-}
-
-/// Whether a header names the `name` field (any case, with or without `_`, `-`, spaces).
-pub fn is_name_column(header: &str) -> bool {
-    Field::from_header(header) == Some(Field::Name)
-}
-
-fn normalise(header: &str) -> String {
-    header
-        .chars()
-        .filter(|c| !matches!(c, '_' | '-' | ' '))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// The input's columns: which ones are request fields, and which are carried to the results.
-#[derive(Debug, Clone)]
-pub struct Header {
-    /// Index in the input record of each [`Field`], in `Field::ALL` order.
-    fields: [Option<usize>; Field::ALL.len()],
-    /// Indices of the columns carried to the results: all but earlier result columns.
-    carried: Vec<usize>,
-    /// The carried columns' names, verbatim.
-    carried_names: ByteRecord,
-    /// Number of columns in the header.
-    width: usize,
-    /// Carried columns that are not request fields (never sent).
-    pub ignored: Vec<String>,
-    /// Where the result columns are, when the input is itself a results file.
-    results: Option<ResultColumns>,
-}
-
-impl Header {
-    /// The names of the columns carried to the results, verbatim and in input order.
-    pub fn carried_names(&self) -> &ByteRecord {
-        &self.carried_names
-    }
-
-    fn index(&self, field: Field) -> Option<usize> {
-        self.fields[Field::ALL.iter().position(|f| *f == field).unwrap_or(0)]
-    }
-}
-
-/// The code of a row whose name an earlier row of the same input already has.
-pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
 
 /// Why one row will not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +89,9 @@ pub struct Earlier {
 
 /// Reads an input CSV one row at a time.
 pub struct InputReader {
-    csv: csv::Reader<Box<dyn Read + Send>>,
+    lines: CsvLines<Box<dyn Read + Send>>,
+    /// What the record just read is.
+    kind: Kind,
     header: Header,
     source: String,
     record: ByteRecord,
@@ -253,20 +128,21 @@ impl InputReader {
         reader: Box<dyn Read + Send>,
         source: String,
     ) -> Result<InputReader, InputError> {
-        let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-        let raw = csv.byte_headers().map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => InputError::Read {
-                input: source.clone(),
-                line: 0,
-                source: e,
-            },
-            _ => InputError::Empty {
-                input: source.clone(),
-            },
+        let mut lines = CsvLines::new(reader);
+        let mut raw = ByteRecord::new();
+        let read = lines.read(&mut raw).map_err(|e| InputError::Read {
+            input: source.clone(),
+            line: 0,
+            source: e,
         })?;
-        let header = parse_header(raw, &source)?;
+        if read.is_none() {
+            return Err(HeaderError::Empty { input: source }.into());
+        }
+        let header = parse_header(&raw, &source)?;
+        lines.width = Some(header.width);
         Ok(InputReader {
-            csv,
+            lines,
+            kind: Kind::Whole,
             header,
             source,
             record: ByteRecord::new(),
@@ -308,13 +184,13 @@ impl InputReader {
     /// record is a row with `MALFORMED_ROW`.
     pub fn next_row(&mut self) -> Result<Option<InputRow>, InputError> {
         loop {
-            match self.csv.read_byte_record(&mut self.record) {
-                Ok(false) => return Ok(None),
-                Ok(true) => {}
+            match self.lines.read(&mut self.record) {
+                Ok(None) => return Ok(None),
+                Ok(Some(kind)) => self.kind = kind,
                 Err(e) => {
                     return Err(InputError::Read {
                         input: self.source.clone(),
-                        line: self.csv.position().line(),
+                        line: self.record.position().map_or(0, |p| p.line()),
                         source: e,
                     });
                 }
@@ -336,13 +212,14 @@ impl InputReader {
             .unwrap_or_else(csv::Position::new);
         let line = position.line();
         // Only a retry reads a results file as a log; `run` given one just sends its rows.
-        let log_columns = self.log.as_ref().and(header.results.as_ref());
-        let earlier = log_columns.and_then(|columns| {
-            (record.len() == header.width).then(|| Earlier {
+        let whole = self.kind == Kind::Whole && record.len() == header.width;
+        let earlier = match (&self.log, &header.results) {
+            (Some(log), Some(columns)) if whole => Some(Earlier {
                 results: columns.results(record),
-                prior: columns.prior(record, position.byte()),
-            })
-        });
+                prior: columns.prior(record, position.byte(), &log.target),
+            }),
+            _ => None,
+        };
         let mut row = self.rows;
         if let (Some(log), Some(columns)) = (&self.log, &header.results) {
             row = Some(columns.row(record)).filter(|r| *r > 0).unwrap_or(row);
@@ -364,7 +241,18 @@ impl InputReader {
             let cell = record.get(i).unwrap_or_default();
             cells.push_field(String::from_utf8_lossy(cell).as_bytes());
         }
-        let (name, request) = parse_row(header, record, line);
+        let (name, request) = match self.kind {
+            Kind::Whole => parse_row(header, record, line),
+            Kind::OpenQuote => (
+                None,
+                Err(RowError::new(
+                    "MALFORMED_ROW",
+                    format!(
+                        "line {line}: a quote opens a field and is never closed; the lines after it are read as rows of their own"
+                    ),
+                )),
+            ),
+        };
         // Retry: a row refused as a second row of its name stays refused while the first
         // row of that name is still in the file, whichever of the two comes first in it.
         let still_duplicate = match (&self.log, &header.results, &name) {
@@ -413,105 +301,88 @@ fn name_cell(record: &ByteRecord, index: usize) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The shard of a row: a stable hash (64-bit FNV-1a) of its name, or its row number when
-/// it has none, modulo the shard count. Stable across runs, machines and versions.
+/// The shard of a row: a stable hash of its name, or its row number when it has none,
+/// modulo the shard count. Stable across runs, machines and versions.
+///
+/// The hash is 64-bit FNV-1a followed by MurmurHash3's 64-bit finaliser. FNV-1a alone
+/// leaves its low bits depending only on the low bits of each byte, so names over a small
+/// alphabet could all fall into one shard of a power-of-two count; the finaliser mixes
+/// every bit of the hash into every bit of the result.
 pub fn shard_of(name: Option<&str>, row: u64, count: u64) -> u64 {
     let hash = match name {
-        Some(name) => name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        }),
+        Some(name) => {
+            let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+            fmix64(fnv)
+        }
         None => row,
     };
     hash % count
 }
 
-/// Counts the data rows of a file input in `shard`, quickly: no validation. `None` for
-/// stdin, which cannot be read twice.
-pub fn count_rows(input: &Input, shard: Shard) -> Result<Option<u64>, InputError> {
+/// MurmurHash3's 64-bit finaliser: every input bit affects every output bit.
+fn fmix64(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+/// Counts the data rows of an input in `shard`, quickly: no validation. `None` when the
+/// input is not a regular file (stdin, a pipe, a FIFO): it cannot be read twice. Stops
+/// early, with `None`, once `stop` is set (a signal during the count).
+pub fn count_rows(
+    input: &Input,
+    shard: Shard,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<u64>, InputError> {
     let Input::File(path) = input else {
         return Ok(None);
     };
+    let unreadable = |source| InputError::Unreadable {
+        input: input.to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Ok(None);
+    }
+    let mut lines = CsvLines::new(file);
+    let mut record = ByteRecord::new();
     let read_error = |line, source| InputError::Read {
         input: input.to_string(),
         line,
         source,
     };
-    let file = std::fs::File::open(path).map_err(|e| InputError::Unreadable {
-        input: input.to_string(),
-        source: e,
-    })?;
-    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(file);
-    let name = csv
-        .byte_headers()
+    if lines
+        .read(&mut record)
         .map_err(|e| read_error(0, e))?
+        .is_none()
+    {
+        return Ok(Some(0));
+    }
+    lines.width = Some(record.len());
+    let name = record
         .iter()
-        .position(|h| is_name_column(String::from_utf8_lossy(h).trim()));
-    let mut record = ByteRecord::new();
+        .position(|h| crate::workspace::is_name_column(String::from_utf8_lossy(h).trim()));
     let (mut rows, mut in_shard) = (0, 0);
-    while csv
-        .read_byte_record(&mut record)
+    while lines
+        .read(&mut record)
         .map_err(|e| read_error(rows, e))?
+        .is_some()
     {
         rows += 1;
         let name = name.and_then(|i| name_cell(&record, i));
         if shard.count == 1 || shard_of(name, rows, shard.count) == shard.index {
             in_shard += 1;
         }
+        if rows % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
     }
     Ok(Some(in_shard))
-}
-
-fn parse_header(raw: &ByteRecord, source: &str) -> Result<Header, InputError> {
-    let names: Vec<String> = raw
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-        .collect();
-    if names.iter().all(String::is_empty) {
-        return Err(InputError::Empty {
-            input: source.to_owned(),
-        });
-    }
-    let mut fields: [Option<usize>; Field::ALL.len()] = [None; Field::ALL.len()];
-    let mut carried = Vec::new();
-    let mut carried_names = ByteRecord::new();
-    let mut ignored = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        if RESULT_COLUMNS.contains(&name.as_str()) {
-            continue;
-        }
-        carried.push(i);
-        carried_names.push_field(&raw[i]);
-        match Field::from_header(name) {
-            Some(field) => {
-                let slot = &mut fields[Field::ALL.iter().position(|f| *f == field).unwrap_or(0)];
-                if let Some(first) = *slot {
-                    return Err(InputError::DuplicateColumn {
-                        input: source.to_owned(),
-                        first: names[first].clone(),
-                        second: name.clone(),
-                        field: field.key(),
-                    });
-                }
-                *slot = Some(i);
-            }
-            None => ignored.push(name.clone()),
-        }
-    }
-    let header = Header {
-        fields,
-        carried,
-        carried_names,
-        width: names.len(),
-        ignored,
-        results: ResultColumns::find(raw).ok(),
-    };
-    if header.index(Field::Name).is_none() {
-        return Err(InputError::NoNameColumn {
-            input: source.to_owned(),
-            first_line: names.join(","),
-        });
-    }
-    Ok(header)
 }
 
 /// Validates one record into a request; also returns its trimmed name, if any.
@@ -773,9 +644,10 @@ mod tests {
 
     #[test]
     fn shards_are_stable_and_cover_every_row_once() {
-        // FNV-1a of "Acme": fixed forever, so shards do not move between versions.
-        assert_eq!(shard_of(Some("Acme"), 1, u64::MAX), 0x84d1_d48b_0b85_7def);
-        assert_eq!(shard_of(Some("Acme"), 1, 4), 0x84d1_d48b_0b85_7def % 4);
+        // The hash of "Acme": fixed, so shards do not move between versions.
+        let acme = fmix64(0x84d1_d48b_0b85_7def);
+        assert_eq!(shard_of(Some("Acme"), 1, u64::MAX), acme % u64::MAX);
+        assert_eq!(shard_of(Some("Acme"), 1, 4), acme % 4);
         assert_eq!(
             shard_of(None, 7, 4),
             3,
@@ -794,15 +666,53 @@ mod tests {
     }
 
     #[test]
+    fn shards_balance_names_over_a_small_alphabet() {
+        // a, e, i, m, q, u share their two low bits: FNV-1a alone put all in one shard of 4.
+        let alphabet = ['a', 'e', 'i', 'm', 'q', 'u'];
+        let mut per_shard = [0; 4];
+        for i in 0..2000usize {
+            let name: String = (0..5).map(|d| alphabet[i / 6usize.pow(d) % 6]).collect();
+            per_shard[shard_of(Some(&name), 0, 4) as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|n| *n > 400), "{per_shard:?}");
+    }
+
+    #[test]
+    fn an_open_quote_is_one_malformed_row_and_the_rows_after_it_are_read() {
+        let rows = read("name,connectionType\na,MULTI_DATAMART\n\"b,MULTI_DATAMART\nc,MULTI_DATAMART\nd,MULTI_DATAMART\n").unwrap();
+        let names: Vec<_> = rows.iter().map(|r| r.name.as_deref()).collect();
+        assert_eq!(names, [Some("a"), None, Some("c"), Some("d")]);
+        let error = rows[1].request.as_ref().unwrap_err();
+        assert_eq!(error.code, "MALFORMED_ROW");
+        assert!(
+            error.message.starts_with("line 3: a quote"),
+            "{}",
+            error.message
+        );
+        assert_eq!((rows[2].row, rows[2].line), (3, 4));
+    }
+
+    #[test]
+    fn line_numbers_are_the_same_for_any_line_ending() {
+        let lf = read("name,connectionType\na,MULTI_DATAMART\nb,X\n").unwrap();
+        let crlf = read("name,connectionType\r\na,MULTI_DATAMART\r\nb,X\r\n").unwrap();
+        assert_eq!(lf[1].line, 3);
+        assert_eq!(crlf[1].line, 3);
+    }
+
+    #[test]
     fn fatal_header_problems() {
-        assert!(matches!(read(""), Err(InputError::Empty { .. })));
+        assert!(matches!(
+            read(""),
+            Err(InputError::Header(HeaderError::Empty { .. }))
+        ));
         assert!(matches!(
             read("Acme,DATASOURCE,postgres-main\n"),
-            Err(InputError::NoNameColumn { .. })
+            Err(InputError::Header(HeaderError::NoNameColumn { .. }))
         ));
         assert!(matches!(
             read("name,Name\n"),
-            Err(InputError::DuplicateColumn { .. })
+            Err(InputError::Header(HeaderError::DuplicateColumn { .. }))
         ));
         assert_eq!(read("name,connectionType\n").unwrap().len(), 0);
     }

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::ProgressBar;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -20,12 +19,14 @@ use tracing::Instrument;
 use crate::cli::OnExists;
 use crate::cli::Shard;
 use crate::client::{Client, NoAnswer, Verb};
-use crate::input::{DUPLICATE_IN_INPUT, InputError, InputReader, InputRow};
+use crate::input::{InputError, InputReader, InputRow};
+use crate::record::{DUPLICATE_IN_INPUT, Status};
 use crate::report::{self, Tally};
-use crate::results::{Final, ResultsWriter, RowOutcome, Status};
+use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
 use crate::resume::PriorResults;
 use crate::retry::{RetryPolicy, is_retryable_status, may_have_applied};
-use crate::settings::{Input, Output, Rate};
+use crate::settings::{Input, Rate};
+use crate::signals;
 use crate::workspace::WorkspaceRequest;
 
 /// Rows in the reader → dispatcher and worker → writer channels at most.
@@ -35,8 +36,13 @@ const CHANNEL_ROWS: usize = 1024;
 pub struct Job {
     /// The rows.
     pub source: Source,
-    /// The results file.
-    pub output: Output,
+    /// Where the results go.
+    pub sink: Sink,
+    /// The results file, for messages.
+    pub output_name: String,
+    /// The `_target` of this run's outcomes: the API's base URL, `sandbox`, or empty for a
+    /// dry run.
+    pub target: String,
     /// Earlier rows of the results file (`--resume`, or a `retry` going on into it): its
     /// successes are kept, not sent; this run appends to it and then compacts it.
     pub output_log: Option<Arc<PriorResults>>,
@@ -95,6 +101,8 @@ pub enum StopReason {
     Interrupted,
     /// More rows failed than `--max-failures` allows.
     MaxFailures,
+    /// The results file cannot be written: no request may go out without its record.
+    OutputFailed,
 }
 
 impl StopReason {
@@ -104,6 +112,7 @@ impl StopReason {
             StopReason::Unauthorized => "ABORTED_UNAUTHORIZED",
             StopReason::Interrupted => "INTERRUPTED",
             StopReason::MaxFailures => "ABORTED_MAX_FAILURES",
+            StopReason::OutputFailed => "OUTPUT_FAILED",
         }
     }
 
@@ -117,6 +126,7 @@ impl StopReason {
             StopReason::MaxFailures => {
                 "not sent: more rows failed than --max-failures allows, so the job stopped"
             }
+            StopReason::OutputFailed => "not sent: the results file could not be written",
         }
     }
 }
@@ -130,6 +140,10 @@ pub struct JobReport {
     pub stopped: Option<StopReason>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Why the results file could not be written, and what became of its rows.
+    pub output_failure: Option<String>,
+    /// Rows whose requests were sent but whose outcome could not be written.
+    pub unrecorded: u64,
 }
 
 /// Why a job could not run or finish.
@@ -242,13 +256,13 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             header.ignored
         );
     }
-    let output_name = job.output.to_string();
+    let output_name = job.output_name.clone();
     let output_error = |source| JobError::Output {
         output: output_name.clone(),
         source,
     };
-    let mut writer = match &job.output_log {
-        Some(log) => {
+    let writer = match (&job.output_log, job.sink) {
+        (Some(log), Sink::File(file)) => {
             if &log.carried_names != header.carried_names() {
                 let names =
                     |r: &csv::ByteRecord| String::from_utf8_lossy(r.as_slice()).into_owned();
@@ -258,9 +272,9 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
                     now: names(header.carried_names()),
                 });
             }
-            ResultsWriter::append(log, header.carried_names())
+            ResultsWriter::append(file, log, header.carried_names(), &job.target)
         }
-        None => ResultsWriter::create(&job.output, header.carried_names()),
+        (_, sink) => ResultsWriter::create(sink, header.carried_names(), &job.target),
     }
     .map_err(output_error)?;
 
@@ -292,24 +306,11 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         failures: AtomicU64::new(0),
     });
 
-    let (outcomes_tx, mut outcomes_rx) = mpsc::channel::<Final>(CHANNEL_ROWS);
+    let (outcomes_tx, outcomes_rx) = mpsc::channel::<Final>(CHANNEL_ROWS);
     let writing = tokio::task::spawn_blocking({
         let bar = job.progress.clone();
-        move || {
-            let mut tally = Tally::default();
-            while let Some(row) = outcomes_rx.blocking_recv() {
-                let status = writer.write_final(&row)?;
-                match &row {
-                    Final::Outcome(outcome) => {
-                        log_outcome(outcome);
-                        tally.add(outcome);
-                    }
-                    Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
-                }
-                report::show_progress(&bar, &tally);
-            }
-            Ok::<_, std::io::Error>((writer, tally))
-        }
+        let shared = shared.clone();
+        move || write_results(writer, outcomes_rx, &shared, &bar)
     });
     let progress_lines = job.progress_every.map(|every| {
         let bar = job.progress.clone();
@@ -322,8 +323,22 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             }
         })
     });
-    let ctrl_c = tokio::spawn(watch_ctrl_c(shared.clone()));
+    let ctrl_c = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            signals::until_interrupted().await;
+            shared.stop(StopReason::Interrupted);
+            tracing::warn!(
+                "interrupted: finishing the requests in flight, then writing the rest as skipped; Ctrl-C again (a second or more later) to exit at once"
+            );
+        }
+    });
 
+    // A signal before the job began (while the rows were counted) stops it before any
+    // request, not a moment after the first few.
+    if signals::interrupted_flag().load(Ordering::SeqCst) {
+        shared.stop(StopReason::Interrupted);
+    }
     dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();
@@ -331,22 +346,93 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         task.abort();
     }
 
-    let (writer, tally) = writing
-        .await
-        .expect("the results writer does not panic")
-        .map_err(output_error)?;
+    let written = writing.await.expect("the results writer does not panic");
+    if let Some(failure) = written.failure {
+        // The log stays as it is (append-only, valid up to its last whole row): --resume
+        // settles the rows it lacks. Rewriting it now could only lose more.
+        return Ok(JobReport {
+            tally: written.tally,
+            stopped: Some(StopReason::OutputFailed),
+            elapsed: started.elapsed(),
+            output_failure: Some(failure),
+            unrecorded: written.unrecorded,
+        });
+    }
     // An input that could not be read to its end leaves a resumed log as it is: compacted,
     // it would lose the earlier successes of the rows not read.
     reading.await.expect("the input reader does not panic")?;
+    let writer = written.writer;
     tokio::task::spawn_blocking(move || writer.finish())
         .await
         .expect("the results writer does not panic")
         .map_err(output_error)?;
     Ok(JobReport {
-        tally,
+        tally: written.tally,
         stopped: shared.stopped(),
         elapsed: started.elapsed(),
+        output_failure: None,
+        unrecorded: 0,
     })
+}
+
+/// What the writer thread leaves.
+struct Written {
+    writer: ResultsWriter,
+    tally: Tally,
+    /// Why writing stopped, if it did.
+    failure: Option<String>,
+    /// Rows sent whose outcome came after writing stopped.
+    unrecorded: u64,
+}
+
+/// Writes every final row as it comes. The first write that fails stops the job at once
+/// (no request goes out without its record); the rows still coming are only counted.
+fn write_results(
+    mut writer: ResultsWriter,
+    mut outcomes_rx: mpsc::Receiver<Final>,
+    shared: &Shared,
+    bar: &ProgressBar,
+) -> Written {
+    let mut tally = Tally::default();
+    let mut failure = None;
+    let mut unrecorded = 0;
+    while let Some(row) = outcomes_rx.blocking_recv() {
+        let sent = matches!(&row, Final::Outcome(outcome) if outcome.attempts > 0);
+        if sent {
+            signals::recorded();
+        }
+        if failure.is_some() {
+            unrecorded += u64::from(sent);
+            continue;
+        }
+        match writer.write_final(&row) {
+            Ok(status) => {
+                match &row {
+                    Final::Outcome(outcome) => {
+                        log_outcome(outcome);
+                        tally.add(outcome);
+                    }
+                    Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
+                }
+                report::show_progress(bar, &tally);
+            }
+            Err(error) => {
+                shared.stop(StopReason::OutputFailed);
+                unrecorded += u64::from(sent);
+                let mut text = error.to_string();
+                if let Some(rescued) = writer.rescue() {
+                    text = format!("{text}; {rescued}");
+                }
+                failure = Some(text);
+            }
+        }
+    }
+    Written {
+        writer,
+        tally,
+        failure,
+        unrecorded,
+    }
 }
 
 /// GCRA quota: one request per `1/rate`, `burst` of them back to back.
@@ -378,32 +464,6 @@ async fn until_ready(limiter: &DefaultDirectRateLimiter) {
     }
 }
 
-/// First Ctrl-C (or SIGTERM, as Kubernetes sends before it kills a pod): stop dispatching
-/// and drain. Second: exit at once; every row written so far is already flushed.
-async fn watch_ctrl_c(shared: Arc<Shared>) {
-    // One listener per signal for both presses: a second press that comes while the first
-    // is being handled is not lost.
-    let (Ok(mut interrupts), Ok(mut terminations)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    let mut next = async || {
-        tokio::select! {
-            _ = interrupts.recv() => {}
-            _ = terminations.recv() => {}
-        }
-    };
-    next().await;
-    shared.stop(StopReason::Interrupted);
-    tracing::warn!(
-        "interrupted: finishing the requests in flight, then writing the rest as skipped; Ctrl-C again to exit at once"
-    );
-    next().await;
-    std::process::exit(130);
-}
-
 /// Reads rows until the input ends, and sends each to its fate. Returns once every
 /// worker has handed its outcome to the writer.
 async fn dispatch(
@@ -418,6 +478,9 @@ async fn dispatch(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut workers = JoinSet::new();
     while let Some(input_row) = rows_rx.recv().await {
+        if shared.stopped() == Some(StopReason::OutputFailed) {
+            break; // nothing more can be recorded
+        }
         let final_row = match triage(shared, input_row) {
             Triage::Done(final_row) => final_row,
             Triage::Send {
@@ -637,68 +700,75 @@ async fn attempt_until_final(
         if let Err(reason) = shared.permit().await {
             return Verdict::stopped(reason);
         }
-        trail.started.get_or_insert_with(Instant::now);
+        if trail.attempts == 0 {
+            trail.started = Some(Instant::now());
+            signals::sending();
+        }
         trail.attempts += 1;
         tries += 1;
         // Whatever is not final here is worth another attempt.
-        let (code, message, retry_after, unknown) =
-            match sender.client.send(verb, body.clone()).await {
-                Err(no_answer) => {
-                    trail.http_status = None;
-                    match no_answer {
-                        NoAnswer::Timeout => {
-                            let limit = humantime::format_duration(sender.timeout);
-                            (
-                                "TIMEOUT".to_owned(),
-                                format!("no answer within {limit}"),
-                                None,
-                                true,
-                            )
-                        }
-                        NoAnswer::ConnectFailed(message) => {
-                            ("CONNECTION_ERROR".to_owned(), message, None, false)
-                        }
-                        NoAnswer::Lost(message) => {
-                            ("CONNECTION_ERROR".to_owned(), message, None, true)
-                        }
+        let (code, message, retry_after, unknown) = match sender
+            .client
+            .send(verb, body.clone())
+            .await
+        {
+            Err(no_answer) => {
+                trail.http_status = None;
+                match no_answer {
+                    NoAnswer::Timeout => {
+                        let limit = humantime::format_duration(sender.timeout);
+                        (
+                            "TIMEOUT".to_owned(),
+                            format!("no answer within {limit}"),
+                            None,
+                            true,
+                        )
                     }
+                    NoAnswer::ConnectFailed(message) => {
+                        ("CONNECTION_ERROR".to_owned(), message, None, false)
+                    }
+                    NoAnswer::Lost(message) => ("CONNECTION_ERROR".to_owned(), message, None, true),
                 }
-                Ok(answer) => {
-                    trail.http_status = Some(answer.status);
-                    let Some(code) = answer.code else {
-                        let status = match verb {
-                            Verb::Post => Status::Created,
-                            Verb::Put => Status::Updated,
-                        };
-                        return Verdict::new(status, "", "");
+            }
+            Ok(answer) => {
+                trail.http_status = Some(answer.status);
+                let Some(code) = answer.code else {
+                    let status = match verb {
+                        Verb::Post => Status::Created,
+                        Verb::Put => Status::Updated,
                     };
-                    if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
-                        if maybe_created {
+                    return Verdict::new(status, "", "");
+                };
+                if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
+                    match (sender.on_exists, maybe_created) {
+                        // The PUT makes the row's settings true whoever created it.
+                        (OnExists::Update, _) => {
+                            verb = Verb::Put;
+                            tries = 0;
+                            continue;
+                        }
+                        (_, true) => {
                             let message = "an earlier attempt, whose answer was lost, created it";
                             return Verdict::new(Status::Created, "", message);
                         }
-                        match sender.on_exists {
-                            OnExists::Skip => return Verdict::new(Status::Exists, "", ""),
-                            OnExists::Fail => {
-                                return Verdict::new(Status::Failed, &code, answer.message);
-                            }
-                            OnExists::Update => {
-                                verb = Verb::Put;
-                                tries = 0;
-                                continue;
-                            }
+                        (OnExists::Skip, false) => {
+                            return Verdict::new(Status::Exists, "", "");
+                        }
+                        (OnExists::Fail, false) => {
+                            return Verdict::new(Status::Failed, &code, answer.message);
                         }
                     }
-                    if answer.status == 401 {
-                        shared.stop(StopReason::Unauthorized);
-                    }
-                    if !is_retryable_status(answer.status) {
-                        return Verdict::new(Status::Failed, &code, answer.message);
-                    }
-                    let unknown = may_have_applied(answer.status);
-                    (code, answer.message, answer.retry_after, unknown)
                 }
-            };
+                if answer.status == 401 {
+                    shared.stop(StopReason::Unauthorized);
+                }
+                if !is_retryable_status(answer.status) {
+                    return Verdict::new(Status::Failed, &code, answer.message);
+                }
+                let unknown = may_have_applied(answer.status);
+                (code, answer.message, answer.retry_after, unknown)
+            }
+        };
         maybe_created |= unknown;
         if tries >= sender.retry.max_attempts {
             return Verdict::new(Status::Failed, &code, message);

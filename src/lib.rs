@@ -5,14 +5,19 @@
 
 pub mod cli;
 pub mod client;
+pub mod csv_lines;
+pub mod header;
 pub mod input;
 pub mod job;
+pub mod output;
+pub mod record;
 pub mod report;
 pub mod results;
 pub mod resume;
 pub mod retry;
 pub mod sandbox;
 pub mod settings;
+pub mod signals;
 pub mod workspace;
 
 mod commands;

@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{LogFormat, ProgressMode};
-use crate::results::{RowOutcome, Status};
+use crate::record::Status;
+use crate::results::RowOutcome;
 
 /// Counts kept by the writer as rows become final. Its size does not grow with the input:
 /// latencies go into a histogram of at most a few hundred buckets.
@@ -144,6 +145,8 @@ pub struct Summary {
     pub retry_command: Option<String>,
     /// The process's exit code.
     pub exit_code: u8,
+    /// Rows whose requests were sent but whose outcome could not be written (exit 4).
+    pub unrecorded: u64,
 }
 
 /// One error code and how many rows have it.
@@ -199,6 +202,7 @@ impl Summary {
             stopped: None,
             retry_command: None,
             exit_code: 0,
+            unrecorded: 0,
         }
     }
 
@@ -226,8 +230,18 @@ impl Summary {
                 self.kept
             );
         }
-        if let Some(code) = self.stopped {
-            let _ = writeln!(text, "  stopped early: the rest are skipped / {code}");
+        match self.stopped {
+            Some("OUTPUT_FAILED") => {
+                let _ = writeln!(
+                    text,
+                    "  stopped early: the results could not be written; {} rows sent have no record",
+                    self.unrecorded
+                );
+            }
+            Some(code) => {
+                let _ = writeln!(text, "  stopped early: the rest are skipped / {code}");
+            }
+            None => {}
         }
         if !self.top_error_codes.is_empty() {
             let codes: Vec<String> = self

@@ -1,95 +1,14 @@
 //! The results file: one row per input row, written and flushed as soon as it is final.
 
-use std::fmt;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::time::SystemTime;
 
 use csv::ByteRecord;
 
-use crate::resume::{PriorResults, ResultColumns};
-use crate::settings::Output;
-
-/// The result columns, in order; the input's columns follow them.
-pub const RESULT_COLUMNS: [&str; 8] = [
-    "_row",
-    "_status",
-    "_error_code",
-    "_error_message",
-    "_http_status",
-    "_attempts",
-    "_latency_ms",
-    "_finished_at",
-];
-
-/// The final status of a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Status {
-    /// `POST` answered 200.
-    Created,
-    /// `PUT` answered 200 (`--on-exists update`).
-    Updated,
-    /// The name was taken, and `--on-exists skip` counts that as success.
-    Exists,
-    /// The API refused it, or retries ran out.
-    Failed,
-    /// Never sent: the row does not describe a valid request.
-    Invalid,
-    /// Never finished: the job stopped before it.
-    Skipped,
-    /// Dry run: would be sent.
-    Planned,
-}
-
-impl Status {
-    /// Every status, in the order summaries list them.
-    pub const ALL: [Status; 7] = [
-        Status::Created,
-        Status::Updated,
-        Status::Exists,
-        Status::Failed,
-        Status::Invalid,
-        Status::Skipped,
-        Status::Planned,
-    ];
-
-    /// The spelling in the results file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Updated => "updated",
-            Status::Exists => "exists",
-            Status::Failed => "failed",
-            Status::Invalid => "invalid",
-            Status::Skipped => "skipped",
-            Status::Planned => "planned",
-        }
-    }
-
-    /// Reads the spelling of the results file.
-    pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// Whether the workspace is in place, so a rerun sends nothing for it. Unlike
-    /// [`Status::is_success`], a `planned` row still has everything to do.
-    pub fn is_done(self) -> bool {
-        matches!(self, Status::Created | Status::Updated | Status::Exists)
-    }
-
-    /// Whether this row counts as a success for the exit code (`planned` in a dry run).
-    pub fn is_success(self) -> bool {
-        matches!(
-            self,
-            Status::Created | Status::Updated | Status::Exists | Status::Planned
-        )
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::csv_lines::CsvLines;
+use crate::output::OutputFile;
+use crate::record::{RESULT_COLUMNS, ResultColumns, Status};
+use crate::resume::PriorResults;
 
 /// The final outcome of one row, as workers hand it to the writer.
 #[derive(Debug, Clone)]
@@ -125,7 +44,7 @@ pub enum Final {
     Kept {
         /// Row number.
         row: u64,
-        /// The eight result cells of the earlier row.
+        /// The result cells of the earlier row.
         results: ByteRecord,
         /// The input's carried cells.
         cells: ByteRecord,
@@ -141,19 +60,30 @@ pub enum Final {
     },
 }
 
+/// Where the results go.
+pub enum Sink {
+    /// The results file, locked for this run.
+    File(OutputFile),
+    /// Standard output (`-o -`).
+    Stdout,
+}
+
 /// Writes results rows, flushing each one.
 pub struct ResultsWriter {
     csv: csv::Writer<Box<dyn Write + Send>>,
     record: ByteRecord,
+    /// The `_target` of this run's outcomes.
+    target: String,
+    /// The file, when the results go to one: held (and so locked) until the end.
+    file: Option<OutputFile>,
     /// Set when appending to an earlier results file (`--resume`, `retry`).
     log: Option<Log>,
 }
 
 /// An earlier results file this run appends to, then compacts.
 struct Log {
-    path: std::path::PathBuf,
     /// Reads earlier rows back by offset.
-    reader: csv::Reader<std::fs::File>,
+    reader: Option<CsvLines<std::fs::File>>,
     columns: ResultColumns,
     /// Where this run's rows begin.
     run_start: u64,
@@ -161,42 +91,51 @@ struct Log {
 }
 
 impl ResultsWriter {
-    /// Creates (or truncates) the results file and writes its header.
-    pub fn create(output: &Output, carried_names: &ByteRecord) -> std::io::Result<ResultsWriter> {
-        let sink: Box<dyn Write + Send> = match output {
-            Output::Stdout => Box::new(std::io::stdout()),
-            Output::File(path) => Box::new(std::fs::File::create(path)?),
+    /// Empties the results file and writes its header; `target` is this run's `_target`.
+    pub fn create(
+        sink: Sink,
+        carried_names: &ByteRecord,
+        target: &str,
+    ) -> std::io::Result<ResultsWriter> {
+        let (out, file): (Box<dyn Write + Send>, _) = match sink {
+            Sink::Stdout => (Box::new(std::io::stdout()), None),
+            Sink::File(output) => {
+                output.file.set_len(0)?;
+                let mut out = output.file.try_clone()?;
+                out.seek(SeekFrom::Start(0))?;
+                (Box::new(out), Some(output))
+            }
         };
         let mut writer = ResultsWriter {
-            csv: csv::Writer::from_writer(sink),
+            csv: csv::Writer::from_writer(out),
             record: ByteRecord::new(),
+            target: target.to_owned(),
+            file,
             log: None,
         };
         writer.csv.write_byte_record(&header(carried_names))?;
-        writer.csv.flush()?;
+        writer.flush()?;
         Ok(writer)
     }
 
     /// Appends to an earlier results file after its last whole row (a torn line left by a
     /// crash is cut off). [`ResultsWriter::finish`] then rewrites it to this run's rows.
     pub fn append(
+        output: OutputFile,
         prior: &PriorResults,
         carried_names: &ByteRecord,
+        target: &str,
     ) -> std::io::Result<ResultsWriter> {
-        let file = std::fs::OpenOptions::new().write(true).open(&prior.path)?;
-        file.set_len(prior.valid_len)?;
-        drop(file);
-        let sink = std::fs::OpenOptions::new().append(true).open(&prior.path)?;
-        let reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_path(&prior.path)
-            .map_err(std::io::Error::other)?;
+        output.file.set_len(prior.valid_len)?;
+        let mut out = output.file.try_clone()?;
+        out.seek(SeekFrom::End(0))?;
         Ok(ResultsWriter {
-            csv: csv::Writer::from_writer(Box::new(sink)),
+            csv: csv::Writer::from_writer(Box::new(out)),
             record: ByteRecord::new(),
+            target: target.to_owned(),
+            file: Some(output),
             log: Some(Log {
-                path: prior.path.clone(),
-                reader,
+                reader: None,
                 columns: prior.columns.clone(),
                 run_start: prior.valid_len,
                 header: header(carried_names),
@@ -214,26 +153,37 @@ impl ResultsWriter {
                 cells,
             } => self.write_kept(*row, results, cells),
             Final::KeptAt { row, offset, cells } => {
-                let log = self.log.as_mut().ok_or_else(|| {
-                    std::io::Error::other("a row was kept from a results log that is not open")
-                })?;
-                log.reader
-                    .seek(csv::Position::new().set_byte(*offset).clone())
-                    .map_err(std::io::Error::other)?;
-                let mut earlier = ByteRecord::new();
-                if !log
-                    .reader
-                    .read_byte_record(&mut earlier)
-                    .map_err(std::io::Error::other)?
-                {
-                    return Err(std::io::Error::other(format!(
-                        "the results log has no row at byte {offset}"
-                    )));
-                }
-                let results = log.columns.results(&earlier);
+                let results = self.read_back(*offset)?;
                 self.write_kept(*row, &results, cells)
             }
         }
+    }
+
+    /// The result cells of the earlier row at `offset` in the log.
+    fn read_back(&mut self, offset: u64) -> std::io::Result<ByteRecord> {
+        let (Some(log), Some(output)) = (self.log.as_mut(), self.file.as_ref()) else {
+            return Err(std::io::Error::other(
+                "a row was kept from a results log that is not open",
+            ));
+        };
+        // Kept rows mostly come in the log's order: read on where the last one ended.
+        let reader = match log.reader.take() {
+            Some(reader) if reader.next_offset() == Some(offset) => reader,
+            _ => {
+                // A file of its own: the writer's shares its offset with the lock's.
+                let mut file = std::fs::File::open(&output.real_path)?;
+                file.seek(SeekFrom::Start(offset))?;
+                CsvLines::at(file, offset)
+            }
+        };
+        let reader = log.reader.insert(reader);
+        let mut earlier = ByteRecord::new();
+        if reader.read(&mut earlier)?.is_none() {
+            return Err(std::io::Error::other(format!(
+                "the results log has no row at byte {offset}"
+            )));
+        }
+        Ok(log.columns.results(&earlier))
     }
 
     fn write_kept(
@@ -250,20 +200,43 @@ impl ResultsWriter {
         }
         record.extend(cells);
         self.csv.write_byte_record(record)?;
-        self.csv.flush()?;
+        self.flush()?;
         let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
         Ok(status.and_then(Status::parse))
     }
 
     /// Ends the file: a log appended to is rewritten atomically to this run's rows, one per
-    /// input row.
+    /// input row. The lock is held until the rewrite is done.
     pub fn finish(mut self) -> std::io::Result<()> {
-        self.csv.flush()?;
+        self.flush()?;
         drop(self.csv);
-        if let Some(log) = self.log {
-            crate::resume::compact(&log.path, &log.header, log.run_start)?;
+        if let (Some(log), Some(output)) = (self.log, &self.file) {
+            crate::resume::compact(&output.real_path, &log.header, log.run_start)?;
         }
         Ok(())
+    }
+
+    /// After a write failed: if the results file was removed from under the job, writes
+    /// what it held back to its path. Says what became of the rows written so far.
+    pub fn rescue(&self) -> Option<String> {
+        let output = self.file.as_ref()?;
+        if output.still_there() {
+            return None;
+        }
+        Some(match output.write_back() {
+            Ok(true) => format!(
+                "{} was removed during the run: the rows written so far were written back to it",
+                output.path.display()
+            ),
+            Ok(false) => format!(
+                "{} was replaced by another file during the run: this run's rows are not in it",
+                output.path.display()
+            ),
+            Err(e) => format!(
+                "{} was removed during the run, and writing its rows back failed: {e}",
+                output.path.display()
+            ),
+        })
     }
 
     /// Writes one row and flushes it to the operating system, so a crash of this process
@@ -280,9 +253,26 @@ impl ResultsWriter {
         push_optional(record, outcome.latency_ms);
         let finished_at = humantime::format_rfc3339_millis(outcome.finished_at).to_string();
         record.push_field(finished_at.as_bytes());
+        record.push_field(self.target.as_bytes());
         record.extend(&outcome.cells);
         self.csv.write_byte_record(record)?;
-        self.csv.flush()
+        self.flush()
+    }
+
+    /// Flushes to the operating system, and checks that the file is still the results
+    /// file: a row written into a file removed from under the job is a row lost.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.csv.flush()?;
+        match &self.file {
+            Some(output) if !output.still_there() => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} was removed or replaced during the run",
+                    output.path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -299,7 +289,8 @@ fn push_optional(record: &mut ByteRecord, value: Option<u64>) {
     }
 }
 
-/// Messages go into one CSV cell and one log line: no line breaks.
+/// Messages go into one CSV cell and one log line: no line breaks (server text is cleaned
+/// before it gets here; this is for our own).
 fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
     if message.contains(['\n', '\r']) {
         message.replace(['\n', '\r'], " ").into()

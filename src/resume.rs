@@ -7,14 +7,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
-use crate::input::{DUPLICATE_IN_INPUT, is_name_column};
-use crate::results::{RESULT_COLUMNS, Status};
-use crate::retry::may_have_applied;
+use crate::csv_lines::{CsvLines, Kind};
+use crate::record::{Prior, RESULT_COLUMNS, ResultColumns};
 
 /// Why earlier results cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,33 +38,6 @@ pub enum ResumeError {
     },
 }
 
-/// The latest row of one identity in a results log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prior {
-    /// Where the row starts in the file.
-    pub offset: u64,
-    /// Its status says the workspace is in place (created, updated, exists).
-    pub success: bool,
-    /// An attempt of that run may have created the workspace without learning it (a
-    /// timeout, a lost connection, a 5xx): a later `WORKSPACE_NAME_ALREADY_EXISTS` is ours.
-    pub maybe_created: bool,
-}
-
-impl Prior {
-    /// The offset in the high 62 bits, the flags in the low two.
-    fn pack(self) -> u64 {
-        (self.offset << 2) | (u64::from(self.success) << 1) | u64::from(self.maybe_created)
-    }
-
-    fn unpack(packed: u64) -> Prior {
-        Prior {
-            offset: packed >> 2,
-            success: packed & 2 != 0,
-            maybe_created: packed & 1 != 0,
-        }
-    }
-}
-
 /// The latest row of each identity in a results file.
 pub struct PriorResults {
     /// Per identity hash, its latest [`Prior`] packed into one word (see [`Prior::pack`]):
@@ -80,11 +52,17 @@ pub struct PriorResults {
     pub columns: ResultColumns,
     /// The file.
     pub path: PathBuf,
+    /// The API this run talks to: only successes obtained from it count.
+    pub target: String,
+    /// Whether any row records a request that was sent: such a file is not replaced
+    /// without `--overwrite`.
+    pub sent: bool,
 }
 
 impl PriorResults {
-    /// Reads a results file. `Ok(None)` if it is empty (or holds only a torn header).
-    pub fn scan(path: &Path) -> Result<Option<PriorResults>, ResumeError> {
+    /// Reads a results file for a run against `target`. `Ok(None)` if it is empty (or
+    /// holds only a torn header).
+    pub fn scan(path: &Path, target: &str) -> Result<Option<PriorResults>, ResumeError> {
         let io = |source| ResumeError::Io {
             path: path.display().to_string(),
             source,
@@ -95,10 +73,12 @@ impl PriorResults {
             return Ok(None);
         }
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut csv = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_reader(file.take(valid_len));
-        let header = csv.byte_headers().map_err(|e| io(e.into()))?.clone();
+        let mut lines = CsvLines::new(file.take(valid_len));
+        let mut header = ByteRecord::new();
+        if lines.read(&mut header).map_err(io)?.is_none() {
+            return Ok(None);
+        }
+        lines.width = Some(header.len());
         let columns = ResultColumns::find(&header).map_err(|missing| ResumeError::NotResults {
             path: path.display().to_string(),
             missing,
@@ -113,20 +93,20 @@ impl PriorResults {
                 .collect(),
             path: path.to_owned(),
             columns: columns.clone(),
+            target: target.to_owned(),
+            sent: false,
         };
         let mut record = ByteRecord::new();
-        while csv
-            .read_byte_record(&mut record)
-            .map_err(|e| io(e.into()))?
-        {
-            if record.len() != header.len() {
+        while let Some(kind) = lines.read(&mut record).map_err(io)? {
+            if kind == Kind::OpenQuote || record.len() != header.len() {
                 continue;
             }
+            prior.sent |= columns.attempts(&record) > 0;
             let offset = record.position().map_or(0, |p| p.byte());
             let key = prior.key(columns.identity(&record), columns.row(&record));
             prior
                 .latest
-                .insert(key, columns.prior(&record, offset).pack());
+                .insert(key, columns.prior(&record, offset, target).pack());
         }
         Ok(Some(prior))
     }
@@ -157,107 +137,6 @@ impl PriorResults {
     }
 }
 
-/// Where the result columns and the name are in a results file's header.
-#[derive(Debug, Clone)]
-pub struct ResultColumns {
-    name: Option<usize>,
-    row: usize,
-    status: usize,
-    code: usize,
-    http_status: usize,
-    attempts: usize,
-    /// Indices of the eight result columns, in `RESULT_COLUMNS` order.
-    all: [usize; RESULT_COLUMNS.len()],
-}
-
-impl ResultColumns {
-    /// Finds every result column, or names the first one missing.
-    pub fn find(header: &ByteRecord) -> Result<ResultColumns, String> {
-        let names: Vec<String> = header
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-            .collect();
-        let mut all = [0; RESULT_COLUMNS.len()];
-        for (slot, column) in all.iter_mut().zip(RESULT_COLUMNS) {
-            *slot = names
-                .iter()
-                .position(|n| n == column)
-                .ok_or_else(|| column.to_owned())?;
-        }
-        Ok(ResultColumns {
-            name: names
-                .iter()
-                .position(|n| !RESULT_COLUMNS.contains(&n.as_str()) && is_name_column(n)),
-            row: all[0],
-            status: all[1],
-            code: all[2],
-            http_status: all[4],
-            attempts: all[5],
-            all,
-        })
-    }
-
-    /// The trimmed name, if any.
-    pub fn name<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
-        let cell = record.get(self.name?)?;
-        let name = std::str::from_utf8(cell).ok()?.trim();
-        (!name.is_empty()).then_some(name)
-    }
-
-    /// The name a row is known by in a log, or `None` when it goes by its `_row`: rows
-    /// without a name, and `DUPLICATE_IN_INPUT` rows, which must neither hide nor be hidden
-    /// by the first row of their name (they may be written before it).
-    pub fn identity<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
-        if text(record, self.code) == DUPLICATE_IN_INPUT {
-            return None;
-        }
-        self.name(record)
-    }
-
-    /// Whether the row was refused as a second row of its name.
-    pub fn is_duplicate(&self, record: &ByteRecord) -> bool {
-        text(record, self.code) == DUPLICATE_IN_INPUT
-    }
-
-    /// `_row`, or 0 if it does not parse.
-    pub fn row(&self, record: &ByteRecord) -> u64 {
-        text(record, self.row).parse().unwrap_or(0)
-    }
-
-    /// `_status`, if it is one.
-    pub fn status(&self, record: &ByteRecord) -> Option<Status> {
-        Status::parse(text(record, self.status))
-    }
-
-    /// The eight result cells, in `RESULT_COLUMNS` order.
-    pub fn results(&self, record: &ByteRecord) -> ByteRecord {
-        self.all
-            .iter()
-            .map(|&i| record.get(i).unwrap_or_default())
-            .collect()
-    }
-
-    /// The row as an earlier outcome starting at `offset`.
-    pub fn prior(&self, record: &ByteRecord, offset: u64) -> Prior {
-        let attempts: u32 = text(record, self.attempts).parse().unwrap_or(0);
-        let http_status = text(record, self.http_status).parse::<u16>().ok();
-        Prior {
-            offset,
-            success: self.status(record).is_some_and(Status::is_done),
-            // No status means no answer: a timeout or a lost connection.
-            maybe_created: attempts > 0 && http_status.is_none_or(may_have_applied),
-        }
-    }
-}
-
-fn text(record: &ByteRecord, i: usize) -> &str {
-    record
-        .get(i)
-        .and_then(|c| std::str::from_utf8(c).ok())
-        .unwrap_or("")
-        .trim()
-}
-
 /// The length of the file up to and including its last line break.
 fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
     let mut end = file.seek(SeekFrom::End(0))?;
@@ -275,30 +154,91 @@ fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
     Ok(0)
 }
 
-/// Rewrites `path` to its header plus the rows from `from` on, atomically: a temporary
-/// file in the same folder, fsync, rename.
-pub fn compact(path: &Path, header: &ByteRecord, from: u64) -> std::io::Result<()> {
+/// Rewrites `real_path` (symbolic links already resolved) to its header plus the rows
+/// from `from` on, atomically, keeping the file's mode (see [`rewrite`]).
+pub fn compact(real_path: &Path, header: &ByteRecord, from: u64) -> std::io::Result<()> {
+    let mut log = File::open(real_path)?;
+    log.seek(SeekFrom::Start(from))?;
+    rewrite(real_path, |file| {
+        let mut csv = csv::Writer::from_writer(&mut *file);
+        csv.write_byte_record(header)?;
+        csv.flush()?;
+        drop(csv);
+        std::io::copy(&mut log, file)?;
+        Ok(())
+    })
+}
+
+/// Rewrites a results file written before `_target` was recorded into today's columns
+/// (an empty `_target`, which counts as any target), atomically like [`compact`].
+pub fn upgrade_legacy(prior: &PriorResults, real_path: &Path) -> std::io::Result<()> {
+    let file = File::open(real_path)?;
+    let mut lines = CsvLines::new(file.take(prior.valid_len));
+    let mut record = ByteRecord::new();
+    let Some(_) = lines.read(&mut record)? else {
+        return Ok(());
+    };
+    let carried: Vec<usize> = record
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !RESULT_COLUMNS.contains(&String::from_utf8_lossy(h).trim()))
+        .map(|(i, _)| i)
+        .collect();
+    let width = record.len();
+    lines.width = Some(width);
+    rewrite(real_path, |file| {
+        let mut csv = csv::Writer::from_writer(file);
+        let mut header = ByteRecord::from(RESULT_COLUMNS.to_vec());
+        header.extend(&prior.carried_names);
+        csv.write_byte_record(&header)?;
+        let mut upgraded = ByteRecord::new();
+        while lines.read(&mut record)?.is_some() {
+            if record.len() != width {
+                csv.write_byte_record(&record)?;
+                continue;
+            }
+            upgraded.clear();
+            upgraded.extend(&prior.columns.results(&record));
+            upgraded.extend(carried.iter().map(|&i| &record[i]));
+            csv.write_byte_record(&upgraded)?;
+        }
+        csv.flush()
+    })
+}
+
+/// Replaces the file at `real_path` (symbolic links already resolved) with what `fill`
+/// writes, atomically: a temporary file in the same folder with the file's mode, fsync,
+/// rename. A failure leaves the file as it was.
+pub fn rewrite(
+    real_path: &Path,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut temp = temp_beside(real_path)?;
+    if let Ok(meta) = std::fs::metadata(real_path) {
+        temp.as_file().set_permissions(meta.permissions())?;
+    }
+    fill(temp.as_file_mut())?;
+    temp.as_file().sync_all()?;
+    temp.persist(real_path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A temporary file in the folder of `path`, where a rename over `path` is atomic.
+pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(folder)?;
-    {
-        let mut csv = csv::Writer::from_writer(&mut temp);
-        csv.write_byte_record(header)?;
-        csv.flush()?;
-    }
-    let mut log = File::open(path)?;
-    log.seek(SeekFrom::Start(from))?;
-    std::io::copy(&mut log, &mut temp)?;
-    temp.flush()?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    tempfile::Builder::new()
+        .prefix(".dbprov-")
+        .suffix(".tmp")
+        .tempfile_in(folder)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn write(contents: &str) -> tempfile::NamedTempFile {
@@ -314,7 +254,7 @@ mod tests {
         let file = write(&format!(
             "{HEADER}1,failed,HTTP_500,x,500,5,9,t,a,ops\n2,created,,,200,1,3,t,b,ops\n1,created,,,200,1,3,t,a,ops\n3,created,,,200,1,3,t,c,o"
         ));
-        let prior = PriorResults::scan(file.path()).unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
         assert!(prior.get(Some("a"), 0).unwrap().success);
         assert!(prior.get(Some("b"), 0).unwrap().success);
         assert_eq!(prior.get(Some("c"), 0), None, "the torn row does not count");
@@ -330,7 +270,7 @@ mod tests {
         let file = write(&format!(
             "{HEADER}24,invalid,DUPLICATE_IN_INPUT,x,,0,,t,a,\n2,created,,,200,1,3,t,a,\n"
         ));
-        let prior = PriorResults::scan(file.path()).unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
         assert!(prior.get(Some("a"), 2).unwrap().success);
         assert!(!prior.get(None, 24).unwrap().success);
         assert_eq!(prior.len(), 2);
@@ -341,7 +281,7 @@ mod tests {
         let file = write(&format!(
             "{HEADER}1,failed,TIMEOUT,x,,5,9,t,a,\n2,failed,INVALID_THEME_NAME,x,400,1,9,t,b,\n3,skipped,INTERRUPTED,x,503,2,9,t,c,\n4,failed,HTTP_429,x,429,5,9,t,d,\n5,invalid,MISSING_NAME,x,,0,,t,,\n"
         ));
-        let prior = PriorResults::scan(file.path()).unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
         let maybe = |name| prior.get(Some(name), 0).unwrap().maybe_created;
         assert!(maybe("a"));
         assert!(!maybe("b"));
@@ -379,14 +319,14 @@ mod tests {
     #[test]
     fn files_that_are_not_results_are_refused() {
         let file = write("name,connectionType\na,DATAMART\n");
-        let error = PriorResults::scan(file.path()).err().unwrap();
+        let error = PriorResults::scan(file.path(), "t").err().unwrap();
         assert!(
             error.to_string().contains("not a dbprov results file"),
             "{error}"
         );
-        assert!(PriorResults::scan(write("").path()).unwrap().is_none());
+        assert!(PriorResults::scan(write("").path(), "t").unwrap().is_none());
         assert!(
-            PriorResults::scan(write("_row,_sta").path())
+            PriorResults::scan(write("_row,_sta").path(), "t")
                 .unwrap()
                 .is_none()
         );

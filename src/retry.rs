@@ -2,16 +2,19 @@
 
 use std::time::Duration;
 
-/// HTTP statuses worth another attempt: server errors, gateway troubles, timeouts and
-/// rate limits. Every other status is final (400 codes are deterministic for the same body).
+/// Whether an answer that is not a success is worth another attempt: server errors,
+/// gateway troubles, timeouts, rate limits, and a 2xx that is not the success envelope
+/// (its outcome is unknown). Every other status is final (400 codes are deterministic for
+/// the same body; a redirect is not followed).
 pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 500 | 502 | 503 | 504 | 408 | 429)
+    matches!(status, 200..=299 | 500 | 502 | 503 | 504 | 408 | 429)
 }
 
-/// Whether an answer with this status may hide a write the server did apply: any server
-/// or gateway error, or a timeout. A 429 is a refusal at the door.
+/// Whether an answer with this status that is not a success may hide a write the server
+/// did apply: any server or gateway error, a timeout, or a 2xx without the success
+/// envelope. A 429 is a refusal at the door.
 pub fn may_have_applied(status: u16) -> bool {
-    status >= 500 || status == 408
+    status >= 500 || status == 408 || (200..300).contains(&status)
 }
 
 /// How many times to try a row and how long to wait between tries.
@@ -81,9 +84,12 @@ mod tests {
 
     #[test]
     fn retryable_statuses_are_exactly_the_transient_ones() {
-        let retryable: Vec<u16> = (100..600).filter(|s| is_retryable_status(*s)).collect();
+        let retryable: Vec<u16> = (300..600).filter(|s| is_retryable_status(*s)).collect();
         assert_eq!(retryable, [408, 429, 500, 502, 503, 504]);
+        assert!(is_retryable_status(200), "a 200 without the envelope");
         assert!(!may_have_applied(429));
+        assert!(!may_have_applied(302));
         assert!(may_have_applied(502));
+        assert!(may_have_applied(200));
     }
 }

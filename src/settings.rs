@@ -10,6 +10,11 @@ pub struct Rate {
     pub per_second: f64,
 }
 
+impl Rate {
+    /// The slowest rate accepted: one request a day.
+    pub const SLOWEST: f64 = 1.0 / 86_400.0;
+}
+
 impl FromStr for Rate {
     type Err = String;
 
@@ -32,6 +37,11 @@ impl FromStr for Rate {
         let per_second = count / seconds;
         if !(per_second > 0.0 && per_second.is_finite()) {
             return Err(format!("rate '{text}' must be above 0"));
+        }
+        if per_second < Rate::SLOWEST {
+            return Err(format!(
+                "rate '{text}' is below one request a day: give a rate such as 1/h, 10/m or 2.5/s"
+            ));
         }
         Ok(Rate { per_second })
     }
@@ -61,6 +71,10 @@ mod tests {
         assert!("0/s".parse::<Rate>().unwrap_err().contains("above 0"));
         assert!("ten/s".parse::<Rate>().unwrap_err().contains("10/s"));
         assert!("10/d".parse::<Rate>().unwrap_err().contains("/d"));
+        for absurd in ["1e-20/s", "0.0000001/h", "NaN/s", "inf/s"] {
+            assert!(absurd.parse::<Rate>().is_err(), "{absurd}");
+        }
+        assert!("1/h".parse::<Rate>().is_ok());
     }
 }
 
@@ -132,8 +146,13 @@ impl Input {
         }
     }
 
-    /// `-o` when given, else `<input stem>.results.csv` beside the input.
-    pub fn results_path(&self, output: Option<&str>) -> Result<Output, String> {
+    /// `-o` when given, else `<input stem>.results.csv` beside the input; a shard's own
+    /// `<input stem>.shard-I-of-N.results.csv`, so shards never share a file.
+    pub fn results_path(
+        &self,
+        output: Option<&str>,
+        shard: Option<crate::cli::Shard>,
+    ) -> Result<Output, String> {
         match (output, self) {
             (Some("-"), _) => Ok(Output::Stdout),
             (Some(path), _) => Ok(Output::File(path.into())),
@@ -142,7 +161,14 @@ impl Input {
             }
             (None, Input::File(path)) => {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-                Ok(Output::File(path.with_file_name(format!("{stem}.results.csv"))))
+                let name = match shard {
+                    Some(shard) => format!(
+                        "{stem}.shard-{}-of-{}.results.csv",
+                        shard.index, shard.count
+                    ),
+                    None => format!("{stem}.results.csv"),
+                };
+                Ok(Output::File(path.with_file_name(name)))
             }
         }
     }
@@ -163,10 +189,20 @@ mod key_tests {
     fn the_results_path_defaults_beside_the_input() {
         let input = Input::from_arg("data/tenants.csv");
         assert_eq!(
-            input.results_path(None).unwrap(),
+            input.results_path(None, None).unwrap(),
             Output::File("data/tenants.results.csv".into())
         );
-        assert_eq!(input.results_path(Some("-")).unwrap(), Output::Stdout);
-        assert!(Input::Stdin.results_path(None).unwrap_err().contains("-o"));
+        let shard = crate::cli::Shard { index: 2, count: 4 };
+        assert_eq!(
+            input.results_path(None, Some(shard)).unwrap(),
+            Output::File("data/tenants.shard-2-of-4.results.csv".into())
+        );
+        assert_eq!(input.results_path(Some("-"), None).unwrap(), Output::Stdout);
+        assert!(
+            Input::Stdin
+                .results_path(None, None)
+                .unwrap_err()
+                .contains("-o")
+        );
     }
 }

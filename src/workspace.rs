@@ -139,6 +139,78 @@ pub struct WorkspaceRequest {
     pub theme_name: Option<String>,
 }
 
+/// A request field a CSV column can map to. The wire names live in [`WorkspaceRequest`];
+/// these only match header names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Name,
+    ConnectionType,
+    DatasourceName,
+    DatamartName,
+    LlmName,
+    AiCopilotLlms,
+    IsEnableMetricSuggestions,
+    IsEnableMetricSummary,
+    SummaryType,
+    CustomSummaryPrompt,
+    ThemeName,
+}
+
+impl Field {
+    /// Every field, in the order of the request body.
+    pub const ALL: [Field; 11] = [
+        Field::Name,
+        Field::ConnectionType,
+        Field::DatasourceName,
+        Field::DatamartName,
+        Field::LlmName,
+        Field::AiCopilotLlms,
+        Field::IsEnableMetricSuggestions,
+        Field::IsEnableMetricSummary,
+        Field::SummaryType,
+        Field::CustomSummaryPrompt,
+        Field::ThemeName,
+    ];
+
+    /// The request's JSON key; also the column name, before normalisation.
+    pub fn key(self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::ConnectionType => "connectionType",
+            Field::DatasourceName => "datasourceName",
+            Field::DatamartName => "datamartName",
+            Field::LlmName => "llmName",
+            Field::AiCopilotLlms => "aiCopilotLlms",
+            Field::IsEnableMetricSuggestions => "isEnableMetricSuggestions",
+            Field::IsEnableMetricSummary => "isEnableMetricSummary",
+            Field::SummaryType => "summaryType",
+            Field::CustomSummaryPrompt => "customSummaryPrompt",
+            Field::ThemeName => "themeName",
+        }
+    }
+
+    /// The field a header name means: case, `_`, `-` and spaces do not matter.
+    pub fn from_header(header: &str) -> Option<Field> {
+        let wanted = normalise(header);
+        Field::ALL
+            .into_iter()
+            .find(|f| normalise(f.key()) == wanted)
+    }
+}
+
+/// Whether a header names the `name` field (any case, with or without `_`, `-`, spaces).
+pub fn is_name_column(header: &str) -> bool {
+    Field::from_header(header) == Some(Field::Name)
+}
+
+fn normalise(header: &str) -> String {
+    header
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// The response body of every workspace call: exactly one of `data` and `error` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

@@ -76,6 +76,7 @@ async fn the_sample_file_gives_its_documented_results() {
             "_attempts",
             "_latency_ms",
             "_finished_at",
+            "_target",
             "name",
             "connectionType",
             "datasourceName",
@@ -402,12 +403,24 @@ async fn on_exists_decides_what_a_taken_name_means() {
         [pair("exists", ""), pair("exists", ""), pair("created", "")]
     );
 
-    let run = run_against(&sandbox, &dir, &input, &["--on-exists", "fail"]).await;
+    let run = run_against(
+        &sandbox,
+        &dir,
+        &input,
+        &["--on-exists", "fail", "--overwrite"],
+    )
+    .await;
     assert_eq!(run.exit, 1);
     let taken = pair("failed", "WORKSPACE_NAME_ALREADY_EXISTS");
     assert_eq!(statuses(&dir), [taken.clone(), taken.clone(), taken]);
 
-    let run = run_against(&sandbox, &dir, &input, &["--on-exists", "update"]).await;
+    let run = run_against(
+        &sandbox,
+        &dir,
+        &input,
+        &["--on-exists", "update", "--overwrite"],
+    )
+    .await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert_eq!(
         statuses(&dir),
@@ -586,7 +599,7 @@ async fn a_results_file_is_itself_a_valid_input_file() {
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let (header, rows) = dir.results("results.csv");
     assert_eq!(
-        header[8..],
+        header[9..],
         ["name", "connectionType", "owner"],
         "no result columns twice"
     );

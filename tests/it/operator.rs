@@ -330,12 +330,18 @@ async fn logs_follow_verbosity_and_format() {
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
     let args = job_args(&sandbox, &dir, "results.csv");
-    let quiet = dbprov_with(&["run", "samples/tenants.csv", "-q"], &args).await;
+    let quiet = dbprov_with(&["run", "samples/tenants.csv", "-q", "--overwrite"], &args).await;
     assert!(!quiet.stderr.contains(" INFO "), "{}", quiet.stderr);
     assert!(quiet.stderr.contains(" WARN "));
 
     let json = dbprov_with(
-        &["run", "samples/tenants.csv", "--log-format", "json"],
+        &[
+            "run",
+            "samples/tenants.csv",
+            "--log-format",
+            "json",
+            "--overwrite",
+        ],
         &args,
     )
     .await;

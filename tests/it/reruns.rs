@@ -402,14 +402,18 @@ async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
     let mut child = spawn_dbprov(&command);
     until_requests(&api, &mut child, 4).await;
     signal(&child, libc::SIGINT);
+    let first = std::time::Instant::now();
     // Wait until the first Ctrl-C is taken (the job says so), then press it again while
-    // four requests are still waiting on the sandbox's 30 s latency.
+    // four requests are still waiting on the sandbox's 30 s latency: a second or more
+    // later, as a person presses twice (closer together they are one press).
     let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     while let Some(line) = stderr.next_line().await.unwrap() {
         if line.contains("interrupted") {
             break;
         }
     }
+    tokio::time::sleep(std::time::Duration::from_millis(1100).saturating_sub(first.elapsed()))
+        .await;
     signal(&child, libc::SIGINT);
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));

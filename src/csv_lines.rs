@@ -1,0 +1,247 @@
+//! CSV records read a physical line at a time, so that a quote left open is caught on the
+//! line it opens: that one row is malformed, and the rows after it are read as rows, where
+//! a plain CSV reader would fold every line up to the next quote into one field.
+//!
+//! The parsing itself is `csv_core`'s; this only decides which lines make a record.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+
+use csv::ByteRecord;
+
+/// What a record read is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole record (it may span lines, inside a quoted field).
+    Whole,
+    /// A line whose quote is never closed: the record holds its fields read as if the
+    /// quote closed at the line's end, and the lines after it are read on their own.
+    OpenQuote,
+}
+
+/// One physical line and where it starts.
+struct Line {
+    bytes: Vec<u8>,
+    number: u64,
+    byte: u64,
+}
+
+/// Reads CSV records line by line (see the module's documentation).
+pub struct CsvLines<R> {
+    input: BufReader<R>,
+    core: csv_core::Reader,
+    /// Lines taken back after an open quote, to be read again.
+    pending: VecDeque<Line>,
+    /// Number and byte offset of the next line `input` gives.
+    next_number: u64,
+    next_byte: u64,
+    /// Fields a record spanning lines must have to be taken as one: the header's, once
+    /// known. A record that spans lines with another count is an open quote.
+    pub width: Option<usize>,
+    records: u64,
+    output: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl<R: Read> CsvLines<R> {
+    /// Reads `input` from its start (a UTF-8 byte-order mark is skipped).
+    pub fn new(input: R) -> CsvLines<R> {
+        Self::at(input, 0)
+    }
+
+    /// Reads `input`, which starts at byte `byte` of its file (for byte offsets).
+    pub fn at(input: R, byte: u64) -> CsvLines<R> {
+        CsvLines {
+            input: BufReader::with_capacity(64 * 1024, input),
+            core: csv_core::Reader::new(),
+            pending: VecDeque::new(),
+            next_number: 1,
+            next_byte: byte,
+            width: None,
+            records: 0,
+            output: vec![0; 1024],
+            ends: vec![0; 32],
+        }
+    }
+
+    /// Reads the next record into `record`, with its position (line, byte offset, record
+    /// number); `None` at the end of the input. Blank lines are passed over.
+    pub fn read(&mut self, record: &mut ByteRecord) -> std::io::Result<Option<Kind>> {
+        let first = loop {
+            match self.line()? {
+                None => return Ok(None),
+                Some(line) if line.bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
+                Some(line) => break line,
+            }
+        };
+        let (number, byte) = (first.number, first.byte);
+        let mut raw = first.bytes.clone();
+        let mut lines = vec![first];
+        let kind = loop {
+            if self.parse(&raw, record, false) {
+                let spans_lines = lines.len() > 1;
+                if spans_lines && self.width.is_some_and(|width| width != record.len()) {
+                    break Kind::OpenQuote;
+                }
+                break Kind::Whole;
+            }
+            match self.line()? {
+                Some(line) => {
+                    raw.extend_from_slice(&line.bytes);
+                    lines.push(line);
+                }
+                None => break Kind::OpenQuote,
+            }
+        };
+        if kind == Kind::OpenQuote {
+            let first = lines.remove(0);
+            for line in lines.into_iter().rev() {
+                self.pending.push_front(line);
+            }
+            let text = first.bytes.trim_ascii_end();
+            self.parse(text, record, true);
+        }
+        self.records += 1;
+        let mut position = csv::Position::new();
+        position
+            .set_byte(byte)
+            .set_line(number)
+            .set_record(self.records);
+        record.set_position(Some(position));
+        Ok(Some(kind))
+    }
+
+    /// The byte offset of the next record, when no line was taken back.
+    pub fn next_offset(&self) -> Option<u64> {
+        self.pending.is_empty().then_some(self.next_byte)
+    }
+
+    /// The next physical line, a taken-back one first.
+    fn line(&mut self) -> std::io::Result<Option<Line>> {
+        if let Some(line) = self.pending.pop_front() {
+            return Ok(Some(line));
+        }
+        let mut bytes = Vec::new();
+        if self.input.read_until(b'\n', &mut bytes)? == 0 {
+            return Ok(None);
+        }
+        let line = Line {
+            number: self.next_number,
+            byte: self.next_byte,
+            bytes,
+        };
+        self.next_number += 1;
+        self.next_byte += line.bytes.len() as u64;
+        let mut line = line;
+        if line.byte == 0
+            && let Some(rest) = line.bytes.strip_prefix(b"\xef\xbb\xbf")
+        {
+            line.bytes = rest.to_vec();
+        }
+        Ok(Some(line))
+    }
+
+    /// Parses `raw` as one record; `false` if it ends inside a quoted field. `at_end`
+    /// takes the end of `raw` as the end of the input, which closes an open quote.
+    fn parse(&mut self, raw: &[u8], record: &mut ByteRecord, at_end: bool) -> bool {
+        use csv_core::ReadRecordResult as Result;
+        self.core.reset();
+        let (mut input, mut out, mut end) = (raw, 0, 0);
+        let mut line_end = !at_end && !raw.ends_with(b"\n") && !raw.ends_with(b"\r");
+        loop {
+            let (result, read, written, ended) =
+                self.core
+                    .read_record(input, &mut self.output[out..], &mut self.ends[end..]);
+            input = &input[read..];
+            out += written;
+            end += ended;
+            match result {
+                Result::Record => break,
+                Result::OutputFull => self.output.resize(self.output.len() * 2, 0),
+                Result::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                // A last line without a line break still ends its record, unless a quote
+                // is open; at the end of the input, a quote closes.
+                Result::InputEmpty if line_end => {
+                    line_end = false;
+                    input = b"\n";
+                }
+                Result::InputEmpty if at_end => input = b"",
+                Result::InputEmpty | Result::End => return false,
+            }
+        }
+        record.clear();
+        let mut start = 0;
+        for &field_end in &self.ends[..end] {
+            record.push_field(&self.output[start..field_end]);
+            start = field_end;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(text: &str, width: Option<usize>) -> Vec<(Kind, u64, Vec<String>)> {
+        let mut lines = CsvLines::new(text.as_bytes());
+        lines.width = width;
+        let mut record = ByteRecord::new();
+        let mut all = Vec::new();
+        while let Some(kind) = lines.read(&mut record).unwrap() {
+            let fields = record
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect();
+            all.push((kind, record.position().unwrap().line(), fields));
+        }
+        all
+    }
+
+    #[test]
+    fn records_may_span_lines_inside_quotes() {
+        let all = read_all("a,b\n\"x\ny\",2\n\n3,\"q\"\"uote\"\r\n4,5", Some(2));
+        assert_eq!(
+            all,
+            [
+                (Kind::Whole, 1, vec!["a".into(), "b".into()]),
+                (Kind::Whole, 2, vec!["x\ny".into(), "2".into()]),
+                (Kind::Whole, 5, vec!["3".into(), "q\"uote".into()]),
+                (Kind::Whole, 6, vec!["4".into(), "5".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_open_quote_spoils_only_its_own_line() {
+        let all = read_all("a,b,c\n1,\"2,3\n4,5,6\n7,8,9\n", Some(3));
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(all[1].0, Kind::OpenQuote);
+        assert_eq!(all[1].1, 2);
+        assert_eq!(all[1].2, ["1", "2,3"]);
+        assert_eq!(
+            all[2],
+            (Kind::Whole, 3, vec!["4".into(), "5".into(), "6".into()])
+        );
+        assert_eq!(all[3].1, 4);
+    }
+
+    #[test]
+    fn an_open_quote_on_the_last_line_ends_there() {
+        let all = read_all("a,b\n1,\"2\n", Some(2));
+        assert_eq!(all[1].0, Kind::OpenQuote);
+        assert_eq!(all[1].2, ["1", "2"]);
+    }
+
+    #[test]
+    fn byte_offsets_point_at_each_record() {
+        let text = "\u{feff}a,b\n1,2\n\"x\ny\",3\n";
+        let mut lines = CsvLines::new(text.as_bytes());
+        let mut record = ByteRecord::new();
+        let mut offsets = Vec::new();
+        while lines.read(&mut record).unwrap().is_some() {
+            offsets.push(record.position().unwrap().byte());
+        }
+        assert_eq!(offsets, [0, 7, 11]);
+    }
+}

@@ -1,0 +1,249 @@
+//! The results file's format: its columns, the statuses, and how a results row reads
+//! back. The reader (`input`), the writer (`results`) and the log (`resume`) all use this.
+
+use std::fmt;
+
+use csv::ByteRecord;
+
+use crate::retry::may_have_applied;
+use crate::workspace::is_name_column;
+
+/// The result columns, in order; the input's columns follow them.
+pub const RESULT_COLUMNS: [&str; 9] = [
+    "_row",
+    "_status",
+    "_error_code",
+    "_error_message",
+    "_http_status",
+    "_attempts",
+    "_latency_ms",
+    "_finished_at",
+    "_target",
+];
+
+/// The result columns of files written before `_target` was recorded.
+pub const LEGACY_COLUMNS: usize = 8;
+
+/// The code of a row whose name an earlier row of the same input already has.
+pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
+
+/// The final status of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// `POST` answered 200.
+    Created,
+    /// `PUT` answered 200 (`--on-exists update`).
+    Updated,
+    /// The name was taken, and `--on-exists skip` counts that as success.
+    Exists,
+    /// The API refused it, or retries ran out.
+    Failed,
+    /// Never sent: the row does not describe a valid request.
+    Invalid,
+    /// Never finished: the job stopped before it.
+    Skipped,
+    /// Dry run: would be sent.
+    Planned,
+}
+
+impl Status {
+    /// Every status, in the order summaries list them.
+    pub const ALL: [Status; 7] = [
+        Status::Created,
+        Status::Updated,
+        Status::Exists,
+        Status::Failed,
+        Status::Invalid,
+        Status::Skipped,
+        Status::Planned,
+    ];
+
+    /// The spelling in the results file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Updated => "updated",
+            Status::Exists => "exists",
+            Status::Failed => "failed",
+            Status::Invalid => "invalid",
+            Status::Skipped => "skipped",
+            Status::Planned => "planned",
+        }
+    }
+
+    /// Reads the spelling of the results file.
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the workspace is in place, so a rerun sends nothing for it. Unlike
+    /// [`Status::is_success`], a `planned` row still has everything to do.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::Created | Status::Updated | Status::Exists)
+    }
+
+    /// Whether this row counts as a success for the exit code (`planned` in a dry run).
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            Status::Created | Status::Updated | Status::Exists | Status::Planned
+        )
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The latest row of one identity in a results log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prior {
+    /// Where the row starts in the file.
+    pub offset: u64,
+    /// Its status says the workspace is in place (created, updated, exists), on the API
+    /// this run talks to.
+    pub success: bool,
+    /// An attempt of that run may have created the workspace without learning it (a
+    /// timeout, a lost connection, a 5xx): a later `WORKSPACE_NAME_ALREADY_EXISTS` is ours.
+    pub maybe_created: bool,
+}
+
+impl Prior {
+    /// The offset in the high 62 bits, the flags in the low two.
+    pub(crate) fn pack(self) -> u64 {
+        (self.offset << 2) | (u64::from(self.success) << 1) | u64::from(self.maybe_created)
+    }
+
+    pub(crate) fn unpack(packed: u64) -> Prior {
+        Prior {
+            offset: packed >> 2,
+            success: packed & 2 != 0,
+            maybe_created: packed & 1 != 0,
+        }
+    }
+}
+
+/// Where the result columns and the name are in a results file's header.
+#[derive(Debug, Clone)]
+pub struct ResultColumns {
+    name: Option<usize>,
+    row: usize,
+    status: usize,
+    code: usize,
+    http_status: usize,
+    attempts: usize,
+    target: Option<usize>,
+    /// Indices of the result columns, in `RESULT_COLUMNS` order; `None` for a `_target`
+    /// that a file written before targets were recorded lacks.
+    all: [Option<usize>; RESULT_COLUMNS.len()],
+}
+
+impl ResultColumns {
+    /// Finds every result column, or names the first one missing (`_target` may be: files
+    /// written before it was recorded lack it).
+    pub fn find(header: &ByteRecord) -> Result<ResultColumns, String> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .collect();
+        let mut all = [None; RESULT_COLUMNS.len()];
+        for (i, (slot, column)) in all.iter_mut().zip(RESULT_COLUMNS).enumerate() {
+            *slot = names.iter().position(|n| n == column);
+            if slot.is_none() && i < LEGACY_COLUMNS {
+                return Err(column.to_owned());
+            }
+        }
+        let required = |i: usize| all[i].unwrap_or_default();
+        Ok(ResultColumns {
+            name: names
+                .iter()
+                .position(|n| !RESULT_COLUMNS.contains(&n.as_str()) && is_name_column(n)),
+            row: required(0),
+            status: required(1),
+            code: required(2),
+            http_status: required(4),
+            attempts: required(5),
+            target: all[8],
+            all,
+        })
+    }
+
+    /// Whether the file was written before `_target` was recorded.
+    pub fn is_legacy(&self) -> bool {
+        self.target.is_none()
+    }
+
+    /// The trimmed name, if any.
+    pub fn name<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
+        let cell = record.get(self.name?)?;
+        let name = std::str::from_utf8(cell).ok()?.trim();
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// The name a row is known by in a log, or `None` when it goes by its `_row`: rows
+    /// without a name, and `DUPLICATE_IN_INPUT` rows, which must neither hide nor be hidden
+    /// by the first row of their name (they may be written before it).
+    pub fn identity<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
+        if text(record, self.code) == DUPLICATE_IN_INPUT {
+            return None;
+        }
+        self.name(record)
+    }
+
+    /// Whether the row was refused as a second row of its name.
+    pub fn is_duplicate(&self, record: &ByteRecord) -> bool {
+        text(record, self.code) == DUPLICATE_IN_INPUT
+    }
+
+    /// `_row`, or 0 if it does not parse.
+    pub fn row(&self, record: &ByteRecord) -> u64 {
+        text(record, self.row).parse().unwrap_or(0)
+    }
+
+    /// `_status`, if it is one.
+    pub fn status(&self, record: &ByteRecord) -> Option<Status> {
+        Status::parse(text(record, self.status))
+    }
+
+    /// `_attempts`, or 0 if it does not parse.
+    pub fn attempts(&self, record: &ByteRecord) -> u32 {
+        text(record, self.attempts).parse().unwrap_or(0)
+    }
+
+    /// The result cells, in `RESULT_COLUMNS` order (an empty `_target` where the file has
+    /// none).
+    pub fn results(&self, record: &ByteRecord) -> ByteRecord {
+        self.all
+            .iter()
+            .map(|i| i.and_then(|i| record.get(i)).unwrap_or_default())
+            .collect()
+    }
+
+    /// The row as an earlier outcome starting at `offset`, for a run against `target`. A
+    /// success counts only if it was obtained from that target: a rehearsal's successes
+    /// do not count against production. A row without a target was written before
+    /// targets were recorded, and counts.
+    pub fn prior(&self, record: &ByteRecord, offset: u64, target: &str) -> Prior {
+        let attempts = self.attempts(record);
+        let http_status = text(record, self.http_status).parse::<u16>().ok();
+        let recorded = self.target.map_or("", |i| text(record, i));
+        let same_target = recorded.is_empty() || recorded == target;
+        Prior {
+            offset,
+            success: same_target && self.status(record).is_some_and(Status::is_done),
+            // No status means no answer: a timeout or a lost connection.
+            maybe_created: same_target && attempts > 0 && http_status.is_none_or(may_have_applied),
+        }
+    }
+}
+
+/// A result cell as trimmed text; empty when absent or not UTF-8.
+pub fn text(record: &ByteRecord, i: usize) -> &str {
+    record
+        .get(i)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .unwrap_or("")
+        .trim()
+}
