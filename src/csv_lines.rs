@@ -39,6 +39,10 @@ pub struct CsvLines<R> {
     /// known. A record that spans lines with another count is an open quote.
     pub width: Option<usize>,
     records: u64,
+    /// The lines of the record being read, and where each starts (kept between records
+    /// only to spare allocations).
+    raw: Vec<u8>,
+    lines: Vec<(usize, u64, u64)>,
     output: Vec<u8>,
     ends: Vec<usize>,
 }
@@ -59,6 +63,8 @@ impl<R: Read> CsvLines<R> {
             next_byte: byte,
             width: None,
             records: 0,
+            raw: Vec::new(),
+            lines: Vec::new(),
             output: vec![0; 1024],
             ends: vec![0; 32],
         }
@@ -67,39 +73,65 @@ impl<R: Read> CsvLines<R> {
     /// Reads the next record into `record`, with its position (line, byte offset, record
     /// number); `None` at the end of the input. Blank lines are passed over.
     pub fn read(&mut self, record: &mut ByteRecord) -> std::io::Result<Option<Kind>> {
-        let first = loop {
-            match self.line()? {
+        let (mut raw, mut lines) = (
+            std::mem::take(&mut self.raw),
+            std::mem::take(&mut self.lines),
+        );
+        lines.clear();
+        let result = self.read_into(&mut raw, &mut lines, record);
+        (self.raw, self.lines) = (raw, lines);
+        result
+    }
+
+    /// `lines`: where each line of the record starts in `raw`, with its number and offset.
+    fn read_into(
+        &mut self,
+        raw: &mut Vec<u8>,
+        lines: &mut Vec<(usize, u64, u64)>,
+        record: &mut ByteRecord,
+    ) -> std::io::Result<Option<Kind>> {
+        let (number, byte) = loop {
+            raw.clear();
+            match self.line(raw)? {
                 None => return Ok(None),
-                Some(line) if line.bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
-                Some(line) => break line,
+                Some(_) if raw.iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
+                Some(start) => break start,
             }
         };
-        let (number, byte) = (first.number, first.byte);
-        let mut raw = first.bytes.clone();
-        let mut lines = vec![first];
+        lines.push((0, number, byte));
         let kind = loop {
-            if self.parse(&raw, record, false) {
+            if self.parse(raw, record, false) {
                 let spans_lines = lines.len() > 1;
                 if spans_lines && self.width.is_some_and(|width| width != record.len()) {
                     break Kind::OpenQuote;
                 }
                 break Kind::Whole;
             }
-            match self.line()? {
-                Some(line) => {
-                    raw.extend_from_slice(&line.bytes);
-                    lines.push(line);
-                }
+            let start = raw.len();
+            match self.line(raw)? {
+                Some((number, byte)) => lines.push((start, number, byte)),
                 None => break Kind::OpenQuote,
             }
         };
         if kind == Kind::OpenQuote {
-            let first = lines.remove(0);
-            for line in lines.into_iter().rev() {
+            // The lines after the first are read again, on their own.
+            let ends = lines.iter().skip(1).map(|l| l.0).chain([raw.len()]);
+            let taken_back: Vec<Line> = lines
+                .iter()
+                .skip(1)
+                .zip(ends.skip(1))
+                .map(|(&(start, number, byte), end)| Line {
+                    bytes: raw[start..end].to_vec(),
+                    number,
+                    byte,
+                })
+                .collect();
+            for line in taken_back.into_iter().rev() {
                 self.pending.push_front(line);
             }
-            let text = first.bytes.trim_ascii_end();
-            self.parse(text, record, true);
+            let first_end = lines.get(1).map_or(raw.len(), |l| l.0);
+            let text = raw[..first_end].trim_ascii_end().to_vec();
+            self.parse(&text, record, true);
         }
         self.records += 1;
         let mut position = csv::Position::new();
@@ -116,29 +148,25 @@ impl<R: Read> CsvLines<R> {
         self.pending.is_empty().then_some(self.next_byte)
     }
 
-    /// The next physical line, a taken-back one first.
-    fn line(&mut self) -> std::io::Result<Option<Line>> {
+    /// Appends the next physical line to `raw`, a taken-back one first; its number and
+    /// byte offset, or `None` at the end.
+    fn line(&mut self, raw: &mut Vec<u8>) -> std::io::Result<Option<(u64, u64)>> {
         if let Some(line) = self.pending.pop_front() {
-            return Ok(Some(line));
+            raw.extend_from_slice(&line.bytes);
+            return Ok(Some((line.number, line.byte)));
         }
-        let mut bytes = Vec::new();
-        if self.input.read_until(b'\n', &mut bytes)? == 0 {
+        let start = raw.len();
+        let read = self.input.read_until(b'\n', raw)?;
+        if read == 0 {
             return Ok(None);
         }
-        let line = Line {
-            number: self.next_number,
-            byte: self.next_byte,
-            bytes,
-        };
+        let (number, byte) = (self.next_number, self.next_byte);
         self.next_number += 1;
-        self.next_byte += line.bytes.len() as u64;
-        let mut line = line;
-        if line.byte == 0
-            && let Some(rest) = line.bytes.strip_prefix(b"\xef\xbb\xbf")
-        {
-            line.bytes = rest.to_vec();
+        self.next_byte += read as u64;
+        if byte == 0 && raw[start..].starts_with(b"\xef\xbb\xbf") {
+            raw.drain(start..start + 3);
         }
-        Ok(Some(line))
+        Ok(Some((number, byte)))
     }
 
     /// Parses `raw` as one record; `false` if it ends inside a quoted field. `at_end`

@@ -385,6 +385,14 @@ struct Written {
     unrecorded: u64,
 }
 
+/// Why writing failed, and what became of the rows written so far.
+fn failure_text(writer: &ResultsWriter, error: &std::io::Error) -> String {
+    match writer.rescue() {
+        Some(rescued) => format!("{error}; {rescued}"),
+        None => error.to_string(),
+    }
+}
+
 /// Writes every final row as it comes. The first write that fails stops the job at once
 /// (no request goes out without its record); the rows still coming are only counted.
 fn write_results(
@@ -419,13 +427,14 @@ fn write_results(
             Err(error) => {
                 shared.stop(StopReason::OutputFailed);
                 unrecorded += u64::from(sent);
-                let mut text = error.to_string();
-                if let Some(rescued) = writer.rescue() {
-                    text = format!("{text}; {rescued}");
-                }
-                failure = Some(text);
+                failure = Some(failure_text(&writer, &error));
             }
         }
+    }
+    if failure.is_none()
+        && let Err(error) = writer.check()
+    {
+        failure = Some(failure_text(&writer, &error));
     }
     Written {
         writer,

@@ -1,7 +1,7 @@
 //! The results file: one row per input row, written and flushed as soon as it is final.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use csv::ByteRecord;
 
@@ -60,6 +60,10 @@ pub enum Final {
     },
 }
 
+/// How often the writer checks that its file is still at its path. Rows written meanwhile
+/// are not lost: they are in the file, and a removed file is written back whole.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 /// Where the results go.
 pub enum Sink {
     /// The results file, locked for this run.
@@ -76,6 +80,8 @@ pub struct ResultsWriter {
     target: String,
     /// The file, when the results go to one: held (and so locked) until the end.
     file: Option<OutputFile>,
+    /// When the file was last seen at its path.
+    seen_at: Instant,
     /// Set when appending to an earlier results file (`--resume`, `retry`).
     log: Option<Log>,
 }
@@ -111,6 +117,7 @@ impl ResultsWriter {
             record: ByteRecord::new(),
             target: target.to_owned(),
             file,
+            seen_at: Instant::now(),
             log: None,
         };
         writer.csv.write_byte_record(&header(carried_names))?;
@@ -134,6 +141,7 @@ impl ResultsWriter {
             record: ByteRecord::new(),
             target: target.to_owned(),
             file: Some(output),
+            seen_at: Instant::now(),
             log: Some(Log {
                 reader: None,
                 columns: prior.columns.clone(),
@@ -259,10 +267,21 @@ impl ResultsWriter {
         self.flush()
     }
 
-    /// Flushes to the operating system, and checks that the file is still the results
-    /// file: a row written into a file removed from under the job is a row lost.
+    /// Flushes to the operating system, and checks (every [`LOOK_AGAIN`]) that the file is
+    /// still the results file: rows written into a file removed from under the job are
+    /// lost unless they are written back, and sending must stop.
     fn flush(&mut self) -> std::io::Result<()> {
         self.csv.flush()?;
+        if self.seen_at.elapsed() < LOOK_AGAIN {
+            return Ok(());
+        }
+        self.check()
+    }
+
+    /// Flushes, and checks now that the file is still the results file.
+    pub fn check(&mut self) -> std::io::Result<()> {
+        self.csv.flush()?;
+        self.seen_at = Instant::now();
         match &self.file {
             Some(output) if !output.still_there() => Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
