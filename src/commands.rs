@@ -258,7 +258,7 @@ fn open_output(
         Output::Stdout => return Ok((Sink::Stdout, None)),
         Output::File(path) => path,
     };
-    let file = OutputFile::lock(path)?;
+    let mut file = OutputFile::lock(path)?;
     let shown = path.display();
     let prior = match PriorResults::scan(&file.real_path, target) {
         Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
@@ -281,6 +281,9 @@ fn open_output(
                 tracing::info!("{shown} was written before _target was recorded: adding it");
                 resume::upgrade_legacy(&prior, &file.real_path)
                     .with_context(|| format!("cannot rewrite {shown}"))?;
+                // The rewrite is a new file: the lock must be on it.
+                drop(file);
+                file = OutputFile::lock(path)?;
                 prior = PriorResults::scan(&file.real_path, target)?
                     .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
             }

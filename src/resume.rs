@@ -294,6 +294,45 @@ mod tests {
     }
 
     #[test]
+    fn a_success_counts_only_on_the_target_it_came_from() {
+        const WITH_TARGET: &str = "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,name\n";
+        let file = write(&format!(
+            "{WITH_TARGET}1,created,,,200,1,3,t,sandbox,a\n2,created,,,200,1,3,t,https://api.example.com,b\n3,failed,TIMEOUT,x,,5,9,t,sandbox,c\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "https://api.example.com")
+            .unwrap()
+            .unwrap();
+        assert!(!prior.get(Some("a"), 0).unwrap().success, "a rehearsal's");
+        assert!(prior.get(Some("b"), 0).unwrap().success);
+        assert!(
+            !prior.get(Some("c"), 0).unwrap().maybe_created,
+            "a lost answer of the sandbox says nothing of production"
+        );
+        assert!(prior.sent);
+        let rehearsal = PriorResults::scan(file.path(), "sandbox").unwrap().unwrap();
+        assert!(rehearsal.get(Some("a"), 0).unwrap().success);
+        assert!(rehearsal.get(Some("c"), 0).unwrap().maybe_created);
+    }
+
+    #[test]
+    fn a_file_from_before_targets_is_upgraded_in_place() {
+        let file = write(&format!(
+            "{HEADER}1,created,,,200,1,3,t,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,ops\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        assert!(prior.columns.is_legacy());
+        assert!(prior.get(Some("a"), 0).unwrap().success, "no target is any");
+        upgrade_legacy(&prior, file.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(file.path()).unwrap(),
+            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,Name,team\n1,created,,,200,1,3,t,,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,,ops\n"
+        );
+        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        assert!(!prior.columns.is_legacy());
+        assert!(prior.get(Some("a"), 0).unwrap().success);
+    }
+
+    #[test]
     fn a_prior_packs_into_one_word() {
         for prior in [
             Prior {
