@@ -82,7 +82,14 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
         input::count_rows(&counting, shard, signals::interrupted_flag())
     })
     .await
-    .expect("counting rows does not panic")?;
+    .expect("counting rows does not panic");
+    let total = match total {
+        Ok(total) => total,
+        Err(error) => {
+            sink.discard_if_unused();
+            return Err(error.into());
+        }
+    };
     let rows = Rows {
         source: Source::Csv(input),
         total,
@@ -338,6 +345,14 @@ fn refuse_clobbering(inputs: &[&Input], output: &Output, args: &JobArgs) -> anyh
             );
         }
     }
+    if let Some(path) = &args.summary_json {
+        // Written at the end: a path that cannot be written is said now, before any request.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -465,8 +480,10 @@ async fn finish(
     eprint!("{}", summary.text());
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+        if let Err(error) = std::fs::write(path, json) {
+            tracing::error!("cannot write the summary to {}: {error}", path.display());
+            return Ok(Exit::OutputFailed);
+        }
     }
     Ok(exit)
 }

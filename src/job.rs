@@ -240,7 +240,7 @@ impl Shared {
 pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let shard = job.shard;
-    let mut reader = tokio::task::spawn_blocking(move || {
+    let reader = tokio::task::spawn_blocking(move || {
         let reader = match job.source {
             Source::Csv(input) => InputReader::open(&input),
             Source::Results(log) => InputReader::open_log(log),
@@ -248,7 +248,14 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         reader.map(|r| r.with_shard(shard))
     })
     .await
-    .expect("the input reader does not panic")?;
+    .expect("the input reader does not panic");
+    let mut reader = match reader {
+        Ok(reader) => reader,
+        Err(error) => {
+            job.sink.discard_if_unused();
+            return Err(error.into());
+        }
+    };
     let header = reader.header().clone();
     if !header.ignored.is_empty() {
         tracing::warn!(
@@ -362,15 +369,21 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     // it would lose the earlier successes of the rows not read.
     reading.await.expect("the input reader does not panic")?;
     let writer = written.writer;
-    tokio::task::spawn_blocking(move || writer.finish())
+    let finished = tokio::task::spawn_blocking(move || writer.finish())
         .await
-        .expect("the results writer does not panic")
-        .map_err(output_error)?;
+        .expect("the results writer does not panic");
+    // Every row is recorded, in the log as it stands: it is valid for --resume, only not
+    // rewritten to one row per input row.
+    let output_failure = finished.err().map(|error| {
+        format!("cannot rewrite it at the end ({error}); it holds every row of this run as a log, which --resume reads")
+    });
     Ok(JobReport {
         tally: written.tally,
-        stopped: shared.stopped(),
+        stopped: output_failure
+            .as_ref()
+            .map_or(shared.stopped(), |_| Some(StopReason::OutputFailed)),
         elapsed: started.elapsed(),
-        output_failure: None,
+        output_failure,
         unrecorded: 0,
     })
 }

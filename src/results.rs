@@ -72,6 +72,19 @@ pub enum Sink {
     Stdout,
 }
 
+impl Sink {
+    /// Removes a results file that this run created and never wrote, when the job cannot
+    /// start after all (its input cannot be read): nothing is left behind.
+    pub fn discard_if_unused(self) {
+        if let Sink::File(output) = self
+            && output.file.metadata().is_ok_and(|m| m.len() == 0)
+            && output.still_there()
+        {
+            let _ = std::fs::remove_file(&output.path);
+        }
+    }
+}
+
 /// Writes results rows, flushing each one.
 pub struct ResultsWriter {
     csv: csv::Writer<Box<dyn Write + Send>>,
