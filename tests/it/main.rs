@@ -1,7 +1,9 @@
 //! Integration tests: one binary, a module per area, real HTTP on loopback.
 
 mod common;
+mod faults;
 mod job;
 mod operator;
+mod records;
 mod reruns;
 mod sandbox;
