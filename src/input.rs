@@ -345,10 +345,12 @@ pub fn count_rows(
         input: input.to_string(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    if !file.metadata().map_err(unreadable)?.is_file() {
+    // Looked at before it is opened: opening a FIFO would take the writer's data away
+    // from the real read.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
         return Ok(None);
     }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut lines = CsvLines::new(file);
     let mut record = ByteRecord::new();
     let read_error = |line, source| InputError::Read {

@@ -313,7 +313,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         failures: AtomicU64::new(0),
     });
 
-    let (outcomes_tx, outcomes_rx) = mpsc::channel::<Final>(CHANNEL_ROWS);
+    let (outcomes_tx, outcomes_rx) = mpsc::channel::<ToWrite>(CHANNEL_ROWS);
     let writing = tokio::task::spawn_blocking({
         let bar = job.progress.clone();
         let shared = shared.clone();
@@ -388,6 +388,10 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     })
 }
 
+/// A final row on its way to the writer, with the concurrency slot of its request, if
+/// it was sent.
+type ToWrite = (Final, Option<tokio::sync::OwnedSemaphorePermit>);
+
 /// What the writer thread leaves.
 struct Written {
     writer: ResultsWriter,
@@ -410,14 +414,16 @@ fn failure_text(writer: &ResultsWriter, error: &std::io::Error) -> String {
 /// (no request goes out without its record); the rows still coming are only counted.
 fn write_results(
     mut writer: ResultsWriter,
-    mut outcomes_rx: mpsc::Receiver<Final>,
+    mut outcomes_rx: mpsc::Receiver<ToWrite>,
     shared: &Shared,
     bar: &ProgressBar,
 ) -> Written {
     let mut tally = Tally::default();
     let mut failure = None;
     let mut unrecorded = 0;
-    while let Some(row) = outcomes_rx.blocking_recv() {
+    // A sent row's slot is given back only once its record is written (when `_slot` is
+    // dropped), so no more requests than --concurrency are ever without a record.
+    while let Some((row, _slot)) = outcomes_rx.blocking_recv() {
         let sent = matches!(&row, Final::Outcome(outcome) if outcome.attempts > 0);
         if sent {
             signals::recorded();
@@ -491,7 +497,7 @@ async fn until_ready(limiter: &DefaultDirectRateLimiter) {
 async fn dispatch(
     shared: &Arc<Shared>,
     rows_rx: &mut mpsc::Receiver<InputRow>,
-    outcomes_tx: mpsc::Sender<Final>,
+    outcomes_tx: mpsc::Sender<ToWrite>,
 ) {
     let concurrency = match &shared.mode {
         Mode::Send(sender) => sender.concurrency,
@@ -518,7 +524,11 @@ async fn dispatch(
                 let Some(slot) = slot else {
                     let reason = shared.stopped().unwrap_or(StopReason::Interrupted);
                     let outcome = unsent(row, Status::Skipped, reason.code(), reason.message());
-                    if outcomes_tx.send(Final::Outcome(outcome)).await.is_err() {
+                    if outcomes_tx
+                        .send((Final::Outcome(outcome), None))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     continue;
@@ -529,8 +539,9 @@ async fn dispatch(
                 workers.spawn(
                     async move {
                         let outcome = provision(&shared, row, request, maybe_created).await;
-                        drop(slot);
-                        let _ = outcomes_tx.send(Final::Outcome(outcome)).await;
+                        let _ = outcomes_tx
+                            .send((Final::Outcome(outcome), Some(slot)))
+                            .await;
                     }
                     .instrument(span),
                 );
@@ -539,7 +550,7 @@ async fn dispatch(
                 continue;
             }
         };
-        if outcomes_tx.send(final_row).await.is_err() {
+        if outcomes_tx.send((final_row, None)).await.is_err() {
             return;
         }
     }
