@@ -21,6 +21,7 @@ use crate::cli::Shard;
 use crate::client::{Client, NoAnswer, Verb};
 use crate::input::{InputError, InputReader, InputRow};
 use crate::record::{DUPLICATE_IN_INPUT, Status};
+use crate::recording::{self, ToWrite};
 use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
 use crate::resume::PriorResults;
@@ -317,7 +318,10 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let writing = tokio::task::spawn_blocking({
         let bar = job.progress.clone();
         let shared = shared.clone();
-        move || write_results(writer, outcomes_rx, &shared, &bar)
+        move || {
+            let stop_sending = || shared.stop(StopReason::OutputFailed);
+            recording::write_results(writer, outcomes_rx, stop_sending, &bar)
+        }
     });
     let progress_lines = job.progress_every.map(|every| {
         let bar = job.progress.clone();
@@ -386,81 +390,6 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         output_failure,
         unrecorded: 0,
     })
-}
-
-/// A final row on its way to the writer, with the concurrency slot of its request, if
-/// it was sent.
-type ToWrite = (Final, Option<tokio::sync::OwnedSemaphorePermit>);
-
-/// What the writer thread leaves.
-struct Written {
-    writer: ResultsWriter,
-    tally: Tally,
-    /// Why writing stopped, if it did.
-    failure: Option<String>,
-    /// Rows sent whose outcome came after writing stopped.
-    unrecorded: u64,
-}
-
-/// Why writing failed, and what became of the rows written so far.
-fn failure_text(writer: &ResultsWriter, error: &std::io::Error) -> String {
-    match writer.rescue() {
-        Some(rescued) => format!("{error}; {rescued}"),
-        None => error.to_string(),
-    }
-}
-
-/// Writes every final row as it comes. The first write that fails stops the job at once
-/// (no request goes out without its record); the rows still coming are only counted.
-fn write_results(
-    mut writer: ResultsWriter,
-    mut outcomes_rx: mpsc::Receiver<ToWrite>,
-    shared: &Shared,
-    bar: &ProgressBar,
-) -> Written {
-    let mut tally = Tally::default();
-    let mut failure = None;
-    let mut unrecorded = 0;
-    // A sent row's slot is given back only once its record is written (when `_slot` is
-    // dropped), so no more requests than --concurrency are ever without a record.
-    while let Some((row, _slot)) = outcomes_rx.blocking_recv() {
-        let sent = matches!(&row, Final::Outcome(outcome) if outcome.attempts > 0);
-        if sent {
-            signals::recorded();
-        }
-        if failure.is_some() {
-            unrecorded += u64::from(sent);
-            continue;
-        }
-        match writer.write_final(&row) {
-            Ok(status) => {
-                match &row {
-                    Final::Outcome(outcome) => {
-                        log_outcome(outcome);
-                        tally.add(outcome);
-                    }
-                    Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
-                }
-                report::show_progress(bar, &tally);
-            }
-            Err(error) => {
-                shared.stop(StopReason::OutputFailed);
-                unrecorded += u64::from(sent);
-                failure = Some(failure_text(&writer, &error));
-            }
-        }
-    }
-    if failure.is_none()
-        && let Err(error) = writer.check()
-    {
-        failure = Some(failure_text(&writer, &error));
-    }
-    Written {
-        writer,
-        tally,
-        failure,
-        unrecorded,
-    }
 }
 
 /// GCRA quota: one request per `1/rate`, `burst` of them back to back.
@@ -832,26 +761,5 @@ async fn back_off(
         biased;
         reason = shared.until_stopped() => Err(reason),
         _ = tokio::time::sleep(wait) => Ok(()),
-    }
-}
-
-/// Per-row failures at warn, with row, name and code; the rest at debug.
-fn log_outcome(outcome: &RowOutcome) {
-    let name = outcome.name.as_deref().unwrap_or("");
-    match outcome.status {
-        Status::Failed | Status::Invalid => tracing::warn!(
-            row = outcome.row,
-            name,
-            status = %outcome.status,
-            code = outcome.error_code,
-            "{}",
-            outcome.error_message
-        ),
-        _ => tracing::debug!(
-            row = outcome.row,
-            name,
-            status = %outcome.status,
-            attempts = outcome.attempts
-        ),
     }
 }

@@ -11,6 +11,7 @@ pub mod input;
 pub mod job;
 pub mod output;
 pub mod record;
+pub mod recording;
 pub mod report;
 pub mod results;
 pub mod resume;
