@@ -46,6 +46,8 @@ pub struct Answer {
     pub message: String,
     /// The server's `Retry-After`, if any.
     pub retry_after: Option<Duration>,
+    /// The workspace a success envelope names.
+    pub name: Option<String>,
 }
 
 /// Sends workspace requests to one API root with one key.
@@ -107,8 +109,14 @@ impl Client {
         })
     }
 
-    /// Sends one request with a JSON body and classifies what came back.
-    pub async fn send(&self, verb: Verb, body: bytes::Bytes) -> Result<Answer, NoAnswer> {
+    /// Sends one request with a JSON body for the workspace `name` and classifies what came
+    /// back. A success envelope that names another workspace is not a success.
+    pub async fn send(
+        &self,
+        verb: Verb,
+        body: bytes::Bytes,
+        name: &str,
+    ) -> Result<Answer, NoAnswer> {
         let request = match verb {
             Verb::Post => self.http.post(&self.url),
             Verb::Put => self.http.put(&self.url),
@@ -130,15 +138,24 @@ impl Client {
             Ok(body) => body,
             Err(e) => return Err(no_answer(e)),
         };
-        let mut answer = classify(status, &body, retry_after);
+        // The key goes before anything is cut from the body, so no part of it survives.
+        let body = redact(&String::from_utf8_lossy(&body), &self.key);
+        let mut answer = classify(status, body.as_bytes(), retry_after);
         if (300..400).contains(&status) {
             let to = location
                 .as_deref()
                 .unwrap_or("nowhere (no Location header)");
             answer.message = format!("redirected to {to}; redirects are not followed");
         }
+        if answer.code.is_none() && answer.name.as_deref() != Some(name) {
+            answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
+            answer.message = format!(
+                "HTTP {status} names another workspace ({}); the outcome is unknown",
+                answer.name.take().unwrap_or_default()
+            );
+        }
         answer.message = clean(&answer.message, &self.key);
-        answer.code = answer.code.map(|code| clean_code(&code, status));
+        answer.code = answer.code.map(|code| clean_code(&code, status, &self.key));
         Ok(answer)
     }
 }
@@ -159,25 +176,42 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::
 /// Server text made fit for a CSV cell and a log line: one line, no control characters,
 /// and never the key, even from a server that echoes the request's headers.
 pub fn clean(text: &str, key: &ApiKey) -> String {
-    let mut text: String = text
+    let text: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if !key.expose().is_empty() {
-        text = text.replace(key.expose(), "<redacted>");
+    redact(&text, key)
+}
+
+/// `text` without the key, as it is or percent-encoded (in a URL).
+fn redact(text: &str, key: &ApiKey) -> String {
+    let key = key.expose();
+    if key.is_empty() {
+        return text.to_owned();
     }
-    text
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    text.replace(key, "<redacted>")
+        .replace(&encoded, "<redacted>")
 }
 
 /// An error code from a server: letters, digits and `_ - .` only, at most 64 of them;
-/// `HTTP_<status>` if nothing is left.
-fn clean_code(code: &str, status: u16) -> String {
-    let code: String = code
+/// `HTTP_<status>` if nothing is left, or if what is left still shows the key.
+fn clean_code(code: &str, status: u16, key: &ApiKey) -> String {
+    let code: String = redact(code, key)
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .take(64)
         .collect();
-    if code.is_empty() {
+    let shows_key = !key.expose().is_empty() && code.contains(key.expose());
+    if code.is_empty() || shows_key {
         format!("HTTP_{status}")
     } else {
         code
@@ -218,12 +252,16 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answ
         let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
         excerpt.chars().take(200).collect::<String>()
     };
+    let mut name = None;
     let (code, message) = match envelope {
         _ if (300..400).contains(&status) => (Some(format!("HTTP_{status}")), String::new()),
         Some(Envelope {
-            data: Some(_),
+            data: Some(data),
             error: None,
-        }) if (200..300).contains(&status) => (None, String::new()),
+        }) if (200..300).contains(&status) => {
+            name = Some(data.name);
+            (None, String::new())
+        }
         Some(Envelope {
             error: Some(error), ..
         }) if (200..300).contains(&status) => (
@@ -250,6 +288,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answ
         code,
         message,
         retry_after,
+        name,
     }
 }
 
@@ -315,8 +354,12 @@ mod tests {
             clean("bad\r\n2026 INFO forged Bearer canary-key\t!", &key),
             "bad  2026 INFO forged Bearer <redacted> !"
         );
-        assert_eq!(clean_code("BAD\r\nINFO: x", 400), "BADINFOx");
-        assert_eq!(clean_code("\r\n", 400), "HTTP_400");
+        assert_eq!(clean_code("BAD\r\nINFO: x", 400, &key), "BADINFOx");
+        assert_eq!(clean_code("\r\n", 400, &key), "HTTP_400");
+        assert_eq!(clean_code("Bearer canary-key", 400, &key), "Bearerredacted");
+        let spaced = ApiKey::new("can ary");
+        assert_eq!(clean_code("can ary", 401, &spaced), "redacted");
+        assert_eq!(clean("a can%20ary b", &spaced), "a <redacted> b");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::cli::{
 use crate::client::Client;
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Sender, Source, StopReason};
-use crate::output::{FileId, OutputFile};
+use crate::output::{FileId, OutputFile, same_file};
 use crate::report;
 use crate::results::Sink;
 use crate::resume::{self, PriorResults, ResumeError};
@@ -311,7 +311,11 @@ fn open_output(
 
 /// No output may be an input (the tenant list, the key file), by any path or hard link,
 /// and the results and the summary must be two files.
-fn refuse_clobbering(inputs: &[&Input], output: &Output, args: &JobArgs) -> anyhow::Result<()> {
+fn refuse_clobbering(
+    inputs_given: &[&Input],
+    output: &Output,
+    args: &JobArgs,
+) -> anyhow::Result<()> {
     let mut outputs: Vec<(&str, &Path)> = Vec::new();
     if let Output::File(path) = output {
         outputs.push(("the results file", path));
@@ -319,7 +323,7 @@ fn refuse_clobbering(inputs: &[&Input], output: &Output, args: &JobArgs) -> anyh
     if let Some(path) = &args.summary_json {
         outputs.push(("the --summary-json file", path));
     }
-    let mut inputs: Vec<(&str, &Path)> = inputs
+    let mut inputs: Vec<(&str, &Path)> = inputs_given
         .iter()
         .filter_map(|input| match input {
             Input::File(path) => Some(("the input", path.as_path())),
@@ -342,6 +346,18 @@ fn refuse_clobbering(inputs: &[&Input], output: &Output, args: &JobArgs) -> anyh
                 } else {
                     ""
                 }
+            );
+        }
+    }
+    // Standard input has no path to compare: compare what it reads (`run - -o X < X`).
+    if inputs_given.contains(&&Input::Stdin)
+        && let Some(stdin) = FileId::of_stdin()
+    {
+        for (what, path) in &outputs {
+            anyhow::ensure!(
+                FileId::at(path) != Some(stdin),
+                "{what} {} is what standard input reads: writing it would destroy the input. Give another path",
+                path.display()
             );
         }
     }
@@ -429,7 +445,7 @@ impl Target {
         Ok(Target {
             mode: Mode::Send(sender(args, &args.base_url, &key)?),
             sandbox: None,
-            name: args.base_url.trim().trim_end_matches('/').to_owned(),
+            name: target_of(&args.base_url),
         })
     }
 }
@@ -548,6 +564,16 @@ fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
         flag("--shard", format!("{}/{}", shard.index, shard.count));
     }
     flags
+}
+
+/// The `_target` of an API root: its URL as the URL parser writes it (scheme and host in
+/// lower case, no default port), without a trailing `/`, so that one API spelled two ways
+/// is one target.
+fn target_of(base_url: &str) -> String {
+    let normal = reqwest::Url::parse(base_url.trim())
+        .map(String::from)
+        .unwrap_or_else(|_| base_url.trim().to_owned());
+    normal.trim_end_matches('/').to_owned()
 }
 
 /// Refuses plain http:// to another machine: the key would cross the network in clear.
@@ -690,16 +716,6 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     signals::until_interrupted().await;
     server.shutdown();
     Ok(Exit::Success)
-}
-
-/// Whether two paths name one file: by device and inode when both exist (hard links and
-/// symbolic links included), else by their absolute, normalised paths.
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (FileId::at(a), FileId::at(b)) {
-        (Some(a), Some(b)) => a == b,
-        (None, None) => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
-        _ => false,
-    }
 }
 
 /// A key file others can read is a key others can use.

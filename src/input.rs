@@ -213,7 +213,7 @@ impl InputReader {
         let line = position.line();
         // Only a retry reads a results file as a log; `run` given one just sends its rows.
         let whole = self.kind == Kind::Whole && record.len() == header.width;
-        let earlier = match (&self.log, &header.results) {
+        let mut earlier = match (&self.log, &header.results) {
             (Some(log), Some(columns)) if whole => Some(Earlier {
                 results: columns.results(record),
                 prior: columns.prior(record, position.byte(), &log.target),
@@ -226,6 +226,10 @@ impl InputReader {
             let latest = log.get(columns.identity(record), columns.row(record));
             if latest.is_some_and(|p| p.offset != position.byte()) {
                 return None;
+            }
+            // The log remembers a lost answer of any earlier row of the name.
+            if let (Some(earlier), Some(latest)) = (earlier.as_mut(), latest) {
+                earlier.prior.maybe_created |= latest.maybe_created;
             }
         }
         if self.shard != Shard::ALL {

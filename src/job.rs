@@ -350,7 +350,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     if signals::interrupted_flag().load(Ordering::SeqCst) {
         shared.stop(StopReason::Interrupted);
     }
-    dispatch(&shared, &mut rows_rx, outcomes_tx).await;
+    let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();
     if let Some(task) = progress_lines {
@@ -371,6 +371,15 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     }
     // An input that could not be read to its end leaves a resumed log as it is: compacted,
     // it would lose the earlier successes of the rows not read.
+    if !input_ended {
+        return Ok(JobReport {
+            tally: written.tally,
+            stopped: shared.stopped(),
+            elapsed: started.elapsed(),
+            output_failure: None,
+            unrecorded: 0,
+        });
+    }
     reading.await.expect("the input reader does not panic")?;
     let writer = written.writer;
     let finished = tokio::task::spawn_blocking(move || writer.finish())
@@ -423,28 +432,46 @@ async fn until_ready(limiter: &DefaultDirectRateLimiter) {
 
 /// Reads rows until the input ends, and sends each to its fate. Returns once every
 /// worker has handed its outcome to the writer.
+///
+/// Returns whether the input was read to its end. After a stop, an input that gives no row
+/// for [`STALLED_INPUT`] (a pipe whose writer waits) is given up: the rows not yet read
+/// cannot be recorded, and waiting for them would keep Ctrl-C from working.
 async fn dispatch(
     shared: &Arc<Shared>,
     rows_rx: &mut mpsc::Receiver<InputRow>,
     outcomes_tx: mpsc::Sender<ToWrite>,
-) {
+) -> bool {
     let concurrency = match &shared.mode {
         Mode::Send(sender) => sender.concurrency,
         Mode::DryRun => 1,
     };
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut workers = JoinSet::new();
-    while let Some(input_row) = rows_rx.recv().await {
+    let mut ended = true;
+    let stalled = async || {
+        shared.until_stopped().await;
+        tokio::time::sleep(STALLED_INPUT).await;
+    };
+    loop {
+        let input_row = tokio::select! {
+            row = rows_rx.recv() => row,
+            () = stalled() => {
+                tracing::warn!(
+                    "the input gave no row for {} after the job stopped: the rows not read yet are not in the results",
+                    humantime::format_duration(STALLED_INPUT)
+                );
+                while workers.join_next().await.is_some() {}
+                return false;
+            }
+        };
+        let Some(input_row) = input_row else { break };
         if shared.stopped() == Some(StopReason::OutputFailed) {
-            break; // nothing more can be recorded
+            ended = false; // nothing more can be recorded
+            break;
         }
         let final_row = match triage(shared, input_row) {
             Triage::Done(final_row) => final_row,
-            Triage::Send {
-                row,
-                request,
-                maybe_created,
-            } => {
+            Triage::Send { row, request } => {
                 let slot = tokio::select! {
                     biased;
                     _ = shared.until_stopped() => None,
@@ -458,7 +485,8 @@ async fn dispatch(
                         .await
                         .is_err()
                     {
-                        return;
+                        ended = false;
+                        break;
                     }
                     continue;
                 };
@@ -467,7 +495,7 @@ async fn dispatch(
                 let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
                 workers.spawn(
                     async move {
-                        let outcome = provision(&shared, row, request, maybe_created).await;
+                        let outcome = provision(&shared, row, request).await;
                         let _ = outcomes_tx
                             .send((Final::Outcome(outcome), Some(slot)))
                             .await;
@@ -480,11 +508,16 @@ async fn dispatch(
             }
         };
         if outcomes_tx.send((final_row, None)).await.is_err() {
-            return;
+            ended = false;
+            break;
         }
     }
     while workers.join_next().await.is_some() {}
+    ended
 }
+
+/// How long, after the job stopped, the input may give no row before it is given up.
+const STALLED_INPUT: Duration = Duration::from_secs(1);
 
 /// What becomes of one input row before any request.
 enum Triage {
@@ -494,8 +527,6 @@ enum Triage {
     Send {
         row: Carried,
         request: WorkspaceRequest,
-        /// An earlier run's attempt may have created the workspace unseen.
-        maybe_created: bool,
     },
 }
 
@@ -535,7 +566,12 @@ fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     }
     let maybe_created =
         logged.is_some_and(|p| p.maybe_created) || earlier.is_some_and(|e| e.prior.maybe_created);
-    let row = Carried { row, name, cells };
+    let row = Carried {
+        row,
+        name,
+        cells,
+        maybe_created,
+    };
     match (request, &shared.mode) {
         (Err(error), _) => Triage::Done(Final::Outcome(unsent(
             row,
@@ -547,11 +583,7 @@ fn triage(shared: &Shared, input_row: InputRow) -> Triage {
             tracing::debug!(row = row.row, body = %body_json(&request), "planned");
             Triage::Done(Final::Outcome(unsent(row, Status::Planned, "", "")))
         }
-        (Ok(request), Mode::Send(_)) => Triage::Send {
-            row,
-            request,
-            maybe_created,
-        },
+        (Ok(request), Mode::Send(_)) => Triage::Send { row, request },
     }
 }
 
@@ -564,6 +596,9 @@ struct Carried {
     row: u64,
     name: Option<String>,
     cells: csv::ByteRecord,
+    /// An earlier attempt, of this run or one before, may have created the workspace
+    /// without learning it (a timeout, a lost connection, a 5xx).
+    maybe_created: bool,
 }
 
 /// The outcome of a row that was never sent.
@@ -579,19 +614,15 @@ fn unsent(row: Carried, status: Status, code: &str, message: &str) -> RowOutcome
         latency_ms: None,
         finished_at: SystemTime::now(),
         cells: row.cells,
+        maybe_created: row.maybe_created,
     }
 }
 
 /// Sends one row until it has a final outcome: success, a final refusal, retries spent,
 /// or the job stopping.
-async fn provision(
-    shared: &Shared,
-    row: Carried,
-    request: WorkspaceRequest,
-    maybe_created: bool,
-) -> RowOutcome {
+async fn provision(shared: &Shared, mut row: Carried, request: WorkspaceRequest) -> RowOutcome {
     let mut trail = Trail::default();
-    let verdict = attempt_until_final(shared, &request, maybe_created, &mut trail).await;
+    let verdict = attempt_until_final(shared, &request, &mut row.maybe_created, &mut trail).await;
     if verdict.status == Status::Failed {
         let failed = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if shared.max_failures.is_some_and(|limit| failed > limit) {
@@ -609,6 +640,7 @@ async fn provision(
         latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
         finished_at: SystemTime::now(),
         cells: row.cells,
+        maybe_created: row.maybe_created,
     }
 }
 
@@ -639,16 +671,25 @@ impl Verdict {
         }
     }
 
-    fn stopped(reason: StopReason) -> Verdict {
-        Verdict::new(Status::Skipped, reason.code(), reason.message())
+    /// The job stopped before this row's next attempt.
+    fn stopped(reason: StopReason, trail: &Trail) -> Verdict {
+        let message = match trail.attempts {
+            0 => reason.message().to_owned(),
+            n => format!(
+                "{}, after {n} attempt(s) whose outcome was not final",
+                reason.message().replacen("not sent", "not finished", 1)
+            ),
+        };
+        Verdict::new(Status::Skipped, reason.code(), message)
     }
 }
 
-/// `maybe_created`: an earlier run's attempt may already have created the workspace.
+/// `maybe_created`: an earlier attempt may already have created the workspace; set when
+/// one of these attempts may have.
 async fn attempt_until_final(
     shared: &Shared,
     request: &WorkspaceRequest,
-    mut maybe_created: bool,
+    maybe_created: &mut bool,
     trail: &mut Trail,
 ) -> Verdict {
     let Mode::Send(sender) = &shared.mode else {
@@ -660,7 +701,7 @@ async fn attempt_until_final(
     let mut tries = 0;
     loop {
         if let Err(reason) = shared.permit().await {
-            return Verdict::stopped(reason);
+            return Verdict::stopped(reason, trail);
         }
         if trail.attempts == 0 {
             trail.started = Some(Instant::now());
@@ -671,7 +712,7 @@ async fn attempt_until_final(
         // Whatever is not final here is worth another attempt.
         let (code, message, retry_after, unknown) = match sender
             .client
-            .send(verb, body.clone())
+            .send(verb, body.clone(), &request.name)
             .await
         {
             Err(no_answer) => {
@@ -695,14 +736,22 @@ async fn attempt_until_final(
             Ok(answer) => {
                 trail.http_status = Some(answer.status);
                 let Some(code) = answer.code else {
-                    let status = match verb {
-                        Verb::Post => Status::Created,
-                        Verb::Put => Status::Updated,
+                    return match (verb, *maybe_created) {
+                        (Verb::Post, _) => Verdict::new(Status::Created, "", ""),
+                        // Taken after an answer was lost: ours, or there before the run;
+                        // without a list of the names before the run nobody can tell. The
+                        // PUT made its settings true, and `updated` claims no more than
+                        // that: a rollback must never delete what the run did not create.
+                        (Verb::Put, true) => Verdict::new(
+                            Status::Updated,
+                            "",
+                            "its settings were PUT; an earlier attempt, whose answer was lost, may have created it",
+                        ),
+                        (Verb::Put, false) => Verdict::new(Status::Updated, "", ""),
                     };
-                    return Verdict::new(status, "", "");
                 };
                 if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
-                    match (sender.on_exists, maybe_created) {
+                    match (sender.on_exists, *maybe_created) {
                         // The PUT makes the row's settings true whoever created it.
                         (OnExists::Update, _) => {
                             verb = Verb::Put;
@@ -731,12 +780,12 @@ async fn attempt_until_final(
                 (code, answer.message, answer.retry_after, unknown)
             }
         };
-        maybe_created |= unknown;
+        *maybe_created |= unknown;
         if tries >= sender.retry.max_attempts {
             return Verdict::new(Status::Failed, &code, message);
         }
         if let Err(reason) = back_off(shared, sender, tries, retry_after, &code, &message).await {
-            return Verdict::stopped(reason);
+            return Verdict::stopped(reason, trail);
         }
     }
 }

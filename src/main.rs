@@ -1,11 +1,11 @@
-use std::process::ExitCode;
+use std::io::Write;
 
 use clap::Parser;
 use dbprov::Exit;
 use dbprov::cli::Cli;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     dbprov::signals::install();
     // A file size limit (ulimit -f) then fails the write with an error the job reports,
     // instead of killing the process between a request and its record.
@@ -15,11 +15,15 @@ async fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     dbprov::report::init_logging(cli.verbose, cli.quiet, cli.log_format);
-    match dbprov::run(cli).await {
-        Ok(exit) => exit.into(),
+    let exit = match dbprov::run(cli).await {
+        Ok(exit) => exit,
         Err(error) => {
             eprintln!("error: {error:#}");
-            Exit::Usage.into()
+            Exit::Usage
         }
-    }
+    };
+    // Exit here rather than return: dropping the runtime would wait for an input reader
+    // still blocked on a pipe that gives no more rows.
+    let _ = std::io::stdout().flush();
+    std::process::exit(exit as i32);
 }

@@ -64,6 +64,40 @@ impl FileId {
     pub fn at(path: &Path) -> Option<FileId> {
         std::fs::metadata(path).ok().map(|m| FileId::of(&m))
     }
+
+    /// The identity of what standard input reads, when it is a file of its own.
+    pub fn of_stdin() -> Option<FileId> {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        File::from(fd).metadata().ok().map(|m| FileId::of(&m))
+    }
+}
+
+/// Whether two paths name one file: by device and inode when both exist (hard links and
+/// symbolic links included), else by where they lead once symbolic links and `..` are
+/// resolved (a path that does not exist yet, or a link to one).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (FileId::at(a), FileId::at(b)) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) | (Some(_), None) | (None, Some(_)) => {
+            let (a, b) = (resolve(a), resolve(b));
+            a.is_some() && a == b
+        }
+    }
+}
+
+/// Where a path leads: symbolic links followed (as far as they go), `..` resolved in the
+/// folder that exists.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    let mut path = std::path::absolute(path).ok()?;
+    for _ in 0..40 {
+        match std::fs::read_link(&path) {
+            Ok(target) => path = path.parent()?.join(target),
+            Err(_) => break,
+        }
+    }
+    let folder = path.parent()?.canonicalize().ok()?;
+    Some(folder.join(path.file_name()?))
 }
 
 impl OutputFile {
@@ -124,22 +158,26 @@ impl OutputFile {
         crate::resume::temp_beside(&self.real_path).map(drop)
     }
 
-    /// After the file was removed from under the job: writes what it holds back to its
-    /// path, if the path is free. `Ok(true)` if it did.
-    pub fn write_back(&self) -> std::io::Result<bool> {
-        if std::fs::symlink_metadata(&self.path).is_ok() {
-            return Ok(false); // something else is there now: leave it
-        }
-        let mut restored = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&self.path)?;
+    /// After the file was removed or replaced under the job: writes what it holds back to
+    /// its path (through a symbolic link, with its mode) if the path is free, else beside
+    /// it under a name of its own. Says where the rows are now.
+    pub fn write_back(&self) -> std::io::Result<PathBuf> {
+        let free = std::fs::symlink_metadata(&self.real_path).is_err();
+        let to = if free {
+            self.real_path.clone()
+        } else {
+            let mut name = self.real_path.clone().into_os_string();
+            name.push(format!(".dbprov-rescued-{}", std::process::id()));
+            PathBuf::from(name)
+        };
+        let mut restored = OpenOptions::new().write(true).create_new(true).open(&to)?;
+        restored.set_permissions(self.file.metadata()?.permissions())?;
         let mut held = self.file.try_clone()?;
         held.seek(SeekFrom::Start(0))?;
         std::io::copy(&mut held, &mut restored)?;
         restored.flush()?;
         restored.sync_all()?;
-        Ok(true)
+        Ok(to)
     }
 }
 
@@ -211,7 +249,26 @@ mod tests {
         assert!(output.still_there());
         std::fs::remove_file(&path).unwrap();
         assert!(!output.still_there());
-        assert!(output.write_back().unwrap());
+        assert_eq!(output.write_back().unwrap(), output.real_path);
         assert_eq!(std::fs::read(&path).unwrap(), b"header\nrow\n");
+    }
+
+    #[test]
+    fn a_replaced_file_is_written_beside_the_newcomer() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.csv");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut output = OutputFile::lock(&path).unwrap();
+        output.file.write_all(b"header\nrow\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "someone else's").unwrap();
+        let rescued = output.write_back().unwrap();
+        assert_ne!(rescued, output.real_path);
+        assert_eq!(std::fs::read(&rescued).unwrap(), b"header\nrow\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
+        let mode = std::fs::metadata(&rescued).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -24,6 +24,10 @@ pub const RESULT_COLUMNS: [&str; 9] = [
 /// The result columns of files written before `_target` was recorded.
 pub const LEGACY_COLUMNS: usize = 8;
 
+/// Said in the message of a row that did not succeed after an attempt, of its run or an
+/// earlier one, may have created the workspace unseen; read back by the next run.
+pub const MAY_EXIST: &str = "an earlier attempt got no clear answer: the workspace may exist";
+
 /// The code of a row whose name an earlier row of the same input already has.
 pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
 
@@ -132,6 +136,7 @@ pub struct ResultColumns {
     row: usize,
     status: usize,
     code: usize,
+    message: usize,
     http_status: usize,
     attempts: usize,
     target: Option<usize>,
@@ -163,6 +168,7 @@ impl ResultColumns {
             row: required(0),
             status: required(1),
             code: required(2),
+            message: required(3),
             http_status: required(4),
             attempts: required(5),
             target: all[8],
@@ -229,14 +235,33 @@ impl ResultColumns {
         let attempts = self.attempts(record);
         let http_status = text(record, self.http_status).parse::<u16>().ok();
         let recorded = self.target.map_or("", |i| text(record, i));
-        let same_target = recorded.is_empty() || recorded == target;
+        let same_target = recorded.is_empty() || same_target(recorded, target);
         Prior {
             offset,
             success: same_target && self.status(record).is_some_and(Status::is_done),
-            // No status means no answer: a timeout or a lost connection.
-            maybe_created: same_target && attempts > 0 && http_status.is_none_or(may_have_applied),
+            maybe_created: same_target
+                && (shows_unknown_outcome(attempts, http_status)
+                    || text(record, self.message).contains(MAY_EXIST)),
         }
     }
+}
+
+/// Whether a row's own cells say its last attempt may have created the workspace unseen:
+/// no answer (a timeout, a lost connection), or an answer that hides the outcome (a 5xx).
+/// Where they do not, a row that may have created it says [`MAY_EXIST`] in its message.
+pub fn shows_unknown_outcome(attempts: u32, http_status: Option<u16>) -> bool {
+    attempts > 0 && http_status.is_none_or(may_have_applied)
+}
+
+/// Whether a recorded `_target` is `target`: as text, or once both are parsed as URLs
+/// (files edited by hand, or written with the URL spelled another way).
+fn same_target(recorded: &str, target: &str) -> bool {
+    let parsed = |text: &str| {
+        reqwest::Url::parse(text)
+            .ok()
+            .map(|url| String::from(url).trim_end_matches('/').to_owned())
+    };
+    recorded == target || parsed(recorded).is_some_and(|r| Some(r) == parsed(target))
 }
 
 /// A result cell as trimmed text; empty when absent or not UTF-8.

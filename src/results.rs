@@ -7,7 +7,7 @@ use csv::ByteRecord;
 
 use crate::csv_lines::CsvLines;
 use crate::output::OutputFile;
-use crate::record::{RESULT_COLUMNS, ResultColumns, Status};
+use crate::record::{MAY_EXIST, RESULT_COLUMNS, ResultColumns, Status, shows_unknown_outcome};
 use crate::resume::PriorResults;
 
 /// The final outcome of one row, as workers hand it to the writer.
@@ -33,6 +33,10 @@ pub struct RowOutcome {
     pub finished_at: SystemTime,
     /// The input's carried cells, verbatim.
     pub cells: ByteRecord,
+    /// An attempt, of this run or one before, may have created the workspace without
+    /// learning it. Written into the message of a row that did not succeed, so that the
+    /// next run knows it too (and so does the operator).
+    pub maybe_created: bool,
 }
 
 /// What the writer receives for each input row.
@@ -237,21 +241,22 @@ impl ResultsWriter {
         Ok(())
     }
 
-    /// After a write failed: if the results file was removed from under the job, writes
-    /// what it held back to its path. Says what became of the rows written so far.
+    /// After a write failed: if the results file was removed or replaced under the job,
+    /// writes what it held back. Says what became of the rows written so far.
     pub fn rescue(&self) -> Option<String> {
         let output = self.file.as_ref()?;
         if output.still_there() {
             return None;
         }
         Some(match output.write_back() {
-            Ok(true) => format!(
+            Ok(to) if to == output.real_path => format!(
                 "{} was removed during the run: the rows written so far were written back to it",
                 output.path.display()
             ),
-            Ok(false) => format!(
-                "{} was replaced by another file during the run: this run's rows are not in it",
-                output.path.display()
+            Ok(to) => format!(
+                "{} was replaced by another file during the run: this run's rows are in {}",
+                output.path.display(),
+                to.display()
             ),
             Err(e) => format!(
                 "{} was removed during the run, and writing its rows back failed: {e}",
@@ -268,7 +273,17 @@ impl ResultsWriter {
         record.push_field(outcome.row.to_string().as_bytes());
         record.push_field(outcome.status.as_str().as_bytes());
         record.push_field(outcome.error_code.as_bytes());
-        record.push_field(one_line(&outcome.error_message).as_bytes());
+        let message = one_line(&outcome.error_message);
+        let unsaid = !shows_unknown_outcome(outcome.attempts, outcome.http_status);
+        if outcome.maybe_created && unsaid && !outcome.status.is_done() {
+            let noted = match message.is_empty() {
+                true => MAY_EXIST.to_owned(),
+                false => format!("{message} ({MAY_EXIST})"),
+            };
+            record.push_field(noted.as_bytes());
+        } else {
+            record.push_field(message.as_bytes());
+        }
         push_optional(record, outcome.http_status.map(u64::from));
         record.push_field(outcome.attempts.to_string().as_bytes());
         push_optional(record, outcome.latency_ms);

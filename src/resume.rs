@@ -104,9 +104,12 @@ impl PriorResults {
             prior.sent |= columns.attempts(&record) > 0;
             let offset = record.position().map_or(0, |p| p.byte());
             let key = prior.key(columns.identity(&record), columns.row(&record));
-            prior
-                .latest
-                .insert(key, columns.prior(&record, offset, target).pack());
+            let mut latest = columns.prior(&record, offset, target);
+            // The last row wins, but a lost answer of any earlier row still counts: a later
+            // run that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it.
+            let earlier = prior.latest.get(&key).map(|packed| Prior::unpack(*packed));
+            latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
+            prior.latest.insert(key, latest.pack());
         }
         Ok(Some(prior))
     }
@@ -330,6 +333,15 @@ mod tests {
         let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
         assert!(!prior.columns.is_legacy());
         assert!(prior.get(Some("a"), 0).unwrap().success);
+    }
+
+    #[test]
+    fn a_lost_answer_is_remembered_past_later_rows_that_sent_nothing() {
+        let file = write(&format!(
+            "{HEADER}1,failed,HTTP_500,x,500,1,9,t,a,\n1,skipped,ABORTED_UNAUTHORIZED,x,,0,,t,a,\n1,failed,HTTP_429,x,429,5,9,t,a,\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        assert!(prior.get(Some("a"), 0).unwrap().maybe_created);
     }
 
     #[test]

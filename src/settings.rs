@@ -35,7 +35,12 @@ impl FromStr for Rate {
             .parse()
             .map_err(|_| format!("'{text}' is not a rate: write it as 10/s, 600/m or 2.5/s"))?;
         let per_second = count / seconds;
-        if !(per_second > 0.0 && per_second.is_finite()) {
+        if !per_second.is_finite() {
+            return Err(format!(
+                "rate '{text}' is not a finite number: give one such as 10/s, or --rate unlimited"
+            ));
+        }
+        if per_second <= 0.0 {
             return Err(format!("rate '{text}' must be above 0"));
         }
         if per_second < Rate::SLOWEST {

@@ -29,6 +29,8 @@ pub const WORKSPACE: &str = "/api/v2/workspace";
 pub enum Canned {
     /// 200 with the success envelope, as the real API answers a create.
     Success,
+    /// 200 with a success envelope that names another workspace.
+    SuccessFor(String),
     /// 200 with an HTML page (a web front-end, a captive portal).
     HtmlOk,
     /// 200 with an error envelope.
@@ -43,6 +45,10 @@ pub enum Canned {
     EchoAuthorization(u16),
     /// 400 whose envelope's code and message carry `\r\n` and a forged log line.
     ForgedLogLine,
+    /// 400 whose envelope's code is the request's `Authorization` header.
+    AuthorizationAsCode,
+    /// 502 with an HTML page that has the `Authorization` header this many characters in.
+    AuthorizationAt(usize),
 }
 
 /// The forged line that [`Canned::ForgedLogLine`] puts after a line break.
@@ -130,6 +136,22 @@ async fn answer(
             StatusCode::OK,
             r#"{"data":{"name":"whatever"},"error":null}"#.to_owned(),
         ),
+        Canned::SuccessFor(name) => json(
+            StatusCode::OK,
+            serde_json::json!({"data": {"name": name}, "error": null}).to_string(),
+        ),
+        Canned::AuthorizationAsCode => {
+            let authorization = authorization(&headers);
+            let body = serde_json::json!({
+                "data": null,
+                "error": {"code": authorization, "message": "refused"},
+            });
+            json(StatusCode::BAD_REQUEST, body.to_string())
+        }
+        Canned::AuthorizationAt(at) => {
+            let page = format!("{}{}</pre>", "x".repeat(*at), authorization(&headers));
+            html(StatusCode::BAD_GATEWAY, page)
+        }
         Canned::HtmlOk => html(
             StatusCode::OK,
             "<html><body><h1>Welcome</h1><p>Please sign in.</p></body></html>".to_owned(),
@@ -177,6 +199,13 @@ async fn answer(
             json(StatusCode::BAD_REQUEST, body.to_string())
         }
     }
+}
+
+fn authorization(headers: &HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
 }
 
 fn json(status: StatusCode, body: String) -> Response {

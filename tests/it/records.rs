@@ -11,7 +11,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::{
     Answer, Api, Finished, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with,
-    job_args, job_args_to, plain_sandbox, sandbox_with, set_flag, tenants, workspace_counts,
+    job_args, job_args_to, plain_sandbox, sandbox_with, set_flag, signal, tenants,
+    workspace_counts,
 };
 use crate::faults::{Canned, FORGED, FaultServer, WORKSPACE};
 
@@ -1534,4 +1535,208 @@ async fn soak_kill_9_then_resume_five_times_loses_nothing_and_doubles_nothing() 
         );
         assert!(held.contains_key(&row["name"]));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Found by an adversarial review of the change.
+
+#[tokio::test]
+async fn the_key_leaks_neither_through_a_code_nor_through_a_cut_excerpt() {
+    // 183: "Bearer " and the key straddle the 200th character of a page's excerpt.
+    for canned in [
+        Canned::AuthorizationAsCode,
+        Canned::AuthorizationAt(183),
+        Canned::AuthorizationAt(190),
+    ] {
+        let server = FaultServer::start(canned.clone()).await;
+        let dir = JobDir::new();
+        let input = dir.write("in.csv", &tenants("t", 2));
+        let key = dir.write("key", &format!("{CANARY}\n"));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut args = job_args_to(&server.url, &key, &dir, "results.csv");
+        args.extend(["--max-attempts", "2", "-v"].map(str::to_owned));
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 1, "{canned:?}: {}", run.stderr);
+        let results = std::fs::read_to_string(dir.path("results.csv")).unwrap();
+        // Not the key, and not its first eight characters either.
+        for text in [&results, &run.stderr] {
+            assert!(!text.contains(&CANARY[..8]), "{canned:?}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_success_envelope_naming_another_workspace_is_not_a_success() {
+    let server = FaultServer::start(Canned::SuccessFor("someone-else".into())).await;
+    let (run, rows) = two_rows_against(&server.url, &[]).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    for row in &rows {
+        assert_eq!(row["_status"], "failed", "{row:?}");
+        assert_eq!(row["_error_code"], "UNEXPECTED_RESPONSE", "{row:?}");
+        assert!(row["_error_message"].contains("someone-else"), "{row:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_summary_json_that_leads_to_the_results_file_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 3));
+    std::fs::create_dir(dir.path("sub")).unwrap();
+    std::os::unix::fs::symlink("r2.csv", dir.path("link2")).unwrap();
+    std::os::unix::fs::symlink("r3.csv", dir.path("link3")).unwrap();
+    for (output, summary) in [
+        ("sub/../r1.csv", "r1.csv"),
+        ("r2.csv", "link2"),
+        ("link3", "r3.csv"),
+    ] {
+        let mut args = job_args(&sandbox, &dir, output);
+        args.extend(["--summary-json", dir.path(summary).to_str().unwrap()].map(str::to_owned));
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(
+            run.exit, 2,
+            "-o {output} --summary-json {summary}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--summary-json"), "{}", run.stderr);
+    }
+    assert_eq!(writes(&api).await, 0);
+}
+
+#[tokio::test]
+async fn one_api_spelled_two_ways_is_one_target() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 5));
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let first = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(first.exit, 0, "{}", first.stderr);
+    let shouted = format!("{}/", sandbox.url().replace("http://", "HTTP://"));
+    set_flag(&mut args, "--base-url", &shouted);
+    let again = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(again.exit, 0, "{}", again.stderr);
+    assert_eq!(writes(&api).await, 5, "nothing sent again");
+    let (_, rows) = dir.results("results.csv");
+    assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_still_ours_after_a_rerun_that_sent_nothing() {
+    // Every create is committed, then answered 500: all three are ours, unseen.
+    let sandbox = sandbox_with(FaultConfig {
+        fail_after_commit_rate: 1.0,
+        ..FaultConfig::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 3));
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--backoff-max", "1ms");
+    args.extend(["--max-attempts", "1"].map(str::to_owned));
+    let first = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(first.exit, 1, "{}", first.stderr);
+    // A retry with a key the API refuses: a 401, the rest skipped with no attempt.
+    let wrong = dir.write("wrong-key", "not-the-key\n");
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut refused = args.clone();
+    set_flag(&mut refused, "--api-key-file", &wrong);
+    let results = dir.path("results.csv");
+    let results = results.to_str().unwrap();
+    let second = dbprov_with(&["retry", results], &refused[2..]).await;
+    assert_eq!(second.exit, 3, "{}", second.stderr);
+    let third = dbprov_with(&["retry", results], &args[2..]).await;
+    assert_eq!(third.exit, 0, "{}", third.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 3);
+    assert!(
+        rows.iter().all(|r| r["_status"] == "created"),
+        "created by the first run, not found existing: {rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_results_file_replaced_mid_run_keeps_this_runs_rows_beside_it() {
+    let sandbox = slow_sandbox(10).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let input = dir.write("in.csv", &tenants("t", 600));
+    let head = ["run", input.as_str(), "--concurrency", "4"];
+    let mut child = command(&line(&head, &args)).spawn().unwrap();
+    until_writes(&api, &mut child, 30).await;
+    let results = dir.path("results.csv");
+    let newcomer = dir.write("newcomer.csv", "someone else's file\n");
+    std::fs::rename(&newcomer, &results).unwrap();
+    let run = finish(child).await;
+    assert_eq!(run.exit, 4, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap(),
+        "someone else's file\n",
+        "the newcomer is left alone"
+    );
+    let rescued: Vec<_> = std::fs::read_dir(dir.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("results.csv.dbprov-rescued-"))
+        .collect();
+    assert_eq!(rescued.len(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&*rescued[0].to_string_lossy()),
+        "{}",
+        run.stderr
+    );
+    let kept = complete_records(&rescued[0]);
+    let sent = writes(&api).await;
+    assert!(sent < 600, "sending stopped");
+    assert!(
+        sent - attempts(&kept) <= 4,
+        "{sent} sent, {} recorded",
+        attempts(&kept)
+    );
+}
+
+#[tokio::test]
+async fn stdin_that_reads_the_results_file_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 20));
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let first = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(first.exit, 0, "{}", first.stderr);
+    let results = dir.path("results.csv");
+    let before = std::fs::read(&results).unwrap();
+    let mut job = command(&line(&["run", "-", "--resume"], &args));
+    job.stdin(std::fs::File::open(&results).unwrap());
+    let run = run_to_end(job).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("standard input"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&results).unwrap(), before);
+    assert_eq!(writes(&api).await, 20);
+}
+
+#[tokio::test]
+async fn a_first_ctrl_c_ends_a_job_whose_piped_input_stalls() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let mut job = command(&line(&["run", "-"], &args));
+    job.stdin(Stdio::piped());
+    let mut child = job.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let three: String = tenants("t", 3);
+    stdin.write_all(three.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    until_writes(&api, &mut child, 3).await;
+    // The input stays open and gives nothing more, as a producer that waits would.
+    signal(&child, libc::SIGINT);
+    let run = finish_within(child, Duration::from_secs(30)).await;
+    drop(stdin);
+    assert_eq!(run.exit, 130, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
 }
