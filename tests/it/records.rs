@@ -65,6 +65,13 @@ fn command(args: &[&str]) -> tokio::process::Command {
     command
 }
 
+/// Starts `dbprov` with a pipe on its standard input, for the test to write into.
+fn spawn_fed(args: &[&str]) -> (tokio::process::Child, tokio::process::ChildStdin) {
+    let mut child = command(args).stdin(Stdio::piped()).spawn().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
 /// Waits for a child's end, within [`PROCESS_DEADLINE`].
 async fn finish(child: tokio::process::Child) -> Finished {
     finish_within(child, PROCESS_DEADLINE).await
@@ -1068,10 +1075,7 @@ async fn p9_dev_stdin_as_the_input_path_streams() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let args = job_args(&sandbox, &dir, "results.csv");
-    let mut child = command(&line(&["run", "/dev/stdin"], &args));
-    child.stdin(Stdio::piped());
-    let mut child = child.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = spawn_fed(&line(&["run", "/dev/stdin"], &args));
     stdin.write_all(tenants("s", 20).as_bytes()).await.unwrap();
     drop(stdin);
     let run = finish_within(child, Duration::from_secs(20)).await;
@@ -1723,12 +1727,8 @@ async fn a_first_ctrl_c_ends_a_job_whose_piped_input_stalls() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let args = job_args(&sandbox, &dir, "results.csv");
-    let mut job = command(&line(&["run", "-"], &args));
-    job.stdin(Stdio::piped());
-    let mut child = job.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let three: String = tenants("t", 3);
-    stdin.write_all(three.as_bytes()).await.unwrap();
+    let (mut child, mut stdin) = spawn_fed(&line(&["run", "-"], &args));
+    stdin.write_all(tenants("t", 3).as_bytes()).await.unwrap();
     stdin.flush().await.unwrap();
     until_writes(&api, &mut child, 3).await;
     // The input stays open and gives nothing more, as a producer that waits would.
