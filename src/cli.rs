@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::sandbox::DEFAULT_API_KEY;
-use crate::settings::Rate;
+use crate::settings::{Rate, Shard};
 
 /// Bulk-provisions DataBrain workspaces from a CSV of tenants.
 #[derive(Debug, Parser)]
@@ -262,50 +262,6 @@ impl std::str::FromStr for MaxFailures {
             }
             None => text.parse().map(MaxFailures::Count).map_err(|_| wrong()),
         }
-    }
-}
-
-/// `--shard I/N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// This process's shard, from 0.
-    pub index: u64,
-    /// How many shards there are.
-    pub count: u64,
-}
-
-impl Shard {
-    /// The whole input.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Shard, String> {
-        let number = |part: &str, what: &str| {
-            part.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("--shard '{text}': {what} '{part}' is not a whole number"))
-        };
-        let (index, count) = match text.split_once('/') {
-            Some((index, count)) => (number(index, "the index")?, number(count, "the count")?),
-            None => {
-                let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
-                    format!("--shard {text} takes the index from JOB_COMPLETION_INDEX, which is not set; write --shard I/{text}")
-                })?;
-                (
-                    number(&index, "JOB_COMPLETION_INDEX")?,
-                    number(text, "the count")?,
-                )
-            }
-        };
-        if count == 0 || index >= count {
-            return Err(format!(
-                "--shard {index}/{count}: the index must be below the count"
-            ));
-        }
-        Ok(Shard { index, count })
     }
 }
 

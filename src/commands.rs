@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::{
-    Cli, Command, JobArgs, MaxFailures, RateLimit, RetryArgs, RunArgs, SandboxArgs, Shard,
-    ValidateArgs,
+    Cli, Command, JobArgs, MaxFailures, RateLimit, RetryArgs, RunArgs, SandboxArgs, ValidateArgs,
 };
 use crate::client::Client;
 use crate::input::{self, InputReader};
@@ -21,7 +20,7 @@ use crate::results::Sink;
 use crate::resume::{self, PriorResults, ResumeError};
 use crate::retry::RetryPolicy;
 use crate::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
-use crate::settings::{ApiKey, Input, Output};
+use crate::settings::{ApiKey, Input, Output, Shard};
 use crate::signals;
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.

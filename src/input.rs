@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use csv::ByteRecord;
 
-use crate::cli::Shard;
 use crate::csv_lines::{CsvLines, Kind};
 use crate::header::{Header, HeaderError, parse_header};
 use crate::record::{DUPLICATE_IN_INPUT, Prior};
 use crate::resume::PriorResults;
 use crate::settings::Input;
+use crate::settings::Shard;
 use crate::workspace::{ConnectionType, Field, SummaryType, WorkspaceRequest};
 
 /// Why the input cannot be read at all. Each of these stops the job before any request.

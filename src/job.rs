@@ -17,7 +17,6 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::cli::OnExists;
-use crate::cli::Shard;
 use crate::client::{Client, NoAnswer, Verb};
 use crate::input::{InputError, InputReader, InputRow};
 use crate::record::{DUPLICATE_IN_INPUT, Status};
@@ -26,6 +25,7 @@ use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
 use crate::resume::PriorResults;
 use crate::retry::{RetryPolicy, is_retryable_status, may_have_applied};
+use crate::settings::Shard;
 use crate::settings::{Input, Rate};
 use crate::signals;
 use crate::workspace::WorkspaceRequest;

@@ -83,6 +83,50 @@ mod tests {
     }
 }
 
+/// `--shard I/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's shard, from 0.
+    pub index: u64,
+    /// How many shards there are.
+    pub count: u64,
+}
+
+impl Shard {
+    /// The whole input.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let number = |part: &str, what: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("--shard '{text}': {what} '{part}' is not a whole number"))
+        };
+        let (index, count) = match text.split_once('/') {
+            Some((index, count)) => (number(index, "the index")?, number(count, "the count")?),
+            None => {
+                let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+                    format!("--shard {text} takes the index from JOB_COMPLETION_INDEX, which is not set; write --shard I/{text}")
+                })?;
+                (
+                    number(&index, "JOB_COMPLETION_INDEX")?,
+                    number(text, "the count")?,
+                )
+            }
+        };
+        if count == 0 || index >= count {
+            return Err(format!(
+                "--shard {index}/{count}: the index must be below the count"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// The service token. It has no `Display`, and its `Debug` hides it, so it cannot reach a
 /// log line or an error message by accident; only [`ApiKey::expose`] reads it.
 #[derive(Clone)]
@@ -156,7 +200,7 @@ impl Input {
     pub fn results_path(
         &self,
         output: Option<&str>,
-        shard: Option<crate::cli::Shard>,
+        shard: Option<Shard>,
     ) -> Result<Output, String> {
         match (output, self) {
             (Some("-"), _) => Ok(Output::Stdout),
@@ -197,7 +241,7 @@ mod key_tests {
             input.results_path(None, None).unwrap(),
             Output::File("data/tenants.results.csv".into())
         );
-        let shard = crate::cli::Shard { index: 2, count: 4 };
+        let shard = Shard { index: 2, count: 4 };
         assert_eq!(
             input.results_path(None, Some(shard)).unwrap(),
             Output::File("data/tenants.shard-2-of-4.results.csv".into())
