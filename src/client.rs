@@ -63,7 +63,7 @@ pub struct Client {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The base URL is not an http(s) URL.
-    #[error("--base-url '{0}' is not an http:// or https:// URL")]
+    #[error("--base-url '{0}' is not an http:// or https:// URL without ?query or #fragment")]
     BadBaseUrl(String),
     /// The key cannot go into a header.
     #[error("the API key contains characters that cannot be sent in a header")]
@@ -84,6 +84,8 @@ impl Client {
         let base = reqwest::Url::parse(base_url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            // The API's path is appended to the root: a query or fragment would swallow it.
+            .filter(|u| u.query().is_none() && u.fragment().is_none())
             .ok_or_else(|| ClientError::BadBaseUrl(base_url.to_owned()))?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| ClientError::BadKey)?;
@@ -138,7 +140,12 @@ impl Client {
             Ok(body) => body,
             Err(e) => return Err(no_answer(e)),
         };
-        // The key goes before anything is cut from the body, so no part of it survives.
+        // The key goes before anything is cut from the body, so no part of it survives; a
+        // body cut at the limit loses a key's length more, which may hold the key's start.
+        let mut body = body;
+        if body.len() == MAX_BODY {
+            body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
+        }
         let body = redact(&String::from_utf8_lossy(&body), &self.key);
         let mut answer = classify(status, body.as_bytes(), retry_after);
         if (300..400).contains(&status) {
@@ -183,23 +190,30 @@ pub fn clean(text: &str, key: &ApiKey) -> String {
     redact(&text, key)
 }
 
-/// `text` without the key, as it is or percent-encoded (in a URL).
+/// `text` without the key: as it is, or percent-encoded in a URL (hex in either case, a
+/// space as `%20` or `+`).
 fn redact(text: &str, key: &ApiKey) -> String {
     let key = key.expose();
     if key.is_empty() {
         return text.to_owned();
     }
-    let encoded: String = key
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    text.replace(key, "<redacted>")
-        .replace(&encoded, "<redacted>")
+    let encode = |upper: bool, plus: bool| -> String {
+        key.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    char::from(b).to_string()
+                }
+                b' ' if plus => "+".to_owned(),
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    };
+    let mut text = text.replace(key, "<redacted>");
+    for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
+        text = text.replace(&encode(upper, plus), "<redacted>");
+    }
+    text
 }
 
 /// An error code from a server: letters, digits and `_ - .` only, at most 64 of them;
@@ -360,6 +374,14 @@ mod tests {
         let spaced = ApiKey::new("can ary");
         assert_eq!(clean_code("can ary", 401, &spaced), "redacted");
         assert_eq!(clean("a can%20ary b", &spaced), "a <redacted> b");
+        let odd = ApiKey::new("dbn+live/KEY 12");
+        for encoded in [
+            "dbn%2Blive%2FKEY%2012",
+            "dbn%2blive%2fKEY%2012",
+            "dbn%2blive%2fKEY+12",
+        ] {
+            assert_eq!(clean(encoded, &odd), "<redacted>", "{encoded}");
+        }
     }
 
     #[test]

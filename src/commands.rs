@@ -293,6 +293,11 @@ fn open_output(
                 prior = PriorResults::scan(&file.real_path, target)?
                     .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
             }
+            if let (rows @ 1.., other) = &prior.elsewhere {
+                tracing::warn!(
+                    "{rows} rows of {shown} were recorded against {other}, not {target}: their successes do not count here, and those rows are sent again"
+                );
+            }
             file.check_rewrite().with_context(|| {
                 format!(
                     "{shown} is rewritten at the end of the run, and its folder does not allow that"
@@ -359,6 +364,15 @@ fn refuse_clobbering(
                 path.display()
             );
         }
+    }
+    if let (Output::Stdout, Some(path)) = (output, &args.summary_json)
+        && let Some(stdout) = FileId::of_stdout()
+    {
+        anyhow::ensure!(
+            FileId::at(path) != Some(stdout),
+            "the --summary-json file {} is standard output, where the results go: give another path",
+            path.display()
+        );
     }
     if let Some(path) = &args.summary_json {
         // Written at the end: a path that cannot be written is said now, before any request.
@@ -483,12 +497,8 @@ async fn finish(
         summary.retry_command = Some(command);
     }
     if let Some(failure) = &report.output_failure {
-        let settle = match &output {
-            Output::File(_) => "; run the same command with --resume to settle them",
-            Output::Stdout => "",
-        };
         tracing::error!(
-            "cannot write the results to {output}: {failure}. Sending stopped; {} rows whose requests were sent have no record{settle}",
+            "cannot write the results to {output}, so sending stopped; {} rows whose requests were sent have no record: {failure}",
             report.unrecorded
         );
     }

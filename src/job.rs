@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::cli::OnExists;
 use crate::client::{Client, NoAnswer, Verb};
 use crate::input::{InputError, InputReader, InputRow};
-use crate::record::{DUPLICATE_IN_INPUT, Status};
+use crate::record::{DUPLICATE_IN_INPUT, NOT_CONNECTED, Status};
 use crate::recording::{self, ToWrite};
 use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
@@ -190,6 +190,8 @@ struct Shared {
     max_failures: Option<u64>,
     /// Rows failed so far, counted by the workers so the job stops as soon as it can.
     failures: AtomicU64,
+    /// The input is a pipe or a stream, not a file: after a stop it is read no further.
+    streamed_input: bool,
 }
 
 impl Shared {
@@ -241,6 +243,11 @@ impl Shared {
 pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let shard = job.shard;
+    let streamed_input = match &job.source {
+        Source::Csv(Input::Stdin) => true,
+        Source::Csv(Input::File(path)) => !std::fs::metadata(path).is_ok_and(|m| m.is_file()),
+        Source::Results(_) => false,
+    };
     let reader = tokio::task::spawn_blocking(move || {
         let reader = match job.source {
             Source::Csv(input) => InputReader::open(&input),
@@ -312,6 +319,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         stop_tx: watch::channel(None).0,
         max_failures: job.max_failures,
         failures: AtomicU64::new(0),
+        streamed_input,
     });
 
     let (outcomes_tx, outcomes_rx) = mpsc::channel::<ToWrite>(CHANNEL_ROWS);
@@ -388,7 +396,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     // Every row is recorded, in the log as it stands: it is valid for --resume, only not
     // rewritten to one row per input row.
     let output_failure = finished.err().map(|error| {
-        format!("cannot rewrite it at the end ({error}); it holds every row of this run as a log, which --resume reads")
+        format!("cannot rewrite it at the end ({error}); it holds every row of this run as a log, which the same command with --resume reads")
     });
     Ok(JobReport {
         tally: written.tally,
@@ -448,23 +456,43 @@ async fn dispatch(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut workers = JoinSet::new();
     let mut ended = true;
-    let stalled = async || {
+    // After a stop, a piped input is read no further: it may never end (a generator, or a
+    // pipe fed back from this very results file). A file is read to its end, so that every
+    // row is recorded; one that gives nothing for a while is given up too.
+    let give_up = async || {
         shared.until_stopped().await;
-        tokio::time::sleep(STALLED_INPUT).await;
+        if !shared.streamed_input {
+            tokio::time::sleep(STALLED_INPUT).await;
+        }
     };
+    // Rows already read when a piped input is given up: they are recorded, the rest not.
+    let mut read_before_stop: Option<usize> = None;
     loop {
-        let input_row = tokio::select! {
-            row = rows_rx.recv() => row,
-            () = stalled() => {
+        if shared.streamed_input && shared.stopped().is_some() {
+            let left = read_before_stop.get_or_insert(rows_rx.len());
+            if *left == 0 {
+                ended = false;
                 tracing::warn!(
-                    "the input gave no row for {} after the job stopped: the rows not read yet are not in the results",
-                    humantime::format_duration(STALLED_INPUT)
+                    "the job stopped: rows of the input not read yet are not in the results"
                 );
-                while workers.join_next().await.is_some() {}
-                return false;
+                break;
             }
+            *left -= 1;
+        }
+        let input_row = tokio::select! {
+            biased;
+            row = rows_rx.recv() => row,
+            () = give_up() => None,
         };
-        let Some(input_row) = input_row else { break };
+        let Some(input_row) = input_row else {
+            if shared.stopped().is_some() && !rows_rx.is_closed() {
+                ended = false;
+                tracing::warn!(
+                    "the job stopped: rows of the input not read yet are not in the results"
+                );
+            }
+            break;
+        };
         if shared.stopped() == Some(StopReason::OutputFailed) {
             ended = false; // nothing more can be recorded
             break;
@@ -727,9 +755,12 @@ async fn attempt_until_final(
                             true,
                         )
                     }
-                    NoAnswer::ConnectFailed(message) => {
-                        ("CONNECTION_ERROR".to_owned(), message, None, false)
-                    }
+                    NoAnswer::ConnectFailed(message) => (
+                        "CONNECTION_ERROR".to_owned(),
+                        format!("{NOT_CONNECTED}: {message}"),
+                        None,
+                        false,
+                    ),
                     NoAnswer::Lost(message) => ("CONNECTION_ERROR".to_owned(), message, None, true),
                 }
             }

@@ -7,6 +7,10 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// The middle of the name of a file that holds a run's rows after its results file was
+/// replaced under it: `<results file>.dbprov-rescued-<pid>`.
+pub const RESCUED: &str = ".dbprov-rescued-";
+
 /// Why a results file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -65,10 +69,20 @@ impl FileId {
         std::fs::metadata(path).ok().map(|m| FileId::of(&m))
     }
 
-    /// The identity of what standard input reads, when it is a file of its own.
+    /// The identity of what standard input reads.
     pub fn of_stdin() -> Option<FileId> {
         use std::os::fd::AsFd;
-        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        Self::of_fd(std::io::stdin().as_fd())
+    }
+
+    /// The identity of where standard output goes.
+    pub fn of_stdout() -> Option<FileId> {
+        use std::os::fd::AsFd;
+        Self::of_fd(std::io::stdout().as_fd())
+    }
+
+    fn of_fd(fd: std::os::fd::BorrowedFd<'_>) -> Option<FileId> {
+        let fd = fd.try_clone_to_owned().ok()?;
         File::from(fd).metadata().ok().map(|m| FileId::of(&m))
     }
 }
@@ -167,7 +181,7 @@ impl OutputFile {
             self.real_path.clone()
         } else {
             let mut name = self.real_path.clone().into_os_string();
-            name.push(format!(".dbprov-rescued-{}", std::process::id()));
+            name.push(format!("{RESCUED}{}", std::process::id()));
             PathBuf::from(name)
         };
         let mut restored = OpenOptions::new().write(true).create_new(true).open(&to)?;

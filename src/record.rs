@@ -28,6 +28,10 @@ pub const LEGACY_COLUMNS: usize = 8;
 /// earlier one, may have created the workspace unseen; read back by the next run.
 pub const MAY_EXIST: &str = "an earlier attempt got no clear answer: the workspace may exist";
 
+/// How the message of an attempt that could not connect begins: nothing was sent, so a
+/// rerun must not take it for a lost answer.
+pub const NOT_CONNECTED: &str = "could not connect, nothing was sent";
+
 /// The code of a row whose name an earlier row of the same input already has.
 pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
 
@@ -213,6 +217,11 @@ impl ResultColumns {
         Status::parse(text(record, self.status))
     }
 
+    /// `_target`, or empty where the file has none.
+    pub fn target<'r>(&self, record: &'r ByteRecord) -> &'r str {
+        self.target.map_or("", |i| text(record, i))
+    }
+
     /// `_attempts`, or 0 if it does not parse.
     pub fn attempts(&self, record: &ByteRecord) -> u32 {
         text(record, self.attempts).parse().unwrap_or(0)
@@ -234,28 +243,32 @@ impl ResultColumns {
     pub fn prior(&self, record: &ByteRecord, offset: u64, target: &str) -> Prior {
         let attempts = self.attempts(record);
         let http_status = text(record, self.http_status).parse::<u16>().ok();
-        let recorded = self.target.map_or("", |i| text(record, i));
+        let recorded = self.target(record);
         let same_target = recorded.is_empty() || same_target(recorded, target);
         Prior {
             offset,
             success: same_target && self.status(record).is_some_and(Status::is_done),
             maybe_created: same_target
-                && (shows_unknown_outcome(attempts, http_status)
+                && (shows_unknown_outcome(attempts, http_status, text(record, self.message))
                     || text(record, self.message).contains(MAY_EXIST)),
         }
     }
 }
 
 /// Whether a row's own cells say its last attempt may have created the workspace unseen:
-/// no answer (a timeout, a lost connection), or an answer that hides the outcome (a 5xx).
+/// no answer (a timeout, a lost connection; not a connection that was never made), or an
+/// answer that hides the outcome (a 5xx).
 /// Where they do not, a row that may have created it says [`MAY_EXIST`] in its message.
-pub fn shows_unknown_outcome(attempts: u32, http_status: Option<u16>) -> bool {
-    attempts > 0 && http_status.is_none_or(may_have_applied)
+pub fn shows_unknown_outcome(attempts: u32, http_status: Option<u16>, message: &str) -> bool {
+    match http_status {
+        Some(status) => attempts > 0 && may_have_applied(status),
+        None => attempts > 0 && !message.starts_with(NOT_CONNECTED),
+    }
 }
 
 /// Whether a recorded `_target` is `target`: as text, or once both are parsed as URLs
 /// (files edited by hand, or written with the URL spelled another way).
-fn same_target(recorded: &str, target: &str) -> bool {
+pub fn same_target(recorded: &str, target: &str) -> bool {
     let parsed = |text: &str| {
         reqwest::Url::parse(text)
             .ok()

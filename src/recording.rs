@@ -28,8 +28,8 @@ pub struct Written {
 /// Why writing failed, and what became of the rows written so far.
 fn failure_text(writer: &ResultsWriter, error: &std::io::Error) -> String {
     match writer.rescue() {
-        Some(rescued) => format!("{error}; {rescued}"),
-        None => error.to_string(),
+        rescued if rescued.is_empty() => error.to_string(),
+        rescued => format!("{error}; {rescued}"),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use csv::ByteRecord;
 
 use crate::csv_lines::CsvLines;
-use crate::output::OutputFile;
+use crate::output::{FileId, OutputFile};
 use crate::record::{MAY_EXIST, RESULT_COLUMNS, ResultColumns, Status, shows_unknown_outcome};
 use crate::resume::PriorResults;
 
@@ -242,27 +242,36 @@ impl ResultsWriter {
     }
 
     /// After a write failed: if the results file was removed or replaced under the job,
-    /// writes what it held back. Says what became of the rows written so far.
-    pub fn rescue(&self) -> Option<String> {
-        let output = self.file.as_ref()?;
+    /// writes what it held back. Says what became of the rows written so far, and what
+    /// settles the rest.
+    pub fn rescue(&self) -> String {
+        const RESUME: &str = "run the same command with --resume to settle them";
+        let Some(output) = self.file.as_ref() else {
+            return String::new(); // stdout: nothing to rescue, nothing to resume
+        };
         if output.still_there() {
-            return None;
+            return RESUME.to_owned();
         }
-        Some(match output.write_back() {
-            Ok(to) if to == output.real_path => format!(
-                "{} was removed during the run: the rows written so far were written back to it",
-                output.path.display()
-            ),
+        let (path, real) = (output.path.display(), output.real_path.display());
+        if FileId::at(&output.real_path) == Some(output.id()) {
+            return format!(
+                "{path} no longer leads to the results file, which is intact at {real}: give -o {real} and --resume to settle them"
+            );
+        }
+        match output.write_back() {
+            Ok(to) if to == output.real_path => {
+                format!(
+                    "{path} was removed during the run; its rows were written back to it: {RESUME}"
+                )
+            }
             Ok(to) => format!(
-                "{} was replaced by another file during the run: this run's rows are in {}",
-                output.path.display(),
+                "{path} was replaced by another file during the run: this run's rows are in {}. Put them back into {path} (move the file over it, or merge the two) before --resume, which reads only {path}",
                 to.display()
             ),
-            Err(e) => format!(
-                "{} was removed during the run, and writing its rows back failed: {e}",
-                output.path.display()
-            ),
-        })
+            Err(e) => {
+                format!("{path} was removed during the run, and writing its rows back failed: {e}")
+            }
+        }
     }
 
     /// Writes one row and flushes it to the operating system, so a crash of this process
@@ -274,7 +283,11 @@ impl ResultsWriter {
         record.push_field(outcome.status.as_str().as_bytes());
         record.push_field(outcome.error_code.as_bytes());
         let message = one_line(&outcome.error_message);
-        let unsaid = !shows_unknown_outcome(outcome.attempts, outcome.http_status);
+        let unsaid = !shows_unknown_outcome(
+            outcome.attempts,
+            outcome.http_status,
+            &outcome.error_message,
+        );
         if outcome.maybe_created && unsaid && !outcome.status.is_done() {
             let noted = match message.is_empty() {
                 true => MAY_EXIST.to_owned(),

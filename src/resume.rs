@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 
 use crate::csv_lines::{CsvLines, Kind};
-use crate::record::{Prior, RESULT_COLUMNS, ResultColumns};
+use crate::record::{Prior, RESULT_COLUMNS, ResultColumns, same_target};
 
 /// Why earlier results cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,8 @@ pub struct PriorResults {
     /// Whether any row records a request that was sent: such a file is not replaced
     /// without `--overwrite`.
     pub sent: bool,
+    /// Rows obtained from another API than `target`, and one such API.
+    pub elsewhere: (u64, String),
 }
 
 impl PriorResults {
@@ -95,6 +97,7 @@ impl PriorResults {
             columns: columns.clone(),
             target: target.to_owned(),
             sent: false,
+            elsewhere: (0, String::new()),
         };
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io)? {
@@ -102,6 +105,13 @@ impl PriorResults {
                 continue;
             }
             prior.sent |= columns.attempts(&record) > 0;
+            let recorded = columns.target(&record);
+            if !recorded.is_empty() && !same_target(recorded, target) {
+                prior.elsewhere.0 += 1;
+                if prior.elsewhere.1.is_empty() {
+                    prior.elsewhere.1 = recorded.to_owned();
+                }
+            }
             let offset = record.position().map_or(0, |p| p.byte());
             let key = prior.key(columns.identity(&record), columns.row(&record));
             let mut latest = columns.prior(&record, offset, target);

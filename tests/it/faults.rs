@@ -49,6 +49,8 @@ pub enum Canned {
     AuthorizationAsCode,
     /// 502 with an HTML page that has the `Authorization` header this many characters in.
     AuthorizationAt(usize),
+    /// 502 whose body is `A`, this many spaces, then the `Authorization` header.
+    AuthorizationAfterSpaces(usize),
 }
 
 /// The forged line that [`Canned::ForgedLogLine`] puts after a line break.
@@ -147,6 +149,10 @@ async fn answer(
                 "error": {"code": authorization, "message": "refused"},
             });
             json(StatusCode::BAD_REQUEST, body.to_string())
+        }
+        Canned::AuthorizationAfterSpaces(spaces) => {
+            let page = format!("A{}{}", " ".repeat(*spaces), authorization(&headers));
+            html(StatusCode::BAD_GATEWAY, page)
         }
         Canned::AuthorizationAt(at) => {
             let page = format!("{}{}</pre>", "x".repeat(*at), authorization(&headers));

@@ -1551,6 +1551,8 @@ async fn the_key_leaks_neither_through_a_code_nor_through_a_cut_excerpt() {
         Canned::AuthorizationAsCode,
         Canned::AuthorizationAt(183),
         Canned::AuthorizationAt(190),
+        // The 64 KiB cut falls inside the key, and the spaces fold away in the excerpt.
+        Canned::AuthorizationAfterSpaces(64 * 1024 - 1 - "Bearer ".len() - 10),
     ] {
         let server = FaultServer::start(canned.clone()).await;
         let dir = JobDir::new();
@@ -1739,4 +1741,97 @@ async fn a_first_ctrl_c_ends_a_job_whose_piped_input_stalls() {
     let (_, rows) = dir.results("results.csv");
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r["_status"] == "created"));
+}
+
+#[tokio::test]
+async fn a_connection_never_made_is_not_a_lost_answer_on_the_next_run() {
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 2));
+    // Nothing listens on this port (taken, then freed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("http://127.0.0.1:{port}");
+    let sandbox = plain_sandbox().await;
+    let mut args = job_args_to(&nowhere, &dir.key_file(&sandbox), &dir, "results.csv");
+    args.extend(["--max-attempts", "2"].map(str::to_owned));
+    let first = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(first.exit, 1, "{}", first.stderr);
+    // Someone else creates both names; then the run is resumed against the live API.
+    let api = Api::new(&sandbox);
+    for name in ["t-0001", "t-0002"] {
+        let body = serde_json::json!({"name": name, "connectionType": "MULTI_DATAMART"});
+        assert_eq!(api.create(&body).await.status(), Some(200));
+    }
+    set_flag(&mut args, "--base-url", &sandbox.url());
+    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(second.exit, 0, "{}", second.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert!(
+        rows.iter().all(|r| r["_status"] == "exists"),
+        "nothing was ever sent to them: {rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_first_sigterm_ends_a_job_whose_piped_input_never_ends() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let (mut child, mut stdin) = spawn_fed(&line(&["run", "-", "--rate", "200/s"], &args[..6]));
+    let feeding = tokio::spawn(async move {
+        stdin.write_all(b"name,connectionType\n").await.unwrap();
+        for i in 0.. {
+            let row = format!("endless-{i},MULTI_DATAMART\n");
+            if stdin.write_all(row.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    until_writes(&api, &mut child, 20).await;
+    signal(&child, libc::SIGTERM);
+    let run = finish_within(child, Duration::from_secs(30)).await;
+    feeding.abort();
+    assert_eq!(run.exit, 130, "{}", run.stderr);
+    let rows = complete_records(&dir.path("results.csv"));
+    let mut numbers: Vec<u64> = rows.iter().map(|r| r["_row"].parse().unwrap()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), rows.len(), "no row twice");
+    assert!(
+        rows.iter().filter(|r| r["_status"] == "created").count() as u64 >= 20,
+        "the rows sent are recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_base_url_with_a_query_and_a_summary_on_stdout_are_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 2));
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--base-url", &format!("{}/?a=b", sandbox.url()));
+    let query = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(query.exit, 2, "{}", query.stderr);
+    assert!(query.stderr.contains("?query"), "{}", query.stderr);
+
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "-o", "-");
+    let mut job = command(&line(
+        &["run", &input, "--summary-json", "/dev/stdout"],
+        &args,
+    ));
+    job.stdout(Stdio::piped());
+    let stdout = run_to_end(job).await;
+    assert_eq!(stdout.exit, 2, "{}", stdout.stderr);
+    assert!(
+        stdout.stderr.contains("standard output"),
+        "{}",
+        stdout.stderr
+    );
+    assert_eq!(writes(&api).await, 0);
 }
