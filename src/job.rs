@@ -468,21 +468,20 @@ async fn dispatch(
     // Rows already read when a piped input is given up: they are recorded, the rest not.
     let mut read_before_stop: Option<usize> = None;
     loop {
+        let mut read_already = true;
         if shared.streamed_input && shared.stopped().is_some() {
             let left = read_before_stop.get_or_insert(rows_rx.len());
-            if *left == 0 {
-                ended = false;
-                tracing::warn!(
-                    "the job stopped: rows of the input not read yet are not in the results"
-                );
-                break;
-            }
-            *left -= 1;
+            read_already = *left > 0;
+            *left = left.saturating_sub(1);
         }
-        let input_row = tokio::select! {
-            biased;
-            row = rows_rx.recv() => row,
-            () = give_up() => None,
+        let input_row = if read_already {
+            tokio::select! {
+                biased;
+                row = rows_rx.recv() => row,
+                () = give_up() => None,
+            }
+        } else {
+            None
         };
         let Some(input_row) = input_row else {
             if shared.stopped().is_some() && !rows_rx.is_closed() {

@@ -289,9 +289,10 @@ impl ResultsWriter {
             &outcome.error_message,
         );
         if outcome.maybe_created && unsaid && !outcome.status.is_done() {
-            let noted = match message.is_empty() {
-                true => MAY_EXIST.to_owned(),
-                false => format!("{message} ({MAY_EXIST})"),
+            let noted = if message.is_empty() {
+                MAY_EXIST.to_owned()
+            } else {
+                format!("{message} ({MAY_EXIST})")
             };
             record.push_field(noted.as_bytes());
         } else {
