@@ -223,26 +223,32 @@ impl JobDir {
 
     /// The results file, parsed, with its header.
     pub fn results(&self, name: &str) -> (Vec<String>, Vec<ResultRow>) {
-        let mut reader = csv::Reader::from_path(self.path(name)).unwrap();
-        let header: Vec<String> = reader
-            .headers()
-            .unwrap()
-            .iter()
-            .map(str::to_owned)
-            .collect();
-        let rows = reader
-            .records()
-            .map(|r| {
-                let r = r.unwrap();
-                header
-                    .iter()
-                    .cloned()
-                    .zip(r.iter().map(str::to_owned))
-                    .collect()
-            })
-            .collect();
-        (header, rows)
+        // Strict: a row with another number of cells than the header fails the test.
+        parse_rows(csv::Reader::from_path(self.path(name)).unwrap())
     }
+}
+
+/// The header and the rows of a CSV, each row by column name; a row with fewer cells than
+/// the header has fewer entries.
+pub fn parse_rows<R: std::io::Read>(mut reader: csv::Reader<R>) -> (Vec<String>, Vec<ResultRow>) {
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect();
+    (header, rows)
 }
 
 /// Runs the `dbprov` binary to its end, without blocking the runtime the sandbox lives on.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::{
     Answer, Api, Finished, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with,
-    job_args, job_args_to, plain_sandbox, sandbox_with, set_flag, signal, tenants,
+    job_args, job_args_to, parse_rows, plain_sandbox, sandbox_with, set_flag, signal, tenants,
     workspace_counts,
 };
 use crate::faults::{Canned, FORGED, FaultServer, WORKSPACE};
@@ -116,26 +116,12 @@ async fn until_writes(api: &Api, child: &mut tokio::process::Child, n: u64) {
 fn complete_records(path: &std::path::Path) -> Vec<ResultRow> {
     let bytes = std::fs::read(path).unwrap();
     let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let mut reader = csv::ReaderBuilder::new()
+    let reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(&bytes[..end]);
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    reader
-        .records()
-        .map(Result::unwrap)
+    let (header, rows) = parse_rows(reader);
+    rows.into_iter()
         .filter(|r| r.len() == header.len())
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.iter().map(str::to_owned))
-                .collect()
-        })
         .collect()
 }
 
