@@ -167,6 +167,10 @@ pub const DEFAULT_BACKOFF_BASE: &str = "500ms";
 pub const DEFAULT_BACKOFF_MAX: &str = "30s";
 /// `--timeout` when not given.
 pub const DEFAULT_TIMEOUT: &str = "30s";
+/// `--max-retry-after` when not given.
+pub const DEFAULT_MAX_RETRY_AFTER: &str = "15m";
+/// `--max-outage` when not given.
+pub const DEFAULT_MAX_OUTAGE: &str = "5m";
 /// `--base-url` when not given.
 pub const DEFAULT_BASE_URL: &str = "https://api.usedatabrain.com";
 
@@ -182,7 +186,8 @@ pub struct JobArgs {
     /// Requests in flight at most.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
-    /// Sustained request rate, every attempt included: 10/s, 600/m, 2.5/s, or `unlimited`.
+    /// The most the job sends, every attempt included: 10/s, 600/m, 2.5/s, or `unlimited`.
+    /// Below it the job paces itself to the API's rate limit (its headers, or its 429s).
     #[arg(long, default_value = DEFAULT_RATE)]
     pub rate: RateLimit,
     /// Requests that may go out back to back.
@@ -201,6 +206,15 @@ pub struct JobArgs {
     /// Limit per attempt.
     #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_TIMEOUT)]
     pub timeout: Duration,
+    /// The longest the job waits on the API's rate limit: a Retry-After beyond it (or 429s
+    /// without a success for that long) stops the job; the rest are skipped, exit 3.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_MAX_RETRY_AFTER)]
+    pub max_retry_after: Duration,
+    /// How long an API that answered earlier may be unreachable (paused, probing one
+    /// request at a time) before the job stops; the rest are skipped, exit 3. An API that
+    /// never answered stops the job within seconds.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_MAX_OUTAGE)]
+    pub max_outage: Duration,
     /// What a taken name means: success (`exists`), failure, or PUT the row's settings
     /// (`updated`).
     #[arg(long, value_enum, default_value_t = OnExists::Skip)]

@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 
+use crate::pacing::{Announced, announced};
 use crate::settings::ApiKey;
 use crate::workspace::{Envelope, WORKSPACE_PATH};
 
@@ -48,6 +49,8 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// The workspace a success envelope names.
     pub name: Option<String>,
+    /// The rate limit the answer's headers announce, if they do.
+    pub announced: Option<Announced>,
 }
 
 /// Sends workspace requests to one API root with one key.
@@ -136,6 +139,7 @@ impl Client {
         };
         let retry_after = header(RETRY_AFTER).as_deref().and_then(parse_retry_after);
         let location = header(LOCATION);
+        let announced = announced::parse(response.headers(), SystemTime::now());
         let body = match read_body(response).await {
             Ok(body) => body,
             Err(e) => return Err(no_answer(e)),
@@ -148,6 +152,7 @@ impl Client {
         }
         let body = redact(&String::from_utf8_lossy(&body), &self.key);
         let mut answer = classify(status, body.as_bytes(), retry_after);
+        answer.announced = announced;
         if (300..400).contains(&status) {
             let to = location
                 .as_deref()
@@ -303,6 +308,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answ
         message,
         retry_after,
         name,
+        announced: None,
     }
 }
 

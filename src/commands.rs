@@ -14,6 +14,7 @@ use crate::client::Client;
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Sender, Source, StopReason};
 use crate::output::{FileId, OutputFile, same_file};
+use crate::pacing::PacingSettings;
 use crate::report;
 use crate::results::Sink;
 use crate::resume::{self, PriorResults, ResumeError};
@@ -441,7 +442,7 @@ impl Target {
             tracing::info!("sandbox started at {}", local.url());
             let key = ApiKey::new(local.api_key());
             return Ok(Target {
-                mode: Mode::Send(sender(args, &local.url(), &key)?),
+                mode: Mode::Send(Box::new(sender(args, &local.url(), &key)?)),
                 sandbox: Some(local),
                 name: "sandbox".to_owned(),
             });
@@ -449,7 +450,7 @@ impl Target {
         check_transport(&args.base_url, args.allow_insecure_http)?;
         let key = api_key(args)?;
         Ok(Target {
-            mode: Mode::Send(sender(args, &args.base_url, &key)?),
+            mode: Mode::Send(Box::new(sender(args, &args.base_url, &key)?)),
             sandbox: None,
             name: target_of(&args.base_url),
         })
@@ -468,12 +469,18 @@ async fn finish(
     bar.finish_and_clear();
     let exit = match report.stopped {
         Some(StopReason::OutputFailed) => Exit::OutputFailed,
-        Some(StopReason::Unauthorized | StopReason::MaxFailures) => Exit::Aborted,
+        Some(
+            StopReason::Unauthorized
+            | StopReason::MaxFailures
+            | StopReason::RateLimited
+            | StopReason::Unreachable,
+        ) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
         None if report.tally.unsuccessful() > 0 => Exit::SomeRowsFailed,
         None => Exit::Success,
     };
-    let mut summary = report::Summary::new(&report.tally, report.elapsed, output.to_string());
+    let mut summary = report::Summary::new(&report.tally, report.elapsed, output.to_string())
+        .with_pacing(&report.pacing);
     summary.stopped = report.stopped.map(StopReason::code);
     summary.exit_code = exit as u8;
     summary.unrecorded = report.unrecorded;
@@ -511,7 +518,8 @@ async fn finish(
 fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
     use crate::cli::{
         DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BASE_URL, DEFAULT_BURST,
-        DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE, DEFAULT_TIMEOUT, OnExists,
+        DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTAGE, DEFAULT_MAX_RETRY_AFTER,
+        DEFAULT_RATE, DEFAULT_TIMEOUT, OnExists,
     };
     let mut flags = Vec::new();
     let mut flag = |name: &str, value: String| {
@@ -557,6 +565,12 @@ fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
         ("--backoff-base", args.backoff_base, DEFAULT_BACKOFF_BASE),
         ("--backoff-max", args.backoff_max, DEFAULT_BACKOFF_MAX),
         ("--timeout", args.timeout, DEFAULT_TIMEOUT),
+        (
+            "--max-retry-after",
+            args.max_retry_after,
+            DEFAULT_MAX_RETRY_AFTER,
+        ),
+        ("--max-outage", args.max_outage, DEFAULT_MAX_OUTAGE),
     ] {
         if value != default_duration(default) {
             flag(name, duration(value));
@@ -623,6 +637,8 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
     for (flag, value) in [
         ("--timeout", args.timeout),
         ("--backoff-max", args.backoff_max),
+        ("--max-retry-after", args.max_retry_after),
+        ("--max-outage", args.max_outage),
     ] {
         anyhow::ensure!(
             value <= day,
@@ -630,19 +646,25 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
             humantime::format_duration(value)
         );
     }
+    let retry = RetryPolicy {
+        max_attempts: args.max_attempts,
+        backoff_base: args.backoff_base,
+        backoff_max: args.backoff_max,
+    };
     Ok(Sender {
         client: Client::new(base_url, key, args.timeout, args.concurrency)?,
         concurrency: args.concurrency,
-        rate: match args.rate {
-            RateLimit::Limited(rate) => Some(rate),
-            RateLimit::Unlimited => None,
+        pacing: PacingSettings {
+            ceiling: match args.rate {
+                RateLimit::Limited(rate) => Some(rate),
+                RateLimit::Unlimited => None,
+            },
+            burst,
+            max_retry_after: args.max_retry_after,
+            max_outage: args.max_outage,
+            backoff: retry,
         },
-        burst,
-        retry: RetryPolicy {
-            max_attempts: args.max_attempts,
-            backoff_base: args.backoff_base,
-            backoff_max: args.backoff_max,
-        },
+        retry,
         timeout: args.timeout,
         on_exists: args.on_exists,
     })

@@ -1,32 +1,29 @@
 //! The job: a reader thread streams rows to one dispatcher, which hands valid rows to
-//! workers under a concurrency bound; every attempt waits for the rate limiter; every row's
-//! final outcome goes to one writer thread that owns the results file. All channels are
-//! bounded, so memory stays flat however long the input is.
+//! workers under a concurrency bound; every attempt waits for the pacer; every row's final
+//! outcome goes to one writer thread that owns the results file. All channels are bounded,
+//! so memory stays flat however long the input is.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::ProgressBar;
-use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::attempt;
 use crate::cli::OnExists;
-use crate::client::{Client, NoAnswer, Verb};
+use crate::client::Client;
 use crate::input::{InputError, InputReader, InputRow};
-use crate::record::{DUPLICATE_IN_INPUT, NOT_CONNECTED, Status};
+use crate::pacing::{Halt, Pacer, PacingReport, PacingSettings, Ticket};
+use crate::record::{DUPLICATE_IN_INPUT, Status};
 use crate::recording::{self, ToWrite};
 use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
 use crate::resume::PriorResults;
-use crate::retry::{RetryPolicy, is_retryable_status, may_have_applied};
-use crate::settings::Shard;
-use crate::settings::{Input, Rate};
+use crate::retry::RetryPolicy;
+use crate::settings::{Input, Shard};
 use crate::signals;
 use crate::workspace::WorkspaceRequest;
 
@@ -70,7 +67,7 @@ pub enum Source {
 /// Whether requests are sent.
 pub enum Mode {
     /// Send them.
-    Send(Sender),
+    Send(Box<Sender>),
     /// `--dry-run`: validate, write `planned`, send nothing.
     DryRun,
 }
@@ -81,10 +78,8 @@ pub struct Sender {
     pub client: Client,
     /// Requests in flight at most.
     pub concurrency: usize,
-    /// Sustained rate over every attempt; `None` for no limit.
-    pub rate: Option<Rate>,
-    /// Requests that may go out back to back.
-    pub burst: NonZeroU32,
+    /// `--rate`, the API's rate limit, outages.
+    pub pacing: PacingSettings,
     /// Attempts and backoff.
     pub retry: RetryPolicy,
     /// Per attempt (for messages; the client enforces it).
@@ -104,6 +99,10 @@ pub enum StopReason {
     MaxFailures,
     /// The results file cannot be written: no request may go out without its record.
     OutputFailed,
+    /// The API's rate limit asked for a longer wait than `--max-retry-after`.
+    RateLimited,
+    /// The API could not be reached: from the start, or for longer than `--max-outage`.
+    Unreachable,
 }
 
 impl StopReason {
@@ -114,6 +113,8 @@ impl StopReason {
             StopReason::Interrupted => "INTERRUPTED",
             StopReason::MaxFailures => "ABORTED_MAX_FAILURES",
             StopReason::OutputFailed => "OUTPUT_FAILED",
+            StopReason::RateLimited => "ABORTED_RATE_LIMITED",
+            StopReason::Unreachable => "ABORTED_UNREACHABLE",
         }
     }
 
@@ -128,6 +129,10 @@ impl StopReason {
                 "not sent: more rows failed than --max-failures allows, so the job stopped"
             }
             StopReason::OutputFailed => "not sent: the results file could not be written",
+            StopReason::RateLimited => {
+                "not sent: the API's rate limit asked for a longer wait than --max-retry-after, so the job stopped"
+            }
+            StopReason::Unreachable => "not sent: the API could not be reached, so the job stopped",
         }
     }
 }
@@ -145,6 +150,8 @@ pub struct JobReport {
     pub output_failure: Option<String>,
     /// Rows whose requests were sent but whose outcome could not be written.
     pub unrecorded: u64,
+    /// 429s, pauses, the limit the API announced.
+    pub pacing: PacingReport,
 }
 
 /// Why a job could not run or finish.
@@ -179,30 +186,30 @@ pub enum JobError {
 }
 
 /// State every worker shares.
-struct Shared {
-    mode: Mode,
+pub(crate) struct Shared {
+    pub(crate) mode: Mode,
     output_log: Option<Arc<PriorResults>>,
-    limiter: Option<DefaultDirectRateLimiter>,
-    /// One task at a time waits on the limiter: FIFO, and no herd of wake-ups.
-    limiter_queue: Mutex<()>,
+    /// When each attempt may go; `None` for a dry run.
+    pacer: Option<Pacer>,
     stop_tx: watch::Sender<Option<StopReason>>,
     /// `--max-failures`, in rows.
-    max_failures: Option<u64>,
+    pub(crate) max_failures: Option<u64>,
     /// Rows failed so far, counted by the workers so the job stops as soon as it can.
-    failures: AtomicU64,
+    pub(crate) failures: AtomicU64,
     /// The input is a pipe or a stream, not a file: after a stop it is read no further.
     streamed_input: bool,
 }
 
 impl Shared {
-    fn stop(&self, reason: StopReason) {
+    /// Stops the job for `reason`, unless it stopped already; returns whether this did.
+    pub(crate) fn stop(&self, reason: StopReason) -> bool {
         self.stop_tx.send_if_modified(|current| {
             let first = current.is_none();
             if first {
                 *current = Some(reason);
             }
             first
-        });
+        })
     }
 
     fn stopped(&self) -> Option<StopReason> {
@@ -210,7 +217,7 @@ impl Shared {
     }
 
     /// Resolves with the reason once the job stops.
-    async fn until_stopped(&self) -> StopReason {
+    pub(crate) async fn until_stopped(&self) -> StopReason {
         let mut stop_rx = self.stop_tx.subscribe();
         loop {
             if let Some(reason) = *stop_rx.borrow_and_update() {
@@ -223,19 +230,35 @@ impl Shared {
         }
     }
 
-    /// Waits for the rate limiter; `Err` if the job stops first.
-    async fn permit(&self) -> Result<(), StopReason> {
-        if let Some(limiter) = &self.limiter {
-            tokio::select! {
-                biased;
-                reason = self.until_stopped() => return Err(reason),
-                _ = async {
-                    let _turn = self.limiter_queue.lock().await;
-                    until_ready(limiter).await;
-                } => {}
-            }
+    /// The pacer of a sending job.
+    pub(crate) fn pacer(&self) -> &Pacer {
+        self.pacer.as_ref().expect("a sending job has a pacer")
+    }
+
+    /// Waits for the pacer's leave to send; `Err` if the job stops first.
+    pub(crate) async fn permit(&self) -> Result<Ticket, StopReason> {
+        let ticket = tokio::select! {
+            biased;
+            reason = self.until_stopped() => return Err(reason),
+            ticket = self.pacer().permit() => ticket,
+        };
+        self.stopped().map_or(Ok(ticket), Err)
+    }
+
+    /// Stops the job because pacing gave up, saying why once; returns the reason the job
+    /// stopped for (an earlier stop stands).
+    pub(crate) fn halt(&self, halt: Halt) -> StopReason {
+        let (reason, why) = match halt {
+            Halt::RateLimited(why) => (StopReason::RateLimited, why),
+            Halt::Unreachable(why) => (StopReason::Unreachable, why),
+        };
+        if self.stop(reason) {
+            tracing::error!(
+                "stopping: {why}. The requests in flight finish; the rows not finished are written skipped / {}, and the same command with --resume sends them later",
+                reason.code()
+            );
         }
-        self.stopped().map_or(Ok(()), Err)
+        self.stopped().unwrap_or(reason)
     }
 }
 
@@ -303,19 +326,14 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         Ok::<(), InputError>(())
     });
 
-    let limiter = match &job.mode {
-        Mode::Send(Sender {
-            rate: Some(rate),
-            burst,
-            ..
-        }) => Some(RateLimiter::direct(quota(*rate, *burst))),
-        _ => None,
+    let pacer = match &job.mode {
+        Mode::Send(sender) => Some(Pacer::new(sender.pacing)),
+        Mode::DryRun => None,
     };
     let shared = Arc::new(Shared {
         mode: job.mode,
         output_log: job.output_log,
-        limiter,
-        limiter_queue: Mutex::new(()),
+        pacer,
         stop_tx: watch::channel(None).0,
         max_failures: job.max_failures,
         failures: AtomicU64::new(0),
@@ -327,9 +345,22 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         let bar = job.progress.clone();
         let shared = shared.clone();
         move || {
-            let stop_sending = || shared.stop(StopReason::OutputFailed);
+            let stop_sending = || {
+                shared.stop(StopReason::OutputFailed);
+            };
             recording::write_results(writer, outcomes_rx, stop_sending, &bar)
         }
+    });
+    // The pace, and any pause, beside the counts: a pause finishes no row to redraw them.
+    let pace_shown = shared.pacer.is_some().then(|| {
+        let (bar, shared) = (job.progress.clone(), shared.clone());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                ticks.tick().await;
+                report::show_pace(&bar, shared.pacer().describe());
+            }
+        })
     });
     let progress_lines = job.progress_every.map(|every| {
         let bar = job.progress.clone();
@@ -361,9 +392,10 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();
-    if let Some(task) = progress_lines {
+    for task in [progress_lines, pace_shown].into_iter().flatten() {
         task.abort();
     }
+    let pacing = shared.pacer.as_ref().map(Pacer::report).unwrap_or_default();
 
     let written = writing.await.expect("the results writer does not panic");
     if let Some(failure) = written.failure {
@@ -375,6 +407,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             elapsed: started.elapsed(),
             output_failure: Some(failure),
             unrecorded: written.unrecorded,
+            pacing,
         });
     }
     // An input that could not be read to its end leaves a resumed log as it is: compacted,
@@ -386,6 +419,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             elapsed: started.elapsed(),
             output_failure: None,
             unrecorded: 0,
+            pacing,
         });
     }
     reading.await.expect("the input reader does not panic")?;
@@ -406,36 +440,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         elapsed: started.elapsed(),
         output_failure,
         unrecorded: 0,
+        pacing,
     })
-}
-
-/// GCRA quota: one request per `1/rate`, `burst` of them back to back.
-fn quota(rate: Rate, burst: NonZeroU32) -> Quota {
-    let period = Duration::from_secs_f64(1.0 / rate.per_second).max(Duration::from_nanos(1));
-    Quota::with_period(period)
-        .expect("the period is above zero")
-        .allow_burst(burst)
-}
-
-/// How long before its permit is due a waiter stops sleeping and starts polling.
-const PERMIT_SPIN: Duration = Duration::from_micros(200);
-
-/// Resolves when the limiter grants a permit, within microseconds of the moment it is due.
-///
-/// governor's own `until_ready` sleeps the whole wait, and a timer wakes 100 µs or more
-/// late on a busy machine. With `--burst 1` a late permit is lost for good (the next one is
-/// due a full period after it), so at 500/s the job would reach only ~94 % of the rate.
-/// Sleeping until shortly before the permit is due and then polling, yielding to the
-/// runtime between polls, holds the rate at 99 % for a few percent of one core.
-async fn until_ready(limiter: &DefaultDirectRateLimiter) {
-    while let Err(not_until) = limiter.check() {
-        let wait = not_until.wait_time_from(limiter.clock().now());
-        if wait > PERMIT_SPIN {
-            futures_timer::Delay::new(wait - PERMIT_SPIN).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-    }
 }
 
 /// Reads rows until the input ends, and sends each to its fate. Returns once every
@@ -522,7 +528,7 @@ async fn dispatch(
                 let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
                 workers.spawn(
                     async move {
-                        let outcome = provision(&shared, row, request).await;
+                        let outcome = attempt::provision(&shared, row, request).await;
                         let _ = outcomes_tx
                             .send((Final::Outcome(outcome), Some(slot)))
                             .await;
@@ -619,13 +625,13 @@ fn body_json(request: &WorkspaceRequest) -> String {
 }
 
 /// What a row's results line needs besides its outcome.
-struct Carried {
-    row: u64,
-    name: Option<String>,
-    cells: csv::ByteRecord,
+pub(crate) struct Carried {
+    pub(crate) row: u64,
+    pub(crate) name: Option<String>,
+    pub(crate) cells: csv::ByteRecord,
     /// An earlier attempt, of this run or one before, may have created the workspace
     /// without learning it (a timeout, a lost connection, a 5xx).
-    maybe_created: bool,
+    pub(crate) maybe_created: bool,
 }
 
 /// The outcome of a row that was never sent.
@@ -642,203 +648,5 @@ fn unsent(row: Carried, status: Status, code: &str, message: &str) -> RowOutcome
         finished_at: SystemTime::now(),
         cells: row.cells,
         maybe_created: row.maybe_created,
-    }
-}
-
-/// Sends one row until it has a final outcome: success, a final refusal, retries spent,
-/// or the job stopping.
-async fn provision(shared: &Shared, mut row: Carried, request: WorkspaceRequest) -> RowOutcome {
-    let mut trail = Trail::default();
-    let verdict = attempt_until_final(shared, &request, &mut row.maybe_created, &mut trail).await;
-    if verdict.status == Status::Failed {
-        let failed = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if shared.max_failures.is_some_and(|limit| failed > limit) {
-            shared.stop(StopReason::MaxFailures);
-        }
-    }
-    RowOutcome {
-        row: row.row,
-        name: row.name,
-        status: verdict.status,
-        error_code: verdict.code,
-        error_message: verdict.message,
-        http_status: trail.http_status,
-        attempts: trail.attempts,
-        latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
-        finished_at: SystemTime::now(),
-        cells: row.cells,
-        maybe_created: row.maybe_created,
-    }
-}
-
-/// What the attempts of one row left behind.
-#[derive(Default)]
-struct Trail {
-    /// Requests sent.
-    attempts: u32,
-    /// Status of the last attempt; `None` if it got no answer.
-    http_status: Option<u16>,
-    /// When the first attempt went out (latency is not counted from the limiter's queue).
-    started: Option<Instant>,
-}
-
-/// A row's final status with its code and message.
-struct Verdict {
-    status: Status,
-    code: String,
-    message: String,
-}
-
-impl Verdict {
-    fn new(status: Status, code: &str, message: impl Into<String>) -> Verdict {
-        Verdict {
-            status,
-            code: code.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// The job stopped before this row's next attempt.
-    fn stopped(reason: StopReason, trail: &Trail) -> Verdict {
-        let message = match trail.attempts {
-            0 => reason.message().to_owned(),
-            n => format!(
-                "{}, after {n} attempt(s) whose outcome was not final",
-                reason.message().replacen("not sent", "not finished", 1)
-            ),
-        };
-        Verdict::new(Status::Skipped, reason.code(), message)
-    }
-}
-
-/// `maybe_created`: an earlier attempt may already have created the workspace; set when
-/// one of these attempts may have.
-async fn attempt_until_final(
-    shared: &Shared,
-    request: &WorkspaceRequest,
-    maybe_created: &mut bool,
-    trail: &mut Trail,
-) -> Verdict {
-    let Mode::Send(sender) = &shared.mode else {
-        unreachable!("only a sending job provisions");
-    };
-    let body = Bytes::from(serde_json::to_vec(request).expect("a request always serialises"));
-    let mut verb = Verb::Post;
-    // Attempts of the current verb: switching to PUT starts a fresh retry budget.
-    let mut tries = 0;
-    loop {
-        if let Err(reason) = shared.permit().await {
-            return Verdict::stopped(reason, trail);
-        }
-        if trail.attempts == 0 {
-            trail.started = Some(Instant::now());
-            signals::sending();
-        }
-        trail.attempts += 1;
-        tries += 1;
-        // Whatever is not final here is worth another attempt.
-        let (code, message, retry_after, unknown) = match sender
-            .client
-            .send(verb, body.clone(), &request.name)
-            .await
-        {
-            Err(no_answer) => {
-                trail.http_status = None;
-                match no_answer {
-                    NoAnswer::Timeout => {
-                        let limit = humantime::format_duration(sender.timeout);
-                        (
-                            "TIMEOUT".to_owned(),
-                            format!("no answer within {limit}"),
-                            None,
-                            true,
-                        )
-                    }
-                    NoAnswer::ConnectFailed(message) => (
-                        "CONNECTION_ERROR".to_owned(),
-                        format!("{NOT_CONNECTED}: {message}"),
-                        None,
-                        false,
-                    ),
-                    NoAnswer::Lost(message) => ("CONNECTION_ERROR".to_owned(), message, None, true),
-                }
-            }
-            Ok(answer) => {
-                trail.http_status = Some(answer.status);
-                let Some(code) = answer.code else {
-                    return match (verb, *maybe_created) {
-                        (Verb::Post, _) => Verdict::new(Status::Created, "", ""),
-                        // Taken after an answer was lost: ours, or there before the run;
-                        // without a list of the names before the run nobody can tell. The
-                        // PUT made its settings true, and `updated` claims no more than
-                        // that: a rollback must never delete what the run did not create.
-                        (Verb::Put, true) => Verdict::new(
-                            Status::Updated,
-                            "",
-                            "its settings were PUT; an earlier attempt, whose answer was lost, may have created it",
-                        ),
-                        (Verb::Put, false) => Verdict::new(Status::Updated, "", ""),
-                    };
-                };
-                if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
-                    match (sender.on_exists, *maybe_created) {
-                        // The PUT makes the row's settings true whoever created it.
-                        (OnExists::Update, _) => {
-                            verb = Verb::Put;
-                            tries = 0;
-                            continue;
-                        }
-                        (_, true) => {
-                            let message = "an earlier attempt, whose answer was lost, created it";
-                            return Verdict::new(Status::Created, "", message);
-                        }
-                        (OnExists::Skip, false) => {
-                            return Verdict::new(Status::Exists, "", "");
-                        }
-                        (OnExists::Fail, false) => {
-                            return Verdict::new(Status::Failed, &code, answer.message);
-                        }
-                    }
-                }
-                if answer.status == 401 {
-                    shared.stop(StopReason::Unauthorized);
-                }
-                if !is_retryable_status(answer.status) {
-                    return Verdict::new(Status::Failed, &code, answer.message);
-                }
-                let unknown = may_have_applied(answer.status);
-                (code, answer.message, answer.retry_after, unknown)
-            }
-        };
-        *maybe_created |= unknown;
-        if tries >= sender.retry.max_attempts {
-            return Verdict::new(Status::Failed, &code, message);
-        }
-        if let Err(reason) = back_off(shared, sender, tries, retry_after, &code, &message).await {
-            return Verdict::stopped(reason, trail);
-        }
-    }
-}
-
-/// Sleeps before the next attempt; `Err` if the job stops meanwhile.
-async fn back_off(
-    shared: &Shared,
-    sender: &Sender,
-    failed_tries: u32,
-    retry_after: Option<Duration>,
-    code: &str,
-    message: &str,
-) -> Result<(), StopReason> {
-    let wait = sender.retry.backoff(failed_tries, retry_after);
-    tracing::debug!(
-        attempt = failed_tries,
-        code,
-        ?wait,
-        "retrying after: {message}"
-    );
-    tokio::select! {
-        biased;
-        reason = shared.until_stopped() => Err(reason),
-        _ = tokio::time::sleep(wait) => Ok(()),
     }
 }

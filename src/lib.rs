@@ -3,6 +3,7 @@
 //! The modules follow a row's journey; `sandbox` stands apart and shares only the API
 //! types of `workspace`.
 
+mod attempt;
 pub mod cli;
 pub mod client;
 pub mod csv_lines;
@@ -10,6 +11,7 @@ pub mod header;
 pub mod input;
 pub mod job;
 pub mod output;
+pub mod pacing;
 pub mod record;
 pub mod recording;
 pub mod report;

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{LogFormat, ProgressMode};
+use crate::pacing::PacingReport;
 use crate::record::Status;
 use crate::results::RowOutcome;
 
@@ -147,6 +148,23 @@ pub struct Summary {
     pub exit_code: u8,
     /// Rows whose requests were sent but whose outcome could not be written (exit 4).
     pub unrecorded: u64,
+    /// 429 answers met (they spend no attempt of a row).
+    pub responses_429: u64,
+    /// Seconds every request was paused by the API's rate limit.
+    pub paused_rate_limited_seconds: f64,
+    /// Seconds every request was paused because the API could not be reached.
+    pub paused_unreachable_seconds: f64,
+    /// The rate limit the API announced in its headers, last seen.
+    pub announced_limit: Option<AnnouncedLimit>,
+}
+
+/// A rate limit as the API announced it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnouncedLimit {
+    /// Requests per window.
+    pub requests: u64,
+    /// The window, in seconds, when the API said it.
+    pub window_seconds: Option<f64>,
 }
 
 /// One error code and how many rows have it.
@@ -203,7 +221,23 @@ impl Summary {
             retry_command: None,
             exit_code: 0,
             unrecorded: 0,
+            responses_429: 0,
+            paused_rate_limited_seconds: 0.0,
+            paused_unreachable_seconds: 0.0,
+            announced_limit: None,
         }
+    }
+
+    /// Adds what pacing met: 429s, pauses, the announced limit.
+    pub fn with_pacing(mut self, pacing: &PacingReport) -> Summary {
+        self.responses_429 = pacing.responses_429;
+        self.paused_rate_limited_seconds = pacing.paused_rate_limited.as_secs_f64();
+        self.paused_unreachable_seconds = pacing.paused_unreachable.as_secs_f64();
+        self.announced_limit = pacing.announced.map(|a| AnnouncedLimit {
+            requests: a.limit,
+            window_seconds: a.window.map(|w| w.as_secs_f64()),
+        });
+        self
     }
 
     /// The summary as lines for stderr.
@@ -264,6 +298,30 @@ impl Summary {
                 ms(self.latency_ms.p99),
             );
         }
+        if self.responses_429 > 0 || self.announced_limit.is_some() {
+            let announced = match &self.announced_limit {
+                Some(AnnouncedLimit {
+                    requests,
+                    window_seconds: Some(window),
+                }) => format!("; the API announced {requests} requests per {window} s"),
+                Some(AnnouncedLimit { requests, .. }) => {
+                    format!("; the API announced {requests} requests per window")
+                }
+                None => "; the API announced no limit".to_owned(),
+            };
+            let _ = writeln!(
+                text,
+                "  rate limit: {} answers 429, paused {:.1} s{announced}",
+                self.responses_429, self.paused_rate_limited_seconds
+            );
+        }
+        if self.paused_unreachable_seconds > 0.0 {
+            let _ = writeln!(
+                text,
+                "  API unreachable: paused {:.1} s",
+                self.paused_unreachable_seconds
+            );
+        }
         let _ = writeln!(text, "  results: {}", self.results);
         if let Some(command) = &self.retry_command {
             let _ = writeln!(text, "  retry the rows that did not succeed: {command}");
@@ -292,9 +350,9 @@ pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
     let template = match total {
         Some(total) => {
             bar.set_length(total);
-            "{bar:20} {pos}/{len} rows {percent}% ETA {eta} {msg}"
+            "{bar:20} {pos}/{len} rows {percent}% ETA {eta} {msg}{prefix}"
         }
-        None => "{spinner} {pos} rows {msg}",
+        None => "{spinner} {pos} rows {msg}{prefix}",
     };
     let style = ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -317,6 +375,12 @@ pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
     bar.set_message(message);
 }
 
+/// Shows the pace, or why sending is paused, after the counts (in the bar's prefix, which
+/// the template draws last).
+pub fn show_pace(bar: &ProgressBar, pace: Option<String>) {
+    bar.set_prefix(pace.map(|p| format!("; {p}")).unwrap_or_default());
+}
+
 /// The figures of the bar as one log line, for jobs nobody watches on a terminal.
 pub fn progress_line(bar: &ProgressBar) -> String {
     let done = bar.position();
@@ -337,7 +401,7 @@ pub fn progress_line(bar: &ProgressBar) -> String {
         }
         _ => String::new(),
     };
-    format!("progress: {of}{eta}; {}", bar.message())
+    format!("progress: {of}{eta}; {}{}", bar.message(), bar.prefix())
 }
 
 /// A log line on its way to stderr: written in one piece, with the bar hidden meanwhile.

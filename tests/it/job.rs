@@ -475,7 +475,7 @@ async fn error_bodies_that_are_not_json_are_classified_by_status() {
 }
 
 #[tokio::test]
-async fn an_unreachable_api_is_a_connection_error_for_each_row() {
+async fn an_api_unreachable_from_the_start_stops_the_job_after_a_few_probes() {
     // A port that was free a moment ago: nothing listens there now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -483,22 +483,32 @@ async fn an_unreachable_api_is_a_connection_error_for_each_row() {
         .unwrap()
         .port();
     let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType\na,MULTI_DATAMART\nb,MULTI_DATAMART\n",
-    );
+    let input = dir.write("in.csv", &tenants("t", 51));
     let url = format!("http://127.0.0.1:{port}");
-    let mut args = job_args_to(&url, &dir.write("key", "k"), &dir, "results.csv");
-    args.extend(["--max-attempts", "2"].map(str::to_owned));
+    let args = job_args_to(&url, &dir.write("key", "k"), &dir, "results.csv");
     let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 1);
+    assert_eq!(run.exit, 3, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 2);
+    assert_one_row_per_input_row(&rows, 51);
     for row in &rows {
-        assert_eq!(row["_error_code"], "CONNECTION_ERROR");
+        assert_eq!(row["_status"], "skipped");
+        assert_eq!(row["_error_code"], "ABORTED_UNREACHABLE");
         assert_eq!(row["_http_status"], "");
-        assert_eq!(row["_attempts"], "2");
     }
+    // Three refusals open the breaker, three probes give up; at most the default eight
+    // requests were on their way meanwhile.
+    let attempts: u32 = rows
+        .iter()
+        .map(|r| r["_attempts"].parse::<u32>().unwrap())
+        .sum();
+    assert!((4..=14).contains(&attempts), "{attempts} attempts");
+    assert_eq!(
+        run.stderr.matches("the API cannot be reached: ").count(),
+        1,
+        "one clear message: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--base-url"), "{}", run.stderr);
 }
 
 #[tokio::test]

@@ -1742,9 +1742,14 @@ async fn a_connection_never_made_is_not_a_lost_answer_on_the_next_run() {
     let nowhere = format!("http://127.0.0.1:{port}");
     let sandbox = plain_sandbox().await;
     let mut args = job_args_to(&nowhere, &dir.key_file(&sandbox), &dir, "results.csv");
-    args.extend(["--max-attempts", "2"].map(str::to_owned));
     let first = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(first.exit, 1, "{}", first.stderr);
+    assert_eq!(first.exit, 3, "unreachable: {}", first.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert!(
+        rows.iter()
+            .all(|r| r["_error_code"] == "ABORTED_UNREACHABLE")
+    );
+    assert!(rows.iter().any(|r| r["_attempts"] != "0"), "{rows:?}");
     // Someone else creates both names; then the run is resumed against the live API.
     let api = Api::new(&sandbox);
     for name in ["t-0001", "t-0002"] {

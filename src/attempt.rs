@@ -1,0 +1,261 @@
+//! One row's attempts, until its outcome is final: a success, a final refusal, its
+//! attempts spent, or the job stopping. Each attempt waits for the pacer and tells it what
+//! came back; the retry policy decides about the rest.
+
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use crate::cli::OnExists;
+use crate::client::{NoAnswer, Verb};
+use crate::job::{Carried, Mode, Sender, Shared, StopReason};
+use crate::pacing::{Next, Seen};
+use crate::record::{NOT_CONNECTED, Status};
+use crate::results::RowOutcome;
+use crate::retry::{is_retryable_status, may_have_applied};
+use crate::signals;
+use crate::workspace::WorkspaceRequest;
+
+/// Sends one row until it has a final outcome.
+pub async fn provision(shared: &Shared, mut row: Carried, request: WorkspaceRequest) -> RowOutcome {
+    let mut trail = Trail::default();
+    let verdict = attempt_until_final(shared, &request, &mut row.maybe_created, &mut trail).await;
+    if verdict.status == Status::Failed {
+        let failed = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if shared.max_failures.is_some_and(|limit| failed > limit) {
+            shared.stop(StopReason::MaxFailures);
+        }
+    }
+    RowOutcome {
+        row: row.row,
+        name: row.name,
+        status: verdict.status,
+        error_code: verdict.code,
+        error_message: verdict.message,
+        http_status: trail.http_status,
+        attempts: trail.attempts,
+        latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
+        finished_at: SystemTime::now(),
+        cells: row.cells,
+        maybe_created: row.maybe_created,
+    }
+}
+
+/// What the attempts of one row left behind.
+#[derive(Default)]
+struct Trail {
+    /// Requests sent (429s and refused connections included).
+    attempts: u32,
+    /// Status of the last attempt; `None` if it got no answer.
+    http_status: Option<u16>,
+    /// The last attempt could not connect: it sent nothing.
+    not_connected: bool,
+    /// When the first attempt went out (latency is not counted from the pacer's queue).
+    started: Option<Instant>,
+}
+
+/// A row's final status with its code and message.
+struct Verdict {
+    status: Status,
+    code: String,
+    message: String,
+}
+
+impl Verdict {
+    fn new(status: Status, code: &str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The job stopped before this row's next attempt.
+    fn stopped(reason: StopReason, trail: &Trail) -> Verdict {
+        let message = match trail.attempts {
+            0 => reason.message().to_owned(),
+            // Said first, so that a later run reads that this row created nothing.
+            n if trail.not_connected => format!(
+                "{NOT_CONNECTED}: {} ({n} attempts)",
+                reason.message().trim_start_matches("not sent: ")
+            ),
+            n => format!(
+                "{}, after {n} attempt(s) whose outcome was not final",
+                reason.message().replacen("not sent", "not finished", 1)
+            ),
+        };
+        Verdict::new(Status::Skipped, reason.code(), message)
+    }
+}
+
+/// What one attempt that was not a success left: its code and message, the server's
+/// `Retry-After`, and whether it may have created the workspace unseen.
+struct NotYet {
+    code: String,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+    unknown: bool,
+}
+
+/// `maybe_created`: an earlier attempt may already have created the workspace; set when
+/// one of these attempts may have.
+async fn attempt_until_final(
+    shared: &Shared,
+    request: &WorkspaceRequest,
+    maybe_created: &mut bool,
+    trail: &mut Trail,
+) -> Verdict {
+    let Mode::Send(sender) = &shared.mode else {
+        unreachable!("only a sending job provisions");
+    };
+    let body = Bytes::from(serde_json::to_vec(request).expect("a request always serialises"));
+    let mut verb = Verb::Post;
+    // Attempts of the current verb that count against --max-attempts: switching to PUT
+    // starts a fresh budget, and a 429 or a connection never made spends none.
+    let mut tries = 0;
+    loop {
+        let ticket = match shared.permit().await {
+            Ok(ticket) => ticket,
+            Err(reason) => return Verdict::stopped(reason, trail),
+        };
+        if trail.attempts == 0 {
+            trail.started = Some(Instant::now());
+            signals::sending();
+        }
+        trail.attempts += 1;
+        let sent = sender.client.send(verb, body.clone(), &request.name).await;
+        trail.http_status = sent.as_ref().ok().map(|answer| answer.status);
+        trail.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
+        let timeout_text;
+        let seen = match &sent {
+            Ok(answer) => Seen::Answer {
+                status: answer.status,
+                announced: answer.announced,
+                retry_after: answer.retry_after,
+            },
+            Err(NoAnswer::ConnectFailed(message)) => Seen::NotConnected(message),
+            Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
+            Err(NoAnswer::Timeout) => {
+                timeout_text = timed_out(sender);
+                Seen::NoAnswer(&timeout_text)
+            }
+        };
+        match shared.pacer().observe(ticket, seen) {
+            Next::Proceed => {}
+            Next::Again => continue,
+            Next::Halt(halt) => {
+                *maybe_created |= matches!(sent, Err(NoAnswer::Timeout | NoAnswer::Lost(_)));
+                return Verdict::stopped(shared.halt(halt), trail);
+            }
+        }
+        tries += 1;
+        let not_yet = match sent {
+            Err(no_answer) => match no_answer {
+                NoAnswer::Timeout => NotYet {
+                    code: "TIMEOUT".to_owned(),
+                    message: timed_out(sender),
+                    retry_after: None,
+                    unknown: true,
+                },
+                NoAnswer::ConnectFailed(message) => NotYet {
+                    code: "CONNECTION_ERROR".to_owned(),
+                    message: format!("{NOT_CONNECTED}: {message}"),
+                    retry_after: None,
+                    unknown: false,
+                },
+                NoAnswer::Lost(message) => NotYet {
+                    code: "CONNECTION_ERROR".to_owned(),
+                    message,
+                    retry_after: None,
+                    unknown: true,
+                },
+            },
+            Ok(answer) => {
+                let Some(code) = answer.code else {
+                    return match (verb, *maybe_created) {
+                        (Verb::Post, _) => Verdict::new(Status::Created, "", ""),
+                        // Taken after an answer was lost: ours, or there before the run;
+                        // without a list of the names before the run nobody can tell. The
+                        // PUT made its settings true, and `updated` claims no more than
+                        // that: a rollback must never delete what the run did not create.
+                        (Verb::Put, true) => Verdict::new(
+                            Status::Updated,
+                            "",
+                            "its settings were PUT; an earlier attempt, whose answer was lost, may have created it",
+                        ),
+                        (Verb::Put, false) => Verdict::new(Status::Updated, "", ""),
+                    };
+                };
+                if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
+                    match (sender.on_exists, *maybe_created) {
+                        // The PUT makes the row's settings true whoever created it.
+                        (OnExists::Update, _) => {
+                            verb = Verb::Put;
+                            tries = 0;
+                            continue;
+                        }
+                        (_, true) => {
+                            let message = "an earlier attempt, whose answer was lost, created it";
+                            return Verdict::new(Status::Created, "", message);
+                        }
+                        (OnExists::Skip, false) => {
+                            return Verdict::new(Status::Exists, "", "");
+                        }
+                        (OnExists::Fail, false) => {
+                            return Verdict::new(Status::Failed, &code, answer.message);
+                        }
+                    }
+                }
+                if answer.status == 401 {
+                    shared.stop(StopReason::Unauthorized);
+                }
+                if !is_retryable_status(answer.status) {
+                    return Verdict::new(Status::Failed, &code, answer.message);
+                }
+                NotYet {
+                    code,
+                    message: answer.message,
+                    retry_after: answer.retry_after,
+                    unknown: may_have_applied(answer.status),
+                }
+            }
+        };
+        *maybe_created |= not_yet.unknown;
+        if tries >= sender.retry.max_attempts {
+            return Verdict::new(Status::Failed, &not_yet.code, not_yet.message);
+        }
+        if let Err(reason) = back_off(shared, sender, tries, &not_yet).await {
+            return Verdict::stopped(reason, trail);
+        }
+    }
+}
+
+fn timed_out(sender: &Sender) -> String {
+    format!(
+        "no answer within {}",
+        humantime::format_duration(sender.timeout)
+    )
+}
+
+/// Sleeps before the next attempt; `Err` if the job stops meanwhile.
+async fn back_off(
+    shared: &Shared,
+    sender: &Sender,
+    failed_tries: u32,
+    not_yet: &NotYet,
+) -> Result<(), StopReason> {
+    let wait = sender.retry.backoff(failed_tries, not_yet.retry_after);
+    tracing::debug!(
+        attempt = failed_tries,
+        code = not_yet.code,
+        ?wait,
+        "retrying after: {}",
+        not_yet.message
+    );
+    tokio::select! {
+        biased;
+        reason = shared.until_stopped() => Err(reason),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
+}
