@@ -12,6 +12,9 @@ use crate::workspace::{Envelope, WORKSPACE_PATH};
 /// a server that sends a huge or endless body cannot fill the memory.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The longest a connection may take to be made.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The code of a 2xx answer whose body is not the success envelope: the outcome is unknown.
 pub const UNEXPECTED_RESPONSE: &str = "UNEXPECTED_RESPONSE";
 
@@ -101,6 +104,9 @@ impl Client {
             .default_headers(headers)
             .user_agent(concat!("dbprov/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
+            // A host that drops packets is unreachable, like one that refuses: said in
+            // seconds, so the outage breaker can act, not after the whole --timeout.
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
             // A redirect is an answer, not a detour: following it would re-send the
             // tenant's data (and the key) to another host, or turn a POST into a GET.
             .redirect(reqwest::redirect::Policy::none())
@@ -238,10 +244,11 @@ fn clean_code(code: &str, status: u16, key: &ApiKey) -> String {
 }
 
 fn no_answer(error: reqwest::Error) -> NoAnswer {
-    if error.is_timeout() {
-        NoAnswer::Timeout
-    } else if error.is_connect() {
+    // A connection that timed out before it was made sent nothing: not a lost answer.
+    if error.is_connect() {
         NoAnswer::ConnectFailed(error_chain(&error))
+    } else if error.is_timeout() {
+        NoAnswer::Timeout
     } else {
         NoAnswer::Lost(error_chain(&error))
     }

@@ -1,12 +1,12 @@
-//! The outage breaker. A few attempts in a row without an answer (refused, no route, DNS,
-//! a timeout) open it: sending pauses, and one request at a time probes the API, at
+//! The outage breaker. A few attempts in a row that could not connect (refused, no route,
+//! DNS, a connect timeout) open it: sending pauses, and one request at a time probes the API, at
 //! growing intervals, until one is answered. An API that never answered gives up after a
 //! few probes (a wrong URL should not hold a job); one that did is waited for up to
 //! `--max-outage`.
 
 use std::time::{Duration, Instant};
 
-/// Attempts in a row without an answer that open the breaker.
+/// Attempts in a row that could not connect that open the breaker.
 const OPENS_AFTER: u32 = 3;
 /// The first probe's delay; it doubles up to [`PROBE_EVERY_AT_MOST`].
 const FIRST_PROBE: Duration = Duration::from_millis(250);
@@ -18,7 +18,7 @@ const PROBES_BEFORE_ANY_ANSWER: u32 = 3;
 /// Whether the API is reachable, as far as the attempts tell.
 #[derive(Debug, Default)]
 pub struct Breaker {
-    /// Attempts without an answer since the last answer.
+    /// Attempts that could not connect since the last answer.
     in_a_row: u32,
     /// Whether the API ever answered this job.
     answered_once: bool,
@@ -91,7 +91,7 @@ impl Breaker {
         Some(lasted)
     }
 
-    /// An attempt got no answer; `probe` tells whether it was the probe. `Ok(true)` when
+    /// An attempt could not connect; `probe` tells whether it was the probe. `Ok(true)` when
     /// this opened the breaker; `Err` when it is time to give up.
     pub fn failed(
         &mut self,

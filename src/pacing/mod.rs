@@ -63,7 +63,8 @@ pub enum Seen<'a> {
         /// Its `Retry-After`.
         retry_after: Option<Duration>,
     },
-    /// No connection could be made: nothing was sent.
+    /// No connection could be made (refused, no route, DNS, connect timeout): nothing was
+    /// sent. Only these open the outage breaker.
     NotConnected(&'a str),
     /// No answer: a timeout, or the connection broke after the request went out.
     NoAnswer(&'a str),
@@ -337,7 +338,9 @@ impl State {
                     Next::Proceed
                 }
             }
-            Seen::NotConnected(error) | Seen::NoAnswer(error) => {
+            // A timeout or a broken connection reached the API: the retry policy decides.
+            Seen::NoAnswer(_) => Next::Proceed,
+            Seen::NotConnected(error) => {
                 match self.breaker.failed(now, ticket.probe, settings.max_outage) {
                     Ok(true) if self.breaker.answered_once() => tracing::warn!(
                         "the API cannot be reached ({error}): sending paused; one request at a time probes it, for up to --max-outage {}",
@@ -362,11 +365,8 @@ impl State {
                         return Next::Halt(Halt::Unreachable(message));
                     }
                 }
-                match seen {
-                    // Nothing was sent: the attempt is not spent.
-                    Seen::NotConnected(_) => Next::Again,
-                    _ => Next::Proceed,
-                }
+                // Nothing was sent: the attempt is not spent.
+                Next::Again
             }
         }
     }

@@ -51,6 +51,8 @@ pub enum Canned {
     AuthorizationAt(usize),
     /// 502 whose body is `A`, this many spaces, then the `Authorization` header.
     AuthorizationAfterSpaces(usize),
+    /// 429 with this `Retry-After`.
+    TooManyRequests(String),
 }
 
 /// The forged line that [`Canned::ForgedLogLine`] puts after a line break.
@@ -195,6 +197,17 @@ async fn answer(
             }
             page.push_str("</pre></body></html>");
             html(StatusCode::from_u16(*status).unwrap(), page)
+        }
+        Canned::TooManyRequests(retry_after) => {
+            let mut response = envelope(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                "slow down",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.parse().unwrap());
+            response
         }
         Canned::ForgedLogLine => {
             let text = format!("bad\r\n{FORGED}");

@@ -4,6 +4,7 @@ mod common;
 mod faults;
 mod job;
 mod operator;
+mod pacing;
 mod records;
 mod reruns;
 mod sandbox;
