@@ -9,11 +9,10 @@ mod server;
 mod store;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use limit::{RateLimitHeaders, WindowLimit, WindowState};
 pub use store::{Fault, FaultCounts, LoggedRequest, Stats, WriteMethod};
@@ -199,7 +198,8 @@ pub struct Sandbox {
     api_key: String,
     seed: u64,
     state: Arc<server::Shared>,
-    shutdown_tx: watch::Sender<bool>,
+    /// The listener and connections being served; `None` while down.
+    serving: Mutex<Option<server::Serving>>,
 }
 
 impl Sandbox {
@@ -230,7 +230,39 @@ impl Sandbox {
 
     /// Stops accepting and closes every connection.
     pub fn shutdown(&self) {
-        self.shutdown_tx.send_replace(true);
+        self.go_down();
+    }
+
+    /// An outage, for testing a client against one: closes the listening socket at once
+    /// (a new connection is refused) and every open connection, keeping the workspaces,
+    /// stats and rate-limit windows for [`Sandbox::come_back`].
+    pub fn go_down(&self) {
+        if let Some(serving) = self.serving().take() {
+            serving.stop();
+        }
+    }
+
+    /// Ends an outage: listens on the same address again and serves the same state.
+    /// Does nothing while the sandbox is up.
+    pub async fn come_back(&self) -> std::io::Result<()> {
+        if !self.is_down() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        let serving = server::Serving::start(listener, self.state.clone());
+        // Two calls racing here cannot both serve: the second bind fails.
+        *self.serving() = Some(serving);
+        Ok(())
+    }
+
+    /// Whether the sandbox is in an outage ([`Sandbox::go_down`]) or shut down.
+    pub fn is_down(&self) -> bool {
+        self.serving().is_none()
+    }
+
+    fn serving(&self) -> std::sync::MutexGuard<'_, Option<server::Serving>> {
+        // Nothing can panic while it is held; a poisoned lock is taken as is.
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -264,14 +296,13 @@ pub fn serve(listener: TcpListener, config: SandboxConfig) -> std::io::Result<Sa
         ),
         &config.faults,
     ));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(server::accept_loop(listener, state.clone(), shutdown_rx));
+    let serving = server::Serving::start(listener, state.clone());
     Ok(Sandbox {
         addr,
         api_key: config.api_key,
         seed,
         state,
-        shutdown_tx,
+        serving: Mutex::new(Some(serving)),
     })
 }
 

@@ -1,9 +1,10 @@
 //! HTTP plumbing of the sandbox: routes, handlers, the rate-limit headers, and a
 //! connection loop that can close a connection without answering (the `--drop-rate`
-//! fault).
+//! fault) or close everything at once (an outage).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
@@ -27,7 +28,7 @@ use super::store::{Admission, Reply, Store, WriteMethod};
 use super::{FaultConfig, MAX_BODY_BYTES};
 use crate::workspace::{ApiError, Envelope, ErrorCode, WORKSPACE_PATH, WorkspaceRequest};
 
-/// State shared by every connection.
+/// State shared by every connection, kept across an outage.
 pub struct Shared {
     store: Mutex<Store>,
     started: Instant,
@@ -99,34 +100,68 @@ fn router(state: Arc<Shared>) -> Router {
         .with_state(state)
 }
 
+/// The listening socket, shared so that [`Serving::stop`] can close it at once.
+type Listener = Arc<Mutex<Option<TcpListener>>>;
+
+/// One spell of serving: a listening socket, its accept loop and its connections.
+pub struct Serving {
+    listener: Listener,
+    stop: watch::Sender<bool>,
+}
+
+impl Serving {
+    /// Serves `state` on `listener` in the current tokio runtime until stopped.
+    pub fn start(listener: TcpListener, state: Arc<Shared>) -> Serving {
+        let listener = Arc::new(Mutex::new(Some(listener)));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(accept_loop(listener.clone(), state, stopped));
+        Serving { listener, stop }
+    }
+
+    /// Closes the listening socket and every connection of this spell.
+    pub fn stop(self) {
+        // Closed here rather than when the accept loop next runs: a connection attempted
+        // right after must be refused, not queued on a socket about to close.
+        drop(lock(&self.listener).take());
+        self.stop.send_replace(true);
+    }
+}
+
 /// A lock whose holder cannot panic halfway through a change, so poisoning is ignored.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Accepts connections until `shutdown` turns true (or its sender is dropped).
-pub async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) {
+/// Accepts connections until `stop` turns true (or its sender is dropped) or the
+/// listener is closed.
+async fn accept_loop(listener: Listener, state: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let app = router(state);
-    let mut stop = shutdown.clone();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(stream, peer, app.clone(), shutdown.clone()));
+            accepted = accept(&listener) => match accepted {
+                Some(Ok((stream, peer))) => {
+                    tokio::spawn(serve_connection(stream, peer, app.clone(), stop.clone()));
                 }
                 // Out of file descriptors, say: back off instead of spinning.
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::warn!("sandbox: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                None => return,
             },
             _ = stopped(&mut stop) => return,
         }
     }
+}
+
+/// The next connection, or `None` once the listener has been closed.
+async fn accept(listener: &Listener) -> Option<std::io::Result<(TcpStream, SocketAddr)>> {
+    // The lock is held only while polling, never across an await.
+    std::future::poll_fn(|cx| match lock(listener).as_ref() {
+        Some(listener) => listener.poll_accept(cx).map(Some),
+        None => Poll::Ready(None),
+    })
+    .await
 }
 
 /// Resolves once the sandbox is told to stop (or its handle is gone).

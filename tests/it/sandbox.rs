@@ -10,6 +10,7 @@ use dbprov::sandbox::{
 };
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{Answer, Api, plain_sandbox, sandbox_with, workspace};
 
@@ -930,6 +931,61 @@ async fn introspection_is_neither_counted_nor_limited() {
     let stats = api.stats().await;
     assert_eq!(stats["requests_total"], 3);
     assert_eq!(stats["requests_by_client"], json!({"127.0.0.1": 3}));
+}
+
+#[tokio::test]
+async fn an_outage_refuses_connections_and_the_sandbox_comes_back_with_its_state() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    assert_eq!(api.create(&workspace("before")).await.status(), Some(200));
+    // A keep-alive connection open when the sandbox goes down.
+    let mut open = tokio::net::TcpStream::connect(sandbox.addr())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /_sandbox/stats HTTP/1.1\r\nHost: {}\r\n\r\n",
+        sandbox.addr()
+    );
+    open.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = vec![0; 4096];
+    assert!(open.read(&mut buffer).await.unwrap() > 0, "answered");
+
+    sandbox.go_down();
+    assert!(sandbox.is_down());
+    // Refused at once: connecting without yielding gives no task a chance to close it later.
+    let refused = std::net::TcpStream::connect(sandbox.addr()).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    // A fresh client, so that no pooled connection stands in for a new one.
+    let fresh = Api::new(&sandbox);
+    let error = fresh
+        .client
+        .get(format!("{}/_sandbox/stats", fresh.base))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match open.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the open connection is closed");
+
+    sandbox.come_back().await.unwrap();
+    assert!(!sandbox.is_down());
+    let fresh = Api::new(&sandbox);
+    assert_eq!(fresh.base, api.base, "the same address");
+    assert_eq!(fresh.workspace_names().await, ["before"]);
+    assert_eq!(fresh.create(&workspace("after")).await.status(), Some(200));
+    assert_eq!(fresh.workspace_names().await, ["before", "after"]);
+    assert_eq!(sandbox.stats().requests_total, 2);
+    // Coming back while up changes nothing.
+    sandbox.come_back().await.unwrap();
+    assert_eq!(fresh.stats().await["workspaces"], 2);
 }
 
 #[test]
