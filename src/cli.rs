@@ -89,9 +89,18 @@ pub struct SandboxArgs {
     /// the workspace was created.
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,
-    /// Answer 429 with Retry-After above this many requests per second (e.g. 50/s).
-    #[arg(long)]
-    pub rate_limit: Option<Rate>,
+    /// A fixed window per client IP like the vendor's: N requests per window W (500/2m,
+    /// 50/s); over it, 429 with Retry-After to the window's end.
+    #[arg(long, value_name = "N/W")]
+    pub rate_limit: Option<crate::sandbox::WindowLimit>,
+    /// Which rate-limit headers every answer carries: draft6 (RateLimit-Limit/-Remaining/
+    /// -Reset and RateLimit-Policy), draft7 (RateLimit and RateLimit-Policy), legacy
+    /// (X-RateLimit-Limit/-Remaining/-Reset, the reset a Unix time) or none.
+    #[arg(long, value_enum, default_value_t, requires = "rate_limit")]
+    pub rate_limit_headers: crate::sandbox::RateLimitHeaders,
+    /// Answer 429s without Retry-After: a limit that says nothing.
+    #[arg(long, requires = "rate_limit")]
+    pub no_retry_after: bool,
     /// Datasources that exist, comma-separated (replaces the default set).
     #[arg(long, value_delimiter = ',')]
     pub datasources: Option<Vec<String>>,

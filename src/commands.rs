@@ -704,7 +704,9 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
             fail_rate: args.fail_rate,
             fail_after_commit_rate: args.fail_after_commit_rate,
             drop_rate: args.drop_rate,
-            rate_limit: args.rate_limit.map(|r| r.per_second),
+            rate_limit: args.rate_limit,
+            rate_limit_headers: args.rate_limit_headers,
+            retry_after: !args.no_retry_after,
         },
         seed: args.seed,
         ..SandboxConfig::default()

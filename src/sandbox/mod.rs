@@ -4,6 +4,7 @@
 //! from the command line (`dbprov sandbox`) or in-process with [`spawn`], which binds a
 //! free loopback port and returns a [`Sandbox`] handle.
 
+mod limit;
 mod server;
 mod store;
 
@@ -12,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
+pub use limit::{RateLimitHeaders, WindowLimit, WindowState};
 pub use store::{Fault, FaultCounts, LoggedRequest, Stats, WriteMethod};
 
 /// The key the sandbox accepts unless told otherwise.
@@ -91,7 +92,7 @@ impl Default for Catalog {
 }
 
 /// Injected faults; the default injects none.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaultConfig {
     /// Fixed delay before every answer.
     pub latency: Duration,
@@ -103,8 +104,28 @@ pub struct FaultConfig {
     pub fail_after_commit_rate: f64,
     /// Share of requests whose connection is closed without an answer (half after the write).
     pub drop_rate: f64,
-    /// Requests per second above which requests get 429 with `Retry-After`.
-    pub rate_limit: Option<f64>,
+    /// A fixed window per client IP, like the vendor's: over it, 429.
+    pub rate_limit: Option<WindowLimit>,
+    /// Which rate-limit headers every answer carries while a limit is set.
+    pub rate_limit_headers: RateLimitHeaders,
+    /// Whether a 429 carries `Retry-After` (false: a limit that says nothing).
+    pub retry_after: bool,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            fail_rate: 0.0,
+            fail_after_commit_rate: 0.0,
+            drop_rate: 0.0,
+            rate_limit: None,
+            rate_limit_headers: RateLimitHeaders::default(),
+            // The vendor's 429 says when to come back.
+            retry_after: true,
+        }
+    }
 }
 
 impl FaultConfig {
@@ -126,10 +147,8 @@ impl FaultConfig {
                 "--fail-rate, --fail-after-commit-rate and --drop-rate add up to {sum}; at most 1 is possible"
             ));
         }
-        if let Some(limit) = self.rate_limit
-            && !(limit > 0.0 && limit.is_finite())
-        {
-            return Err(format!("--rate-limit must be above 0, got {limit}"));
+        if let Some(limit) = &self.rate_limit {
+            limit.validate().map_err(|e| format!("--rate-limit {e}"))?;
         }
         Ok(())
     }
@@ -155,8 +174,15 @@ impl std::fmt::Display for FaultConfig {
                 flags.push(format!("{flag} {rate}"));
             }
         }
+        // The headers and Retry-After flags only matter while a limit is set.
         if let Some(limit) = self.rate_limit {
-            flags.push(format!("--rate-limit {limit}/s"));
+            flags.push(format!("--rate-limit {limit}"));
+            if self.rate_limit_headers != RateLimitHeaders::Draft6 {
+                flags.push(format!("--rate-limit-headers {}", self.rate_limit_headers));
+            }
+            if !self.retry_after {
+                flags.push("--no-retry-after".to_owned());
+            }
         }
         if flags.is_empty() {
             f.write_str("none")
@@ -172,7 +198,8 @@ pub struct Sandbox {
     api_key: String,
     seed: u64,
     state: Arc<server::Shared>,
-    shutdown_tx: watch::Sender<bool>,
+    /// The listener and connections being served; `None` while down.
+    serving: Mutex<Option<server::Serving>>,
 }
 
 impl Sandbox {
@@ -203,7 +230,39 @@ impl Sandbox {
 
     /// Stops accepting and closes every connection.
     pub fn shutdown(&self) {
-        self.shutdown_tx.send_replace(true);
+        self.go_down();
+    }
+
+    /// An outage, for testing a client against one: closes the listening socket at once
+    /// (a new connection is refused) and every open connection, keeping the workspaces,
+    /// stats and rate-limit windows for [`Sandbox::come_back`].
+    pub fn go_down(&self) {
+        if let Some(serving) = self.serving().take() {
+            serving.stop();
+        }
+    }
+
+    /// Ends an outage: listens on the same address again and serves the same state.
+    /// Does nothing while the sandbox is up.
+    pub async fn come_back(&self) -> std::io::Result<()> {
+        if !self.is_down() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        let serving = server::Serving::start(listener, self.state.clone());
+        // Two calls racing here cannot both serve: the second bind fails.
+        *self.serving() = Some(serving);
+        Ok(())
+    }
+
+    /// Whether the sandbox is in an outage ([`Sandbox::go_down`]) or shut down.
+    pub fn is_down(&self) -> bool {
+        self.serving().is_none()
+    }
+
+    fn serving(&self) -> std::sync::MutexGuard<'_, Option<server::Serving>> {
+        // Nothing can panic while it is held; a poisoned lock is taken as is.
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -227,21 +286,91 @@ pub fn serve(listener: TcpListener, config: SandboxConfig) -> std::io::Result<Sa
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let addr = listener.local_addr()?;
     let seed = config.seed.unwrap_or_else(rand::random);
-    let store = store::Store::new(
-        config.api_key.clone(),
-        &config.catalog,
-        config.faults,
-        seed,
-        config.request_log_capacity,
-    );
-    let state = Arc::new(server::Shared::new(Mutex::new(store)));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(server::accept_loop(listener, state.clone(), shutdown_rx));
+    let state = Arc::new(server::Shared::new(
+        store::Store::new(
+            config.api_key.clone(),
+            &config.catalog,
+            config.faults.clone(),
+            seed,
+            config.request_log_capacity,
+        ),
+        &config.faults,
+    ));
+    let serving = server::Serving::start(listener, state.clone());
     Ok(Sandbox {
         addr,
         api_key: config.api_key,
         seed,
         state,
-        shutdown_tx,
+        serving: Mutex::new(Some(serving)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(requests: u64, secs: u64) -> Option<WindowLimit> {
+        Some(WindowLimit {
+            requests,
+            window: Duration::from_secs(secs),
+        })
+    }
+
+    #[test]
+    fn faults_display_as_the_flags_in_force() {
+        assert_eq!(FaultConfig::default().to_string(), "none");
+        let limited = FaultConfig {
+            rate_limit: limit(100, 10),
+            ..FaultConfig::default()
+        };
+        assert_eq!(limited.to_string(), "--rate-limit 100/10s");
+        let silent = FaultConfig {
+            rate_limit_headers: RateLimitHeaders::None,
+            retry_after: false,
+            ..limited
+        };
+        assert_eq!(
+            silent.to_string(),
+            "--rate-limit 100/10s --rate-limit-headers none --no-retry-after"
+        );
+        // Without a limit the header flags change nothing, so they are not shown.
+        let moot = FaultConfig {
+            rate_limit: None,
+            ..silent
+        };
+        assert_eq!(moot.to_string(), "none");
+    }
+
+    #[test]
+    fn a_hand_made_window_limit_is_validated() {
+        let zero = FaultConfig {
+            rate_limit: limit(0, 10),
+            ..FaultConfig::default()
+        };
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            "--rate-limit '0/10s' is not a limit: at least 1 request per window"
+        );
+        let fractional = FaultConfig {
+            rate_limit: Some(WindowLimit {
+                requests: 5,
+                window: Duration::from_millis(2500),
+            }),
+            ..FaultConfig::default()
+        };
+        assert!(fractional.validate().unwrap_err().contains("whole number"));
+        assert!(
+            FaultConfig {
+                rate_limit: limit(500, 120),
+                ..FaultConfig::default()
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            FaultConfig::default().retry_after,
+            "a 429 says when by default"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The sandbox's state and decisions, without any HTTP: the workspaces, the catalog of
-//! things that exist, the seeded fault plan, the rate-limit window, stats and request log.
+//! things that exist, the seeded fault plan, the per-client rate-limit windows, stats and
+//! request log.
 //!
 //! Everything here runs under one mutex held for microseconds, so a create is atomic:
 //! of 64 concurrent creates of one name exactly one wins.
@@ -11,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::limit::{WindowState, Windows};
 use super::{Catalog, FaultConfig};
 use crate::workspace::{ConnectionType, Envelope, ErrorCode, SummaryType, WorkspaceRequest};
 
@@ -38,6 +40,15 @@ pub enum Fault {
     DropAfterCommit,
     /// 429 with `Retry-After`: over the rate limit.
     RateLimited,
+}
+
+/// The rate limit's verdict on one arriving request, and its fault plan if admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// The client's window with this request counted; `None` without a rate limit.
+    pub window: Option<WindowState>,
+    /// The fault plan; `None` when the request is over the limit (answer 429).
+    pub plan: Option<Plan>,
 }
 
 /// What the plan decided for one admitted request, before any work is done.
@@ -89,6 +100,10 @@ pub struct Stats {
     pub workspaces: u64,
     /// How many times each fault fired.
     pub faults_injected: FaultCounts,
+    /// Requests counted against each client (IP address, as the rate limit names it).
+    pub requests_by_client: BTreeMap<String, u64>,
+    /// Requests answered 429 by `--rate-limit`, by client.
+    pub rate_limited_by_client: BTreeMap<String, u64>,
 }
 
 /// One line of `GET /_sandbox/requests`.
@@ -98,6 +113,8 @@ pub struct LoggedRequest {
     pub at_us: u64,
     /// `POST` or `PUT`.
     pub method: WriteMethod,
+    /// The client the request was counted against (see `GET /_sandbox/stats`).
+    pub client: String,
     /// The workspace name, when the body had one.
     pub name: Option<String>,
     /// The status answered; `None` when the connection was dropped.
@@ -118,7 +135,8 @@ pub struct Store {
     stats: Stats,
     log: Vec<LoggedRequest>,
     log_capacity: usize,
-    window: RateWindow,
+    /// Requests per client in the current window; `None` without a rate limit.
+    windows: Option<Windows>,
 }
 
 struct CatalogSets {
@@ -126,12 +144,6 @@ struct CatalogSets {
     datamarts: HashSet<String>,
     llms: HashSet<String>,
     themes: HashSet<String>,
-}
-
-/// Counts requests per whole second since start; above the limit a request is refused.
-struct RateWindow {
-    second: u64,
-    count: u64,
 }
 
 impl Store {
@@ -144,6 +156,7 @@ impl Store {
         log_capacity: usize,
     ) -> Store {
         let set = |names: &[String]| names.iter().cloned().collect::<HashSet<_>>();
+        let windows = faults.rate_limit.map(Windows::new);
         Store {
             api_key,
             catalog: CatalogSets {
@@ -159,31 +172,36 @@ impl Store {
             stats: Stats::default(),
             log: Vec::new(),
             log_capacity,
-            window: RateWindow {
-                second: 0,
-                count: 0,
-            },
+            windows,
         }
     }
 
-    /// Admits a request arriving `at` after start: either refused by the rate limit
-    /// (returns the `Retry-After` seconds) or given its fault plan.
+    /// Admits a request from `client` arriving `at` after start: counts it in the
+    /// client's window, then either refuses it (over the limit) or gives it its fault plan.
     ///
     /// The plan draws the same three random numbers for every admitted request, so the
     /// n-th admitted request gets the same fault for the same seed, whatever it carries.
-    pub fn admit(&mut self, at: Duration) -> Result<Plan, u64> {
+    pub fn admit(&mut self, at: Duration, client: &str) -> Admission {
         // Counted on arrival, so a test can see requests still waiting on `--latency`.
         self.stats.requests_total += 1;
-        if let Some(limit) = self.faults.rate_limit {
-            let second = at.as_secs();
-            if second != self.window.second {
-                self.window = RateWindow { second, count: 0 };
-            }
-            self.window.count += 1;
-            if self.window.count as f64 > limit {
-                return Err(1);
-            }
+        *self
+            .stats
+            .requests_by_client
+            .entry(client.to_owned())
+            .or_default() += 1;
+        let counted = self.windows.as_mut().map(|w| w.count(at, client));
+        let window = counted.map(|(state, _)| state);
+        if counted.is_some_and(|(_, over)| over) {
+            return Admission { window, plan: None };
         }
+        Admission {
+            window,
+            plan: Some(self.plan()),
+        }
+    }
+
+    /// The next fault plan of the seeded sequence.
+    fn plan(&mut self) -> Plan {
         let pick: f64 = self.rng.random();
         let half: bool = self.rng.random();
         let spread: f64 = self.rng.random();
@@ -201,16 +219,44 @@ impl Store {
         } else {
             None
         };
-        Ok(Plan {
+        Plan {
             fault,
             delay: f.latency + f.jitter.mul_f64(spread),
-        })
+        }
     }
 
-    /// Records a request refused by the rate limit.
-    pub fn record_rate_limited(&mut self, at: Duration, method: WriteMethod, name: Option<String>) {
+    /// Records a request from `client` refused by the rate limit. A write (`method` and
+    /// the body's `name`) is logged; another method on the workspace path is only counted.
+    pub fn record_rate_limited(
+        &mut self,
+        at: Duration,
+        method: Option<WriteMethod>,
+        name: Option<String>,
+        client: &str,
+    ) {
         self.stats.faults_injected.rate_limited += 1;
-        self.record(at, method, name, Some(429), Some(Fault::RateLimited));
+        *self
+            .stats
+            .rate_limited_by_client
+            .entry(client.to_owned())
+            .or_default() += 1;
+        match method {
+            Some(method) => self.record(
+                at,
+                method,
+                name,
+                client,
+                Some(429),
+                Some(Fault::RateLimited),
+            ),
+            None => self.record_status(429),
+        }
+    }
+
+    /// Counts an answer that the log does not list: not a write (a 405 on the workspace
+    /// path, say).
+    pub fn record_status(&mut self, status: u16) {
+        *self.stats.by_status.entry(status).or_default() += 1;
     }
 
     /// Handles an admitted write: authentication, the planned fault, validation, commit.
@@ -221,6 +267,7 @@ impl Store {
         &mut self,
         at: Duration,
         method: WriteMethod,
+        client: &str,
         authorization: Option<&str>,
         body: Result<WorkspaceRequest, (u16, Envelope)>,
         plan: Plan,
@@ -240,7 +287,7 @@ impl Store {
             Reply::Respond { status, .. } => Some(*status),
             Reply::Drop => None,
         };
-        self.record(at, method, name, status, fault);
+        self.record(at, method, name, client, status, fault);
         reply
     }
 
@@ -382,16 +429,18 @@ impl Store {
         at: Duration,
         method: WriteMethod,
         name: Option<String>,
+        client: &str,
         status: Option<u16>,
         fault: Option<Fault>,
     ) {
         if let Some(status) = status {
-            *self.stats.by_status.entry(status).or_default() += 1;
+            self.record_status(status);
         }
         if self.log.len() < self.log_capacity {
             self.log.push(LoggedRequest {
                 at_us: at.as_micros() as u64,
                 method,
+                client: client.to_owned(),
                 name,
                 status,
                 fault,
@@ -438,6 +487,7 @@ fn internal_error() -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::WindowLimit;
 
     fn store(faults: FaultConfig) -> Store {
         Store::new("k".into(), &Catalog::default(), faults, 7, 1000)
@@ -470,7 +520,7 @@ mod tests {
         let draw = |seed| {
             let mut s = Store::new("k".into(), &Catalog::default(), faults.clone(), seed, 0);
             (0..200)
-                .map(|_| s.admit(Duration::ZERO).unwrap())
+                .map(|_| s.admit(Duration::ZERO, "c").plan.unwrap())
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
@@ -485,7 +535,7 @@ mod tests {
             ..FaultConfig::default()
         });
         let plans: Vec<_> = (0..10_000)
-            .map(|_| s.admit(Duration::ZERO).unwrap().fault)
+            .map(|_| s.admit(Duration::ZERO, "c").plan.unwrap().fault)
             .collect();
         let count = |f| plans.iter().filter(|p| **p == Some(f)).count();
         assert!((2_200..2_800).contains(&count(Fault::Fail)));
@@ -494,15 +544,43 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_refuses_above_the_limit_within_one_second() {
+    fn rate_limit_refuses_above_the_limit_within_one_window_per_client() {
         let mut s = store(FaultConfig {
-            rate_limit: Some(3.0),
+            rate_limit: Some(WindowLimit {
+                requests: 3,
+                window: Duration::from_secs(2),
+            }),
             ..FaultConfig::default()
         });
         let at = Duration::from_millis(1500);
-        let admitted = (0..5).filter(|_| s.admit(at).is_ok()).count();
+        let admitted = (0..5).filter(|_| s.admit(at, "a").plan.is_some()).count();
         assert_eq!(admitted, 3);
-        assert!(s.admit(Duration::from_millis(2001)).is_ok());
+        let refused = s.admit(at, "a");
+        assert_eq!(refused.plan, None);
+        assert_eq!(
+            refused.window,
+            Some(WindowState {
+                limit: 3,
+                remaining: 0,
+                reset_after: Duration::from_millis(500),
+                window: Duration::from_secs(2),
+            })
+        );
+        assert!(s.admit(at, "b").plan.is_some(), "another client");
+        assert!(s.admit(Duration::from_millis(2001), "a").plan.is_some());
+        let stats = s.stats();
+        assert_eq!(stats.requests_by_client["a"], 7);
+        assert_eq!(stats.requests_by_client["b"], 1);
+        // Refusals are counted when recorded, with the answer.
+        assert!(stats.rate_limited_by_client.is_empty());
+    }
+
+    #[test]
+    fn without_a_limit_there_is_no_window() {
+        let mut s = store(FaultConfig::default());
+        let admission = s.admit(Duration::ZERO, "a");
+        assert_eq!(admission.window, None);
+        assert!(admission.plan.is_some());
     }
 
     #[test]
@@ -512,6 +590,7 @@ mod tests {
             let reply = s.write(
                 Duration::ZERO,
                 WriteMethod::Post,
+                "c",
                 Some("Bearer k"),
                 body(json),
                 NO_FAULT,
@@ -581,6 +660,7 @@ mod tests {
         let reply = s.write(
             Duration::ZERO,
             WriteMethod::Post,
+            "c",
             Some("Bearer k"),
             body(json),
             plan,

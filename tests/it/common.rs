@@ -110,6 +110,19 @@ impl Api {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Answer {
+        self.send_with(method, key, content_type, body, &[]).await.0
+    }
+
+    /// `send` with `extra` headers (`X-Client-IP`, say); also returns the answer's headers
+    /// (none when the connection was dropped).
+    pub async fn send_with(
+        &self,
+        method: reqwest::Method,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> (Answer, reqwest::header::HeaderMap) {
         let mut request = self
             .client
             .request(method, format!("{}/api/v2/workspace", self.base))
@@ -120,11 +133,33 @@ impl Api {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        match request.send().await {
-            Ok(response) => answer(response).await,
-            Err(e) if e.is_timeout() => panic!("request timed out: {e}"),
-            Err(_) => Answer::Dropped,
+        for (name, value) in extra {
+            request = request.header(*name, *value);
         }
+        match request.send().await {
+            Ok(response) => {
+                let headers = response.headers().clone();
+                (answer(response).await, headers)
+            }
+            Err(e) if e.is_timeout() => panic!("request timed out: {e}"),
+            Err(_) => (Answer::Dropped, reqwest::header::HeaderMap::new()),
+        }
+    }
+
+    /// `create` with `extra` headers; also returns the answer's headers.
+    pub async fn create_with(
+        &self,
+        body: &Value,
+        extra: &[(&str, &str)],
+    ) -> (Answer, reqwest::header::HeaderMap) {
+        self.send_with(
+            reqwest::Method::POST,
+            Some(&self.key),
+            Some("application/json"),
+            body.to_string().into_bytes(),
+            extra,
+        )
+        .await
     }
 
     /// `GET` a sandbox introspection path, parsed as JSON.

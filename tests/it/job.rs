@@ -2,8 +2,9 @@
 //! results file and the sandbox's own records checked row by row.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use dbprov::sandbox::{FaultConfig, Sandbox};
+use dbprov::sandbox::{FaultConfig, Sandbox, WindowLimit};
 use serde_json::json;
 
 use crate::common::{
@@ -237,7 +238,10 @@ async fn a_400_is_tried_once() {
 #[tokio::test]
 async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
     let sandbox = sandbox_with(FaultConfig {
-        rate_limit: Some(25.0),
+        rate_limit: Some(WindowLimit {
+            requests: 25,
+            window: Duration::from_secs(1),
+        }),
         ..FaultConfig::default()
     })
     .await;
