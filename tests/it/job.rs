@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dbprov::sandbox::{FaultConfig, Sandbox, WindowLimit};
+use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 use serde_json::json;
 
 use crate::common::{
@@ -237,11 +237,13 @@ async fn a_400_is_tried_once() {
 
 #[tokio::test]
 async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
+    // Without the headers that would let the job pace itself, only 429s say "not now".
     let sandbox = sandbox_with(FaultConfig {
         rate_limit: Some(WindowLimit {
             requests: 25,
             window: Duration::from_secs(1),
         }),
+        rate_limit_headers: RateLimitHeaders::None,
         ..FaultConfig::default()
     })
     .await;

@@ -2,6 +2,10 @@
 //! that cannot be reached. Every job here must end with each row accounted for, and none
 //! failed for being refused "not now".
 
+use std::time::Duration;
+
+use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
+
 use crate::common::*;
 use crate::faults::{Canned, FaultServer};
 
@@ -46,5 +50,323 @@ async fn a_retry_after_beyond_max_retry_after_stops_the_job_with_exit_3() {
             "says how to finish it: {}",
             run.stderr
         );
+    }
+}
+
+/// A sandbox with a window limit of `requests` per `window_s` seconds per client.
+async fn limited(
+    requests: u64,
+    window_s: u64,
+    headers: RateLimitHeaders,
+    retry_after: bool,
+) -> Sandbox {
+    sandbox_with(FaultConfig {
+        rate_limit: Some(WindowLimit {
+            requests,
+            window: Duration::from_secs(window_s),
+        }),
+        rate_limit_headers: headers,
+        retry_after,
+        ..FaultConfig::default()
+    })
+    .await
+}
+
+/// The flags of a job against `sandbox` with every option at its default but `extra`.
+fn default_args(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-o",
+        dir.path("results.csv").to_str().unwrap(),
+        "--base-url",
+        &sandbox.url(),
+        "--api-key-file",
+        &dir.key_file(sandbox),
+        "--summary-json",
+        dir.path("summary.json").to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Asserts that every row was created, and each workspace exactly once.
+async fn assert_all_created(sandbox: &Sandbox, rows: &[ResultRow], n: usize) {
+    assert_one_row_per_input_row(rows, n);
+    let not_created: Vec<_> = rows.iter().filter(|r| r["_status"] != "created").collect();
+    assert!(not_created.is_empty(), "{not_created:?}");
+    let counts = workspace_counts(&Api::new(sandbox)).await;
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&c| c == 1));
+}
+
+fn rate_limited(stats: &serde_json::Value) -> u64 {
+    stats["faults_injected"]["rate_limited"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn no_row_fails_under_a_window_limit_that_announces_itself() {
+    for headers in [
+        RateLimitHeaders::Draft6,
+        RateLimitHeaders::Draft7,
+        RateLimitHeaders::Legacy,
+    ] {
+        let sandbox = limited(20, 1, headers, true).await;
+        let dir = JobDir::new();
+        let input = dir.write("in.csv", &tenants("t", 60));
+        // Ten times the API's limit as the ceiling, and every other option at its default.
+        let args = default_args(&sandbox, &dir, &["--rate", "200/s"]);
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 0, "{headers}: {}", run.stderr);
+        let (_, rows) = dir.results("results.csv");
+        assert_all_created(&sandbox, &rows, 60).await;
+        // Paced to the window, the job meets few refusals (unpaced, it meets ~9 in 10).
+        let stats = Api::new(&sandbox).stats().await;
+        let requests = stats["requests_total"].as_u64().unwrap();
+        assert!(
+            rate_limited(&stats) * 4 <= requests,
+            "{headers}: {} 429s in {requests} requests",
+            rate_limited(&stats)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["responses_429"], rate_limited(&stats));
+        assert_eq!(summary["announced_limit"]["requests"], 20, "{headers}");
+    }
+}
+
+#[tokio::test]
+async fn no_row_fails_under_a_window_limit_with_only_retry_after_or_nothing_at_all() {
+    for retry_after in [true, false] {
+        let sandbox = limited(20, 1, RateLimitHeaders::None, retry_after).await;
+        let dir = JobDir::new();
+        let input = dir.write("in.csv", &tenants("t", 60));
+        let args = default_args(&sandbox, &dir, &["--rate", "200/s"]);
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 0, "Retry-After {retry_after}: {}", run.stderr);
+        let (_, rows) = dir.results("results.csv");
+        assert_all_created(&sandbox, &rows, 60).await;
+        let stats = Api::new(&sandbox).stats().await;
+        assert!(rate_limited(&stats) > 0, "the limit was met");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["responses_429"], rate_limited(&stats));
+        assert!(summary["paused_rate_limited_seconds"].as_f64().unwrap() > 0.0);
+        assert_eq!(summary["announced_limit"], serde_json::Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn a_429_spends_none_of_a_rows_attempts() {
+    let sandbox = limited(10, 1, RateLimitHeaders::None, true).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 40));
+    let args = default_args(
+        &sandbox,
+        &dir,
+        &["--rate", "unlimited", "--max-attempts", "1"],
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_all_created(&sandbox, &rows, 40).await;
+    // Rows that met a 429 were sent again, with one attempt allowed.
+    let sent_again = rows.iter().filter(|r| r["_attempts"] != "1").count();
+    assert!(sent_again > 0, "{rows:?}");
+    let attempts: u64 = rows
+        .iter()
+        .map(|r| r["_attempts"].parse::<u64>().unwrap())
+        .sum();
+    let stats = Api::new(&sandbox).stats().await;
+    assert_eq!(attempts, stats["requests_total"].as_u64().unwrap());
+}
+
+#[tokio::test]
+async fn a_wait_beyond_max_retry_after_stops_the_job_and_resume_finishes_it() {
+    // 10 per 6 s: the eleventh request is told to wait for the window's end, seconds away.
+    // (With the headers the job would spread the ten over the window and never be told.)
+    let sandbox = limited(10, 6, RateLimitHeaders::None, true).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 20));
+    let args = default_args(
+        &sandbox,
+        &dir,
+        &["--rate", "unlimited", "--max-retry-after", "1s"],
+    );
+    let first = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(first.exit, 3, "{}", first.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 20);
+    let created = rows.iter().filter(|r| r["_status"] == "created").count();
+    assert_eq!(created, 10, "the window's worth: {rows:?}");
+    for row in rows.iter().filter(|r| r["_status"] != "created") {
+        assert_eq!(row["_status"], "skipped");
+        assert_eq!(row["_error_code"], "ABORTED_RATE_LIMITED");
+    }
+    assert!(
+        first.stderr.contains("--max-retry-after"),
+        "{}",
+        first.stderr
+    );
+    // The same command with --resume (and the default bound) waits for the window.
+    let mut resume = args.clone();
+    set_flag(&mut resume, "--max-retry-after", "15m");
+    let second = dbprov_with(&["run", &input, "--resume"], &resume).await;
+    assert_eq!(second.exit, 0, "{}", second.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_all_created(&sandbox, &rows, 20).await;
+}
+
+#[tokio::test]
+async fn four_shards_behind_one_limit_share_it_without_a_failure() {
+    let sandbox = limited(20, 1, RateLimitHeaders::Draft6, true).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 120));
+    let key = dir.key_file(&sandbox);
+    let mut shards = Vec::new();
+    for i in 0..4 {
+        let output = dir.path(&format!("shard-{i}.csv"));
+        let shard = format!("{i}/4");
+        let args = [
+            "run",
+            &input,
+            "-o",
+            output.to_str().unwrap(),
+            "--base-url",
+            &sandbox.url(),
+            "--api-key-file",
+            &key,
+            "--rate",
+            "200/s",
+            "--shard",
+            &shard,
+        ];
+        shards.push(spawn_dbprov(&args));
+    }
+    let mut rows = Vec::new();
+    for (i, shard) in shards.into_iter().enumerate() {
+        let end = shard.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&end.stderr);
+        assert_eq!(end.status.code(), Some(0), "shard {i}: {stderr}");
+        rows.extend(dir.results(&format!("shard-{i}.csv")).1);
+    }
+    assert_all_created(&sandbox, &rows, 120).await;
+}
+
+#[tokio::test]
+async fn an_outage_in_the_middle_is_ridden_out() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 150));
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--rate", "50/s");
+    let mut line = vec!["run".to_owned(), input];
+    line.extend(args);
+    let line: Vec<&str> = line.iter().map(String::as_str).collect();
+    let mut child = spawn_dbprov(&line);
+    let mut stderr = Lines::of(&mut child);
+    until_requests(&api, &mut child, 30).await;
+    sandbox.go_down();
+    stderr.until("the API cannot be reached").await;
+    sandbox.come_back().await.unwrap();
+    let end = child.wait().await.unwrap();
+    let rest = stderr.rest().await;
+    assert_eq!(end.code(), Some(0), "{rest}");
+    assert!(rest.contains("answers again"), "{rest}");
+    let (_, rows) = dir.results("results.csv");
+    assert_all_created(&sandbox, &rows, 150).await;
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted_for() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 150));
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--rate", "50/s");
+    args.extend(["--max-outage", "2s"].map(str::to_owned));
+    let mut line = vec!["run".to_owned(), input];
+    line.extend(args);
+    let line: Vec<&str> = line.iter().map(String::as_str).collect();
+    let mut child = spawn_dbprov(&line);
+    until_requests(&api, &mut child, 30).await;
+    let created_before = api.workspace_names().await.len();
+    sandbox.go_down();
+    let end = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&end.stderr);
+    assert_eq!(end.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("--max-outage"), "{stderr}");
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 150);
+    let created = rows.iter().filter(|r| r["_status"] == "created").count();
+    assert!(created >= created_before.saturating_sub(8), "{created}");
+    for row in rows.iter().filter(|r| r["_status"] != "created") {
+        assert_eq!(row["_status"], "skipped", "{row:?}");
+        assert_eq!(row["_error_code"], "ABORTED_UNREACHABLE");
+    }
+}
+
+#[tokio::test]
+async fn the_progress_line_shows_a_pause_and_why() {
+    let sandbox = limited(5, 3, RateLimitHeaders::None, true).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 10));
+    let args = default_args(
+        &sandbox,
+        &dir,
+        &["--rate", "unlimited", "--progress", "always"],
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("paused"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(": rate limit, again in"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("rate limit: "),
+        "the summary: {}",
+        run.stderr
+    );
+}
+
+/// A child's stderr, read line by line as it comes.
+struct Lines {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    seen: String,
+}
+
+impl Lines {
+    fn of(child: &mut tokio::process::Child) -> Lines {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Lines {
+            lines: tokio::io::BufReader::new(stderr).lines(),
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until a line holds `text`; fails if the stream ends first.
+    async fn until(&mut self, text: &str) {
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+            if line.contains(text) {
+                return;
+            }
+        }
+        panic!("stderr ended without '{text}': {}", self.seen);
+    }
+
+    /// Everything read so far and the rest, to the end.
+    async fn rest(mut self) -> String {
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        self.seen
     }
 }
