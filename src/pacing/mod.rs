@@ -11,6 +11,7 @@ pub mod adaptive;
 pub mod announced;
 pub mod breaker;
 pub mod budget;
+mod state;
 
 use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard};
@@ -22,10 +23,8 @@ use tokio::sync::Notify;
 
 use crate::retry::RetryPolicy;
 use crate::settings::Rate;
-use adaptive::Adaptive;
 pub use announced::Announced;
-use breaker::{Allows, Breaker};
-use budget::Budget;
+use state::{Gate, State};
 
 /// How a job is paced.
 #[derive(Debug, Clone, Copy)]
@@ -102,37 +101,6 @@ pub struct Pacer {
     state: Mutex<State>,
 }
 
-/// A pause of every request after a 429.
-#[derive(Debug, Clone, Copy)]
-struct Pause {
-    since: Instant,
-    until: Instant,
-}
-
-struct State {
-    started: Instant,
-    /// Requests issued so far.
-    issued: u64,
-    last_sent: Option<Instant>,
-    pause: Option<Pause>,
-    /// Time paused by pauses that ended.
-    paused_before: Duration,
-    /// A 429 of a request issued before this does not cut the pace again: it was in
-    /// flight when the last one was met.
-    refusal_round_from: u64,
-    /// 429 rounds since the last success, for 429s that say nothing of when to return.
-    refusal_rounds: u32,
-    /// Since when every answer was a 429.
-    limited_since: Option<Instant>,
-    responses_429: u64,
-    /// Whether the API's answers announce its window.
-    announces: bool,
-    latest_announced: Option<Announced>,
-    budget: Budget,
-    adaptive: Adaptive,
-    breaker: Breaker,
-}
-
 /// The pacing figures of a finished job, for its summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PacingReport {
@@ -152,28 +120,12 @@ impl Pacer {
         let ceiling = settings
             .ceiling
             .map(|rate| RateLimiter::direct(quota(rate, settings.burst)));
-        let now = Instant::now();
         Pacer {
             settings,
             ceiling,
             queue: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
-            state: Mutex::new(State {
-                started: now,
-                issued: 0,
-                last_sent: None,
-                pause: None,
-                paused_before: Duration::ZERO,
-                refusal_round_from: 0,
-                refusal_rounds: 0,
-                limited_since: None,
-                responses_429: 0,
-                announces: false,
-                latest_announced: None,
-                budget: Budget::default(),
-                adaptive: Adaptive::new(settings.ceiling.map(|r| r.per_second)),
-                breaker: Breaker::default(),
-            }),
+            state: Mutex::new(State::new(&settings)),
         }
     }
 
@@ -233,276 +185,8 @@ impl Pacer {
 
     /// The figures for the summary.
     pub fn report(&self) -> PacingReport {
-        let state = self.state();
-        let now = Instant::now();
-        PacingReport {
-            responses_429: state.responses_429,
-            paused_rate_limited: state.paused_until(now),
-            paused_unreachable: state.breaker.unreachable_for(now),
-            announced: state.latest_announced,
-        }
+        self.state().report(Instant::now())
     }
-}
-
-/// What the pacer allows now.
-enum Gate {
-    /// A request may go.
-    Open,
-    /// Nothing before then (or a change).
-    Until(Instant),
-    /// Nothing until something changes.
-    Changed,
-}
-
-impl State {
-    fn gate(&mut self, now: Instant, settings: &PacingSettings) -> Gate {
-        let mut until = now;
-        if let Some(pause) = self.pause {
-            if now < pause.until {
-                until = pause.until;
-            } else {
-                self.paused_before += pause.until - pause.since;
-                self.pause = None;
-            }
-        }
-        match self.breaker.allows(now) {
-            Allows::Any | Allows::Probe => {}
-            Allows::Until(at) => until = until.max(at),
-            Allows::ProbeInFlight => return Gate::Changed,
-        }
-        let paced = if self.announces {
-            // A window that resets later than the job would wait is the server's to
-            // refuse: its 429 then says how long, and --max-retry-after decides.
-            self.budget
-                .earliest(now, self.issued, self.last_sent)
-                .filter(|at| at.saturating_duration_since(now) <= settings.max_retry_after)
-        } else {
-            self.adaptive
-                .interval()
-                .zip(self.last_sent)
-                .map(|(gap, last)| last + gap)
-        };
-        if let Some(at) = paced {
-            until = until.max(at);
-        }
-        if until > now {
-            Gate::Until(until)
-        } else {
-            Gate::Open
-        }
-    }
-
-    fn issue(&mut self, now: Instant) -> Ticket {
-        let ticket = Ticket {
-            seq: self.issued,
-            probe: self.breaker.issued(),
-        };
-        self.issued += 1;
-        self.last_sent = Some(now);
-        let active = self.active(now);
-        self.adaptive.sent(active);
-        ticket
-    }
-
-    fn observe(&mut self, ticket: Ticket, seen: Seen<'_>, settings: &PacingSettings) -> Next {
-        let now = Instant::now();
-        match seen {
-            Seen::Answer {
-                status,
-                announced,
-                retry_after,
-            } => {
-                if let Some(lasted) = self.breaker.answered(now) {
-                    tracing::info!(
-                        "the API answers again after {}: sending resumes",
-                        seconds(lasted)
-                    );
-                }
-                if let Some(announced) = announced {
-                    self.announces = true;
-                    self.latest_announced = Some(announced);
-                    self.budget.update(ticket.seq + 1, announced, now);
-                }
-                if status == 429 {
-                    self.refused(ticket, announced, retry_after, now, settings)
-                } else {
-                    // Only a request sent after the last refusal shows the limit has eased.
-                    if ticket.seq >= self.refusal_round_from {
-                        self.limited_since = None;
-                        self.refusal_rounds = 0;
-                    }
-                    if !self.announces {
-                        let active = self.active(now);
-                        self.adaptive.succeeded(active);
-                    }
-                    Next::Proceed
-                }
-            }
-            // A timeout or a broken connection reached the API: the retry policy decides.
-            Seen::NoAnswer(_) => Next::Proceed,
-            Seen::NotConnected(error) => {
-                match self.breaker.failed(now, ticket.probe, settings.max_outage) {
-                    Ok(true) if self.breaker.answered_once() => tracing::warn!(
-                        "the API cannot be reached ({error}): sending paused; one request at a time probes it, for up to --max-outage {}",
-                        humantime::format_duration(settings.max_outage)
-                    ),
-                    Ok(true) => tracing::warn!(
-                        "the API cannot be reached ({error}): probing it a few times before the job stops"
-                    ),
-                    Ok(false) => {}
-                    Err(given_up) => {
-                        let message = if given_up.answered_once {
-                            format!(
-                                "the API could not be reached for {} (more than --max-outage {}): {error}",
-                                seconds(given_up.for_how_long),
-                                humantime::format_duration(settings.max_outage)
-                            )
-                        } else {
-                            format!(
-                                "the API cannot be reached: {error}. Check --base-url and the network"
-                            )
-                        };
-                        return Next::Halt(Halt::Unreachable(message));
-                    }
-                }
-                // Nothing was sent: the attempt is not spent.
-                Next::Again
-            }
-        }
-    }
-
-    /// A 429: pause everyone until the API's time, cut the pace once per round, and stop
-    /// if the wait is longer than `--max-retry-after`.
-    fn refused(
-        &mut self,
-        ticket: Ticket,
-        announced: Option<Announced>,
-        retry_after: Option<Duration>,
-        now: Instant,
-        settings: &PacingSettings,
-    ) -> Next {
-        self.responses_429 += 1;
-        let new_round = ticket.seq >= self.refusal_round_from;
-        if new_round {
-            self.refusal_rounds = self.refusal_rounds.saturating_add(1);
-            self.refusal_round_from = self.issued;
-            if !self.announces {
-                let active = self.active(now);
-                self.adaptive.refused(active);
-            }
-        }
-        let told = retry_after
-            .or(announced
-                .filter(|a| a.remaining == 0)
-                .map(|a| a.reset_after))
-            .filter(|wait| !wait.is_zero());
-        let wait = told.unwrap_or_else(|| settings.backoff.ceiling(self.refusal_rounds));
-        let limited_since = *self.limited_since.get_or_insert(now);
-        let limited_for = (now + wait).duration_since(limited_since);
-        if limited_for > settings.max_retry_after {
-            let max = humantime::format_duration(settings.max_retry_after);
-            let message = if told.is_some_and(|t| t > settings.max_retry_after) {
-                format!(
-                    "the API's rate limit asks to wait {}, more than --max-retry-after {max}",
-                    humantime::format_duration(Duration::from_secs(wait.as_secs()))
-                )
-            } else {
-                format!(
-                    "the API has refused every request (429) for {}, more than --max-retry-after {max}",
-                    seconds(limited_for)
-                )
-            };
-            return Next::Halt(Halt::RateLimited(message));
-        }
-        let until = now + wait;
-        match &mut self.pause {
-            Some(pause) if now < pause.until => pause.until = pause.until.max(until),
-            _ => {
-                if let Some(ended) = self.pause.take() {
-                    self.paused_before += ended.until - ended.since;
-                }
-                self.pause = Some(Pause { since: now, until });
-                let text = format!(
-                    "rate limited (429): every request paused for {}{}",
-                    seconds(wait),
-                    if told.is_some() {
-                        ""
-                    } else {
-                        " (the API did not say how long)"
-                    }
-                );
-                // A nightly log should show a long pause, not every one-second window.
-                if wait >= Duration::from_secs(10) {
-                    tracing::info!("{text}");
-                } else {
-                    tracing::debug!("{text}");
-                }
-            }
-        }
-        Next::Again
-    }
-
-    /// Time since the job began, pauses not counted.
-    fn active(&self, now: Instant) -> f64 {
-        let paused = self.paused_until(now) + self.breaker.unreachable_for(now);
-        now.duration_since(self.started)
-            .saturating_sub(paused)
-            .as_secs_f64()
-    }
-
-    /// Time paused by 429s, up to `now`.
-    fn paused_until(&self, now: Instant) -> Duration {
-        self.paused_before
-            + self.pause.map_or(Duration::ZERO, |p| {
-                now.min(p.until).saturating_duration_since(p.since)
-            })
-    }
-
-    fn describe(&self, now: Instant) -> Option<String> {
-        if let Some(pause) = self.pause.filter(|p| now < p.until) {
-            let resets = if self.announces {
-                "window resets"
-            } else {
-                "again"
-            };
-            return Some(format!(
-                "paused {}: rate limit, {resets} in {}",
-                whole_seconds(now - pause.since),
-                whole_seconds(pause.until - now)
-            ));
-        }
-        if let Some(since) = self.breaker.outage_since() {
-            let next = match self.breaker.next_probe() {
-                Some(at) => format!("next probe in {}", whole_seconds(at - now.min(at))),
-                None => "probing".to_owned(),
-            };
-            return Some(format!(
-                "paused {}: API unreachable, {next}",
-                whole_seconds(now - since)
-            ));
-        }
-        if self.announces
-            && let Some((left, reset)) = self.budget.left(now, self.issued)
-        {
-            return Some(format!(
-                "API window: {left} left, resets in {}",
-                whole_seconds(reset)
-            ));
-        }
-        self.adaptive
-            .rate()
-            .map(|rate| format!("pace {rate:.1}/s (adapting to 429s)"))
-    }
-}
-
-/// A duration for a message: `41.2 s`.
-fn seconds(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
-
-/// A duration for the progress line: `41 s`.
-fn whole_seconds(d: Duration) -> String {
-    format!("{} s", d.as_secs_f64().round() as u64)
 }
 
 /// GCRA quota: one request per `1/rate`, `burst` of them back to back.
