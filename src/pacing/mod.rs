@@ -125,7 +125,7 @@ impl Pacer {
             ceiling,
             queue: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
-            state: Mutex::new(State::new(&settings)),
+            state: Mutex::new(State::new(&settings, Instant::now())),
         }
     }
 
@@ -173,7 +173,9 @@ impl Pacer {
 
     /// Takes what came of the request `ticket` let out, and says what its row does next.
     pub fn observe(&self, ticket: Ticket, seen: Seen<'_>) -> Next {
-        let next = self.state().observe(ticket, seen, &self.settings);
+        let next = self
+            .state()
+            .observe(ticket, seen, &self.settings, Instant::now());
         self.changed.notify_waiters();
         next
     }

@@ -53,9 +53,9 @@ pub(super) enum Gate {
 
 impl State {
     /// Nothing sent yet, nothing known of the API.
-    pub(super) fn new(settings: &PacingSettings) -> State {
+    pub(super) fn new(settings: &PacingSettings, now: Instant) -> State {
         State {
-            started: Instant::now(),
+            started: now,
             issued: 0,
             last_sent: None,
             pause: None,
@@ -136,8 +136,8 @@ impl State {
         ticket: Ticket,
         seen: Seen<'_>,
         settings: &PacingSettings,
+        now: Instant,
     ) -> Next {
-        let now = Instant::now();
         match seen {
             Seen::Answer {
                 status,
@@ -335,4 +335,186 @@ fn seconds(d: Duration) -> String {
 /// A duration for the progress line: `41 s`.
 fn whole_seconds(d: Duration) -> String {
     format!("{} s", d.as_secs_f64().round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::retry::RetryPolicy;
+
+    const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
+
+    fn settings() -> PacingSettings {
+        PacingSettings {
+            ceiling: None,
+            burst: NonZeroU32::MIN,
+            max_retry_after: 60 * S,
+            max_outage: 30 * S,
+            backoff: RetryPolicy {
+                max_attempts: 5,
+                backoff_base: 500 * MS,
+                backoff_max: 30 * S,
+            },
+        }
+    }
+
+    fn answer(status: u16, retry_after: Option<Duration>) -> Seen<'static> {
+        Seen::Answer {
+            status,
+            announced: None,
+            retry_after,
+        }
+    }
+
+    /// Issues a request at `at` (the gate must be open then).
+    fn issue(state: &mut State, at: Instant) -> Ticket {
+        assert!(
+            matches!(state.gate(at, &settings()), Gate::Open),
+            "the gate is open"
+        );
+        state.issue(at)
+    }
+
+    #[test]
+    fn a_429_pauses_every_request_until_its_retry_after_and_spends_nothing() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let first = issue(&mut state, t0);
+        let second = issue(&mut state, t0);
+        let next = state.observe(first, answer(429, Some(5 * S)), &settings(), t0 + MS);
+        assert_eq!(next, Next::Again);
+        assert!(
+            matches!(state.gate(t0 + S, &settings()), Gate::Until(at) if at == t0 + MS + 5 * S)
+        );
+        // The second was in flight: its 429 neither cuts the pace again nor moves the pause.
+        state.observe(second, answer(429, Some(5 * S)), &settings(), t0 + 2 * MS);
+        assert_eq!(state.refusal_rounds, 1);
+        assert_eq!(state.responses_429, 2);
+        let report = state.report(t0 + 10 * S);
+        assert_eq!(report.paused_rate_limited, 5 * S + MS);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_bound_halts() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let ticket = issue(&mut state, t0);
+        let next = state.observe(ticket, answer(429, Some(3600 * S)), &settings(), t0);
+        let Next::Halt(Halt::RateLimited(why)) = next else {
+            panic!("{next:?}")
+        };
+        assert!(
+            why.contains("1h") && why.contains("--max-retry-after 1m"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn refusals_that_never_end_halt_once_the_bound_is_spent() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let mut now = t0;
+        for round in 0.. {
+            let ticket = issue(&mut state, now);
+            match state.observe(ticket, answer(429, None), &settings(), now) {
+                Next::Again => {}
+                Next::Halt(Halt::RateLimited(why)) => {
+                    assert!(why.contains("refused every request"), "{why}");
+                    assert!(now - t0 <= 60 * S, "within the bound");
+                    assert!(round >= 3, "after a few rounds: {round}");
+                    return;
+                }
+                other => panic!("{other:?}"),
+            }
+            // Without a Retry-After, the pause grows: 0.5 s, 1 s, 2 s, ...
+            let Gate::Until(at) = state.gate(now, &settings()) else {
+                panic!("paused")
+            };
+            now = at;
+        }
+    }
+
+    #[test]
+    fn only_a_request_sent_after_the_refusal_shows_the_limit_eased() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let before = issue(&mut state, t0);
+        let refused = issue(&mut state, t0);
+        state.observe(refused, answer(429, Some(2 * S)), &settings(), t0);
+        // A success of a request sent before the 429 says nothing of the limit now.
+        state.observe(before, answer(200, None), &settings(), t0 + MS);
+        assert_eq!(state.limited_since, Some(t0));
+        let after = issue(&mut state, t0 + 2 * S);
+        state.observe(after, answer(200, None), &settings(), t0 + 2 * S + MS);
+        assert_eq!(state.limited_since, None);
+    }
+
+    #[test]
+    fn the_announced_window_paces_and_is_reported() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let ticket = issue(&mut state, t0);
+        let announced = Announced {
+            limit: 10,
+            remaining: 0,
+            reset_after: 4 * S,
+            window: Some(10 * S),
+        };
+        let seen = Seen::Answer {
+            status: 200,
+            announced: Some(announced),
+            retry_after: None,
+        };
+        assert_eq!(state.observe(ticket, seen, &settings(), t0), Next::Proceed);
+        assert!(matches!(state.gate(t0, &settings()), Gate::Until(at) if at == t0 + 4 * S));
+        assert_eq!(
+            state.describe(t0 + S).as_deref(),
+            Some("API window: 0 left, resets in 3 s")
+        );
+        assert_eq!(state.report(t0).announced, Some(announced));
+    }
+
+    #[test]
+    fn a_window_reset_beyond_the_bound_is_left_to_the_server_to_refuse() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let ticket = issue(&mut state, t0);
+        let seen = Seen::Answer {
+            status: 200,
+            announced: Some(Announced {
+                limit: 10,
+                remaining: 0,
+                reset_after: 3600 * S,
+                window: None,
+            }),
+            retry_after: None,
+        };
+        state.observe(ticket, seen, &settings(), t0);
+        // Not a silent wait of an hour: the next request goes, and its 429 decides.
+        assert!(matches!(state.gate(t0, &settings()), Gate::Open));
+    }
+
+    #[test]
+    fn a_connection_never_made_is_sent_again_and_an_outage_is_described() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let ok = issue(&mut state, t0);
+        state.observe(ok, answer(200, None), &settings(), t0);
+        for _ in 0..3 {
+            let ticket = issue(&mut state, t0);
+            let next = state.observe(ticket, Seen::NotConnected("refused"), &settings(), t0);
+            assert_eq!(next, Next::Again);
+        }
+        assert_eq!(
+            state.describe(t0 + 100 * MS).as_deref(),
+            Some("paused 0 s: API unreachable, next probe in 0 s")
+        );
+        // A timeout reached the API: the retry policy decides, the breaker does not count it.
+        let ticket = state.issue(t0 + S);
+        let next = state.observe(ticket, Seen::NoAnswer("timeout"), &settings(), t0 + S);
+        assert_eq!(next, Next::Proceed);
+    }
 }
