@@ -8,13 +8,18 @@ of the tests. Each figure is a ratio:
      share of requests, throughput as a share of the limit;
   3. --rate-limit 4/s, every dbprov option at its default, 200 rows: rows failed;
   4. 4 shards of 1 000 rows behind one 100/10s limit, started together: rows failed, their
-     throughput together (rows / the last shard's elapsed) as a share of the limit.
+     throughput together (rows / the last shard's elapsed) as a share of the limit;
+  5. the issue's second measurement: --rate-limit 50/s (draft6), --rate 200/s, 3 000 rows:
+     429s as a share of requests;
+  6. the issue's third: 51 rows against a port where nothing listens, --rate unlimited:
+     elapsed until dbprov stops, and its exit code.
 
 The limit's ideal for N rows is N / (limit / window): what the API allows on average. A job
 that starts at the beginning of a fixed window can beat it by up to one window (the last
 window's requests go at its start), so a ratio a little below 1 is possible.
 
-Usage: python3 bench/pacing.py [--only headers,no-headers,defaults,shards] [--bin PATH]
+Usage: python3 bench/pacing.py [--only headers,no-headers,defaults,shards,fast,unreachable]
+                              [--bin PATH]
 """
 
 import argparse
@@ -33,9 +38,11 @@ ROWS = 1000
 
 def start(sandbox, work, input_csv, name, *flags):
     """Starts one `dbprov run`; returns the process, its start time and its results path."""
-    key_file = os.path.join(work, "key")
-    with open(key_file, "w") as f:
-        f.write(sandbox.key)
+    # Written once per sandbox, before any process that reads it starts.
+    key_file = os.path.join(work, f"key-{sandbox.url.rsplit(':', 1)[1]}")
+    if not os.path.exists(key_file):
+        with open(key_file, "w") as f:
+            f.write(sandbox.key)
     out = os.path.join(work, f"{name}.results.csv")
     proc = subprocess.Popen(
         [job.BIN, "run", input_csv, "-o", out, "--base-url", sandbox.url,
@@ -120,9 +127,45 @@ def bench_shards(work, shards=4):
           f"(target >= 0.9)")
 
 
+def bench_fast_window(work, rows=3000):
+    input_csv = os.path.join(work, "fast.csv")
+    job.tenants(input_csv, rows, "fast")
+    with job.Sandbox("--rate-limit", "50/s") as sandbox:
+        proc, started, out = start(sandbox, work, input_csv, "fast", "--rate", "200/s")
+        code, elapsed = finish(proc, started)
+        stats = sandbox.get("/_sandbox/stats")
+    requests = stats["requests_total"]
+    refused = stats["faults_injected"]["rate_limited"]
+    print(f"5. --rate-limit 50/s (draft6), --rate 200/s, {rows} rows: exit {code}, "
+          f"{failed_rows(out)} failed; 429s {refused} of {requests} requests = "
+          f"{refused / requests:.4f}; {rows / elapsed:.2f} rows/s = {rows / elapsed / 50:.3f} "
+          f"of the limit")
+
+
+def bench_unreachable(work, rows=51):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    input_csv = os.path.join(work, "nowhere.csv")
+    job.tenants(input_csv, rows, "nowhere")
+    key_file = os.path.join(work, "key")
+    with open(key_file, "w") as f:
+        f.write("k")
+    started = time.monotonic()
+    code = subprocess.run(
+        [job.BIN, "run", input_csv, "-o", os.path.join(work, "nowhere.results.csv"),
+         "--base-url", f"http://127.0.0.1:{port}", "--api-key-file", key_file,
+         "--rate", "unlimited"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    elapsed = time.monotonic() - started
+    print(f"6. {rows} rows, nothing listening, --rate unlimited: exit {code} after {elapsed:.1f} s")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="headers,no-headers,defaults,shards")
+    parser.add_argument("--only",
+                        default="headers,no-headers,defaults,shards,fast,unreachable")
     parser.add_argument("--bin", help="the dbprov to measure (no build); default: this tree's")
     args = parser.parse_args()
     if args.bin:
@@ -132,7 +175,8 @@ def main():
     only = args.only.split(",")
     with tempfile.TemporaryDirectory() as work:
         for name, bench in [("headers", bench_headers), ("no-headers", bench_no_headers),
-                            ("defaults", bench_defaults), ("shards", bench_shards)]:
+                            ("defaults", bench_defaults), ("shards", bench_shards),
+                            ("fast", bench_fast_window), ("unreachable", bench_unreachable)]:
             if name in only:
                 bench(work)
 

@@ -139,6 +139,17 @@ impl Pacer {
     pub async fn permit(&self) -> Ticket {
         let _turn = self.queue.lock().await;
         loop {
+            if let Some(ceiling) = &self.ceiling
+                && matches!(self.gate(), Gate::Open)
+            {
+                until_ready(ceiling).await;
+            }
+            // The gate is checked again as the request is issued: a pause may have begun
+            // while the ceiling held it back.
+            let now = Instant::now();
+            if let Some(ticket) = self.state().try_issue(now, &self.settings) {
+                return ticket;
+            }
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
@@ -150,19 +161,8 @@ impl Pacer {
                         () = futures_timer::Delay::new(wait) => {}
                         () = changed => {}
                     }
-                    continue;
                 }
-                Gate::Changed => {
-                    changed.await;
-                    continue;
-                }
-            }
-            if let Some(ceiling) = &self.ceiling {
-                until_ready(ceiling).await;
-            }
-            // A pause may have begun while the ceiling held this request back.
-            if matches!(self.gate(), Gate::Open) {
-                return self.state().issue(Instant::now());
+                Gate::Changed => changed.await,
             }
         }
     }

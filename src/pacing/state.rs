@@ -119,6 +119,11 @@ impl State {
         }
     }
 
+    /// Issues a request if the gate is open at `now`.
+    pub(super) fn try_issue(&mut self, now: Instant, settings: &PacingSettings) -> Option<Ticket> {
+        matches!(self.gate(now, settings), Gate::Open).then(|| self.issue(now))
+    }
+
     pub(super) fn issue(&mut self, now: Instant) -> Ticket {
         let ticket = Ticket {
             seq: self.issued,
