@@ -13,7 +13,7 @@ use crate::workspace::{Envelope, WORKSPACE_PATH};
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The longest a connection may take to be made.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The code of a 2xx answer whose body is not the success envelope: the outcome is unknown.
 pub const UNEXPECTED_RESPONSE: &str = "UNEXPECTED_RESPONSE";
@@ -319,14 +319,21 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answ
     }
 }
 
+/// The longest `Retry-After` taken as it is: longer ones are this long, which is beyond
+/// any `--max-retry-after` and still a time that can be added to a clock.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(365 * 86_400);
+
 /// `Retry-After` as seconds or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(SystemTime::now()).unwrap_or_default()
+        }
+    };
+    Some(wait.min(LONGEST_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -408,5 +415,14 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("99999999999999999999"),
+            None,
+            "beyond u64: not a number of seconds"
+        );
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(LONGEST_RETRY_AFTER)
+        );
     }
 }

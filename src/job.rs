@@ -196,6 +196,8 @@ pub(crate) struct Shared {
     pub(crate) max_failures: Option<u64>,
     /// Rows failed so far, counted by the workers so the job stops as soon as it can.
     pub(crate) failures: AtomicU64,
+    /// Rows whose worker panicked: they have no record.
+    lost_rows: AtomicU64,
     /// The input is a pipe or a stream, not a file: after a stop it is read no further.
     streamed_input: bool,
 }
@@ -337,6 +339,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         stop_tx: watch::channel(None).0,
         max_failures: job.max_failures,
         failures: AtomicU64::new(0),
+        lost_rows: AtomicU64::new(0),
         streamed_input,
     });
 
@@ -355,10 +358,21 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let pace_shown = shared.pacer.is_some().then(|| {
         let (bar, shared) = (job.progress.clone(), shared.clone());
         tokio::spawn(async move {
+            // Requests issued at each of the last ten ticks: the rate of the last 5 s.
+            let mut issued = std::collections::VecDeque::from([(Instant::now(), 0)]);
             let mut ticks = tokio::time::interval(Duration::from_millis(500));
             loop {
                 ticks.tick().await;
-                report::show_pace(&bar, shared.pacer().describe());
+                let pacer = shared.pacer();
+                let (now, count) = (Instant::now(), pacer.issued());
+                if issued.len() > 10 {
+                    issued.pop_front();
+                }
+                let (then, before) = issued.front().copied().unwrap_or((now, count));
+                issued.push_back((now, count));
+                let seconds = now.duration_since(then).as_secs_f64().max(1e-3);
+                let per_second = (count - before) as f64 / seconds;
+                report::show_pace(&bar, per_second, pacer.describe());
             }
         })
     });
@@ -397,7 +411,18 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     }
     let pacing = shared.pacer.as_ref().map(Pacer::report).unwrap_or_default();
 
-    let written = writing.await.expect("the results writer does not panic");
+    let mut written = writing.await.expect("the results writer does not panic");
+    let lost = shared.lost_rows.load(Ordering::Relaxed);
+    if lost > 0 {
+        tracing::error!(
+            "{lost} rows were lost to an internal error (a bug: please report the message above); {} lacks them, and the same command with --resume sends them",
+            job.output_name
+        );
+        written
+            .failure
+            .get_or_insert_with(|| "an internal error".to_owned());
+        written.unrecorded += lost;
+    }
     if let Some(failure) = written.failure {
         // The log stays as it is (append-only, valid up to its last whole row): --resume
         // settles the rows it lacks. Rewriting it now could only lose more.
@@ -523,12 +548,12 @@ async fn dispatch(
                     }
                     continue;
                 };
-                let (shared, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
+                let (worker, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
                 // Retries and the HTTP stack's own logs carry the row they belong to.
                 let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
                 workers.spawn(
                     async move {
-                        let outcome = attempt::provision(&shared, row, request).await;
+                        let outcome = attempt::provision(&worker, row, request).await;
                         let _ = outcomes_tx
                             .send((Final::Outcome(outcome), Some(slot)))
                             .await;
@@ -536,7 +561,9 @@ async fn dispatch(
                     .instrument(span),
                 );
                 // Reap finished workers so the set stays as small as the concurrency.
-                while workers.try_join_next().is_some() {}
+                while let Some(done) = workers.try_join_next() {
+                    count_lost(shared, done);
+                }
                 continue;
             }
         };
@@ -545,8 +572,19 @@ async fn dispatch(
             break;
         }
     }
-    while workers.join_next().await.is_some() {}
+    while let Some(done) = workers.join_next().await {
+        count_lost(shared, done);
+    }
     ended
+}
+
+/// A worker that panicked took its row with it: a bug, but never a silent one. The row
+/// has no record, so the job must not end as if it had.
+fn count_lost(shared: &Shared, done: Result<(), tokio::task::JoinError>) {
+    if done.is_err() {
+        shared.lost_rows.fetch_add(1, Ordering::Relaxed);
+        shared.stop(StopReason::OutputFailed);
+    }
 }
 
 /// How long, after the job stopped, the input may give no row before it is given up.

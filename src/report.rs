@@ -366,19 +366,20 @@ pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
 /// Moves the bar to the rows counted so far.
 pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
     bar.set_position(tally.rows());
-    let rate = tally.requests as f64 / bar.elapsed().as_secs_f64().max(1e-3);
     let message = format!(
-        "{rate:.1} req/s, created {}, failed {}",
+        "created {}, failed {}",
         tally.count(Status::Created) + tally.count(Status::Updated),
         tally.count(Status::Failed)
     );
     bar.set_message(message);
 }
 
-/// Shows the pace, or why sending is paused, after the counts (in the bar's prefix, which
-/// the template draws last).
-pub fn show_pace(bar: &ProgressBar, pace: Option<String>) {
-    bar.set_prefix(pace.map(|p| format!("; {p}")).unwrap_or_default());
+/// Shows the requests per second of the last few seconds, and the pace or why sending is
+/// paused, after the counts (in the bar's prefix, which the template draws last): redrawn
+/// on a clock, so a pause shows 0 req/s rather than the figure before it.
+pub fn show_pace(bar: &ProgressBar, per_second: f64, pace: Option<String>) {
+    let pace = pace.map(|p| format!("; {p}")).unwrap_or_default();
+    bar.set_prefix(format!("; {per_second:.1} req/s{pace}"));
 }
 
 /// The figures of the bar as one log line, for jobs nobody watches on a terminal.
@@ -401,7 +402,13 @@ pub fn progress_line(bar: &ProgressBar) -> String {
         }
         _ => String::new(),
     };
-    format!("progress: {of}{eta}; {}{}", bar.message(), bar.prefix())
+    let figures = format!("{}{}", bar.message(), bar.prefix());
+    let figures = figures.trim_start_matches("; ");
+    if figures.is_empty() {
+        format!("progress: {of}{eta}")
+    } else {
+        format!("progress: {of}{eta}; {figures}")
+    }
 }
 
 /// A log line on its way to stderr: written in one piece, with the bar hidden meanwhile.

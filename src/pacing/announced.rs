@@ -22,7 +22,11 @@ pub struct Announced {
 /// A reset above this many seconds is a Unix time, not a delay: no window lasts 30 years.
 const UNIX_TIME_FROM: f64 = 1e9;
 
-/// The longest reset believed; a later one is taken as a day.
+/// A reset above this is a Unix time in milliseconds (some APIs send those).
+const UNIX_MILLIS_FROM: f64 = 1e12;
+
+/// The longest reset believed: a window said to reset later than this is no window dbprov
+/// can pace to (or a misread one), and the answer is taken as announcing nothing.
 const LONGEST_RESET: Duration = Duration::from_secs(86_400);
 
 /// The rate limit announced in `headers`, if any; `now` reads a reset given as a Unix time.
@@ -35,12 +39,12 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<Announced> {
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let policy = text("ratelimit-policy")
-        .map(parse_policy)
+    let policies = text("ratelimit-policy")
+        .map(parse_policies)
         .unwrap_or_default();
     let (limit, remaining, reset) = if let Some(remaining) = text("ratelimit-remaining") {
         (
-            text("ratelimit-limit").and_then(number).or(policy.0),
+            text("ratelimit-limit").and_then(number),
             number(remaining),
             text("ratelimit-reset").and_then(number),
         )
@@ -53,7 +57,7 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<Announced> {
                 .and_then(|(_, v)| number(v))
         };
         (
-            get(&["limit", "l"]).or(policy.0),
+            get(&["limit", "l"]),
             get(&["remaining", "r"]),
             get(&["reset", "t"]),
         )
@@ -66,23 +70,38 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<Announced> {
     } else {
         return None;
     };
-    let limit = limit.filter(|l| *l >= 1.0)?;
+    // Of several policies, the one the limit is (else the first): its window is this one's.
+    let policy = policies
+        .iter()
+        .find(|(quota, _)| limit.is_some() && *quota == limit)
+        .or(policies.first())
+        .copied()
+        .unwrap_or_default();
+    let limit = limit.or(policy.0).filter(|l| *l >= 1.0)?;
     let remaining = remaining.filter(|r| *r >= 0.0)?.min(limit);
     let reset = reset.filter(|r| *r >= 0.0)?;
     let reset_after = if reset >= UNIX_TIME_FROM {
-        let at = UNIX_EPOCH + Duration::from_secs_f64(reset.min(1e12));
+        let seconds = if reset >= UNIX_MILLIS_FROM {
+            reset / 1000.0
+        } else {
+            reset
+        };
+        let at = UNIX_EPOCH + Duration::from_secs_f64(seconds.min(1e12));
         at.duration_since(now).unwrap_or_default()
     } else {
-        Duration::from_secs_f64(reset.min(LONGEST_RESET.as_secs_f64()))
+        Duration::from_secs_f64(reset.min(2.0 * LONGEST_RESET.as_secs_f64()))
     };
+    if reset_after > LONGEST_RESET {
+        return None;
+    }
     Some(Announced {
         limit: limit as u64,
         remaining: remaining as u64,
-        reset_after: reset_after.min(LONGEST_RESET),
+        reset_after,
         window: policy
             .1
-            .filter(|w| *w > 0.0)
-            .map(|w| Duration::from_secs_f64(w.min(LONGEST_RESET.as_secs_f64()))),
+            .filter(|w| *w > 0.0 && *w <= LONGEST_RESET.as_secs_f64())
+            .map(Duration::from_secs_f64),
     })
 }
 
@@ -103,19 +122,22 @@ fn pairs(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The first policy of `RateLimit-Policy`: its limit (`500;w=120`, or `q=500`) and its
-/// window in seconds.
-fn parse_policy(text: &str) -> (Option<f64>, Option<f64>) {
-    let first = text.split(',').next().unwrap_or("");
-    let pairs = pairs(first);
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| number(v))
-    };
-    let leading = first.split(';').next().and_then(number);
-    (leading.or_else(|| get("q")), get("w"))
+/// The policies of `RateLimit-Policy` (`10;w=1, 500;w=120`, or `"day";q=500;w=86400`):
+/// each one's limit and window in seconds.
+fn parse_policies(text: &str) -> Vec<(Option<f64>, Option<f64>)> {
+    text.split(',')
+        .map(|policy| {
+            let pairs = pairs(policy);
+            let get = |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .and_then(|(_, v)| number(v))
+            };
+            let leading = policy.split(';').next().and_then(number);
+            (leading.or_else(|| get("q")), get("w"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -245,12 +267,51 @@ mod tests {
             &headers(&[
                 ("RateLimit-Limit", "10"),
                 ("RateLimit-Remaining", "99"),
-                ("RateLimit-Reset", "99999999"),
+                ("RateLimit-Reset", "60"),
             ]),
             now,
         )
         .unwrap();
         assert_eq!(clamped.remaining, 10);
-        assert_eq!(clamped.reset_after, LONGEST_RESET);
+        // A window that resets more than a day away is none to pace to.
+        let far = parse(
+            &headers(&[
+                ("RateLimit-Limit", "10"),
+                ("RateLimit-Remaining", "9"),
+                ("RateLimit-Reset", "99999999"),
+            ]),
+            now,
+        );
+        assert_eq!(far, None);
+    }
+
+    #[test]
+    fn a_reset_in_unix_milliseconds_is_read_as_such() {
+        let now = UNIX_EPOCH + secs(1_800_000_000);
+        let got = parse(
+            &headers(&[
+                ("X-RateLimit-Limit", "100"),
+                ("X-RateLimit-Remaining", "99"),
+                ("X-RateLimit-Reset", "1800000060000"),
+            ]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(got.reset_after, secs(60));
+    }
+
+    #[test]
+    fn of_several_policies_the_one_of_the_limit_gives_the_window() {
+        let got = parse(
+            &headers(&[
+                ("RateLimit-Limit", "30"),
+                ("RateLimit-Remaining", "29"),
+                ("RateLimit-Reset", "9"),
+                ("RateLimit-Policy", "10;w=1, 30;w=10"),
+            ]),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!((got.limit, got.window), (30, Some(secs(10))));
     }
 }

@@ -91,6 +91,20 @@ impl Breaker {
         Some(lasted)
     }
 
+    /// An attempt connected but got no answer (a timeout, a connection that broke): the
+    /// API can be reached. It ends the outage if it was the probe; returns how long the
+    /// outage lasted then.
+    pub fn reached(&mut self, now: Instant, probe: bool) -> Option<Duration> {
+        self.in_a_row = 0;
+        if !probe {
+            return None;
+        }
+        let outage = self.outage.take()?;
+        let lasted = now.duration_since(outage.since);
+        self.past_outages += lasted;
+        Some(lasted)
+    }
+
     /// An attempt could not connect; `probe` tells whether it was the probe. `Ok(true)` when
     /// this opened the breaker; `Err` when it is time to give up.
     pub fn failed(

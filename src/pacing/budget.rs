@@ -1,7 +1,9 @@
 //! Pacing to the window an API announces: never more requests out than the window has
-//! left, and those spread evenly until it resets. Several processes behind one address
-//! share the window without talking: each sees what the others took in the `remaining`
-//! of its own answers, and slows down as it falls.
+//! left, and once half of it is spent, the rest spread evenly until it resets. Several
+//! processes behind one address share the window without talking: each sees what the
+//! others took in the `remaining` of its own answers, and slows down as it falls. The
+//! first half goes as fast as `--rate` allows, so a job smaller than the window is not
+//! slowed at all.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,9 @@ struct Window {
     /// When the window resets. Resets are announced in whole seconds, rounded up, so
     /// this is a bound the true reset is never after.
     reset_at: Instant,
+    /// An answer described it; `false` for a window assumed after a reset, which is
+    /// spread from its start.
+    announced: bool,
 }
 
 impl Budget {
@@ -52,6 +57,7 @@ impl Budget {
             remaining: announced.remaining,
             counted,
             reset_at,
+            announced: true,
         };
         self.current = match self.current {
             // An answer to an earlier request than the one we know of says less.
@@ -82,6 +88,9 @@ impl Budget {
             .saturating_sub(issued.saturating_sub(window.counted));
         if left == 0 {
             return Some(window.reset_at);
+        }
+        if window.announced && left > window.limit / 2 {
+            return None;
         }
         // `left` requests in `left + 1` equal gaps before the reset: the last one goes a
         // gap before it, never after.
@@ -116,6 +125,7 @@ impl Budget {
             remaining: window.limit,
             counted: issued,
             reset_at: window.reset_at + length * windows,
+            announced: false,
         };
     }
 }
@@ -146,12 +156,21 @@ mod tests {
     fn what_is_left_is_spread_until_the_reset() {
         let mut budget = Budget::default();
         let t0 = Instant::now();
-        // The answer to our first request: 9 left, reset in 10 s.
-        budget.update(1, announced(10, 9, 10, Some(10)), t0);
-        // One sent since then: 8 left, in 9 gaps until t0 + 10 s.
+        // The answer to our first request: 5 left of 10, reset in 10 s.
+        budget.update(1, announced(10, 5, 10, Some(10)), t0);
+        // One sent since then: 4 left, in 5 gaps until t0 + 10 s.
         let next = budget.earliest(t0, 2, Some(t0)).unwrap();
-        assert_eq!(next - t0, Duration::from_secs(10) / 9);
-        assert_eq!(budget.left(t0, 2), Some((8, Duration::from_secs(10))));
+        assert_eq!(next - t0, Duration::from_secs(10) / 5);
+        assert_eq!(budget.left(t0, 2), Some((4, Duration::from_secs(10))));
+    }
+
+    #[test]
+    fn the_first_half_of_a_window_goes_at_once() {
+        let mut budget = Budget::default();
+        let t0 = Instant::now();
+        budget.update(1, announced(500, 499, 120, Some(120)), t0);
+        assert_eq!(budget.earliest(t0, 50, Some(t0)), None);
+        assert!(budget.earliest(t0, 260, Some(t0)).is_some());
     }
 
     #[test]

@@ -185,6 +185,11 @@ impl Pacer {
         self.state().describe(Instant::now())
     }
 
+    /// Requests issued so far.
+    pub fn issued(&self) -> u64 {
+        self.state().issued()
+    }
+
     /// The figures for the summary.
     pub fn report(&self) -> PacingReport {
         self.state().report(Instant::now())

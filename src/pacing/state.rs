@@ -72,6 +72,11 @@ impl State {
         }
     }
 
+    /// Requests issued so far.
+    pub(super) fn issued(&self) -> u64 {
+        self.issued
+    }
+
     /// The figures for the summary, up to `now`.
     pub(super) fn report(&self, now: Instant) -> PacingReport {
         PacingReport {
@@ -162,6 +167,13 @@ impl State {
                 }
                 if status == 429 {
                     self.refused(ticket, announced, retry_after, now, settings)
+                } else if let Some(wait) = retry_after.filter(|w| *w > settings.max_retry_after) {
+                    // A 503 that says "come back in an hour" is bounded the same way.
+                    Next::Halt(Halt::RateLimited(format!(
+                        "the API answered {status} and asks to wait {} (Retry-After), more than --max-retry-after {}",
+                        whole(wait),
+                        humantime::format_duration(settings.max_retry_after)
+                    )))
                 } else {
                     // Only a request sent after the last refusal shows the limit has eased.
                     if ticket.seq >= self.refusal_round_from {
@@ -176,7 +188,16 @@ impl State {
                 }
             }
             // A timeout or a broken connection reached the API: the retry policy decides.
-            Seen::NoAnswer(_) => Next::Proceed,
+            // A probe that got that far ends the outage: the API can be reached.
+            Seen::NoAnswer(_) => {
+                if let Some(lasted) = self.breaker.reached(now, ticket.probe) {
+                    tracing::info!(
+                        "the API can be reached again after {}: sending resumes",
+                        seconds(lasted)
+                    );
+                }
+                Next::Proceed
+            }
             Seen::NotConnected(error) => {
                 match self.breaker.failed(now, ticket.probe, settings.max_outage) {
                     Ok(true) if self.breaker.answered_once() => tracing::warn!(
@@ -235,18 +256,20 @@ impl State {
             .filter(|wait| !wait.is_zero());
         let wait = told.unwrap_or_else(|| settings.backoff.ceiling(self.refusal_rounds));
         let limited_since = *self.limited_since.get_or_insert(now);
-        let limited_for = (now + wait).duration_since(limited_since);
-        if limited_for > settings.max_retry_after {
+        // Waiting is pointless once it would end beyond the bound: stop now, not later.
+        let limited_for = now.duration_since(limited_since);
+        if limited_for + wait > settings.max_retry_after {
             let max = humantime::format_duration(settings.max_retry_after);
-            let message = if told.is_some_and(|t| t > settings.max_retry_after) {
+            let message = if wait > settings.max_retry_after {
                 format!(
                     "the API's rate limit asks to wait {}, more than --max-retry-after {max}",
-                    humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                    whole(wait)
                 )
             } else {
                 format!(
-                    "the API has refused every request (429) for {}, more than --max-retry-after {max}",
-                    seconds(limited_for)
+                    "the API has refused every request (429) for {}, and the next wait of {} would pass --max-retry-after {max}",
+                    seconds(limited_for),
+                    seconds(wait)
                 )
             };
             return Next::Halt(Halt::RateLimited(message));
@@ -335,6 +358,11 @@ impl State {
 /// A duration for a message: `41.2 s`.
 fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
+}
+
+/// A long duration in words, to the second: `31years 8months …`.
+fn whole(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs()))
 }
 
 /// A duration for the progress line: `41 s`.
@@ -517,9 +545,25 @@ mod tests {
             state.describe(t0 + 100 * MS).as_deref(),
             Some("paused 0 s: API unreachable, next probe in 0 s")
         );
-        // A timeout reached the API: the retry policy decides, the breaker does not count it.
-        let ticket = state.issue(t0 + S);
-        let next = state.observe(ticket, Seen::NoAnswer("timeout"), &settings(), t0 + S);
+        // The probe connects but gets no answer (a timeout, a dropped connection): the API
+        // can be reached, so the outage is over, and the retry policy decides about the row.
+        let probe = issue(&mut state, t0 + S);
+        assert!(matches!(state.gate(t0 + S, &settings()), Gate::Changed));
+        let next = state.observe(probe, Seen::NoAnswer("timeout"), &settings(), t0 + S);
         assert_eq!(next, Next::Proceed);
+        assert!(matches!(state.gate(t0 + S, &settings()), Gate::Open));
+        assert_eq!(state.report(t0 + 2 * S).paused_unreachable, S);
+    }
+
+    #[test]
+    fn a_503_asking_for_more_than_the_bound_halts() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let ticket = issue(&mut state, t0);
+        let next = state.observe(ticket, answer(503, Some(3600 * S)), &settings(), t0);
+        assert!(matches!(next, Next::Halt(Halt::RateLimited(_))), "{next:?}");
+        let ticket = issue(&mut state, t0);
+        let next = state.observe(ticket, answer(503, Some(30 * S)), &settings(), t0);
+        assert_eq!(next, Next::Proceed, "within the bound: the retry policy waits");
     }
 }

@@ -53,6 +53,8 @@ pub enum Canned {
     AuthorizationAfterSpaces(usize),
     /// 429 with this `Retry-After`.
     TooManyRequests(String),
+    /// 503 with this `Retry-After`.
+    Unavailable(String),
 }
 
 /// The forged line that [`Canned::ForgedLogLine`] puts after a line break.
@@ -204,6 +206,13 @@ async fn answer(
                 "TOO_MANY_REQUESTS",
                 "slow down",
             );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.parse().unwrap());
+            response
+        }
+        Canned::Unavailable(retry_after) => {
+            let mut response = envelope(StatusCode::SERVICE_UNAVAILABLE, "HTTP_503", "maintenance");
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, retry_after.parse().unwrap());

@@ -28,13 +28,18 @@ async fn run_rows(
 
 #[tokio::test]
 async fn a_retry_after_beyond_max_retry_after_stops_the_job_with_exit_3() {
-    for retry_after in [
-        "999999999".to_owned(),
-        httpdate::fmt_http_date(
-            std::time::SystemTime::now() + std::time::Duration::from_secs(3 * 3600),
-        ),
+    let in_three_hours =
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3 * 3600));
+    for answer in [
+        Canned::TooManyRequests("999999999".to_owned()),
+        // Beyond what a clock can add: must not panic a worker and lose its row.
+        Canned::TooManyRequests("18446744073709551615".to_owned()),
+        Canned::TooManyRequests(in_three_hours),
+        // A 503 that says "come back in an hour" is bounded the same way.
+        Canned::Unavailable("3600".to_owned()),
     ] {
-        let server = FaultServer::start(Canned::TooManyRequests(retry_after.clone())).await;
+        let retry_after = format!("{answer:?}");
+        let server = FaultServer::start(answer).await;
         let dir = JobDir::new();
         let (run, rows) = run_rows(&server.url, &dir, 40, &[]).await;
         assert_eq!(run.exit, 3, "{retry_after}: {}", run.stderr);
