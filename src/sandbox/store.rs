@@ -356,7 +356,7 @@ impl Store {
                 Ok(name)
             }
             (WriteMethod::Put, None) => Err(error(
-                ErrorCode::WorkspaceNotFound,
+                ErrorCode::WorkspaceDoesNotExist,
                 format!("no workspace named '{name}' exists"),
             )),
         }

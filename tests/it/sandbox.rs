@@ -278,7 +278,7 @@ async fn a_taken_name_is_workspace_name_already_exists_and_names_are_case_sensit
 }
 
 #[tokio::test]
-async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_404() {
+async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_400() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     assert_eq!(api.create(&workspace("Acme")).await.status(), Some(200));
@@ -293,8 +293,14 @@ async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_404
     assert_eq!(api.get("/_sandbox/workspaces").await, json!([changed]));
 
     let unknown = api.update(&workspace("Globex")).await;
-    assert_eq!(unknown.status(), Some(404));
-    assert_eq!(unknown.code().as_deref(), Some("WORKSPACE_NOT_FOUND"));
+    assert_eq!(unknown.status(), Some(400));
+    assert_eq!(unknown.code().as_deref(), Some("WORKSPACE_DOES_NOT_EXIST"));
+    assert_eq!(unknown.body()["error"]["status"], 400);
+    assert_eq!(
+        unknown.body()["error"]["message"],
+        "no workspace named 'Globex' exists"
+    );
+    assert_eq!(api.workspace_names().await, ["Acme"], "nothing created");
     // PUT validates like POST.
     let bad = json!({"name": "Acme", "connectionType": "DATAMART", "datamartName": "nope"});
     assert_eq!(
@@ -545,7 +551,7 @@ async fn unknown_paths_and_methods_answer_with_the_envelope() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let answer = api
-        .send(Method::DELETE, Some(&api.key), None, Vec::new())
+        .send(Method::PATCH, Some(&api.key), None, Vec::new())
         .await;
     assert_eq!(answer.status(), Some(405));
     assert_eq!(answer.code().as_deref(), Some("METHOD_NOT_ALLOWED"));
@@ -870,14 +876,8 @@ async fn every_answer_of_the_workspace_path_carries_the_headers() {
     let cases = [
         (Method::POST, None, json, body(), 401),
         (Method::POST, Some(api.key.as_str()), None, body(), 400),
-        (Method::PUT, Some(api.key.as_str()), json, body(), 404),
-        (
-            Method::DELETE,
-            Some(api.key.as_str()),
-            None,
-            Vec::new(),
-            405,
-        ),
+        (Method::PUT, Some(api.key.as_str()), json, body(), 400),
+        (Method::PATCH, Some(api.key.as_str()), None, Vec::new(), 405),
         (Method::POST, Some(api.key.as_str()), json, body(), 200),
     ];
     for (remaining, (method, key, content_type, body, status)) in (0..10).rev().zip(cases) {
@@ -895,7 +895,7 @@ async fn every_answer_of_the_workspace_path_carries_the_headers() {
     assert_eq!(stats["requests_total"], 5, "the 405 is counted too");
     assert_eq!(
         stats["by_status"],
-        json!({"200": 1, "400": 1, "401": 1, "404": 1, "405": 1})
+        json!({"200": 1, "400": 2, "401": 1, "405": 1})
     );
 
     // An injected 500 too.
