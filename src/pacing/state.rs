@@ -564,6 +564,10 @@ mod tests {
         assert!(matches!(next, Next::Halt(Halt::RateLimited(_))), "{next:?}");
         let ticket = issue(&mut state, t0);
         let next = state.observe(ticket, answer(503, Some(30 * S)), &settings(), t0);
-        assert_eq!(next, Next::Proceed, "within the bound: the retry policy waits");
+        assert_eq!(
+            next,
+            Next::Proceed,
+            "within the bound: the retry policy waits"
+        );
     }
 }
