@@ -269,8 +269,8 @@ pub struct ApiError {
     pub status: Option<u16>,
 }
 
-/// The error codes the API documents, plus `WORKSPACE_NOT_FOUND` for a `PUT` on an unknown
-/// name (undocumented by the vendor: the sandbox's choice, see `docs/sandbox.md`).
+/// The error codes the API documents (`API.md`), plus `TOO_MANY_REQUESTS` from the proxies
+/// in front of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// 400: missing or invalid parameters.
@@ -289,8 +289,9 @@ pub enum ErrorCode {
     InvalidThemeName,
     /// 401: invalid or missing key.
     InvalidDataAppApiKey,
-    /// 404: `PUT` on a name that does not exist.
-    WorkspaceNotFound,
+    /// 400: `PUT` on a name that does not exist (documented); the sandbox also answers it
+    /// to a `DELETE` of such a name, whose code the vendor does not show.
+    WorkspaceDoesNotExist,
     /// 500: server error.
     InternalServerError,
     /// 429: too many requests. Not the API's own: proxies in front of it send this.
@@ -309,7 +310,7 @@ impl ErrorCode {
             ErrorCode::InvalidAiCopilotLlms => "INVALID_AI_COPILOT_LLMS",
             ErrorCode::InvalidThemeName => "INVALID_THEME_NAME",
             ErrorCode::InvalidDataAppApiKey => "INVALID_DATA_APP_API_KEY",
-            ErrorCode::WorkspaceNotFound => "WORKSPACE_NOT_FOUND",
+            ErrorCode::WorkspaceDoesNotExist => "WORKSPACE_DOES_NOT_EXIST",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
             ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
         }
@@ -319,7 +320,6 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidDataAppApiKey => 401,
-            ErrorCode::WorkspaceNotFound => 404,
             ErrorCode::InternalServerError => 500,
             ErrorCode::TooManyRequests => 429,
             _ => 400,
@@ -385,6 +385,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_workspace_is_a_400_workspace_does_not_exist() {
+        let code = ErrorCode::WorkspaceDoesNotExist;
+        assert_eq!(code.as_str(), "WORKSPACE_DOES_NOT_EXIST");
+        assert_eq!(code.http_status(), 400);
     }
 
     #[test]

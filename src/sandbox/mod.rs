@@ -7,6 +7,7 @@
 mod limit;
 mod server;
 mod store;
+mod workspaces;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::workspace::WorkspaceRequest;
+
 pub use limit::{RateLimitHeaders, WindowLimit, WindowState};
-pub use store::{Fault, FaultCounts, LoggedRequest, Stats, WriteMethod};
+pub use store::{Fault, FaultCounts, LoggedRequest, Method, Stats};
 
 /// The key the sandbox accepts unless told otherwise.
 pub const DEFAULT_API_KEY: &str = "dbn_sandbox_key";
@@ -36,6 +39,9 @@ pub struct SandboxConfig {
     pub seed: Option<u64>,
     /// How many requests `GET /_sandbox/requests` keeps (the earliest ones).
     pub request_log_capacity: usize,
+    /// Workspaces that exist from the start, in this order, as if created (validated the
+    /// same way, but neither counted nor logged as requests). Empty by default.
+    pub workspaces: Vec<WorkspaceRequest>,
 }
 
 impl Default for SandboxConfig {
@@ -46,6 +52,7 @@ impl Default for SandboxConfig {
             faults: FaultConfig::default(),
             seed: None,
             request_log_capacity: 1_000_000,
+            workspaces: Vec::new(),
         }
     }
 }
@@ -100,7 +107,8 @@ pub struct FaultConfig {
     pub jitter: Duration,
     /// Share of requests answered 500 without any effect.
     pub fail_rate: f64,
-    /// Share of requests whose write is applied and then answered 500.
+    /// Share of requests whose write (create, update, delete) is applied and then answered
+    /// 500; a list has nothing to apply and gets a plain 500.
     pub fail_after_commit_rate: f64,
     /// Share of requests whose connection is closed without an answer (half after the write).
     pub drop_rate: f64,
@@ -278,24 +286,22 @@ pub async fn spawn(config: SandboxConfig) -> std::io::Result<Sandbox> {
     serve(listener, config)
 }
 
-/// Starts a sandbox on an already bound listener, in the current tokio runtime.
+/// Starts a sandbox on an already bound listener, in the current tokio runtime. Refuses
+/// (`InvalidInput`) impossible faults, and starting workspaces that a create would refuse.
 pub fn serve(listener: TcpListener, config: SandboxConfig) -> std::io::Result<Sandbox> {
-    config
-        .faults
-        .validate()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    config.faults.validate().map_err(invalid)?;
     let addr = listener.local_addr()?;
     let seed = config.seed.unwrap_or_else(rand::random);
-    let state = Arc::new(server::Shared::new(
-        store::Store::new(
-            config.api_key.clone(),
-            &config.catalog,
-            config.faults.clone(),
-            seed,
-            config.request_log_capacity,
-        ),
-        &config.faults,
-    ));
+    let mut store = store::Store::new(
+        config.api_key.clone(),
+        &config.catalog,
+        config.faults.clone(),
+        seed,
+        config.request_log_capacity,
+    );
+    store.preload(config.workspaces).map_err(invalid)?;
+    let state = Arc::new(server::Shared::new(store, &config.faults));
     let serving = server::Serving::start(listener, state.clone());
     Ok(Sandbox {
         addr,

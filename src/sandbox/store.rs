@@ -2,10 +2,12 @@
 //! things that exist, the seeded fault plan, the per-client rate-limit windows, stats and
 //! request log.
 //!
-//! Everything here runs under one mutex held for microseconds, so a create is atomic:
-//! of 64 concurrent creates of one name exactly one wins.
+//! Everything here runs under one mutex, held for microseconds (longer only to list every
+//! workspace at once), so a create is atomic: of 64 concurrent creates of one name exactly
+//! one wins.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -13,17 +15,109 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::limit::{WindowState, Windows};
+use super::workspaces::{Workspaces, slug};
 use super::{Catalog, FaultConfig};
 use crate::workspace::{ConnectionType, Envelope, ErrorCode, SummaryType, WorkspaceRequest};
 
-/// Which endpoint a request hit.
+/// Which endpoint a request hit: its method on the workspace path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum WriteMethod {
+pub enum Method {
     /// Create.
     Post,
     /// Update.
     Put,
+    /// List.
+    Get,
+    /// Delete.
+    Delete,
+}
+
+/// What HTTP made of a request, or the 4xx answer that says why it could make nothing.
+pub type Parsed<T> = Result<T, (u16, Envelope)>;
+
+/// A request to the workspace path, as HTTP read it: the body of a write, the query of a
+/// list or a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST`: the body.
+    Create(Parsed<WorkspaceRequest>),
+    /// `PUT`: the body.
+    Update(Parsed<WorkspaceRequest>),
+    /// `GET`: which part of the list.
+    List(Parsed<Listing>),
+    /// `DELETE`: the `name` of the query.
+    Delete(Parsed<String>),
+}
+
+impl Operation {
+    /// The method it came with.
+    pub fn method(&self) -> Method {
+        match self {
+            Operation::Create(_) => Method::Post,
+            Operation::Update(_) => Method::Put,
+            Operation::List(_) => Method::Get,
+            Operation::Delete(_) => Method::Delete,
+        }
+    }
+
+    /// The workspace it names, if it names one (a list names none).
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Operation::Create(Ok(request)) | Operation::Update(Ok(request)) => {
+                Some(request.name.clone())
+            }
+            Operation::Delete(Ok(name)) => Some(name.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Which workspaces a list asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Every one (`isPagination=false`, the default).
+    All,
+    /// Page n (1-based) of ten (`isPagination=true&pageNumber=n`).
+    Page(NonZeroU64),
+}
+
+/// What a delete answers: `{"id": "sales-analytics", "message": "Workspace deleted
+/// successfully"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    /// The workspace's id: a slug of its name.
+    pub id: String,
+    /// Always [`Deleted::MESSAGE`].
+    pub message: String,
+}
+
+impl Deleted {
+    /// The message of every successful delete.
+    pub const MESSAGE: &str = "Workspace deleted successfully";
+}
+
+/// A success envelope whose `data` is not a [`crate::workspace::WorkspaceRef`]: a list,
+/// a delete's answer. `error` is always `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Success<T> {
+    /// What the call returns.
+    pub data: T,
+    /// Always `None`, written `null`.
+    pub error: Option<()>,
+}
+
+impl<T> Success<T> {
+    /// `{"data": data, "error": null}`.
+    pub fn new(data: T) -> Success<T> {
+        Success { data, error: None }
+    }
+}
+
+/// One entry of a list's `data`.
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
 }
 
 /// A fault the plan assigned to one request.
@@ -60,26 +154,55 @@ pub struct Plan {
     pub delay: Duration,
 }
 
-/// The answer to a write, decided under the lock.
+/// The answer to a request on the workspace path, decided under the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Answer with this status and envelope.
+    /// Answer with this status and envelope: a write's success, and every error.
     Respond {
         /// HTTP status.
         status: u16,
         /// Body.
         envelope: Envelope,
     },
+    /// Answer 200 with this JSON: a list's [`Success`], serialised under the lock because
+    /// it borrows the names.
+    Listed(Vec<u8>),
+    /// Answer 200 with `{"data": deleted, "error": null}`.
+    Deleted(Deleted),
     /// Close the connection without answering.
     Drop,
+}
+
+/// What a request did, when it did what it asked.
+enum Done {
+    /// Created or updated the workspace of this name.
+    Written(String),
+    /// Listed: the answer's body.
+    Listed(Vec<u8>),
+    /// Deleted.
+    Deleted(Deleted),
+}
+
+impl From<Done> for Reply {
+    fn from(done: Done) -> Reply {
+        match done {
+            Done::Written(name) => Reply::Respond {
+                status: 200,
+                envelope: Envelope::ok(name),
+            },
+            Done::Listed(body) => Reply::Listed(body),
+            Done::Deleted(deleted) => Reply::Deleted(deleted),
+        }
+    }
 }
 
 /// How many times each fault fired.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FaultCounts {
-    /// `--fail-rate` hits.
+    /// `--fail-rate` hits, and `--fail-after-commit-rate` hits on a list (nothing to
+    /// commit: a plain 500).
     pub fail: u64,
-    /// `--fail-after-commit-rate` hits that really committed.
+    /// `--fail-after-commit-rate` hits that really committed (a create, update or delete).
     pub fail_after_commit: u64,
     /// `--drop-rate` hits that dropped before committing.
     pub drop_before_commit: u64,
@@ -98,6 +221,8 @@ pub struct Stats {
     pub by_status: BTreeMap<u16, u64>,
     /// Workspaces that exist now.
     pub workspaces: u64,
+    /// Workspaces deleted so far.
+    pub deleted: u64,
     /// How many times each fault fired.
     pub faults_injected: FaultCounts,
     /// Requests counted against each client (IP address, as the rate limit names it).
@@ -111,11 +236,11 @@ pub struct Stats {
 pub struct LoggedRequest {
     /// Arrival, in microseconds since the sandbox started.
     pub at_us: u64,
-    /// `POST` or `PUT`.
-    pub method: WriteMethod,
+    /// `POST`, `PUT`, `GET` or `DELETE`.
+    pub method: Method,
     /// The client the request was counted against (see `GET /_sandbox/stats`).
     pub client: String,
-    /// The workspace name, when the body had one.
+    /// The workspace name: a write's body's, a delete's query's; none for a list.
     pub name: Option<String>,
     /// The status answered; `None` when the connection was dropped.
     pub status: Option<u16>,
@@ -129,9 +254,8 @@ pub struct Store {
     catalog: CatalogSets,
     faults: FaultConfig,
     rng: StdRng,
-    /// Created workspaces in creation order (updates replace in place).
-    workspaces: Vec<WorkspaceRequest>,
-    index: HashMap<String, usize>,
+    /// Workspaces that exist, in creation order (updates replace in place).
+    workspaces: Workspaces,
     stats: Stats,
     log: Vec<LoggedRequest>,
     log_capacity: usize,
@@ -167,13 +291,27 @@ impl Store {
             },
             faults,
             rng: StdRng::seed_from_u64(seed),
-            workspaces: Vec::new(),
-            index: HashMap::new(),
+            workspaces: Workspaces::new(),
             stats: Stats::default(),
             log: Vec::new(),
             log_capacity,
             windows,
         }
+    }
+
+    /// Adds workspaces as if created, without a request: each must be one a create would
+    /// accept, and no name may be taken.
+    pub fn preload(&mut self, workspaces: Vec<WorkspaceRequest>) -> Result<(), String> {
+        for workspace in workspaces {
+            let name = workspace.name.clone();
+            if let Err((code, message)) = self.validate(&workspace) {
+                return Err(format!("starting workspace '{name}': {code}: {message}"));
+            }
+            if !self.workspaces.insert(workspace) {
+                return Err(format!("starting workspace '{name}' is given twice"));
+            }
+        }
+        Ok(())
     }
 
     /// Admits a request from `client` arriving `at` after start: counts it in the
@@ -225,12 +363,13 @@ impl Store {
         }
     }
 
-    /// Records a request from `client` refused by the rate limit. A write (`method` and
-    /// the body's `name`) is logged; another method on the workspace path is only counted.
+    /// Records a request from `client` refused by the rate limit. A request the path
+    /// serves (`method`, and the `name` it carried) is logged; another method on the
+    /// workspace path is only counted.
     pub fn record_rate_limited(
         &mut self,
         at: Duration,
-        method: Option<WriteMethod>,
+        method: Option<Method>,
         name: Option<String>,
         client: &str,
     ) {
@@ -253,27 +392,26 @@ impl Store {
         }
     }
 
-    /// Counts an answer that the log does not list: not a write (a 405 on the workspace
-    /// path, say).
+    /// Counts an answer that the log does not list: a 405 on the workspace path, say.
     pub fn record_status(&mut self, status: u16) {
         *self.stats.by_status.entry(status).or_default() += 1;
     }
 
-    /// Handles an admitted write: authentication, the planned fault, validation, commit.
+    /// Handles an admitted request: authentication, the planned fault, validation, commit.
     ///
-    /// `authorization` is the raw header; `body` is the parsed request or why it could
-    /// not be parsed (an `INVALID_REQUEST_BODY` or `413` answer prepared by the caller).
-    pub fn write(
+    /// `authorization` is the raw header; `operation` carries the parsed body or query, or
+    /// why it could not be parsed (an `INVALID_REQUEST_BODY` or `413` answer prepared by
+    /// the caller).
+    pub fn handle(
         &mut self,
         at: Duration,
-        method: WriteMethod,
         client: &str,
         authorization: Option<&str>,
-        body: Result<WorkspaceRequest, (u16, Envelope)>,
+        operation: Operation,
         plan: Plan,
     ) -> Reply {
-        let name = body.as_ref().ok().map(|b| b.name.clone());
-        let (reply, fault) = self.decide(method, authorization, body, plan.fault);
+        let (method, name) = (operation.method(), operation.name());
+        let (reply, fault) = self.decide(authorization, operation, plan.fault);
         match (&reply, fault) {
             (_, Some(Fault::Fail)) => self.stats.faults_injected.fail += 1,
             (_, Some(Fault::FailAfterCommit)) => self.stats.faults_injected.fail_after_commit += 1,
@@ -285,6 +423,7 @@ impl Store {
         }
         let status = match &reply {
             Reply::Respond { status, .. } => Some(*status),
+            Reply::Listed(_) | Reply::Deleted(_) => Some(200),
             Reply::Drop => None,
         };
         self.record(at, method, name, client, status, fault);
@@ -293,9 +432,8 @@ impl Store {
 
     fn decide(
         &mut self,
-        method: WriteMethod,
         authorization: Option<&str>,
-        body: Result<WorkspaceRequest, (u16, Envelope)>,
+        operation: Operation,
         fault: Option<Fault>,
     ) -> (Reply, Option<Fault>) {
         let authorized = authorization
@@ -308,57 +446,82 @@ impl Store {
             );
             return (respond(envelope), None);
         }
+        let fault = match (&operation, fault) {
+            // A list commits nothing: its after-commit 500 is a plain one.
+            (Operation::List(_), Some(Fault::FailAfterCommit)) => Some(Fault::Fail),
+            _ => fault,
+        };
         match fault {
             Some(Fault::Fail) => return (internal_error(), fault),
             Some(Fault::DropBeforeCommit) => return (Reply::Drop, fault),
             _ => {}
         }
-        let outcome = match body {
-            Ok(request) => self.apply(method, request),
-            Err((status, envelope)) => Err((status, envelope)),
-        };
-        match (outcome, fault) {
+        match (self.apply(operation), fault) {
             (_, Some(Fault::DropAfterCommit)) => (Reply::Drop, fault),
             (Ok(_), Some(Fault::FailAfterCommit)) => (internal_error(), fault),
-            (Ok(name), _) => (
-                Reply::Respond {
-                    status: 200,
-                    envelope: Envelope::ok(name),
-                },
-                None,
-            ),
+            (Ok(done), _) => (done.into(), None),
             (Err((status, envelope)), _) => (Reply::Respond { status, envelope }, None),
         }
     }
 
-    /// Validates and commits one write; returns the workspace name or the error answer.
-    fn apply(
-        &mut self,
-        method: WriteMethod,
-        request: WorkspaceRequest,
-    ) -> Result<String, (u16, Envelope)> {
+    /// Validates and carries out one request; returns what it did or the error answer.
+    fn apply(&mut self, operation: Operation) -> Parsed<Done> {
+        match operation {
+            Operation::Create(request) => self.create(request?),
+            Operation::Update(request) => self.update(request?),
+            Operation::List(listing) => Ok(Done::Listed(self.list(listing?))),
+            Operation::Delete(name) => self.delete(name?),
+        }
+    }
+
+    fn create(&mut self, request: WorkspaceRequest) -> Parsed<Done> {
         self.validate(&request)
-            .map_err(|(code, message)| (code.http_status(), Envelope::err(code, message)))?;
+            .map_err(|(code, message)| error(code, message))?;
         let name = request.name.clone();
-        match (method, self.index.get(&name)) {
-            (WriteMethod::Post, Some(_)) => Err(error(
+        if self.workspaces.insert(request) {
+            Ok(Done::Written(name))
+        } else {
+            Err(error(
                 ErrorCode::WorkspaceNameAlreadyExists,
                 format!("a workspace named '{name}' already exists"),
-            )),
-            (WriteMethod::Post, None) => {
-                self.index.insert(name.clone(), self.workspaces.len());
-                self.workspaces.push(request);
-                self.stats.workspaces += 1;
-                Ok(name)
+            ))
+        }
+    }
+
+    fn update(&mut self, request: WorkspaceRequest) -> Parsed<Done> {
+        self.validate(&request)
+            .map_err(|(code, message)| error(code, message))?;
+        let name = request.name.clone();
+        if self.workspaces.replace(request) {
+            Ok(Done::Written(name))
+        } else {
+            Err(does_not_exist(&name))
+        }
+    }
+
+    /// The body of a list's answer: the page asked for, or every workspace.
+    fn list(&self, listing: Listing) -> Vec<u8> {
+        fn named(w: &WorkspaceRequest) -> Named<'_> {
+            Named { name: &w.name }
+        }
+        let data: Vec<Named<'_>> = match listing {
+            Listing::All => self.workspaces.iter().map(named).collect(),
+            Listing::Page(number) => self.workspaces.page(number).map(named).collect(),
+        };
+        // Strings and a null: nothing here can fail to serialise.
+        serde_json::to_vec(&Success::new(data)).unwrap_or_default()
+    }
+
+    fn delete(&mut self, name: String) -> Parsed<Done> {
+        match self.workspaces.remove(&name) {
+            Some(_) => {
+                self.stats.deleted += 1;
+                Ok(Done::Deleted(Deleted {
+                    id: slug(&name),
+                    message: Deleted::MESSAGE.to_owned(),
+                }))
             }
-            (WriteMethod::Put, Some(&at)) => {
-                self.workspaces[at] = request;
-                Ok(name)
-            }
-            (WriteMethod::Put, None) => Err(error(
-                ErrorCode::WorkspaceNotFound,
-                format!("no workspace named '{name}' exists"),
-            )),
+            None => Err(does_not_exist(&name)),
         }
     }
 
@@ -427,7 +590,7 @@ impl Store {
     fn record(
         &mut self,
         at: Duration,
-        method: WriteMethod,
+        method: Method,
         name: Option<String>,
         client: &str,
         status: Option<u16>,
@@ -450,12 +613,15 @@ impl Store {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.stats.clone()
+        Stats {
+            workspaces: self.workspaces.len() as u64,
+            ..self.stats.clone()
+        }
     }
 
-    /// The created workspaces' current bodies, in creation order.
-    pub fn workspaces(&self) -> &[WorkspaceRequest] {
-        &self.workspaces
+    /// The current bodies of the workspaces that exist, in creation order.
+    pub fn workspaces(&self) -> impl Iterator<Item = &WorkspaceRequest> {
+        self.workspaces.iter()
     }
 
     /// The request log (at most `log_capacity` entries, the earliest ones).
@@ -466,6 +632,14 @@ impl Store {
 
 fn error(code: ErrorCode, message: String) -> (u16, Envelope) {
     (code.http_status(), Envelope::err(code, message))
+}
+
+/// The answer to an update or a delete of a name that does not exist.
+fn does_not_exist(name: &str) -> (u16, Envelope) {
+    error(
+        ErrorCode::WorkspaceDoesNotExist,
+        format!("no workspace named '{name}' exists"),
+    )
 }
 
 fn respond(envelope: Envelope) -> Reply {
@@ -500,8 +674,50 @@ mod tests {
     fn code(reply: &Reply) -> Option<&str> {
         match reply {
             Reply::Respond { envelope, .. } => envelope.error.as_ref().map(|e| e.code.as_str()),
+            Reply::Listed(_) | Reply::Deleted(_) => None,
             Reply::Drop => Some("DROP"),
         }
+    }
+
+    /// Sends `operation` with the right key and this fault.
+    fn call(s: &mut Store, operation: Operation, fault: Option<Fault>) -> Reply {
+        let plan = Plan {
+            fault,
+            delay: Duration::ZERO,
+        };
+        s.handle(Duration::ZERO, "c", Some("Bearer k"), operation, plan)
+    }
+
+    fn create(s: &mut Store, name: &str) -> Reply {
+        let json = serde_json::json!({"name": name, "connectionType": "MULTI_DATAMART"});
+        call(s, Operation::Create(body(json)), None)
+    }
+
+    fn delete(s: &mut Store, name: &str, fault: Option<Fault>) -> Reply {
+        call(s, Operation::Delete(Ok(name.to_owned())), fault)
+    }
+
+    fn names(s: &Store) -> Vec<String> {
+        s.workspaces().map(|w| w.name.clone()).collect()
+    }
+
+    /// The names of a list's answer.
+    fn listed(reply: Reply) -> Vec<String> {
+        let Reply::Listed(body) = reply else {
+            panic!("not a list: {reply:?}")
+        };
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], serde_json::Value::Null);
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn page(n: u64) -> Operation {
+        Operation::List(Ok(Listing::Page(NonZeroU64::new(n).unwrap())))
     }
 
     const NO_FAULT: Plan = Plan {
@@ -587,12 +803,11 @@ mod tests {
     fn validation_codes() {
         let mut s = store(FaultConfig::default());
         let mut w = |json| {
-            let reply = s.write(
+            let reply = s.handle(
                 Duration::ZERO,
-                WriteMethod::Post,
                 "c",
                 Some("Bearer k"),
-                body(json),
+                Operation::Create(body(json)),
                 NO_FAULT,
             );
             code(&reply).map(str::to_owned)
@@ -657,16 +872,180 @@ mod tests {
             delay: Duration::ZERO,
         };
         let json = serde_json::json!({"name":"a","connectionType":"MULTI_DATAMART"});
-        let reply = s.write(
+        let reply = s.handle(
             Duration::ZERO,
-            WriteMethod::Post,
             "c",
             Some("Bearer k"),
-            body(json),
+            Operation::Create(body(json)),
             plan,
         );
         assert_eq!(code(&reply), Some("INTERNAL_SERVER_ERROR"));
-        assert_eq!(s.workspaces().len(), 1);
+        assert_eq!(s.workspaces().count(), 1);
         assert_eq!(s.stats().faults_injected.fail_after_commit, 1);
+    }
+
+    #[test]
+    fn deleting_10_000_of_20_000_keeps_the_others_in_creation_order() {
+        let mut s = store(FaultConfig::default());
+        let all: Vec<String> = (0..20_000).map(|i| format!("w{i:05}")).collect();
+        for name in &all {
+            assert_eq!(code(&create(&mut s, name)), None, "{name}");
+        }
+        // Every other one: the second half backwards, then the first: tombstones everywhere.
+        let doomed: Vec<&String> = all.iter().skip(1).step_by(2).collect();
+        let (first, second) = doomed.split_at(doomed.len() / 2);
+        for name in second.iter().rev().chain(first) {
+            let reply = delete(&mut s, name, None);
+            assert_eq!(
+                reply,
+                Reply::Deleted(Deleted {
+                    id: name.to_string(),
+                    message: "Workspace deleted successfully".to_owned()
+                })
+            );
+        }
+        let kept: Vec<String> = all.iter().step_by(2).cloned().collect();
+        assert_eq!(names(&s), kept);
+        let stats = s.stats();
+        assert_eq!((stats.workspaces, stats.deleted), (10_000, 10_000));
+        assert_eq!(listed(call(&mut s, page(1), None)), kept[..10]);
+        assert_eq!(listed(call(&mut s, page(1000), None)), kept[9_990..]);
+        assert!(listed(call(&mut s, page(1001), None)).is_empty());
+        assert_eq!(
+            listed(call(&mut s, Operation::List(Ok(Listing::All)), None)),
+            kept
+        );
+        // A deleted name is free again, and comes last.
+        assert_eq!(code(&create(&mut s, "w00001")), None);
+        assert_eq!(names(&s).last().map(String::as_str), Some("w00001"));
+        assert_eq!(s.stats().workspaces, 10_001);
+    }
+
+    #[test]
+    fn starting_workspaces_are_created_without_a_request_if_a_create_would_accept_them() {
+        let w = |json| serde_json::from_value::<WorkspaceRequest>(json).unwrap();
+        use serde_json::json;
+        let a = w(json!({"name": "a", "connectionType": "MULTI_DATAMART"}));
+        let b = w(json!({"name": "b", "connectionType": "DATAMART", "datamartName": "sales-mart"}));
+        let mut s = store(FaultConfig::default());
+        s.preload(vec![a.clone(), b.clone()]).unwrap();
+        assert_eq!(names(&s), ["a", "b"]);
+        let stats = s.stats();
+        assert_eq!((stats.workspaces, stats.requests_total), (2, 0));
+        assert!(s.log().is_empty());
+        assert_eq!(
+            code(&create(&mut s, "a")),
+            Some("WORKSPACE_NAME_ALREADY_EXISTS")
+        );
+
+        let twice = store(FaultConfig::default()).preload(vec![a.clone(), a.clone()]);
+        assert_eq!(twice.unwrap_err(), "starting workspace 'a' is given twice");
+        let unknown = w(json!({"name": "c", "connectionType": "DATAMART", "datamartName": "x"}));
+        let refused = store(FaultConfig::default()).preload(vec![unknown]);
+        assert_eq!(
+            refused.unwrap_err(),
+            "starting workspace 'c': INVALID_DATAMART_NAME: datamart 'x' does not exist"
+        );
+    }
+
+    #[test]
+    fn a_delete_of_a_name_that_does_not_exist_is_400_workspace_does_not_exist() {
+        let mut s = store(FaultConfig::default());
+        create(&mut s, "Acme");
+        assert!(matches!(delete(&mut s, "Acme", None), Reply::Deleted(_)));
+        let Reply::Respond { status, envelope } = delete(&mut s, "Acme", None) else {
+            panic!("answered")
+        };
+        assert_eq!(status, 400);
+        let error = envelope.error.unwrap();
+        assert_eq!(error.code, "WORKSPACE_DOES_NOT_EXIST");
+        assert_eq!(error.message, "no workspace named 'Acme' exists");
+        // Exact and case-sensitive, like the other endpoints.
+        create(&mut s, "Acme");
+        assert_eq!(
+            code(&delete(&mut s, "acme", None)),
+            Some("WORKSPACE_DOES_NOT_EXIST")
+        );
+        let stats = s.stats();
+        assert_eq!((stats.workspaces, stats.deleted), (1, 1));
+        let log: Vec<_> = s.log().iter().map(|r| (r.method, r.status)).collect();
+        assert_eq!(
+            log,
+            [
+                (Method::Post, Some(200)),
+                (Method::Delete, Some(200)),
+                (Method::Delete, Some(400)),
+                (Method::Post, Some(200)),
+                (Method::Delete, Some(400)),
+            ]
+        );
+    }
+
+    #[test]
+    fn faults_on_a_delete_act_as_on_a_write() {
+        let mut s = store(FaultConfig::default());
+        for name in ["a", "b", "c", "d"] {
+            create(&mut s, name);
+        }
+        let fail = delete(&mut s, "a", Some(Fault::Fail));
+        assert_eq!(code(&fail), Some("INTERNAL_SERVER_ERROR"));
+        let after = delete(&mut s, "b", Some(Fault::FailAfterCommit));
+        assert_eq!(code(&after), Some("INTERNAL_SERVER_ERROR"));
+        assert_eq!(
+            delete(&mut s, "c", Some(Fault::DropBeforeCommit)),
+            Reply::Drop
+        );
+        assert_eq!(
+            delete(&mut s, "d", Some(Fault::DropAfterCommit)),
+            Reply::Drop
+        );
+        assert_eq!(names(&s), ["a", "c"]);
+        // An after-commit fault on a delete that found nothing commits nothing: a plain 400.
+        let missing = delete(&mut s, "b", Some(Fault::FailAfterCommit));
+        assert_eq!(code(&missing), Some("WORKSPACE_DOES_NOT_EXIST"));
+        let stats = s.stats();
+        assert_eq!(stats.deleted, 2);
+        assert_eq!(
+            stats.faults_injected,
+            FaultCounts {
+                fail: 1,
+                fail_after_commit: 1,
+                drop_before_commit: 1,
+                drop_after_commit: 1,
+                rate_limited: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_list_has_nothing_to_commit_so_its_after_commit_fault_is_a_plain_500() {
+        let mut s = store(FaultConfig::default());
+        create(&mut s, "a");
+        let all = || Operation::List(Ok(Listing::All));
+        let reply = call(&mut s, all(), Some(Fault::FailAfterCommit));
+        assert_eq!(code(&reply), Some("INTERNAL_SERVER_ERROR"));
+        assert_eq!(
+            call(&mut s, all(), Some(Fault::DropAfterCommit)),
+            Reply::Drop
+        );
+        assert_eq!(
+            s.stats().faults_injected,
+            FaultCounts {
+                fail: 1,
+                drop_after_commit: 1,
+                ..FaultCounts::default()
+            }
+        );
+        let faults: Vec<_> = s.log().iter().skip(1).map(|r| r.fault).collect();
+        assert_eq!(faults, [Some(Fault::Fail), Some(Fault::DropAfterCommit)]);
+        // The answer itself: names only, in the envelope.
+        let Reply::Listed(body) = call(&mut s, all(), None) else {
+            panic!("a list")
+        };
+        assert_eq!(body, br#"{"data":[{"name":"a"}],"error":null}"#);
+        // Without the key, nothing.
+        let plan = NO_FAULT;
+        let refused = s.handle(Duration::ZERO, "c", Some("Bearer x"), all(), plan);
+        assert_eq!(code(&refused), Some("INVALID_DATA_APP_API_KEY"));
     }
 }

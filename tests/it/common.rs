@@ -136,14 +136,51 @@ impl Api {
         for (name, value) in extra {
             request = request.header(*name, *value);
         }
-        match request.send().await {
-            Ok(response) => {
-                let headers = response.headers().clone();
-                (answer(response).await, headers)
-            }
-            Err(e) if e.is_timeout() => panic!("request timed out: {e}"),
-            Err(_) => (Answer::Dropped, reqwest::header::HeaderMap::new()),
+        finish(request).await
+    }
+
+    /// `GET /api/v2/workspace` with the right key: every workspace (`None`), or page `n`
+    /// (`Some(n)`: `isPagination=true&pageNumber=n`).
+    pub async fn list(&self, pagination: Option<u32>) -> Answer {
+        let query = match pagination {
+            None => String::new(),
+            Some(n) => format!("isPagination=true&pageNumber={n}"),
+        };
+        self.query(reqwest::Method::GET, &query, Some(&self.key), &[])
+            .await
+            .0
+    }
+
+    /// `DELETE /api/v2/workspace?name=<name>` with the right key, the name percent-encoded.
+    pub async fn delete(&self, name: &str) -> Answer {
+        let query = format!("name={}", percent_encode(name));
+        self.query(reqwest::Method::DELETE, &query, Some(&self.key), &[])
+            .await
+            .0
+    }
+
+    /// A request to the workspace endpoint without a body, with `query` as the query
+    /// string verbatim (`isPagination=yes`; empty for none); also returns the answer's
+    /// headers.
+    pub async fn query(
+        &self,
+        method: reqwest::Method,
+        query: &str,
+        key: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> (Answer, reqwest::header::HeaderMap) {
+        let mut url = format!("{}/api/v2/workspace", self.base);
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
         }
+        let mut request = self.client.request(method, url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        finish(request).await
     }
 
     /// `create` with `extra` headers; also returns the answer's headers.
@@ -186,6 +223,42 @@ impl Api {
             .map(|w| w["name"].as_str().unwrap().to_owned())
             .collect()
     }
+}
+
+/// The names of a successful list's answer, in order.
+pub fn listed(answer: &Answer) -> Vec<String> {
+    assert_eq!(answer.status(), Some(200), "{answer:?}");
+    assert_eq!(answer.body()["error"], Value::Null, "{answer:?}");
+    answer.body()["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("data is not an array: {answer:?}"))
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Sends a request; a connection closed without an answer is [`Answer::Dropped`].
+async fn finish(request: reqwest::RequestBuilder) -> (Answer, reqwest::header::HeaderMap) {
+    match request.send().await {
+        Ok(response) => {
+            let headers = response.headers().clone();
+            (answer(response).await, headers)
+        }
+        Err(e) if e.is_timeout() => panic!("request timed out: {e}"),
+        Err(_) => (Answer::Dropped, reqwest::header::HeaderMap::new()),
+    }
+}
+
+/// `text` for a query string: every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn answer(response: reqwest::Response) -> Answer {

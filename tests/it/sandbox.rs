@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Answer, Api, plain_sandbox, sandbox_with, workspace};
+use crate::common::{Answer, Api, listed, plain_sandbox, sandbox_with, workspace};
 
 #[tokio::test]
 async fn create_answers_200_with_the_documented_envelope() {
@@ -278,7 +278,7 @@ async fn a_taken_name_is_workspace_name_already_exists_and_names_are_case_sensit
 }
 
 #[tokio::test]
-async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_404() {
+async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_400() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     assert_eq!(api.create(&workspace("Acme")).await.status(), Some(200));
@@ -293,8 +293,14 @@ async fn put_replaces_an_existing_workspace_and_refuses_an_unknown_name_with_404
     assert_eq!(api.get("/_sandbox/workspaces").await, json!([changed]));
 
     let unknown = api.update(&workspace("Globex")).await;
-    assert_eq!(unknown.status(), Some(404));
-    assert_eq!(unknown.code().as_deref(), Some("WORKSPACE_NOT_FOUND"));
+    assert_eq!(unknown.status(), Some(400));
+    assert_eq!(unknown.code().as_deref(), Some("WORKSPACE_DOES_NOT_EXIST"));
+    assert_eq!(unknown.body()["error"]["status"], 400);
+    assert_eq!(
+        unknown.body()["error"]["message"],
+        "no workspace named 'Globex' exists"
+    );
+    assert_eq!(api.workspace_names().await, ["Acme"], "nothing created");
     // PUT validates like POST.
     let bad = json!({"name": "Acme", "connectionType": "DATAMART", "datamartName": "nope"});
     assert_eq!(
@@ -319,6 +325,7 @@ async fn stats_count_requests_by_status() {
             "requests_total": 4,
             "by_status": {"200": 2, "400": 1, "401": 1},
             "workspaces": 2,
+            "deleted": 0,
             "faults_injected": {
                 "fail": 0, "fail_after_commit": 0, "drop_before_commit": 0,
                 "drop_after_commit": 0, "rate_limited": 0
@@ -545,7 +552,7 @@ async fn unknown_paths_and_methods_answer_with_the_envelope() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let answer = api
-        .send(Method::DELETE, Some(&api.key), None, Vec::new())
+        .send(Method::PATCH, Some(&api.key), None, Vec::new())
         .await;
     assert_eq!(answer.status(), Some(405));
     assert_eq!(answer.code().as_deref(), Some("METHOD_NOT_ALLOWED"));
@@ -870,14 +877,8 @@ async fn every_answer_of_the_workspace_path_carries_the_headers() {
     let cases = [
         (Method::POST, None, json, body(), 401),
         (Method::POST, Some(api.key.as_str()), None, body(), 400),
-        (Method::PUT, Some(api.key.as_str()), json, body(), 404),
-        (
-            Method::DELETE,
-            Some(api.key.as_str()),
-            None,
-            Vec::new(),
-            405,
-        ),
+        (Method::PUT, Some(api.key.as_str()), json, body(), 400),
+        (Method::PATCH, Some(api.key.as_str()), None, Vec::new(), 405),
         (Method::POST, Some(api.key.as_str()), json, body(), 200),
     ];
     for (remaining, (method, key, content_type, body, status)) in (0..10).rev().zip(cases) {
@@ -895,7 +896,7 @@ async fn every_answer_of_the_workspace_path_carries_the_headers() {
     assert_eq!(stats["requests_total"], 5, "the 405 is counted too");
     assert_eq!(
         stats["by_status"],
-        json!({"200": 1, "400": 1, "401": 1, "404": 1, "405": 1})
+        json!({"200": 1, "400": 2, "401": 1, "405": 1})
     );
 
     // An injected 500 too.
@@ -1038,4 +1039,438 @@ async fn the_command_serves_a_window_limit_with_the_headers_asked_for() {
     );
     assert_eq!(text(&answers[2].1, "ratelimit-policy"), "2;w=60");
     assert!(!answers[2].1.contains_key("retry-after"));
+}
+
+/// A sandbox that starts with these workspaces (valid create bodies), with these faults
+/// and seed 1.
+async fn holding(names: &[String], faults: FaultConfig) -> Sandbox {
+    sandbox::spawn(SandboxConfig {
+        faults,
+        seed: Some(1),
+        workspaces: names
+            .iter()
+            .map(|n| serde_json::from_value(workspace(n)).unwrap())
+            .collect(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// `w00`, `w01`, ...
+fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("w{i:02}")).collect()
+}
+
+#[tokio::test]
+async fn list_gives_every_workspace_or_pages_of_ten_in_creation_order() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let empty = api.list(None).await;
+    assert_eq!(empty.body(), &json!({"data": [], "error": null}));
+    assert!(listed(&api.list(Some(1)).await).is_empty());
+
+    // Created in an order that is not alphabetical.
+    let names: Vec<String> = (0..25).map(|i| format!("ws-{:02}", (i * 7) % 25)).collect();
+    for name in &names {
+        assert_eq!(api.create(&workspace(name)).await.status(), Some(200));
+    }
+    assert_eq!(listed(&api.list(None).await), names);
+    let (everything, _) = api
+        .query(Method::GET, "isPagination=false", Some(&api.key), &[])
+        .await;
+    assert_eq!(listed(&everything), names);
+    assert_eq!(
+        everything.body()["data"][0],
+        json!({"name": names[0]}),
+        "names only"
+    );
+    assert_eq!(listed(&api.list(Some(1)).await), names[..10]);
+    assert_eq!(listed(&api.list(Some(2)).await), names[10..20]);
+    assert_eq!(listed(&api.list(Some(3)).await), names[20..]);
+    let past = api.list(Some(4)).await;
+    assert_eq!(past.body(), &json!({"data": [], "error": null}));
+    // pageNumber defaults to 1.
+    let (first, _) = api
+        .query(Method::GET, "isPagination=true", Some(&api.key), &[])
+        .await;
+    assert_eq!(listed(&first), names[..10]);
+
+    let stats = api.stats().await;
+    assert_eq!(stats["requests_total"], 25 + 9);
+    assert_eq!(stats["by_status"], json!({"200": 34}));
+    let log = api.get("/_sandbox/requests").await;
+    let last = &log.as_array().unwrap()[33];
+    assert_eq!(last["method"], "GET");
+    assert_eq!(last["name"], Value::Null);
+    assert_eq!(last["status"], 200);
+}
+
+#[tokio::test]
+async fn list_refuses_bad_query_values_with_400_and_a_missing_key_with_401() {
+    let sandbox = holding(&numbered(3), FaultConfig::default()).await;
+    let api = Api::new(&sandbox);
+    for query in [
+        "isPagination=yes",
+        "isPagination=",
+        "isPagination=TRUE",
+        "isPagination=true&pageNumber=0",
+        "isPagination=true&pageNumber=-1",
+        "isPagination=true&pageNumber=1.5",
+        "isPagination=true&pageNumber=two",
+        "isPagination=true&pageNumber=",
+        "pageNumber=0",
+        "isPagination=true&isPagination=false",
+    ] {
+        let (answer, _) = api.query(Method::GET, query, Some(&api.key), &[]).await;
+        assert_eq!(answer.status(), Some(400), "{query}: {answer:?}");
+        assert_eq!(
+            answer.code().as_deref(),
+            Some("INVALID_REQUEST_BODY"),
+            "{query}"
+        );
+        assert_eq!(answer.body()["data"], Value::Null, "{query}");
+        assert!(
+            !answer.body()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .is_empty(),
+            "{query}: a message says why"
+        );
+    }
+    for key in [None, Some("dbn_live_wrong")] {
+        let (answer, _) = api.query(Method::GET, "", key, &[]).await;
+        assert_eq!(answer.status(), Some(401), "{key:?}");
+        assert_eq!(answer.code().as_deref(), Some("INVALID_DATA_APP_API_KEY"));
+        assert_eq!(answer.body()["data"], Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn delete_removes_the_workspace_answers_its_id_and_frees_the_name() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    for name in ["Sales Analytics", "Other", "Third"] {
+        assert_eq!(api.create(&workspace(name)).await.status(), Some(200));
+    }
+    let answer = api.delete("Sales Analytics").await;
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(
+        answer.body(),
+        &json!({
+            "data": {"id": "sales-analytics", "message": "Workspace deleted successfully"},
+            "error": null
+        })
+    );
+    assert_eq!(listed(&api.list(None).await), ["Other", "Third"]);
+    assert_eq!(api.workspace_names().await, ["Other", "Third"]);
+    let stats = api.stats().await;
+    assert_eq!(
+        (&stats["workspaces"], &stats["deleted"]),
+        (&json!(2), &json!(1))
+    );
+
+    // Once more: it does not exist.
+    let again = api.delete("Sales Analytics").await;
+    assert_eq!(again.status(), Some(400));
+    assert_eq!(again.code().as_deref(), Some("WORKSPACE_DOES_NOT_EXIST"));
+    assert_eq!(
+        again.body()["error"],
+        json!({
+            "code": "WORKSPACE_DOES_NOT_EXIST",
+            "message": "no workspace named 'Sales Analytics' exists",
+            "status": 400
+        })
+    );
+    // No name, an empty one, a blank one.
+    for query in ["", "name=", "name=%20%20", "other=Other"] {
+        let (answer, _) = api.query(Method::DELETE, query, Some(&api.key), &[]).await;
+        assert_eq!(answer.status(), Some(400), "{query:?}");
+        assert_eq!(
+            answer.code().as_deref(),
+            Some("INVALID_REQUEST_BODY"),
+            "{query:?}"
+        );
+    }
+    // Without the key nothing is deleted.
+    let (refused, _) = api.query(Method::DELETE, "name=Other", None, &[]).await;
+    assert_eq!(refused.status(), Some(401));
+    assert_eq!(refused.code().as_deref(), Some("INVALID_DATA_APP_API_KEY"));
+
+    // The name can be created again; it comes last.
+    let recreated = api.create(&workspace("Sales Analytics")).await;
+    assert_eq!(recreated.status(), Some(200));
+    assert_eq!(
+        listed(&api.list(None).await),
+        ["Other", "Third", "Sales Analytics"]
+    );
+    let stats = api.stats().await;
+    assert_eq!(
+        (&stats["workspaces"], &stats["deleted"]),
+        (&json!(3), &json!(1))
+    );
+
+    // Spaces, `&` and `/` percent-encoded in the query.
+    let odd = "R&D Team / EMEA";
+    assert_eq!(api.create(&workspace(odd)).await.status(), Some(200));
+    let (answer, _) = api
+        .query(
+            Method::DELETE,
+            "name=R%26D%20Team%20%2F%20EMEA",
+            Some(&api.key),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status(), Some(200), "{answer:?}");
+    assert_eq!(answer.body()["data"]["id"], "r-d-team-emea");
+    // `+` is a space in a query string, as in a form.
+    assert_eq!(
+        api.create(&workspace("Plus Sign")).await.status(),
+        Some(200)
+    );
+    let (answer, _) = api
+        .query(Method::DELETE, "name=Plus+Sign", Some(&api.key), &[])
+        .await;
+    assert_eq!(answer.body()["data"]["id"], "plus-sign");
+    assert_eq!(
+        api.workspace_names().await,
+        ["Other", "Third", "Sales Analytics"]
+    );
+
+    // The log names each delete and what it answered.
+    let log = api.get("/_sandbox/requests").await;
+    let deletes: Vec<(Value, Value)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "DELETE")
+        .map(|r| (r["name"].clone(), r["status"].clone()))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            (json!("Sales Analytics"), json!(200)),
+            (json!("Sales Analytics"), json!(400)),
+            (Value::Null, json!(400)),
+            (Value::Null, json!(400)),
+            (Value::Null, json!(400)),
+            (Value::Null, json!(400)),
+            (json!("Other"), json!(401)),
+            (json!(odd), json!(200)),
+            (json!("Plus Sign"), json!(200)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_delete_failing_after_commit_answers_500_with_the_workspace_gone() {
+    let sandbox = holding(
+        &numbered(2),
+        FaultConfig {
+            fail_after_commit_rate: 1.0,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let api = Api::new(&sandbox);
+    let answer = api.delete("w00").await;
+    assert_eq!(answer.status(), Some(500));
+    assert_eq!(answer.code().as_deref(), Some("INTERNAL_SERVER_ERROR"));
+    assert_eq!(api.workspace_names().await, ["w01"]);
+    // A retry meets the delete the failed attempt made.
+    let retry = api.delete("w00").await;
+    assert_eq!(retry.code().as_deref(), Some("WORKSPACE_DOES_NOT_EXIST"));
+    // A list has nothing to commit: a plain 500.
+    assert_eq!(api.list(None).await.status(), Some(500));
+    let stats = api.stats().await;
+    assert_eq!(stats["faults_injected"]["fail_after_commit"], 1);
+    assert_eq!(stats["faults_injected"]["fail"], 1);
+    assert_eq!(
+        (&stats["workspaces"], &stats["deleted"]),
+        (&json!(1), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn a_delete_failing_before_commit_answers_500_with_the_workspace_still_there() {
+    let sandbox = holding(
+        &numbered(2),
+        FaultConfig {
+            fail_rate: 1.0,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let api = Api::new(&sandbox);
+    for _ in 0..3 {
+        let answer = api.delete("w00").await;
+        assert_eq!(answer.status(), Some(500));
+        assert_eq!(answer.code().as_deref(), Some("INTERNAL_SERVER_ERROR"));
+    }
+    assert_eq!(api.list(None).await.status(), Some(500));
+    assert_eq!(api.workspace_names().await, ["w00", "w01"]);
+    let stats = api.stats().await;
+    assert_eq!(stats["faults_injected"]["fail"], 4);
+    assert_eq!(stats["deleted"], 0);
+}
+
+#[tokio::test]
+async fn dropped_deletes_get_no_answer_and_half_of_them_were_applied() {
+    let names = numbered(20);
+    let sandbox = holding(
+        &names,
+        FaultConfig {
+            drop_rate: 1.0,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let api = Api::new(&sandbox);
+    for name in &names {
+        assert_eq!(api.delete(name).await, Answer::Dropped, "{name}");
+    }
+    let stats = api.stats().await;
+    let faults = &stats["faults_injected"];
+    let after = faults["drop_after_commit"].as_u64().unwrap();
+    let before = faults["drop_before_commit"].as_u64().unwrap();
+    assert_eq!(before + after, 20);
+    assert!(after > 0 && before > 0, "some applied, some not: {faults}");
+    assert_eq!(stats["by_status"], json!({}), "nothing was answered");
+    assert_eq!(stats["deleted"].as_u64(), Some(after));
+    // Exactly the after-commit drops deleted, and the log says which.
+    let log = api.get("/_sandbox/requests").await;
+    let applied: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["fault"] == "drop_after_commit")
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    let kept: Vec<String> = names
+        .iter()
+        .filter(|n| !applied.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(api.workspace_names().await, kept);
+    assert_eq!(stats["workspaces"].as_u64(), Some(before));
+}
+
+#[tokio::test]
+async fn lists_and_deletes_count_in_the_window_and_carry_the_headers() {
+    let sandbox = sandbox_with(FaultConfig {
+        rate_limit: Some(per_minute(6)),
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let key = Some(api.key.as_str());
+    let (created, headers) = api.create_with(&workspace("a"), &[]).await;
+    assert_eq!(created.status(), Some(200));
+    assert_eq!(number(&headers, "ratelimit-remaining"), 5);
+    let steps = [
+        (Method::GET, "", 200, 4),
+        (Method::GET, "isPagination=true&pageNumber=1", 200, 3),
+        (Method::GET, "isPagination=maybe", 400, 2),
+        (Method::DELETE, "name=a", 200, 1),
+        (Method::DELETE, "name=a", 400, 0),
+    ];
+    for (method, query, status, remaining) in steps {
+        let (answer, headers) = api.query(method.clone(), query, key, &[]).await;
+        assert_eq!(answer.status(), Some(status), "{method} ?{query}");
+        assert_eq!(
+            limit_headers(&headers),
+            [
+                "ratelimit-limit",
+                "ratelimit-remaining",
+                "ratelimit-reset",
+                "ratelimit-policy"
+            ],
+            "{method} ?{query}"
+        );
+        assert_eq!(
+            number(&headers, "ratelimit-remaining"),
+            remaining,
+            "{method} ?{query}"
+        );
+    }
+    // Over the limit: 429 with Retry-After, and the delete is not done.
+    assert_eq!(api.create(&workspace("b")).await.status(), Some(429));
+    for (method, query) in [(Method::GET, ""), (Method::DELETE, "name=b")] {
+        let (answer, headers) = api.query(method.clone(), query, key, &[]).await;
+        assert_eq!(answer.status(), Some(429), "{method}");
+        assert_eq!(answer.code().as_deref(), Some("TOO_MANY_REQUESTS"));
+        assert_eq!(number(&headers, "ratelimit-remaining"), 0);
+        assert!((1..=60).contains(&number(&headers, "retry-after")));
+    }
+    let stats = api.stats().await;
+    assert_eq!(stats["requests_total"], 9);
+    assert_eq!(stats["requests_by_client"], json!({"127.0.0.1": 9}));
+    assert_eq!(stats["rate_limited_by_client"], json!({"127.0.0.1": 3}));
+    assert_eq!(stats["by_status"], json!({"200": 4, "400": 2, "429": 3}));
+    let log = api.get("/_sandbox/requests").await;
+    let refused: Vec<(&str, &Value)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["fault"] == "rate_limited")
+        .map(|r| (r["method"].as_str().unwrap(), &r["name"]))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("POST", &json!("b")),
+            ("GET", &Value::Null),
+            ("DELETE", &json!("b"))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn lists_go_through_latency_and_the_fault_plan_like_writes() {
+    let sandbox = holding(
+        &numbered(3),
+        FaultConfig {
+            latency: Duration::from_millis(120),
+            drop_rate: 0.5,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let api = Api::new(&sandbox);
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let answer = api.list(Some(1)).await;
+        assert!(started.elapsed() >= Duration::from_millis(120));
+        seen.push(answer.status());
+    }
+    assert!(
+        seen.contains(&None) && seen.contains(&Some(200)),
+        "{seen:?}"
+    );
+    let faults = &api.stats().await["faults_injected"];
+    let dropped = faults["drop_before_commit"].as_u64().unwrap()
+        + faults["drop_after_commit"].as_u64().unwrap();
+    assert_eq!(
+        dropped as usize,
+        seen.iter().filter(|s| s.is_none()).count()
+    );
+}
+
+#[tokio::test]
+async fn other_methods_on_the_workspace_path_are_still_405() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    for method in [Method::PATCH, Method::OPTIONS] {
+        let (answer, _) = api.query(method.clone(), "", Some(&api.key), &[]).await;
+        assert_eq!(answer.status(), Some(405), "{method}");
+        assert_eq!(answer.code().as_deref(), Some("METHOD_NOT_ALLOWED"));
+        let message = answer.body()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("POST, PUT, GET and DELETE"), "{message}");
+    }
+    let log = api.get("/_sandbox/requests").await;
+    assert_eq!(log, json!([]), "a 405 is not in the log");
 }
