@@ -82,11 +82,12 @@ pub struct SandboxArgs {
     /// Share of requests answered 500 INTERNAL_SERVER_ERROR without any effect (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
-    /// Share of requests whose workspace is created, then answered 500 (the ambiguous case).
+    /// Share of requests whose write (create, update, delete) is applied, then answered 500
+    /// (the ambiguous case); a list gets a plain 500.
     #[arg(long, default_value_t = 0.0)]
     pub fail_after_commit_rate: f64,
     /// Share of requests whose connection is closed without an answer; half of them after
-    /// the workspace was created.
+    /// the write was applied.
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,
     /// A fixed window per client IP like the vendor's: N requests per window W (500/2m,
