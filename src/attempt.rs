@@ -89,13 +89,12 @@ impl Verdict {
     }
 }
 
-/// What one attempt that was not a success left: its code and message, the server's
-/// `Retry-After`, and whether it may have created the workspace unseen.
+/// What one attempt that was not a success left: its code and message, and the server's
+/// `Retry-After`.
 struct NotYet {
     code: String,
     message: String,
     retry_after: Option<std::time::Duration>,
-    unknown: bool,
 }
 
 /// `maybe_created`: an earlier attempt may already have created the workspace; set when
@@ -127,6 +126,14 @@ async fn attempt_until_final(
         let sent = sender.client.send(verb, body.clone(), &request.name).await;
         trail.http_status = sent.as_ref().ok().map(|answer| answer.status);
         trail.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
+        // Whatever comes next (a retry, a pause, the job stopping), this attempt may have
+        // created the workspace unseen: no answer after it went out, or an error that hides
+        // the outcome (a 5xx).
+        *maybe_created |= match &sent {
+            Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
+            Err(NoAnswer::ConnectFailed(_)) => false,
+            Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
+        };
         let timeout_text;
         let seen = match &sent {
             Ok(answer) => Seen::Answer {
@@ -144,10 +151,7 @@ async fn attempt_until_final(
         match shared.pacer().observe(ticket, seen) {
             Next::Proceed => {}
             Next::Again => continue,
-            Next::Halt(halt) => {
-                *maybe_created |= matches!(sent, Err(NoAnswer::Timeout | NoAnswer::Lost(_)));
-                return Verdict::stopped(shared.halt(halt), trail);
-            }
+            Next::Halt(halt) => return Verdict::stopped(shared.halt(halt), trail),
         }
         tries += 1;
         let not_yet = match sent {
@@ -156,19 +160,16 @@ async fn attempt_until_final(
                     code: "TIMEOUT".to_owned(),
                     message: timed_out(sender),
                     retry_after: None,
-                    unknown: true,
                 },
                 NoAnswer::ConnectFailed(message) => NotYet {
                     code: "CONNECTION_ERROR".to_owned(),
                     message: format!("{NOT_CONNECTED}: {message}"),
                     retry_after: None,
-                    unknown: false,
                 },
                 NoAnswer::Lost(message) => NotYet {
                     code: "CONNECTION_ERROR".to_owned(),
                     message,
                     retry_after: None,
-                    unknown: true,
                 },
             },
             Ok(answer) => {
@@ -217,11 +218,9 @@ async fn attempt_until_final(
                     code,
                     message: answer.message,
                     retry_after: answer.retry_after,
-                    unknown: may_have_applied(answer.status),
                 }
             }
         };
-        *maybe_created |= not_yet.unknown;
         if tries >= sender.retry.max_attempts {
             return Verdict::new(Status::Failed, &not_yet.code, not_yet.message);
         }

@@ -105,8 +105,10 @@ impl Client {
             .user_agent(concat!("dbprov/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             // A host that drops packets is unreachable, like one that refuses: said in
-            // seconds, so the outage breaker can act, not after the whole --timeout.
-            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+            // seconds, so the outage breaker can act, not after the whole --timeout. Always
+            // shorter than --timeout, or a connection never made would read as a request
+            // whose answer was lost.
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout / 2))
             // A redirect is an answer, not a detour: following it would re-send the
             // tenant's data (and the key) to another host, or turn a POST into a GET.
             .redirect(reqwest::redirect::Policy::none())

@@ -364,14 +364,16 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             loop {
                 ticks.tick().await;
                 let pacer = shared.pacer();
+                pacer.rows_left(bar.length().map(|rows| rows.saturating_sub(bar.position())));
                 let (now, count) = (Instant::now(), pacer.issued());
                 if issued.len() > 10 {
                     issued.pop_front();
                 }
                 let (then, before) = issued.front().copied().unwrap_or((now, count));
                 issued.push_back((now, count));
-                let seconds = now.duration_since(then).as_secs_f64().max(1e-3);
-                let per_second = (count - before) as f64 / seconds;
+                // Less than half a second says nothing of a rate.
+                let seconds = now.duration_since(then).as_secs_f64();
+                let per_second = (seconds >= 0.4).then(|| (count - before) as f64 / seconds);
                 report::show_pace(&bar, per_second, pacer.describe());
             }
         })

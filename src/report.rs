@@ -377,9 +377,14 @@ pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
 /// Shows the requests per second of the last few seconds, and the pace or why sending is
 /// paused, after the counts (in the bar's prefix, which the template draws last): redrawn
 /// on a clock, so a pause shows 0 req/s rather than the figure before it.
-pub fn show_pace(bar: &ProgressBar, per_second: f64, pace: Option<String>) {
-    let pace = pace.map(|p| format!("; {p}")).unwrap_or_default();
-    bar.set_prefix(format!("; {per_second:.1} req/s{pace}"));
+pub fn show_pace(bar: &ProgressBar, per_second: Option<f64>, pace: Option<String>) {
+    let rate = per_second.map(|r| format!("; {r:.1} req/s"));
+    let pace = pace.map(|p| format!("; {p}"));
+    bar.set_prefix(format!(
+        "{}{}",
+        rate.unwrap_or_default(),
+        pace.unwrap_or_default()
+    ));
 }
 
 /// The figures of the bar as one log line, for jobs nobody watches on a terminal.

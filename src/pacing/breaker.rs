@@ -1,12 +1,12 @@
-//! The outage breaker. A few attempts in a row that could not connect (refused, no route,
-//! DNS, a connect timeout) open it: sending pauses, and one request at a time probes the API, at
+//! The outage breaker. A few attempts in a row without an answer (refused, no route, DNS, a
+//! connect timeout, a timeout, a dropped connection) open it: sending pauses, and one request at a time probes the API, at
 //! growing intervals, until one is answered. An API that never answered gives up after a
 //! few probes (a wrong URL should not hold a job); one that did is waited for up to
 //! `--max-outage`.
 
 use std::time::{Duration, Instant};
 
-/// Attempts in a row that could not connect that open the breaker.
+/// Attempts in a row without an answer that open the breaker.
 const OPENS_AFTER: u32 = 3;
 /// The first probe's delay; it doubles up to [`PROBE_EVERY_AT_MOST`].
 const FIRST_PROBE: Duration = Duration::from_millis(250);
@@ -16,15 +16,29 @@ const PROBE_EVERY_AT_MOST: Duration = Duration::from_secs(10);
 const PROBES_BEFORE_ANY_ANSWER: u32 = 3;
 
 /// Whether the API is reachable, as far as the attempts tell.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Breaker {
-    /// Attempts that could not connect since the last answer.
+    /// Attempts without an answer since the last answer.
     in_a_row: u32,
     /// Whether the API ever answered this job.
     answered_once: bool,
+    /// Whether every attempt without an answer so far could not even connect.
+    only_refused: bool,
     outage: Option<Outage>,
     /// Time spent in outages that ended.
     past_outages: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Breaker {
+        Breaker {
+            in_a_row: 0,
+            answered_once: false,
+            only_refused: true,
+            outage: None,
+            past_outages: Duration::ZERO,
+        }
+    }
 }
 
 /// An outage in progress.
@@ -56,6 +70,9 @@ pub struct GiveUp {
     pub answered_once: bool,
     /// How long it has been unreachable.
     pub for_how_long: Duration,
+    /// It never answered and refused every connection: a wrong address, or a network
+    /// that does not lead there.
+    pub refused_from_start: bool,
 }
 
 impl Breaker {
@@ -91,29 +108,18 @@ impl Breaker {
         Some(lasted)
     }
 
-    /// An attempt connected but got no answer (a timeout, a connection that broke): the
-    /// API can be reached. It ends the outage if it was the probe; returns how long the
-    /// outage lasted then.
-    pub fn reached(&mut self, now: Instant, probe: bool) -> Option<Duration> {
-        self.in_a_row = 0;
-        if !probe {
-            return None;
-        }
-        let outage = self.outage.take()?;
-        let lasted = now.duration_since(outage.since);
-        self.past_outages += lasted;
-        Some(lasted)
-    }
-
-    /// An attempt could not connect; `probe` tells whether it was the probe. `Ok(true)` when
-    /// this opened the breaker; `Err` when it is time to give up.
+    /// An attempt got no answer: `connected` tells whether it could connect at all (a
+    /// timeout, a dropped connection) or not (refused, DNS); `probe` whether it was the
+    /// probe. `Ok(true)` when this opened the breaker; `Err` when it is time to give up.
     pub fn failed(
         &mut self,
         now: Instant,
         probe: bool,
+        connected: bool,
         max_outage: Duration,
     ) -> Result<bool, GiveUp> {
         self.in_a_row = self.in_a_row.saturating_add(1);
+        self.only_refused &= !connected;
         let opened = match &mut self.outage {
             None if self.in_a_row >= OPENS_AFTER => {
                 self.outage = Some(Outage {
@@ -138,7 +144,10 @@ impl Breaker {
         };
         if let Some(outage) = &self.outage {
             let lasted = now.duration_since(outage.since);
-            let give_up = if self.answered_once {
+            // Only an API that refused every connection from the start is a wrong address
+            // or a network that does not lead there: one that accepts and then says nothing
+            // may be starting, and gets --max-outage like any outage.
+            let give_up = if self.answered_once || !self.only_refused {
                 lasted >= max_outage
             } else {
                 outage.probes_failed >= PROBES_BEFORE_ANY_ANSWER
@@ -147,6 +156,7 @@ impl Breaker {
                 return Err(GiveUp {
                     answered_once: self.answered_once,
                     for_how_long: lasted,
+                    refused_from_start: !self.answered_once && self.only_refused,
                 });
             }
         }
@@ -191,9 +201,9 @@ mod tests {
     fn a_single_failure_does_not_open_it() {
         let mut breaker = Breaker::default();
         let t0 = Instant::now();
-        assert_eq!(breaker.failed(t0, false, MS), Ok(false));
+        assert_eq!(breaker.failed(t0, false, false, MS), Ok(false));
         breaker.answered(t0);
-        assert_eq!(breaker.failed(t0, false, MS), Ok(false));
+        assert_eq!(breaker.failed(t0, false, false, MS), Ok(false));
         assert_eq!(breaker.allows(t0), Allows::Any);
     }
 
@@ -203,18 +213,18 @@ mod tests {
         breaker.answered(Instant::now());
         let t0 = Instant::now();
         let max = Duration::from_secs(300);
-        assert_eq!(breaker.failed(t0, false, max), Ok(false));
-        assert_eq!(breaker.failed(t0, false, max), Ok(false));
-        assert_eq!(breaker.failed(t0, false, max), Ok(true));
+        assert_eq!(breaker.failed(t0, false, false, max), Ok(false));
+        assert_eq!(breaker.failed(t0, false, false, max), Ok(false));
+        assert_eq!(breaker.failed(t0, false, false, max), Ok(true));
         assert_eq!(breaker.allows(t0), Allows::Until(t0 + FIRST_PROBE));
         let t1 = t0 + FIRST_PROBE;
         assert_eq!(breaker.allows(t1), Allows::Probe);
         assert!(breaker.issued());
         assert_eq!(breaker.allows(t1), Allows::ProbeInFlight);
         // A request sent before the outage failing late does not move the probes.
-        assert_eq!(breaker.failed(t1, false, max), Ok(false));
+        assert_eq!(breaker.failed(t1, false, false, max), Ok(false));
         assert_eq!(breaker.allows(t1), Allows::ProbeInFlight);
-        assert_eq!(breaker.failed(t1, true, max), Ok(false));
+        assert_eq!(breaker.failed(t1, true, false, max), Ok(false));
         assert_eq!(breaker.allows(t1), Allows::Until(t1 + 2 * FIRST_PROBE));
         assert_eq!(breaker.answered(t1 + 10 * MS), Some(FIRST_PROBE + 10 * MS));
         assert_eq!(breaker.allows(t1), Allows::Any);
@@ -231,7 +241,7 @@ mod tests {
         breaker.answered(now);
         let max = Duration::from_secs(3600);
         for _ in 0..3 {
-            breaker.failed(now, false, max).unwrap();
+            breaker.failed(now, false, false, max).unwrap();
         }
         let mut gaps = Vec::new();
         for _ in 0..8 {
@@ -241,7 +251,7 @@ mod tests {
             gaps.push((at - now).as_millis());
             now = at;
             breaker.issued();
-            breaker.failed(now, true, max).unwrap();
+            breaker.failed(now, true, false, max).unwrap();
         }
         assert_eq!(gaps, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000]);
     }
@@ -252,12 +262,12 @@ mod tests {
         let mut now = Instant::now();
         let max = Duration::from_secs(300);
         for _ in 0..3 {
-            breaker.failed(now, false, max).unwrap();
+            breaker.failed(now, false, false, max).unwrap();
         }
         for probe in 1..=3 {
             now += Duration::from_secs(1);
             breaker.issued();
-            let result = breaker.failed(now, true, max);
+            let result = breaker.failed(now, true, false, max);
             assert_eq!(result.is_err(), probe == 3, "probe {probe}");
         }
     }
@@ -269,22 +279,40 @@ mod tests {
         breaker.answered(t0);
         let max = Duration::from_secs(60);
         for _ in 0..3 {
-            breaker.failed(t0, false, max).unwrap();
+            breaker.failed(t0, false, false, max).unwrap();
         }
         breaker.issued();
         assert!(
             breaker
-                .failed(t0 + Duration::from_secs(59), true, max)
+                .failed(t0 + Duration::from_secs(59), true, false, max)
                 .is_ok()
         );
         breaker.issued();
-        let given_up = breaker.failed(t0 + Duration::from_secs(60), true, max);
+        let given_up = breaker.failed(t0 + Duration::from_secs(60), true, false, max);
         assert_eq!(
             given_up,
             Err(GiveUp {
                 answered_once: true,
-                for_how_long: Duration::from_secs(60)
+                for_how_long: Duration::from_secs(60),
+                refused_from_start: false,
             })
         );
+    }
+
+    #[test]
+    fn an_api_that_accepts_and_never_answers_gets_max_outage_even_from_the_start() {
+        let mut breaker = Breaker::default();
+        let t0 = Instant::now();
+        let max = Duration::from_secs(60);
+        for _ in 0..3 {
+            breaker.failed(t0, false, true, max).unwrap();
+        }
+        for probe in 1..=5 {
+            breaker.issued();
+            let at = t0 + Duration::from_secs(probe);
+            assert!(breaker.failed(at, true, true, max).is_ok(), "probe {probe}");
+        }
+        breaker.issued();
+        assert!(breaker.failed(t0 + max, true, true, max).is_err());
     }
 }

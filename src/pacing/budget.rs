@@ -2,8 +2,8 @@
 //! left, and once half of it is spent, the rest spread evenly until it resets. Several
 //! processes behind one address share the window without talking: each sees what the
 //! others took in the `remaining` of its own answers, and slows down as it falls. The
-//! first half goes as fast as `--rate` allows, so a job smaller than the window is not
-//! slowed at all.
+//! first half goes as fast as `--rate` allows, and so does all of it when the job's rows
+//! still to do fit in what is left: a job smaller than the window is not slowed at all.
 
 use std::time::{Duration, Instant};
 
@@ -74,12 +74,14 @@ impl Budget {
     }
 
     /// The earliest moment the next request may go; `None` when no window is known.
-    /// `issued` is how many requests were issued so far, `last_sent` when the last was.
+    /// `issued` is how many requests were issued so far, `last_sent` when the last was,
+    /// `rows_left` how many rows the job has still to finish, when it knows.
     pub fn earliest(
         &mut self,
         now: Instant,
         issued: u64,
         last_sent: Option<Instant>,
+        rows_left: Option<u64>,
     ) -> Option<Instant> {
         self.roll_over(now, issued);
         let window = self.current?;
@@ -89,7 +91,8 @@ impl Budget {
         if left == 0 {
             return Some(window.reset_at);
         }
-        if window.announced && left > window.limit / 2 {
+        let fits = rows_left.is_some_and(|rows| rows <= left);
+        if window.announced && (left > window.limit / 2 || fits) {
             return None;
         }
         // `left` requests in `left + 1` equal gaps before the reset: the last one goes a
@@ -149,7 +152,7 @@ mod tests {
     fn unknown_until_an_answer_says_something() {
         let mut budget = Budget::default();
         let now = Instant::now();
-        assert_eq!(budget.earliest(now, 5, Some(now)), None);
+        assert_eq!(budget.earliest(now, 5, Some(now), None), None);
     }
 
     #[test]
@@ -159,7 +162,7 @@ mod tests {
         // The answer to our first request: 5 left of 10, reset in 10 s.
         budget.update(1, announced(10, 5, 10, Some(10)), t0);
         // One sent since then: 4 left, in 5 gaps until t0 + 10 s.
-        let next = budget.earliest(t0, 2, Some(t0)).unwrap();
+        let next = budget.earliest(t0, 2, Some(t0), None).unwrap();
         assert_eq!(next - t0, Duration::from_secs(10) / 5);
         assert_eq!(budget.left(t0, 2), Some((4, Duration::from_secs(10))));
     }
@@ -169,8 +172,11 @@ mod tests {
         let mut budget = Budget::default();
         let t0 = Instant::now();
         budget.update(1, announced(500, 499, 120, Some(120)), t0);
-        assert_eq!(budget.earliest(t0, 50, Some(t0)), None);
-        assert!(budget.earliest(t0, 260, Some(t0)).is_some());
+        assert_eq!(budget.earliest(t0, 50, Some(t0), None), None);
+        assert!(budget.earliest(t0, 260, Some(t0), None).is_some());
+        // Past half of it, a job whose rows still to do fit in what is left goes at once.
+        assert_eq!(budget.earliest(t0, 260, Some(t0), Some(200)), None);
+        assert!(budget.earliest(t0, 260, Some(t0), Some(300)).is_some());
     }
 
     #[test]
@@ -179,7 +185,10 @@ mod tests {
         let t0 = Instant::now();
         budget.update(1, announced(10, 3, 5, None), t0);
         // Three issued after the one answered: nothing left until the reset.
-        assert_eq!(budget.earliest(t0, 4, Some(t0)), Some(t0 + 5 * 1000 * MS));
+        assert_eq!(
+            budget.earliest(t0, 4, Some(t0), None),
+            Some(t0 + 5 * 1000 * MS)
+        );
     }
 
     #[test]
@@ -211,10 +220,10 @@ mod tests {
         let mut budget = Budget::default();
         let t0 = Instant::now();
         budget.update(1, announced(10, 0, 2, Some(10)), t0);
-        assert_eq!(budget.earliest(t0, 1, Some(t0)), Some(t0 + 2000 * MS));
+        assert_eq!(budget.earliest(t0, 1, Some(t0), None), Some(t0 + 2000 * MS));
         // At the reset: the whole limit, spread over the window.
         let at = t0 + 2000 * MS;
-        let next = budget.earliest(at, 1, Some(t0)).unwrap();
+        let next = budget.earliest(at, 1, Some(t0), None).unwrap();
         assert_eq!(next, t0 + (12_000 * MS) / 11);
         assert_eq!(budget.left(at, 1), Some((10, Duration::from_secs(10))));
         // An answer from the new window replaces the guess, even with more left.
@@ -228,7 +237,7 @@ mod tests {
         let t0 = Instant::now();
         budget.update(1, announced(5, 0, 1, None), t0);
         let late = t0 + Duration::from_millis(3500);
-        budget.earliest(late, 1, None);
+        budget.earliest(late, 1, None, None);
         let (left, reset) = budget.left(late, 1).unwrap();
         assert_eq!(left, 5);
         assert_eq!(reset, Duration::from_millis(500));

@@ -185,6 +185,12 @@ impl Pacer {
         self.state().describe(Instant::now())
     }
 
+    /// Tells how many rows the job has still to finish: while they fit in what the API's
+    /// window has left, nothing needs spreading.
+    pub fn rows_left(&self, rows: Option<u64>) {
+        self.state().rows_left = rows;
+    }
+
     /// Requests issued so far.
     pub fn issued(&self) -> u64 {
         self.state().issued()

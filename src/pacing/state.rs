@@ -7,6 +7,7 @@ use super::adaptive::Adaptive;
 use super::breaker::{Allows, Breaker};
 use super::budget::Budget;
 use super::{Announced, Halt, Next, PacingReport, PacingSettings, Seen, Ticket};
+use crate::retry::is_retryable_status;
 
 /// A pause of every request after a 429.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,8 @@ pub(super) struct State {
     responses_429: u64,
     /// Whether the API's answers announce its window.
     announces: bool,
+    /// Rows the job has still to finish, when it knows.
+    pub(super) rows_left: Option<u64>,
     latest_announced: Option<Announced>,
     budget: Budget,
     adaptive: Adaptive,
@@ -65,6 +68,7 @@ impl State {
             limited_since: None,
             responses_429: 0,
             announces: false,
+            rows_left: None,
             latest_announced: None,
             budget: Budget::default(),
             adaptive: Adaptive::new(settings.ceiling.map(|r| r.per_second)),
@@ -106,7 +110,7 @@ impl State {
             // A window that resets later than the job would wait is the server's to
             // refuse: its 429 then says how long, and --max-retry-after decides.
             self.budget
-                .earliest(now, self.issued, self.last_sent)
+                .earliest(now, self.issued, self.last_sent, self.rows_left)
                 .filter(|at| at.saturating_duration_since(now) <= settings.max_retry_after)
         } else {
             self.adaptive
@@ -167,7 +171,10 @@ impl State {
                 }
                 if status == 429 {
                     self.refused(ticket, announced, retry_after, now, settings)
-                } else if let Some(wait) = retry_after.filter(|w| *w > settings.max_retry_after) {
+                } else if let Some(wait) = retry_after
+                    .filter(|w| *w > settings.max_retry_after)
+                    .filter(|_| status >= 300 && is_retryable_status(status))
+                {
                     // A 503 that says "come back in an hour" is bounded the same way.
                     Next::Halt(Halt::RateLimited(format!(
                         "the API answered {status} and asks to wait {} (Retry-After), more than --max-retry-after {}",
@@ -187,45 +194,56 @@ impl State {
                     Next::Proceed
                 }
             }
-            // A timeout or a broken connection reached the API: the retry policy decides.
-            // A probe that got that far ends the outage: the API can be reached.
-            Seen::NoAnswer(_) => {
-                if let Some(lasted) = self.breaker.reached(now, ticket.probe) {
-                    tracing::info!(
-                        "the API can be reached again after {}: sending resumes",
-                        seconds(lasted)
-                    );
-                }
-                Next::Proceed
+            Seen::NoAnswer(error) => self.unanswered(ticket, error, true, now, settings),
+            Seen::NotConnected(error) => self.unanswered(ticket, error, false, now, settings),
+        }
+    }
+
+    /// An attempt without an answer: `connected` if it reached the API (a timeout, a
+    /// dropped connection), not if it could not connect. A few in a row are an outage.
+    fn unanswered(
+        &mut self,
+        ticket: Ticket,
+        error: &str,
+        connected: bool,
+        now: Instant,
+        settings: &PacingSettings,
+    ) -> Next {
+        let max = humantime::format_duration(settings.max_outage);
+        match self
+            .breaker
+            .failed(now, ticket.probe, connected, settings.max_outage)
+        {
+            Err(given_up) => {
+                let message = if given_up.refused_from_start {
+                    format!("the API cannot be reached: {error}. Check --base-url and the network")
+                } else {
+                    format!(
+                        "the API has not answered for {} (more than --max-outage {max}): {error}",
+                        seconds(given_up.for_how_long)
+                    )
+                };
+                return Next::Halt(Halt::Unreachable(message));
             }
-            Seen::NotConnected(error) => {
-                match self.breaker.failed(now, ticket.probe, settings.max_outage) {
-                    Ok(true) if self.breaker.answered_once() => tracing::warn!(
-                        "the API cannot be reached ({error}): sending paused; one request at a time probes it, for up to --max-outage {}",
-                        humantime::format_duration(settings.max_outage)
-                    ),
-                    Ok(true) => tracing::warn!(
-                        "the API cannot be reached ({error}): probing it a few times before the job stops"
-                    ),
-                    Ok(false) => {}
-                    Err(given_up) => {
-                        let message = if given_up.answered_once {
-                            format!(
-                                "the API could not be reached for {} (more than --max-outage {}): {error}",
-                                seconds(given_up.for_how_long),
-                                humantime::format_duration(settings.max_outage)
-                            )
-                        } else {
-                            format!(
-                                "the API cannot be reached: {error}. Check --base-url and the network"
-                            )
-                        };
-                        return Next::Halt(Halt::Unreachable(message));
-                    }
+            Ok(false) => {}
+            Ok(true) if !connected && !self.breaker.answered_once() => tracing::warn!(
+                "the API cannot be reached ({error}): probing it a few times before the job stops"
+            ),
+            Ok(true) => tracing::warn!(
+                "the API {} ({error}): sending paused; one request at a time probes it, for up to --max-outage {max}",
+                if connected {
+                    "does not answer"
+                } else {
+                    "cannot be reached"
                 }
-                // Nothing was sent: the attempt is not spent.
-                Next::Again
-            }
+            ),
+        }
+        // A request never sent spends no attempt; nor does one lost to an outage, which
+        // --max-outage bounds. An isolated timeout or drop is the retry policy's.
+        if !connected || self.breaker.outage_since().is_some() {
+            Next::Again
+        } else {
+            Next::Proceed
         }
     }
 
@@ -360,9 +378,13 @@ fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
-/// A long duration in words, to the second: `31years 8months …`.
-fn whole(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_secs(d.as_secs()))
+/// A long duration in words, to the second: `1h 30m`; a year or more is said so (a
+/// `Retry-After` is taken as a year at most).
+fn whole(d: Duration) -> String {
+    if d >= Duration::from_secs(365 * 86_400) {
+        return "a year or more".to_owned();
+    }
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 /// A duration for the progress line: `41 s`.
@@ -545,14 +567,38 @@ mod tests {
             state.describe(t0 + 100 * MS).as_deref(),
             Some("paused 0 s: API unreachable, next probe in 0 s")
         );
-        // The probe connects but gets no answer (a timeout, a dropped connection): the API
-        // can be reached, so the outage is over, and the retry policy decides about the row.
+        // A probe that connects but gets no answer (a timeout, a dropped connection) is a
+        // failed probe: the next one waits, and the row spends no attempt.
         let probe = issue(&mut state, t0 + S);
         assert!(matches!(state.gate(t0 + S, &settings()), Gate::Changed));
         let next = state.observe(probe, Seen::NoAnswer("timeout"), &settings(), t0 + S);
-        assert_eq!(next, Next::Proceed);
-        assert!(matches!(state.gate(t0 + S, &settings()), Gate::Open));
-        assert_eq!(state.report(t0 + 2 * S).paused_unreachable, S);
+        assert_eq!(next, Next::Again);
+        assert!(matches!(state.gate(t0 + S, &settings()), Gate::Until(_)));
+        // An answer ends the outage.
+        let Gate::Until(at) = state.gate(t0 + S, &settings()) else {
+            unreachable!()
+        };
+        let probe = issue(&mut state, at);
+        state.observe(probe, answer(200, None), &settings(), at);
+        assert!(matches!(state.gate(at, &settings()), Gate::Open));
+        assert_eq!(state.report(at + S).paused_unreachable, at - t0);
+    }
+
+    #[test]
+    fn timeouts_in_a_row_are_an_outage_too() {
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let first = issue(&mut state, t0);
+        state.observe(first, answer(200, None), &settings(), t0);
+        let nexts: Vec<Next> = (0..3)
+            .map(|_| {
+                let ticket = issue(&mut state, t0);
+                state.observe(ticket, Seen::NoAnswer("timeout"), &settings(), t0)
+            })
+            .collect();
+        // The first two are the retry policy's; the third opens the breaker.
+        assert_eq!(nexts, [Next::Proceed, Next::Proceed, Next::Again]);
+        assert!(state.describe(t0).unwrap().contains("API unreachable"));
     }
 
     #[test]
@@ -569,5 +615,11 @@ mod tests {
             Next::Proceed,
             "within the bound: the retry policy waits"
         );
+        // A final answer is final, whatever it asks: a success, a 400.
+        for status in [200, 400] {
+            let ticket = issue(&mut state, t0);
+            let next = state.observe(ticket, answer(status, Some(3600 * S)), &settings(), t0);
+            assert_eq!(next, Next::Proceed, "{status}");
+        }
     }
 }
