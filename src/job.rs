@@ -329,7 +329,11 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     });
 
     let pacer = match &job.mode {
-        Mode::Send(sender) => Some(Pacer::new(sender.pacing)),
+        Mode::Send(sender) => {
+            let (bar, total) = (job.progress.clone(), job.progress.length());
+            let rows_left = move || total.map(|rows| rows.saturating_sub(bar.position()));
+            Some(Pacer::new(sender.pacing).with_rows_left(rows_left))
+        }
         Mode::DryRun => None,
     };
     let shared = Arc::new(Shared {
@@ -364,7 +368,6 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             loop {
                 ticks.tick().await;
                 let pacer = shared.pacer();
-                pacer.rows_left(bar.length().map(|rows| rows.saturating_sub(bar.position())));
                 let (now, count) = (Instant::now(), pacer.issued());
                 if issued.len() > 10 {
                     issued.pop_front();
