@@ -22,6 +22,8 @@ pub(super) struct State {
     started: Instant,
     /// Requests issued so far.
     issued: u64,
+    /// Requests whose outcome came back.
+    observed: u64,
     last_sent: Option<Instant>,
     pause: Option<Pause>,
     /// Time paused by pauses that ended.
@@ -60,6 +62,7 @@ impl State {
         State {
             started: now,
             issued: 0,
+            observed: 0,
             last_sent: None,
             pause: None,
             paused_before: Duration::ZERO,
@@ -109,8 +112,11 @@ impl State {
         let paced = if self.announces {
             // A window that resets later than the job would wait is the server's to
             // refuse: its 429 then says how long, and --max-retry-after decides.
+            // Rows whose request is out already need no more of the window.
+            let in_flight = self.issued - self.observed;
+            let rows_to_send = self.rows_left.map(|rows| rows.saturating_sub(in_flight));
             self.budget
-                .earliest(now, self.issued, self.last_sent, self.rows_left)
+                .earliest(now, self.issued, self.last_sent, rows_to_send)
                 .filter(|at| at.saturating_duration_since(now) <= settings.max_retry_after)
         } else {
             self.adaptive
@@ -152,6 +158,7 @@ impl State {
         settings: &PacingSettings,
         now: Instant,
     ) -> Next {
+        self.observed += 1;
         match seen {
             Seen::Answer {
                 status,
