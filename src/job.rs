@@ -319,19 +319,31 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     .map_err(output_error)?;
 
     let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
-    let reading = tokio::task::spawn_blocking(move || {
-        while let Some(row) = reader.next_row()? {
-            if rows_tx.blocking_send(row).is_err() {
-                break;
+    // Rows read so far: once a stream (stdin, a pipe) has ended, the job knows its total,
+    // and the pacer how many rows are left.
+    let rows_read = Arc::new(AtomicU64::new(0));
+    let input_total: Arc<std::sync::OnceLock<u64>> = Arc::new(std::sync::OnceLock::new());
+    if let Some(total) = job.progress.length() {
+        let _ = input_total.set(total);
+    }
+    let reading = tokio::task::spawn_blocking({
+        let (rows_read, input_total) = (rows_read.clone(), input_total.clone());
+        move || {
+            while let Some(row) = reader.next_row()? {
+                rows_read.fetch_add(1, Ordering::Relaxed);
+                if rows_tx.blocking_send(row).is_err() {
+                    return Ok(());
+                }
             }
+            let _ = input_total.set(rows_read.load(Ordering::Relaxed));
+            Ok::<(), InputError>(())
         }
-        Ok::<(), InputError>(())
     });
 
     let pacer = match &job.mode {
         Mode::Send(sender) => {
-            let (bar, total) = (job.progress.clone(), job.progress.length());
-            let rows_left = move || total.map(|rows| rows.saturating_sub(bar.position()));
+            let (bar, total) = (job.progress.clone(), input_total.clone());
+            let rows_left = move || total.get().map(|rows| rows.saturating_sub(bar.position()));
             Some(Pacer::new(sender.pacing).with_rows_left(rows_left))
         }
         Mode::DryRun => None,

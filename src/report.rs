@@ -399,6 +399,8 @@ pub fn progress_line(bar: &ProgressBar) -> String {
         _ => format!("{done} rows"),
     };
     let eta = match total {
+        // A long pause makes indicatif's estimate absurd: better none than years.
+        Some(_) if bar.eta() > Duration::from_secs(7 * 86_400) => String::new(),
         Some(total) if done < total => {
             format!(
                 ", ETA {}",

@@ -22,6 +22,8 @@ pub struct Breaker {
     in_a_row: u32,
     /// Whether the API ever answered this job.
     answered_once: bool,
+    /// When it last answered.
+    last_answer: Option<Instant>,
     /// Whether every attempt without an answer so far could not even connect.
     only_refused: bool,
     outage: Option<Outage>,
@@ -34,6 +36,7 @@ impl Default for Breaker {
         Breaker {
             in_a_row: 0,
             answered_once: false,
+            last_answer: None,
             only_refused: true,
             outage: None,
             past_outages: Duration::ZERO,
@@ -102,6 +105,7 @@ impl Breaker {
     pub fn answered(&mut self, now: Instant) -> Option<Duration> {
         self.in_a_row = 0;
         self.answered_once = true;
+        self.last_answer = Some(now);
         let outage = self.outage.take()?;
         let lasted = now.duration_since(outage.since);
         self.past_outages += lasted;
@@ -143,7 +147,9 @@ impl Breaker {
             }
         };
         if let Some(outage) = &self.outage {
-            let lasted = now.duration_since(outage.since);
+            // --max-outage counts from the last answer, not from when the breaker opened
+            // (three timeouts later, maybe).
+            let lasted = now.duration_since(self.last_answer.unwrap_or(outage.since));
             // Only an API that refused every connection from the start is a wrong address
             // or a network that does not lead there: one that accepts and then says nothing
             // may be starting, and gets --max-outage like any outage.

@@ -63,7 +63,7 @@ pub enum Seen<'a> {
         retry_after: Option<Duration>,
     },
     /// No connection could be made (refused, no route, DNS, connect timeout): nothing was
-    /// sent. Only these open the outage breaker.
+    /// sent.
     NotConnected(&'a str),
     /// No answer: a timeout, or the connection broke after the request went out.
     NoAnswer(&'a str),

@@ -245,12 +245,13 @@ impl State {
                 }
             ),
         }
-        // A request never sent spends no attempt; nor does one lost to an outage, which
-        // --max-outage bounds. An isolated timeout or drop is the retry policy's.
-        if !connected || self.breaker.outage_since().is_some() {
-            Next::Again
-        } else {
+        // A request never sent spends no attempt. One that went out and got no answer is
+        // the retry policy's, outage or not: else a single row that always times out would
+        // probe for ever and hold every other row until --max-outage.
+        if connected {
             Next::Proceed
+        } else {
+            Next::Again
         }
     }
 
@@ -575,11 +576,11 @@ mod tests {
             Some("paused 0 s: API unreachable, next probe in 0 s")
         );
         // A probe that connects but gets no answer (a timeout, a dropped connection) is a
-        // failed probe: the next one waits, and the row spends no attempt.
+        // failed probe: the next one waits, and the row's retry policy decides about it.
         let probe = issue(&mut state, t0 + S);
         assert!(matches!(state.gate(t0 + S, &settings()), Gate::Changed));
         let next = state.observe(probe, Seen::NoAnswer("timeout"), &settings(), t0 + S);
-        assert_eq!(next, Next::Again);
+        assert_eq!(next, Next::Proceed);
         assert!(matches!(state.gate(t0 + S, &settings()), Gate::Until(_)));
         // An answer ends the outage.
         let Gate::Until(at) = state.gate(t0 + S, &settings()) else {
@@ -603,8 +604,8 @@ mod tests {
                 state.observe(ticket, Seen::NoAnswer("timeout"), &settings(), t0)
             })
             .collect();
-        // The first two are the retry policy's; the third opens the breaker.
-        assert_eq!(nexts, [Next::Proceed, Next::Proceed, Next::Again]);
+        // Each is the retry policy's; the third opens the breaker too.
+        assert_eq!(nexts, [Next::Proceed, Next::Proceed, Next::Proceed]);
         assert!(state.describe(t0).unwrap().contains("API unreachable"));
     }
 
