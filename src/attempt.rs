@@ -113,6 +113,10 @@ async fn attempt_until_final(
     // Attempts of the current verb that count against --max-attempts: switching to PUT
     // starts a fresh budget, and a 429 or a connection never made spends none.
     let mut tries = 0;
+    let timed_out = format!(
+        "no answer within {}",
+        humantime::format_duration(sender.timeout)
+    );
     loop {
         let ticket = match shared.permit().await {
             Ok(ticket) => ticket,
@@ -134,7 +138,6 @@ async fn attempt_until_final(
             Err(NoAnswer::ConnectFailed(_)) => false,
             Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
         };
-        let timeout_text;
         let seen = match &sent {
             Ok(answer) => Seen::Answer {
                 status: answer.status,
@@ -143,10 +146,7 @@ async fn attempt_until_final(
             },
             Err(NoAnswer::ConnectFailed(message)) => Seen::NotConnected(message),
             Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
-            Err(NoAnswer::Timeout) => {
-                timeout_text = timed_out(sender);
-                Seen::NoAnswer(&timeout_text)
-            }
+            Err(NoAnswer::Timeout) => Seen::NoAnswer(&timed_out),
         };
         match shared.pacer().observe(ticket, seen) {
             Next::Proceed => {}
@@ -158,9 +158,11 @@ async fn attempt_until_final(
             Err(no_answer) => match no_answer {
                 NoAnswer::Timeout => NotYet {
                     code: "TIMEOUT".to_owned(),
-                    message: timed_out(sender),
+                    message: timed_out.clone(),
                     retry_after: None,
                 },
+                // The pacer sends these again (or stops the job): kept so that a change
+                // there cannot leave such an attempt without its code.
                 NoAnswer::ConnectFailed(message) => NotYet {
                     code: "CONNECTION_ERROR".to_owned(),
                     message: format!("{NOT_CONNECTED}: {message}"),
@@ -228,13 +230,6 @@ async fn attempt_until_final(
             return Verdict::stopped(reason, trail);
         }
     }
-}
-
-fn timed_out(sender: &Sender) -> String {
-    format!(
-        "no answer within {}",
-        humantime::format_duration(sender.timeout)
-    )
 }
 
 /// Sleeps before the next attempt; `Err` if the job stops meanwhile.

@@ -319,23 +319,23 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     .map_err(output_error)?;
 
     let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
-    // Rows read so far: once a stream (stdin, a pipe) has ended, the job knows its total,
-    // and the pacer how many rows are left.
-    let rows_read = Arc::new(AtomicU64::new(0));
+    // Once a stream (stdin, a pipe) has ended, the job knows its total, and the pacer how
+    // many rows are left.
     let input_total: Arc<std::sync::OnceLock<u64>> = Arc::new(std::sync::OnceLock::new());
     if let Some(total) = job.progress.length() {
         let _ = input_total.set(total);
     }
     let reading = tokio::task::spawn_blocking({
-        let (rows_read, input_total) = (rows_read.clone(), input_total.clone());
+        let input_total = input_total.clone();
         move || {
+            let mut rows_read = 0;
             while let Some(row) = reader.next_row()? {
-                rows_read.fetch_add(1, Ordering::Relaxed);
+                rows_read += 1;
                 if rows_tx.blocking_send(row).is_err() {
                     return Ok(());
                 }
             }
-            let _ = input_total.set(rows_read.load(Ordering::Relaxed));
+            let _ = input_total.set(rows_read);
             Ok::<(), InputError>(())
         }
     });

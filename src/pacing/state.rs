@@ -100,8 +100,7 @@ impl State {
             if now < pause.until {
                 until = pause.until;
             } else {
-                self.paused_before += pause.until - pause.since;
-                self.pause = None;
+                self.end_pause();
             }
         }
         match self.breaker.allows(now) {
@@ -304,9 +303,7 @@ impl State {
         match &mut self.pause {
             Some(pause) if now < pause.until => pause.until = pause.until.max(until),
             _ => {
-                if let Some(ended) = self.pause.take() {
-                    self.paused_before += ended.until - ended.since;
-                }
+                self.end_pause();
                 self.pause = Some(Pause { since: now, until });
                 let text = format!(
                     "rate limited (429): every request paused for {}{}",
@@ -326,6 +323,13 @@ impl State {
             }
         }
         Next::Again
+    }
+
+    /// Ends the pause, if any, and counts it in the time paused.
+    fn end_pause(&mut self) {
+        if let Some(ended) = self.pause.take() {
+            self.paused_before += ended.until - ended.since;
+        }
     }
 
     /// Time since the job began, pauses not counted.
