@@ -230,6 +230,12 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         anyhow::anyhow!("{} is empty: there is nothing to roll back", args.results)
     })?;
     anyhow::ensure!(
+        !source.columns.is_legacy(),
+        "{} was written before dbprov recorded which API each row came from (_target): a rollback cannot tell whether its workspaces were created on {}. Delete them with `dbprov delete` on a file of their names",
+        args.results,
+        target.name
+    );
+    anyhow::ensure!(
         !source.written_by.deleted(),
         "{} records deletions (the results of a delete or of a rollback), not what a run created: there is nothing in it to roll back. To create those workspaces again, run their tenant CSV",
         args.results

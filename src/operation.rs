@@ -165,21 +165,24 @@ impl RowRequest {
     }
 }
 
-/// Whether a refusal of a `DELETE` (or a `PUT`) says the workspace does not exist. The
-/// vendor documents `WORKSPACE_DOES_NOT_EXIST` for a `PUT`; a delete's code is not
-/// visible to us, so any 400 or 404 whose code or message says so counts.
+/// Whether a refusal of a `DELETE` says the workspace does not exist. The vendor
+/// documents `WORKSPACE_DOES_NOT_EXIST` for a `PUT`; a delete's code is not visible to us,
+/// so a code that says `NOT_EXIST`, or a 400 whose message says so, counts. A 404 alone
+/// does not: a wrong `--base-url` or a proxy answers 404 for a path it does not know, and
+/// taking that for "already gone" would report every workspace deleted while none was.
 pub fn says_absent(answer: &Answer) -> bool {
     let Some(code) = &answer.code else {
         return false;
     };
     let code = code.to_ascii_uppercase();
     let message = answer.message.to_ascii_lowercase();
-    matches!(answer.status, 400 | 404)
-        && (code.contains("NOT_EXIST")
-            || code.contains("NOT_FOUND")
-            || ["does not exist", "doesn't exist", "not found", "no such"]
-                .iter()
-                .any(|words| message.contains(words)))
+    let said_by_code =
+        code.contains("NOT_EXIST") || (code.contains("WORKSPACE") && code.contains("NOT_FOUND"));
+    let said_by_message = answer.status == 400
+        && ["does not exist", "doesn't exist", "not found"]
+            .iter()
+            .any(|words| message.contains(words));
+    matches!(answer.status, 400 | 404) && (said_by_code || said_by_message)
 }
 
 #[cfg(test)]
@@ -216,7 +219,18 @@ mod tests {
             400,
             r#"{"data":null,"error":{"code":"INVALID_REQUEST_BODY","message":"Workspace not found"}}"#
         ));
-        assert!(absent(404, "Not Found"));
+        assert!(
+            !absent(404, "Not Found"),
+            "a proxy's 404 for a path it does not know"
+        );
+        assert!(!absent(
+            404,
+            r#"{"data":null,"error":{"code":"NOT_FOUND","message":"no such endpoint"}}"#
+        ));
+        assert!(absent(
+            404,
+            r#"{"data":null,"error":{"code":"WORKSPACE_NOT_FOUND","message":"x"}}"#
+        ));
         assert!(!absent(
             400,
             r#"{"data":null,"error":{"code":"INVALID_REQUEST_BODY","message":"name is required"}}"#
