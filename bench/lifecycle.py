@@ -59,12 +59,13 @@ def statuses(path):
 
 
 def scenario(work, existing, every, name, *flags, sandbox_flags=()):
+    stem = "".join(c if c.isalnum() else "-" for c in name)
     with job.Sandbox(*sandbox_flags) as sandbox:
-        code, _ = run(sandbox, work, existing, os.path.join(work, f"{name}-setup.csv"),
+        code, _ = run(sandbox, work, existing, os.path.join(work, f"{stem}-setup.csv"),
                       "--no-preflight")
         assert code == 0, f"setting up {name}: exit {code}"
         before = len(sandbox.get("/_sandbox/requests"))
-        out = os.path.join(work, f"{name}.csv")
+        out = os.path.join(work, f"{stem}.csv")
         code, elapsed = run(sandbox, work, every, out, *flags)
         log = sandbox.get("/_sandbox/requests")[before:]
         methods = collections.Counter(r["method"] for r in log)
