@@ -6,13 +6,14 @@ use std::time::{Instant, SystemTime};
 
 use crate::cli::OnExists;
 use crate::client::{NoAnswer, Verb};
-use crate::job::{Carried, Mode, Sender, Shared, StopReason};
+use crate::job::{Mode, Sender, Shared, StopReason};
 use crate::operation::{Operation, RowRequest, says_absent};
 use crate::pacing::{Next, Seen};
 use crate::record::{NOT_CONNECTED, NOT_LISTED, Status};
 use crate::results::RowOutcome;
 use crate::retry::{is_retryable_status, may_have_applied};
 use crate::signals;
+use crate::triage::Carried;
 
 /// Sends one row, beginning with `verb`, until it has a final outcome.
 pub async fn provision(

@@ -1,29 +1,27 @@
 //! Dispatch from a parsed command line to the work, and the exit codes of `DESIGN.md`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::cli::{
-    Cli, Command, JobArgs, MaxFailures, PlanArgs, RateLimit, RetryArgs, RollbackArgs, RowsArgs,
-    SandboxArgs, ValidateArgs,
+    Cli, Command, JobArgs, MaxFailures, PlanArgs, RetryArgs, RollbackArgs, RowsArgs, SandboxArgs,
+    ValidateArgs,
 };
-use crate::client::Client;
+use crate::guard::{Continuing, open_output, refuse_clobbering};
 use crate::input::{self, InputReader};
-use crate::job::{self, Job, Mode, Sender, Source, StopReason};
+use crate::job::{self, Job, Mode, Source, StopReason};
 use crate::operation::Operation;
-use crate::output::{FileId, OutputFile, same_file};
-use crate::pacing::PacingSettings;
 use crate::report;
 use crate::results::Sink;
-use crate::resume::{self, PriorResults, ResumeError};
-use crate::retry::RetryPolicy;
+use crate::resume::PriorResults;
 use crate::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
-use crate::settings::{ApiKey, Input, Output, Shard};
+use crate::settings::{Input, Output, Shard};
 use crate::signals;
+use crate::target::Target;
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,261 +436,6 @@ fn failure_limit(args: &JobArgs, total: Option<u64>) -> anyhow::Result<Option<u6
     })
 }
 
-/// What to do with a results file that already records sent requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Continuing {
-    /// Continue it: keep its successes, append, compact (`--resume`, `retry`).
-    Resume,
-    /// Replace it (`--overwrite`).
-    Overwrite,
-    /// Refuse: its rows may be the only record of workspaces created.
-    Refuse,
-}
-
-/// Opens and locks the results file, and reads what it holds before any request: the
-/// earlier results to continue, if any. Refuses to replace a file of sent outcomes without
-/// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
-///
-/// `operation`, when given, is what this job will append: a file that another command
-/// wrote is not continued (a run's `created` rows are no update's successes).
-fn open_output(
-    output: &Output,
-    continuing: Continuing,
-    dry_run: bool,
-    target: &str,
-    operation: Option<Operation>,
-) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
-    let path = match output {
-        Output::Stdout if continuing == Continuing::Resume => {
-            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
-        }
-        Output::Stdout => return Ok((Sink::Stdout, None)),
-        Output::File(path) => path,
-    };
-    let mut file = OutputFile::lock(path)?;
-    let shown = path.display();
-    let prior = match PriorResults::scan(&file.real_path, target) {
-        Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
-        Err(ResumeError::NotResults { missing, .. }) => anyhow::bail!(
-            "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o, or --overwrite to replace it"
-        ),
-        other => other?,
-    };
-    let Some(mut prior) = prior else {
-        return Ok((Sink::File(file), None));
-    };
-    if dry_run && (prior.sent || continuing == Continuing::Resume) {
-        anyhow::bail!(
-            "a dry run does not change the earlier results in {shown}: give -o a new file for the plan"
-        );
-    }
-    match continuing {
-        Continuing::Resume => {
-            if let Some(operation) = operation
-                && !prior.written_by.agrees_with(operation)
-            {
-                let by = prior
-                    .written_by
-                    .operation()
-                    .map_or_else(|both| both, |other| other.command().to_owned());
-                anyhow::bail!(
-                    "{shown} holds the results of `dbprov {by}`, and this is `dbprov {}`: give another -o",
-                    operation.command()
-                );
-            }
-            if prior.columns.is_legacy() {
-                tracing::info!("{shown} was written before _target was recorded: adding it");
-                resume::upgrade_legacy(&prior, &file.real_path)
-                    .with_context(|| format!("cannot rewrite {shown}"))?;
-                // The rewrite is a new file: the lock must be on it.
-                drop(file);
-                file = OutputFile::lock(path)?;
-                prior = PriorResults::scan(&file.real_path, target)?
-                    .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
-            }
-            if let (rows @ 1.., other) = &prior.elsewhere {
-                tracing::warn!(
-                    "{rows} rows of {shown} were recorded against {other}, not {target}: their successes do not count here, and those rows are sent again"
-                );
-            }
-            file.check_rewrite().with_context(|| {
-                format!(
-                    "{shown} is rewritten at the end of the run, and its folder does not allow that"
-                )
-            })?;
-            prior.path = path.clone();
-            Ok((Sink::File(file), Some(Arc::new(prior))))
-        }
-        Continuing::Refuse if prior.sent => anyhow::bail!(
-            "{shown} records requests that were sent. Use --resume to continue it (only the rows that did not succeed are sent), --overwrite to replace it, or give another -o"
-        ),
-        Continuing::Refuse | Continuing::Overwrite => Ok((Sink::File(file), None)),
-    }
-}
-
-/// No output may be an input (the tenant list, the key file), by any path or hard link,
-/// and the results and the summary must be two files.
-fn refuse_clobbering(
-    inputs_given: &[&Input],
-    output: &Output,
-    args: &JobArgs,
-) -> anyhow::Result<()> {
-    let mut outputs: Vec<(&str, &Path)> = Vec::new();
-    if let Output::File(path) = output {
-        outputs.push(("the results file", path));
-    }
-    if let Some(path) = &args.summary_json {
-        outputs.push(("the --summary-json file", path));
-    }
-    let mut inputs: Vec<(&str, &Path)> = inputs_given
-        .iter()
-        .filter_map(|input| match input {
-            Input::File(path) => Some(("the input", path.as_path())),
-            Input::Stdin => None,
-        })
-        .collect();
-    if let Some(path) = &args.api_key_file {
-        inputs.push(("the API key file", path));
-    }
-    for (i, (what, path)) in outputs.iter().enumerate() {
-        let earlier_outputs = outputs[..i].iter();
-        for (other, other_path) in inputs.iter().chain(earlier_outputs) {
-            anyhow::ensure!(
-                !same_file(path, other_path),
-                "{what} {} is {other} itself ({}): writing it would destroy it. Give another path{}",
-                path.display(),
-                other_path.display(),
-                if *other == "the input" && *what == "the results file" {
-                    " (to re-send a results file's failures, use dbprov retry)"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-    // Standard input has no path to compare: compare what it reads (`run - -o X < X`).
-    if inputs_given.contains(&&Input::Stdin)
-        && let Some(stdin) = FileId::of_stdin()
-    {
-        for (what, path) in &outputs {
-            anyhow::ensure!(
-                FileId::at(path) != Some(stdin),
-                "{what} {} is what standard input reads: writing it would destroy the input. Give another path",
-                path.display()
-            );
-        }
-    }
-    if let (Output::Stdout, Some(path)) = (output, &args.summary_json)
-        && let Some(stdout) = FileId::of_stdout()
-    {
-        anyhow::ensure!(
-            FileId::at(path) != Some(stdout),
-            "the --summary-json file {} is standard output, where the results go: give another path",
-            path.display()
-        );
-    }
-    if let Some(path) = &args.summary_json {
-        // Written at the end: a path that cannot be written is said now, before any request.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// Raises the soft limit on open files to the hard one, and refuses a concurrency that
-/// would not fit: better said before the job than as "Too many open files" on every row.
-fn ensure_open_files(connections: usize) -> anyhow::Result<()> {
-    // Files, the runtime and the logs, besides one socket per connection.
-    const SPARE: u64 = 64;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Ok(());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    let needed = connections as u64 + SPARE;
-    anyhow::ensure!(
-        limit.rlim_cur == libc::RLIM_INFINITY || needed <= limit.rlim_cur,
-        "--concurrency needs about {needed} open files, but this process may open only {} (ulimit -n): lower --concurrency to {} or raise the limit",
-        limit.rlim_cur,
-        limit.rlim_cur.saturating_sub(SPARE).max(1)
-    );
-    Ok(())
-}
-
-/// Where requests go: nowhere (dry run), an in-process sandbox, or the API.
-struct Target {
-    mode: Mode,
-    /// Kept alive until the job ends: dropping it stops the sandbox.
-    sandbox: Option<sandbox::Sandbox>,
-    /// The `_target` of the outcomes: the API's base URL, `sandbox`, or nothing for a dry
-    /// run.
-    name: String,
-}
-
-impl Target {
-    /// `plan`: list, but send no write.
-    async fn new(
-        dry_run: bool,
-        plan: bool,
-        use_sandbox: bool,
-        args: &JobArgs,
-    ) -> anyhow::Result<Target> {
-        let mode = |sender: Sender| {
-            if plan {
-                Mode::Plan(Box::new(sender))
-            } else {
-                Mode::Send(Box::new(sender))
-            }
-        };
-        if dry_run {
-            return Ok(Target {
-                mode: Mode::DryRun,
-                sandbox: None,
-                name: String::new(),
-            });
-        }
-        // The in-process sandbox holds the other end of each connection.
-        let per_request = if use_sandbox { 2 } else { 1 };
-        ensure_open_files(args.concurrency.saturating_mul(per_request))?;
-        if use_sandbox {
-            let local = sandbox::spawn(SandboxConfig::default())
-                .await
-                .context("cannot start the local sandbox")?;
-            tracing::info!("sandbox started at {}", local.url());
-            let key = ApiKey::new(local.api_key());
-            return Ok(Target {
-                mode: mode(sender(args, &local.url(), &key)?),
-                sandbox: Some(local),
-                name: "sandbox".to_owned(),
-            });
-        }
-        check_transport(&args.base_url, args.allow_insecure_http)?;
-        let key = api_key(args)?;
-        Ok(Target {
-            mode: mode(sender(args, &args.base_url, &key)?),
-            sandbox: None,
-            name: target_of(&args.base_url),
-        })
-    }
-}
-
 /// What a job was, besides its options, for its summary and exit code.
 #[derive(Debug, Clone, Copy)]
 struct How {
@@ -835,34 +578,6 @@ fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
     flags
 }
 
-/// The `_target` of an API root: its URL as the URL parser writes it (scheme and host in
-/// lower case, no default port), without a trailing `/`, so that one API spelled two ways
-/// is one target.
-fn target_of(base_url: &str) -> String {
-    let normal = reqwest::Url::parse(base_url.trim())
-        .map(String::from)
-        .unwrap_or_else(|_| base_url.trim().to_owned());
-    normal.trim_end_matches('/').to_owned()
-}
-
-/// Refuses plain http:// to another machine: the key would cross the network in clear.
-fn check_transport(base_url: &str, allow_insecure_http: bool) -> anyhow::Result<()> {
-    let Ok(url) = reqwest::Url::parse(base_url) else {
-        return Ok(()); // the client names what is wrong with it
-    };
-    let host = url.host_str().unwrap_or("");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    anyhow::ensure!(
-        url.scheme() != "http" || loopback || allow_insecure_http,
-        "--base-url {base_url} is plain http to another machine: the API key would cross the network unencrypted. Use https://, or pass --allow-insecure-http if the network is trusted"
-    );
-    Ok(())
-}
-
 /// Quotes a path for a POSIX shell when it needs it.
 fn shell_quote(text: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c);
@@ -871,74 +586,6 @@ fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
     }
-}
-
-/// The sending half of the settings, checked.
-fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender> {
-    anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
-    anyhow::ensure!(args.max_attempts >= 1, "--max-attempts must be at least 1");
-    let burst = std::num::NonZeroU32::new(args.burst)
-        .ok_or_else(|| anyhow::anyhow!("--burst must be at least 1"))?;
-    anyhow::ensure!(
-        args.backoff_base <= args.backoff_max,
-        "--backoff-base ({}) is above --backoff-max ({})",
-        humantime::format_duration(args.backoff_base),
-        humantime::format_duration(args.backoff_max)
-    );
-    anyhow::ensure!(!args.timeout.is_zero(), "--timeout must be above 0");
-    let day = Duration::from_secs(86_400);
-    for (flag, value) in [
-        ("--timeout", args.timeout),
-        ("--backoff-max", args.backoff_max),
-        ("--max-retry-after", args.max_retry_after),
-        ("--max-outage", args.max_outage),
-    ] {
-        anyhow::ensure!(
-            value <= day,
-            "{flag} {} is over a day: give at most 24h",
-            humantime::format_duration(value)
-        );
-    }
-    let retry = RetryPolicy {
-        max_attempts: args.max_attempts,
-        backoff_base: args.backoff_base,
-        backoff_max: args.backoff_max,
-    };
-    Ok(Sender {
-        client: Client::new(base_url, key, args.timeout, args.concurrency)?,
-        concurrency: args.concurrency,
-        pacing: PacingSettings {
-            ceiling: match args.rate {
-                RateLimit::Limited(rate) => Some(rate),
-                RateLimit::Unlimited => None,
-            },
-            burst,
-            max_retry_after: args.max_retry_after,
-            max_outage: args.max_outage,
-            backoff: retry,
-        },
-        retry,
-        timeout: args.timeout,
-        on_exists: args.on_exists,
-    })
-}
-
-/// The service token: `--api-key-file`, else `DATABRAIN_API_KEY`. Never a flag value.
-fn api_key(args: &JobArgs) -> anyhow::Result<ApiKey> {
-    let key = match &args.api_key_file {
-        Some(path) => {
-            warn_if_readable_by_others(path);
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the API key file {}", path.display()))?;
-            ApiKey::new(&text)
-        }
-        None => ApiKey::new(&std::env::var("DATABRAIN_API_KEY").unwrap_or_default()),
-    };
-    anyhow::ensure!(
-        !key.expose().is_empty(),
-        "no API key: set DATABRAIN_API_KEY or pass --api-key-file PATH (--sandbox and --dry-run need none)"
-    );
-    Ok(key)
 }
 
 async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
@@ -995,19 +642,4 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     signals::until_interrupted().await;
     server.shutdown();
     Ok(Exit::Success)
-}
-
-/// A key file others can read is a key others can use.
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o004 != 0
-    {
-        tracing::warn!(
-            "the API key file {} is readable by every user (mode {:o}): chmod 600 {}",
-            path.display(),
-            meta.permissions().mode() & 0o777,
-            path.display()
-        );
-    }
 }

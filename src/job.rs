@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -14,19 +14,20 @@ use tracing::Instrument;
 
 use crate::attempt;
 use crate::cli::OnExists;
-use crate::client::{Client, Verb};
+use crate::client::Client;
 use crate::input::{InputError, InputReader, InputRow};
-use crate::operation::{Operation, RowRequest};
+use crate::operation::Operation;
 use crate::pacing::{Halt, Pacer, PacingReport, PacingSettings, Ticket};
 use crate::preflight::{self, Before, Listing};
-use crate::record::{DUPLICATE_IN_INPUT, NOT_LISTED, Status};
+use crate::record::Status;
 use crate::recording::{self, ToWrite};
 use crate::report::{self, Tally};
-use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
+use crate::results::{Final, ResultsWriter, Sink};
 use crate::resume::PriorResults;
 use crate::retry::RetryPolicy;
 use crate::settings::{Input, Shard};
 use crate::signals;
+use crate::triage::{Triage, triage, unsent};
 
 /// Rows in the reader → dispatcher and worker → writer channels at most.
 const CHANNEL_ROWS: usize = 1024;
@@ -213,7 +214,7 @@ pub(crate) struct Shared {
     pub(crate) operation: Operation,
     /// The workspaces that existed before the run, when the preflight listed them.
     listing: std::sync::OnceLock<Listing>,
-    output_log: Option<Arc<PriorResults>>,
+    pub(crate) output_log: Option<Arc<PriorResults>>,
     /// When each attempt may go; `None` for a dry run.
     pacer: Option<Pacer>,
     stop_tx: watch::Sender<Option<StopReason>>,
@@ -267,7 +268,7 @@ impl Shared {
     }
 
     /// What the preflight says of a name: listed, not listed, or unknown.
-    fn before(&self, name: Option<&str>) -> Before {
+    pub(crate) fn before(&self, name: Option<&str>) -> Before {
         match (self.listing.get(), name) {
             (Some(listing), Some(name)) if listing.contains(name) => Before::Listed,
             (Some(_), Some(_)) => Before::NotListed,
@@ -666,161 +667,3 @@ fn count_lost(shared: &Shared, done: Result<(), tokio::task::JoinError>) {
 
 /// How long, after the job stopped, the input may give no row before it is given up.
 const STALLED_INPUT: Duration = Duration::from_secs(1);
-
-/// What becomes of one input row before any request.
-enum Triage {
-    /// Final already: kept from an earlier run, invalid, settled by the preflight list, or
-    /// planned.
-    Done(Final),
-    /// To be sent, beginning with `verb`.
-    Send {
-        row: Carried,
-        request: RowRequest,
-        verb: Verb,
-    },
-}
-
-fn triage(shared: &Shared, input_row: InputRow) -> Triage {
-    let InputRow {
-        row,
-        name,
-        cells,
-        request,
-        earlier,
-        ..
-    } = input_row;
-    let duplicate = matches!(&request, Err(e) if e.code == DUPLICATE_IN_INPUT);
-    let logged = shared
-        .output_log
-        .as_ref()
-        .and_then(|log| log.get(name.as_deref(), row));
-    // A success of an earlier run is kept as it is, even if the row has changed since:
-    // the workspace exists. Only a second row of the same name is not a success.
-    match (logged, &earlier) {
-        _ if duplicate => {}
-        (Some(prior), _) if prior.success => {
-            return Triage::Done(Final::KeptAt {
-                row,
-                offset: prior.offset,
-                cells,
-            });
-        }
-        (_, Some(earlier)) if earlier.prior.success => {
-            return Triage::Done(Final::Kept {
-                row,
-                results: earlier.results.clone(),
-                cells,
-            });
-        }
-        _ => {}
-    }
-    let earlier_priors = [logged, earlier.map(|e| e.prior)];
-    let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
-    let before = shared.before(name.as_deref());
-    let mut row = Carried {
-        row,
-        name,
-        cells,
-        maybe_created,
-        absent_before: before == Before::NotListed
-            || earlier_priors.iter().flatten().any(|p| p.absent_before),
-    };
-    let request = match request {
-        Err(error) => {
-            return Triage::Done(Final::Outcome(unsent(
-                row,
-                Status::Invalid,
-                error.code,
-                &error.message,
-            )));
-        }
-        Ok(request) => request,
-    };
-    let on_exists = shared.mode.sender().map_or(OnExists::Skip, |s| s.on_exists);
-    let mut verb = shared.operation.first_verb();
-    if shared.operation == Operation::Create && before == Before::Listed {
-        // Listed now, though not before an earlier attempt of ours: that attempt made it.
-        let ours = row.maybe_created && row.absent_before;
-        let outcome = match (on_exists, ours, row.maybe_created) {
-            (OnExists::Update, ..) => {
-                verb = Verb::Put;
-                None
-            }
-            (_, true, _) => Some((
-                Status::Created,
-                "",
-                format!("an earlier attempt, whose answer was lost, created it ({NOT_LISTED})"),
-            )),
-            (_, false, true) => Some((
-                Status::Exists,
-                "",
-                "listed before this run; an earlier attempt got no clear answer, and may have created it".to_owned(),
-            )),
-            (OnExists::Skip, false, false) => Some((
-                Status::Exists,
-                "",
-                "listed before the run: not sent".to_owned(),
-            )),
-            (OnExists::Fail, false, false) => Some((
-                Status::Failed,
-                "WORKSPACE_NAME_ALREADY_EXISTS",
-                "listed before the run, and --on-exists fail: not sent".to_owned(),
-            )),
-        };
-        if let Some((status, code, message)) = outcome {
-            if status == Status::Failed && matches!(shared.mode, Mode::Send(_)) {
-                shared.count_failure();
-            }
-            // Whatever an earlier attempt left unknown is settled now.
-            row.maybe_created = false;
-            return Triage::Done(Final::Outcome(unsent(row, status, code, &message)));
-        }
-    }
-    match &shared.mode {
-        Mode::Send(_) => Triage::Send { row, request, verb },
-        Mode::Plan(_) | Mode::DryRun => {
-            if let Some(settings) = request.settings() {
-                tracing::debug!(row = row.row, body = %serde_json::to_string(settings).unwrap_or_default(), "planned");
-            }
-            let message = match (&shared.mode, shared.operation, verb, before) {
-                (Mode::DryRun, ..) => "",
-                (_, _, Verb::Put, Before::Listed) => "would update (PUT): listed before the run",
-                (.., Before::Unknown) => "would be sent; whether it exists is unknown",
-                _ => "would create (POST)",
-            };
-            Triage::Done(Final::Outcome(unsent(row, Status::Planned, "", message)))
-        }
-    }
-}
-
-/// What a row's results line needs besides its outcome.
-pub(crate) struct Carried {
-    pub(crate) row: u64,
-    pub(crate) name: Option<String>,
-    pub(crate) cells: csv::ByteRecord,
-    /// An earlier attempt, of this run or one before, may have created the workspace
-    /// without learning it (a timeout, a lost connection, a 5xx); for a delete, may have
-    /// deleted it.
-    pub(crate) maybe_created: bool,
-    /// A preflight list, of this run or of the one that first sent the row, did not show
-    /// the name: if it exists now, a run of ours created it.
-    pub(crate) absent_before: bool,
-}
-
-/// The outcome of a row that was never sent.
-fn unsent(row: Carried, status: Status, code: &str, message: &str) -> RowOutcome {
-    RowOutcome {
-        row: row.row,
-        name: row.name,
-        status,
-        error_code: code.to_owned(),
-        error_message: message.to_owned(),
-        http_status: None,
-        attempts: 0,
-        latency_ms: None,
-        finished_at: SystemTime::now(),
-        cells: row.cells,
-        maybe_created: row.maybe_created,
-        absent_before: row.absent_before,
-    }
-}

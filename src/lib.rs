@@ -23,8 +23,11 @@ pub mod retry;
 pub mod sandbox;
 pub mod settings;
 pub mod signals;
+mod triage;
 pub mod workspace;
 
 mod commands;
+mod guard;
+mod target;
 
 pub use commands::{Exit, run};

@@ -1,0 +1,179 @@
+//! What a job checks of its outputs before it sends anything: that no output is an
+//! input, and that a results file already there is continued only as it may be (by
+//! `--resume` or `retry`, by the command that wrote it, never by a dry run).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::JobArgs;
+use crate::operation::Operation;
+use crate::output::{FileId, OutputFile, same_file};
+use crate::results::Sink;
+use crate::resume::{self, PriorResults, ResumeError};
+use crate::settings::{Input, Output};
+
+/// What to do with a results file that already records sent requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Continuing {
+    /// Continue it: keep its successes, append, compact (`--resume`, `retry`).
+    Resume,
+    /// Replace it (`--overwrite`).
+    Overwrite,
+    /// Refuse: its rows may be the only record of workspaces created.
+    Refuse,
+}
+
+/// Opens and locks the results file, and reads what it holds before any request: the
+/// earlier results to continue, if any. Refuses to replace a file of sent outcomes without
+/// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
+///
+/// `operation`, when given, is what this job will append: a file that another command
+/// wrote is not continued (a run's `created` rows are no update's successes).
+pub(crate) fn open_output(
+    output: &Output,
+    continuing: Continuing,
+    dry_run: bool,
+    target: &str,
+    operation: Option<Operation>,
+) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
+    let path = match output {
+        Output::Stdout if continuing == Continuing::Resume => {
+            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
+        }
+        Output::Stdout => return Ok((Sink::Stdout, None)),
+        Output::File(path) => path,
+    };
+    let mut file = OutputFile::lock(path)?;
+    let shown = path.display();
+    let prior = match PriorResults::scan(&file.real_path, target) {
+        Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
+        Err(ResumeError::NotResults { missing, .. }) => anyhow::bail!(
+            "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o, or --overwrite to replace it"
+        ),
+        other => other?,
+    };
+    let Some(mut prior) = prior else {
+        return Ok((Sink::File(file), None));
+    };
+    if dry_run && (prior.sent || continuing == Continuing::Resume) {
+        anyhow::bail!(
+            "a dry run does not change the earlier results in {shown}: give -o a new file for the plan"
+        );
+    }
+    match continuing {
+        Continuing::Resume => {
+            if let Some(operation) = operation
+                && !prior.written_by.agrees_with(operation)
+            {
+                let by = prior
+                    .written_by
+                    .operation()
+                    .map_or_else(|both| both, |other| other.command().to_owned());
+                anyhow::bail!(
+                    "{shown} holds the results of `dbprov {by}`, and this is `dbprov {}`: give another -o",
+                    operation.command()
+                );
+            }
+            if prior.columns.is_legacy() {
+                tracing::info!("{shown} was written before _target was recorded: adding it");
+                resume::upgrade_legacy(&prior, &file.real_path)
+                    .with_context(|| format!("cannot rewrite {shown}"))?;
+                // The rewrite is a new file: the lock must be on it.
+                drop(file);
+                file = OutputFile::lock(path)?;
+                prior = PriorResults::scan(&file.real_path, target)?
+                    .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
+            }
+            if let (rows @ 1.., other) = &prior.elsewhere {
+                tracing::warn!(
+                    "{rows} rows of {shown} were recorded against {other}, not {target}: their successes do not count here, and those rows are sent again"
+                );
+            }
+            file.check_rewrite().with_context(|| {
+                format!(
+                    "{shown} is rewritten at the end of the run, and its folder does not allow that"
+                )
+            })?;
+            prior.path = path.clone();
+            Ok((Sink::File(file), Some(Arc::new(prior))))
+        }
+        Continuing::Refuse if prior.sent => anyhow::bail!(
+            "{shown} records requests that were sent. Use --resume to continue it (only the rows that did not succeed are sent), --overwrite to replace it, or give another -o"
+        ),
+        Continuing::Refuse | Continuing::Overwrite => Ok((Sink::File(file), None)),
+    }
+}
+
+/// No output may be an input (the tenant list, the key file), by any path or hard link,
+/// and the results and the summary must be two files.
+pub(crate) fn refuse_clobbering(
+    inputs_given: &[&Input],
+    output: &Output,
+    args: &JobArgs,
+) -> anyhow::Result<()> {
+    let mut outputs: Vec<(&str, &Path)> = Vec::new();
+    if let Output::File(path) = output {
+        outputs.push(("the results file", path));
+    }
+    if let Some(path) = &args.summary_json {
+        outputs.push(("the --summary-json file", path));
+    }
+    let mut inputs: Vec<(&str, &Path)> = inputs_given
+        .iter()
+        .filter_map(|input| match input {
+            Input::File(path) => Some(("the input", path.as_path())),
+            Input::Stdin => None,
+        })
+        .collect();
+    if let Some(path) = &args.api_key_file {
+        inputs.push(("the API key file", path));
+    }
+    for (i, (what, path)) in outputs.iter().enumerate() {
+        let earlier_outputs = outputs[..i].iter();
+        for (other, other_path) in inputs.iter().chain(earlier_outputs) {
+            anyhow::ensure!(
+                !same_file(path, other_path),
+                "{what} {} is {other} itself ({}): writing it would destroy it. Give another path{}",
+                path.display(),
+                other_path.display(),
+                if *other == "the input" && *what == "the results file" {
+                    " (to re-send a results file's failures, use dbprov retry)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    // Standard input has no path to compare: compare what it reads (`run - -o X < X`).
+    if inputs_given.contains(&&Input::Stdin)
+        && let Some(stdin) = FileId::of_stdin()
+    {
+        for (what, path) in &outputs {
+            anyhow::ensure!(
+                FileId::at(path) != Some(stdin),
+                "{what} {} is what standard input reads: writing it would destroy the input. Give another path",
+                path.display()
+            );
+        }
+    }
+    if let (Output::Stdout, Some(path)) = (output, &args.summary_json)
+        && let Some(stdout) = FileId::of_stdout()
+    {
+        anyhow::ensure!(
+            FileId::at(path) != Some(stdout),
+            "the --summary-json file {} is standard output, where the results go: give another path",
+            path.display()
+        );
+    }
+    if let Some(path) = &args.summary_json {
+        // Written at the end: a path that cannot be written is said now, before any request.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Where a job's requests go, set up and checked before any of them: the in-process
+//! sandbox or the API, its key, the transport, and the sending settings.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::{JobArgs, RateLimit};
+use crate::client::Client;
+use crate::job::{Mode, Sender};
+use crate::pacing::PacingSettings;
+use crate::retry::RetryPolicy;
+use crate::sandbox::{self, SandboxConfig};
+use crate::settings::ApiKey;
+
+/// Raises the soft limit on open files to the hard one, and refuses a concurrency that
+/// would not fit: better said before the job than as "Too many open files" on every row.
+fn ensure_open_files(connections: usize) -> anyhow::Result<()> {
+    // Files, the runtime and the logs, besides one socket per connection.
+    const SPARE: u64 = 64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Ok(());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let needed = connections as u64 + SPARE;
+    anyhow::ensure!(
+        limit.rlim_cur == libc::RLIM_INFINITY || needed <= limit.rlim_cur,
+        "--concurrency needs about {needed} open files, but this process may open only {} (ulimit -n): lower --concurrency to {} or raise the limit",
+        limit.rlim_cur,
+        limit.rlim_cur.saturating_sub(SPARE).max(1)
+    );
+    Ok(())
+}
+
+/// Where requests go: nowhere (dry run), an in-process sandbox, or the API.
+pub(crate) struct Target {
+    pub(crate) mode: Mode,
+    /// Kept alive until the job ends: dropping it stops the sandbox.
+    pub(crate) sandbox: Option<sandbox::Sandbox>,
+    /// The `_target` of the outcomes: the API's base URL, `sandbox`, or nothing for a dry
+    /// run.
+    pub(crate) name: String,
+}
+
+impl Target {
+    /// `plan`: list, but send no write.
+    pub(crate) async fn new(
+        dry_run: bool,
+        plan: bool,
+        use_sandbox: bool,
+        args: &JobArgs,
+    ) -> anyhow::Result<Target> {
+        let mode = |sender: Sender| {
+            if plan {
+                Mode::Plan(Box::new(sender))
+            } else {
+                Mode::Send(Box::new(sender))
+            }
+        };
+        if dry_run {
+            return Ok(Target {
+                mode: Mode::DryRun,
+                sandbox: None,
+                name: String::new(),
+            });
+        }
+        // The in-process sandbox holds the other end of each connection.
+        let per_request = if use_sandbox { 2 } else { 1 };
+        ensure_open_files(args.concurrency.saturating_mul(per_request))?;
+        if use_sandbox {
+            let local = sandbox::spawn(SandboxConfig::default())
+                .await
+                .context("cannot start the local sandbox")?;
+            tracing::info!("sandbox started at {}", local.url());
+            let key = ApiKey::new(local.api_key());
+            return Ok(Target {
+                mode: mode(sender(args, &local.url(), &key)?),
+                sandbox: Some(local),
+                name: "sandbox".to_owned(),
+            });
+        }
+        check_transport(&args.base_url, args.allow_insecure_http)?;
+        let key = api_key(args)?;
+        Ok(Target {
+            mode: mode(sender(args, &args.base_url, &key)?),
+            sandbox: None,
+            name: target_of(&args.base_url),
+        })
+    }
+}
+
+/// The `_target` of an API root: its URL as the URL parser writes it (scheme and host in
+/// lower case, no default port), without a trailing `/`, so that one API spelled two ways
+/// is one target.
+fn target_of(base_url: &str) -> String {
+    let normal = reqwest::Url::parse(base_url.trim())
+        .map(String::from)
+        .unwrap_or_else(|_| base_url.trim().to_owned());
+    normal.trim_end_matches('/').to_owned()
+}
+
+/// Refuses plain http:// to another machine: the key would cross the network in clear.
+fn check_transport(base_url: &str, allow_insecure_http: bool) -> anyhow::Result<()> {
+    let Ok(url) = reqwest::Url::parse(base_url) else {
+        return Ok(()); // the client names what is wrong with it
+    };
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        url.scheme() != "http" || loopback || allow_insecure_http,
+        "--base-url {base_url} is plain http to another machine: the API key would cross the network unencrypted. Use https://, or pass --allow-insecure-http if the network is trusted"
+    );
+    Ok(())
+}
+
+/// The sending half of the settings, checked.
+fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender> {
+    anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
+    anyhow::ensure!(args.max_attempts >= 1, "--max-attempts must be at least 1");
+    let burst = std::num::NonZeroU32::new(args.burst)
+        .ok_or_else(|| anyhow::anyhow!("--burst must be at least 1"))?;
+    anyhow::ensure!(
+        args.backoff_base <= args.backoff_max,
+        "--backoff-base ({}) is above --backoff-max ({})",
+        humantime::format_duration(args.backoff_base),
+        humantime::format_duration(args.backoff_max)
+    );
+    anyhow::ensure!(!args.timeout.is_zero(), "--timeout must be above 0");
+    let day = Duration::from_secs(86_400);
+    for (flag, value) in [
+        ("--timeout", args.timeout),
+        ("--backoff-max", args.backoff_max),
+        ("--max-retry-after", args.max_retry_after),
+        ("--max-outage", args.max_outage),
+    ] {
+        anyhow::ensure!(
+            value <= day,
+            "{flag} {} is over a day: give at most 24h",
+            humantime::format_duration(value)
+        );
+    }
+    let retry = RetryPolicy {
+        max_attempts: args.max_attempts,
+        backoff_base: args.backoff_base,
+        backoff_max: args.backoff_max,
+    };
+    Ok(Sender {
+        client: Client::new(base_url, key, args.timeout, args.concurrency)?,
+        concurrency: args.concurrency,
+        pacing: PacingSettings {
+            ceiling: match args.rate {
+                RateLimit::Limited(rate) => Some(rate),
+                RateLimit::Unlimited => None,
+            },
+            burst,
+            max_retry_after: args.max_retry_after,
+            max_outage: args.max_outage,
+            backoff: retry,
+        },
+        retry,
+        timeout: args.timeout,
+        on_exists: args.on_exists,
+    })
+}
+
+/// The service token: `--api-key-file`, else `DATABRAIN_API_KEY`. Never a flag value.
+fn api_key(args: &JobArgs) -> anyhow::Result<ApiKey> {
+    let key = match &args.api_key_file {
+        Some(path) => {
+            warn_if_readable_by_others(path);
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+            ApiKey::new(&text)
+        }
+        None => ApiKey::new(&std::env::var("DATABRAIN_API_KEY").unwrap_or_default()),
+    };
+    anyhow::ensure!(
+        !key.expose().is_empty(),
+        "no API key: set DATABRAIN_API_KEY or pass --api-key-file PATH (--sandbox and --dry-run need none)"
+    );
+    Ok(key)
+}
+
+/// A key file others can read is a key others can use.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        tracing::warn!(
+            "the API key file {} is readable by every user (mode {:o}): chmod 600 {}",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
+}
