@@ -3,6 +3,7 @@
 mod common;
 mod faults;
 mod job;
+mod lifecycle;
 mod operator;
 mod pacing;
 mod records;
