@@ -910,8 +910,18 @@ async fn rollback_without_yes_and_without_a_terminal_refuses_and_sends_nothing()
     let results = dir.path("results.csv");
     let refused = dbprov_with(&["rollback", results.to_str().unwrap()], &args).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--yes"),
+        "the refusal says how to confirm: {}",
+        refused.stderr
+    );
     assert_eq!(requests_total(&api.stats().await), before, "nothing sent");
     assert_eq!(held(&api).await.len(), 30);
+
+    // The same command, confirmed, does it.
+    let confirmed = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
+    assert_eq!(confirmed.exit, 0, "{}", confirmed.stderr);
+    assert_eq!(held(&api).await.len(), 10);
 }
 
 #[tokio::test]
