@@ -5,22 +5,25 @@
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
-
 use crate::cli::OnExists;
 use crate::client::{NoAnswer, Verb};
 use crate::job::{Carried, Mode, Sender, Shared, StopReason};
+use crate::operation::{Operation, RowRequest, says_absent};
 use crate::pacing::{Next, Seen};
-use crate::record::{NOT_CONNECTED, Status};
+use crate::record::{NOT_CONNECTED, NOT_LISTED, Status};
 use crate::results::RowOutcome;
 use crate::retry::{is_retryable_status, may_have_applied};
 use crate::signals;
-use crate::workspace::WorkspaceRequest;
 
-/// Sends one row until it has a final outcome.
-pub async fn provision(shared: &Shared, mut row: Carried, request: WorkspaceRequest) -> RowOutcome {
+/// Sends one row, beginning with `verb`, until it has a final outcome.
+pub async fn provision(
+    shared: &Shared,
+    mut row: Carried,
+    request: RowRequest,
+    verb: Verb,
+) -> RowOutcome {
     let mut trail = Trail::default();
-    let verdict = attempt_until_final(shared, &request, &mut row.maybe_created, &mut trail).await;
+    let verdict = attempt_until_final(shared, &request, verb, &mut row, &mut trail).await;
     if verdict.status == Status::Failed {
         let failed = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if shared.max_failures.is_some_and(|limit| failed > limit) {
@@ -39,6 +42,7 @@ pub async fn provision(shared: &Shared, mut row: Carried, request: WorkspaceRequ
         finished_at: SystemTime::now(),
         cells: row.cells,
         maybe_created: row.maybe_created,
+        absent_before: row.absent_before,
     }
 }
 
@@ -97,19 +101,19 @@ struct NotYet {
     retry_after: Option<std::time::Duration>,
 }
 
-/// `maybe_created`: an earlier attempt may already have created the workspace; set when
-/// one of these attempts may have.
+/// `row.maybe_created`: an earlier attempt may already have created (or deleted) the
+/// workspace; set when one of these attempts may have.
 async fn attempt_until_final(
     shared: &Shared,
-    request: &WorkspaceRequest,
-    maybe_created: &mut bool,
+    request: &RowRequest,
+    mut verb: Verb,
+    row: &mut Carried,
     trail: &mut Trail,
 ) -> Verdict {
     let Mode::Send(sender) = &shared.mode else {
         unreachable!("only a sending job provisions");
     };
-    let body = Bytes::from(serde_json::to_vec(request).expect("a request always serialises"));
-    let mut verb = Verb::Post;
+    let name = request.name();
     // Attempts of the current verb that count against --max-attempts: switching to PUT
     // starts a fresh budget, and a 429 or a connection never made spends none.
     let mut tries = 0;
@@ -127,13 +131,13 @@ async fn attempt_until_final(
             signals::sending();
         }
         trail.attempts += 1;
-        let sent = sender.client.send(verb, body.clone(), &request.name).await;
+        let sent = sender.client.send(verb, request.body(verb), name).await;
         trail.http_status = sent.as_ref().ok().map(|answer| answer.status);
         trail.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
         // Whatever comes next (a retry, a pause, the job stopping), this attempt may have
         // created the workspace unseen: no answer after it went out, or an error that hides
         // the outcome (a 5xx).
-        *maybe_created |= match &sent {
+        row.maybe_created |= match &sent {
             Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
             Err(NoAnswer::ConnectFailed(_)) => false,
             Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
@@ -175,23 +179,42 @@ async fn attempt_until_final(
                 },
             },
             Ok(answer) => {
+                if verb == Verb::Delete && says_absent(&answer) {
+                    // Gone, as asked: by an earlier attempt whose answer was lost, or before.
+                    return if row.maybe_created {
+                        let message = "an earlier attempt, whose answer was lost, deleted it";
+                        Verdict::new(Status::Deleted, "", message)
+                    } else {
+                        Verdict::new(Status::Absent, "", answer.message)
+                    };
+                }
                 let Some(code) = answer.code else {
-                    return match (verb, *maybe_created) {
-                        (Verb::Post, _) => Verdict::new(Status::Created, "", ""),
+                    let creating = shared.operation == Operation::Create;
+                    return match (verb, creating && row.maybe_created, row.absent_before) {
+                        (Verb::Post, ..) => Verdict::new(Status::Created, "", ""),
+                        (Verb::Delete, ..) => Verdict::new(Status::Deleted, "", ""),
+                        // Not there before the run, there after a lost answer: ours.
+                        (Verb::Put, true, true) => Verdict::new(
+                            Status::Created,
+                            "",
+                            format!(
+                                "an earlier attempt, whose answer was lost, created it ({NOT_LISTED}); then its settings were PUT"
+                            ),
+                        ),
                         // Taken after an answer was lost: ours, or there before the run;
                         // without a list of the names before the run nobody can tell. The
                         // PUT made its settings true, and `updated` claims no more than
                         // that: a rollback must never delete what the run did not create.
-                        (Verb::Put, true) => Verdict::new(
+                        (Verb::Put, true, false) => Verdict::new(
                             Status::Updated,
                             "",
                             "its settings were PUT; an earlier attempt, whose answer was lost, may have created it",
                         ),
-                        (Verb::Put, false) => Verdict::new(Status::Updated, "", ""),
+                        (Verb::Put, false, _) => Verdict::new(Status::Updated, "", ""),
                     };
                 };
                 if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
-                    match (sender.on_exists, *maybe_created) {
+                    match (sender.on_exists, row.maybe_created) {
                         // The PUT makes the row's settings true whoever created it.
                         (OnExists::Update, _) => {
                             verb = Verb::Put;

@@ -40,8 +40,18 @@ pub enum LogFormat {
 pub enum Command {
     /// Provision a workspace for every row of a tenant CSV and record each outcome.
     Run(RunArgs),
-    /// Re-send only the rows of a results file that did not succeed.
+    /// Re-send only the rows of a results file that did not succeed (as the command that
+    /// wrote it: a delete's rows are deleted again, an update's updated).
     Retry(RetryArgs),
+    /// Show what `run` would do, from local checks and one list of the workspaces that
+    /// exist; sends no write.
+    Plan(PlanArgs),
+    /// PUT every row's settings over its existing workspace, and record each outcome.
+    Update(RowsArgs),
+    /// Delete every row's workspace by name (only a `name` column is needed).
+    Delete(RowsArgs),
+    /// Delete exactly the workspaces a results file records as created on this API.
+    Rollback(RollbackArgs),
     /// Check a tenant CSV without sending anything: exit 0 only if every row is valid.
     Validate(ValidateArgs),
     /// Serve a local DataBrain-compatible workspace API, with optional fault injection.
@@ -119,9 +129,85 @@ pub struct SandboxArgs {
 /// `dbprov run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The input, the results file, and how they are sent.
+    #[command(flatten)]
+    pub rows: RowsArgs,
+}
+
+/// `--preflight` / `--no-preflight`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PreflightArgs {
+    /// List the workspaces that exist before sending a run's rows (the default): rows of
+    /// those names are `exists` without a request (or go straight to PUT with
+    /// --on-exists update). Updates and deletes send every row.
+    #[arg(long, overrides_with = "no_preflight")]
+    pub preflight: bool,
+    /// Send every row without listing first.
+    #[arg(long, overrides_with = "preflight")]
+    pub no_preflight: bool,
+}
+
+impl PreflightArgs {
+    /// Whether to list first.
+    pub fn on(self) -> bool {
+        !self.no_preflight
+    }
+}
+
+/// `dbprov plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The tenant CSV; `-` reads stdin.
+    pub input: String,
+    /// The plan, a results file of what `run` would do; `-` writes stdout. Default:
+    /// `<input stem>.plan.csv` beside the input.
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Plan against a local sandbox started in-process (empty: every row is new).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// The API, and what a taken name means.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// `dbprov rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// A results file of `run` (or `retry`): the rows it records as created on this API
+    /// are deleted; no other.
+    pub results: String,
+    /// The rollback's own results file; `-` writes stdout. Default: `<results stem>.rollback.csv`.
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Do not ask: needed without a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Run against a local sandbox started in-process (no key needed).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Write the rows that would be deleted as `planned`; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// If the rollback's results file exists, keep its successful rows and send only the
+    /// others.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace a rollback's results file that records sent requests.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// How requests are sent and the job reported.
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// The input, output and sending options of `run`, `update` and `delete`.
+#[derive(Debug, Args)]
+pub struct RowsArgs {
     /// The tenant CSV (a header row, one workspace per data row); `-` reads stdin.
     pub input: String,
-    /// Results file; `-` writes stdout. Default: `<input stem>.results.csv` beside the input.
+    /// Results file; `-` writes stdout. Default beside the input: `<input stem>.results.csv`
+    /// for run, `.update.csv` for update, `.delete.csv` for delete.
     #[arg(short, long)]
     pub output: Option<String>,
     /// Start a local sandbox in-process and run against it (no key needed): a demo or a
@@ -244,6 +330,9 @@ pub struct JobArgs {
     /// Also write the end-of-job summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<std::path::PathBuf>,
+    /// Whether a run's rows list the workspaces that exist first.
+    #[command(flatten)]
+    pub preflight: PreflightArgs,
     /// Allow plain http:// to a host other than this machine (the key would cross the
     /// network unencrypted).
     #[arg(long)]

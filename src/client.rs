@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 
 use crate::pacing::{Announced, announced};
+use crate::preflight::Listing;
 use crate::settings::ApiKey;
-use crate::workspace::{Envelope, WORKSPACE_PATH};
+use crate::workspace::{Envelope, WORKSPACE_PATH, WorkspaceRef};
 
 /// The most of an answer's body that is read: enough for any envelope or error page, and
 /// a server that sends a huge or endless body cannot fill the memory.
@@ -18,13 +19,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The code of a 2xx answer whose body is not the success envelope: the outcome is unknown.
 pub const UNEXPECTED_RESPONSE: &str = "UNEXPECTED_RESPONSE";
 
-/// `POST` creates, `PUT` updates.
+/// `POST` creates, `PUT` updates, `DELETE` deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
     /// Create.
     Post,
-    /// Update (`--on-exists update`).
+    /// Update (`update`, `--on-exists update`).
     Put,
+    /// Delete by name (`delete`, `rollback`).
+    Delete,
 }
 
 /// An attempt that got no answer.
@@ -122,19 +125,25 @@ impl Client {
         })
     }
 
-    /// Sends one request with a JSON body for the workspace `name` and classifies what came
-    /// back. A success envelope that names another workspace is not a success.
+    /// Sends one request for the workspace `name` (with a JSON body, or the name in the
+    /// query of a `DELETE`) and classifies what came back. A success envelope that names
+    /// another workspace is not a success.
     pub async fn send(
         &self,
         verb: Verb,
-        body: bytes::Bytes,
+        body: Option<bytes::Bytes>,
         name: &str,
     ) -> Result<Answer, NoAnswer> {
         let request = match verb {
             Verb::Post => self.http.post(&self.url),
             Verb::Put => self.http.put(&self.url),
+            Verb::Delete => self.http.delete(&self.url).query(&[("name", name)]),
         };
-        let response = match request.body(body).send().await {
+        let request = match body {
+            Some(body) => request.body(body),
+            None => request,
+        };
+        let response = match request.send().await {
             Ok(response) => response,
             Err(e) => return Err(no_answer(e)),
         };
@@ -148,7 +157,7 @@ impl Client {
         let retry_after = header(RETRY_AFTER).as_deref().and_then(parse_retry_after);
         let location = header(LOCATION);
         let announced = announced::parse(response.headers(), SystemTime::now());
-        let body = match read_body(response).await {
+        let body = match read_body(response, MAX_BODY).await {
             Ok(body) => body,
             Err(e) => return Err(no_answer(e)),
         };
@@ -159,7 +168,7 @@ impl Client {
             body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
         }
         let body = redact(&String::from_utf8_lossy(&body), &self.key);
-        let mut answer = classify(status, body.as_bytes(), retry_after);
+        let mut answer = classify(verb, status, body.as_bytes(), retry_after);
         answer.announced = announced;
         if (300..400).contains(&status) {
             let to = location
@@ -167,7 +176,8 @@ impl Client {
                 .unwrap_or("nowhere (no Location header)");
             answer.message = format!("redirected to {to}; redirects are not followed");
         }
-        if answer.code.is_none() && answer.name.as_deref() != Some(name) {
+        // A delete's success names no workspace (its `data` has an id and a message).
+        if answer.code.is_none() && verb != Verb::Delete && answer.name.as_deref() != Some(name) {
             answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
             answer.message = format!(
                 "HTTP {status} names another workspace ({}); the outcome is unknown",
@@ -180,13 +190,98 @@ impl Client {
     }
 }
 
+/// The most of a list's body that is read: some 10 million names.
+pub const MAX_LIST_BODY: usize = 512 * 1024 * 1024;
+
+/// What a list of every workspace came back as.
+#[derive(Debug)]
+pub enum Listed {
+    /// The names, and the answer's status and headers (for the pacer).
+    Names(Listing, Answer),
+    /// Any other answer: an error, or a 2xx whose body is not the list.
+    Refused(Answer),
+}
+
+impl Client {
+    /// Lists every workspace in one answer (`isPagination=false`), within `timeout`.
+    pub async fn list(&self, timeout: Duration) -> Result<Listed, NoAnswer> {
+        let request = self.http.get(&self.url).query(&[("isPagination", "false")]);
+        let response = match request.timeout(timeout).send().await {
+            Ok(response) => response,
+            Err(e) => return Err(no_answer(e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let announced = announced::parse(response.headers(), SystemTime::now());
+        let limit = if response.status().is_success() {
+            MAX_LIST_BODY
+        } else {
+            MAX_BODY
+        };
+        let body = match read_body(response, limit).await {
+            Ok(body) => body,
+            Err(e) => return Err(no_answer(e)),
+        };
+        let mut answer = Answer {
+            status,
+            code: None,
+            message: String::new(),
+            retry_after,
+            name: None,
+            announced,
+        };
+        if !(200..300).contains(&status) {
+            let refusal = classify(Verb::Post, status, &body, retry_after);
+            answer.code = refusal
+                .code
+                .map(|code| clean_code(&code, status, &self.key));
+            answer.message = clean(&refusal.message, &self.key);
+            return Ok(Listed::Refused(answer));
+        }
+        if body.len() == limit {
+            answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
+            answer.message = format!("the list is longer than {} MiB", limit >> 20);
+            return Ok(Listed::Refused(answer));
+        }
+        match serde_json::from_slice::<ListEnvelope>(&body) {
+            Ok(ListEnvelope {
+                data: Some(names),
+                error: None,
+            }) => Ok(Listed::Names(names, answer)),
+            _ => {
+                answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
+                let start: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+                answer.message = clean(
+                    &format!("HTTP {status} without a list of workspaces: {start}"),
+                    &self.key,
+                );
+                Ok(Listed::Refused(answer))
+            }
+        }
+    }
+}
+
+/// A list's answer: `{"data": [{"name": ...}, ...], "error": null}`.
+#[derive(serde::Deserialize)]
+struct ListEnvelope {
+    data: Option<Listing>,
+    error: Option<crate::workspace::ApiError>,
+}
+
 /// The body, up to [`MAX_BODY`] bytes: the rest is never read (the connection is closed).
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        let room = MAX_BODY - body.len();
+        let room = limit - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_BODY {
+        if body.len() == limit {
             break;
         }
     }
@@ -272,9 +367,23 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// Reads an answer's body. A success is a 2xx with the success envelope and nothing else;
 /// a 2xx with any other body is `UNEXPECTED_RESPONSE` (the outcome is unknown). Otherwise
 /// the envelope's code and message when there is one, else `HTTP_<status>` and the body's
-/// start (an HTML page from a proxy, say).
-pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answer {
-    let envelope = serde_json::from_slice::<Envelope>(body).ok();
+/// start (an HTML page from a proxy, say). A delete's success envelope carries an object
+/// in `data` that need not name the workspace.
+pub fn classify(verb: Verb, status: u16, body: &[u8], retry_after: Option<Duration>) -> Answer {
+    let envelope = match verb {
+        Verb::Post | Verb::Put => serde_json::from_slice::<Envelope>(body).ok(),
+        Verb::Delete => serde_json::from_slice::<DeleteEnvelope>(body)
+            .ok()
+            .map(|envelope| Envelope {
+                data: envelope
+                    .data
+                    .filter(serde_json::Value::is_object)
+                    .map(|_| WorkspaceRef {
+                        name: String::new(),
+                    }),
+                error: envelope.error,
+            }),
+    };
     let excerpt = || {
         let text = String::from_utf8_lossy(body);
         let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -321,6 +430,13 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Answ
     }
 }
 
+/// A delete's answer: `data` is `{"id": ..., "message": ...}` on success.
+#[derive(serde::Deserialize)]
+struct DeleteEnvelope {
+    data: Option<serde_json::Value>,
+    error: Option<crate::workspace::ApiError>,
+}
+
 /// The longest `Retry-After` taken as it is: longer ones are this long, which is beyond
 /// any `--max-retry-after` and still a time that can be added to a clock.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(365 * 86_400);
@@ -345,23 +461,54 @@ mod tests {
     #[test]
     fn an_envelope_gives_code_and_message() {
         let body = br#"{"data":null,"error":{"code":"INVALID_THEME_NAME","message":"no such theme","status":400}}"#;
-        let answer = classify(400, body, None);
+        let answer = classify(Verb::Post, 400, body, None);
         assert_eq!(answer.code.as_deref(), Some("INVALID_THEME_NAME"));
         assert_eq!(answer.message, "no such theme");
     }
 
     #[test]
+    fn a_delete_succeeds_with_any_object_in_data() {
+        let ok = br#"{"data":{"id":"a","message":"Workspace deleted successfully"},"error":null}"#;
+        assert_eq!(classify(Verb::Delete, 200, ok, None).code, None);
+        for body in [
+            &b""[..],
+            br#"{"data":null,"error":null}"#,
+            b"<html>ok</html>",
+        ] {
+            assert_eq!(
+                classify(Verb::Delete, 200, body, None).code.as_deref(),
+                Some(UNEXPECTED_RESPONSE),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_body_that_is_not_json_is_classified_by_status() {
-        let answer = classify(502, b"<html>\n<h1>502 Bad   Gateway</h1></html>", None);
+        let answer = classify(
+            Verb::Post,
+            502,
+            b"<html>\n<h1>502 Bad   Gateway</h1></html>",
+            None,
+        );
         assert_eq!(answer.code.as_deref(), Some("HTTP_502"));
         assert_eq!(answer.message, "<html> <h1>502 Bad Gateway</h1></html>");
-        assert_eq!(classify(503, b"", None).code.as_deref(), Some("HTTP_503"));
+        assert_eq!(
+            classify(Verb::Post, 503, b"", None).code.as_deref(),
+            Some("HTTP_503")
+        );
     }
 
     #[test]
     fn success_is_the_success_envelope_and_nothing_else() {
         assert_eq!(
-            classify(200, br#"{"data":{"name":"a"},"error":null}"#, None).code,
+            classify(
+                Verb::Post,
+                200,
+                br#"{"data":{"name":"a"},"error":null}"#,
+                None
+            )
+            .code,
             None
         );
         for body in [
@@ -370,7 +517,7 @@ mod tests {
             br#"{"data":null,"error":{"code":"INVALID_THEME_NAME","message":"x"}}"#,
             br#"{"data":{"id":"a"},"error":null}"#,
         ] {
-            let answer = classify(200, body, None);
+            let answer = classify(Verb::Post, 200, body, None);
             assert_eq!(
                 answer.code.as_deref(),
                 Some(UNEXPECTED_RESPONSE),
@@ -378,7 +525,7 @@ mod tests {
             );
         }
         assert_eq!(
-            classify(201, b"{}", None).code.as_deref(),
+            classify(Verb::Post, 201, b"{}", None).code.as_deref(),
             Some(UNEXPECTED_RESPONSE)
         );
     }

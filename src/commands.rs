@@ -8,11 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::{
-    Cli, Command, JobArgs, MaxFailures, RateLimit, RetryArgs, RunArgs, SandboxArgs, ValidateArgs,
+    Cli, Command, JobArgs, MaxFailures, PlanArgs, RateLimit, RetryArgs, RollbackArgs, RowsArgs,
+    SandboxArgs, ValidateArgs,
 };
 use crate::client::Client;
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Sender, Source, StopReason};
+use crate::operation::Operation;
 use crate::output::{FileId, OutputFile, same_file};
 use crate::pacing::PacingSettings;
 use crate::report;
@@ -43,8 +45,12 @@ pub enum Exit {
 /// Runs one command to its end.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => run_command(args).await,
+        Command::Run(args) => rows_command(args.rows, Operation::Create).await,
+        Command::Update(args) => rows_command(args, Operation::Update).await,
+        Command::Delete(args) => rows_command(args, Operation::Delete).await,
         Command::Retry(args) => retry_command(args).await,
+        Command::Plan(args) => plan_command(args).await,
+        Command::Rollback(args) => rollback_command(args).await,
         Command::Validate(args) => validate_command(args).await,
         Command::Sandbox(args) => sandbox_command(args).await,
         Command::Completions { shell } => {
@@ -55,11 +61,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
+/// `run`, `update` and `delete`: one job over a tenant CSV, with another request.
+async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow::Result<Exit> {
     signals::take_over();
     let input = Input::from_arg(&args.input);
+    let kind = match operation {
+        Operation::Create => "results",
+        Operation::Update => "update",
+        Operation::Delete => "delete",
+    };
     let output = input
-        .results_path(args.output.as_deref(), args.job.shard)
+        .results_path(args.output.as_deref(), args.job.shard, kind)
         .map_err(anyhow::Error::msg)?;
     refuse_clobbering(&[&input], &output, &args.job)?;
     let continuing = match (args.resume, args.overwrite) {
@@ -67,28 +79,23 @@ async fn run_command(args: RunArgs) -> anyhow::Result<Exit> {
         (false, true) => Continuing::Overwrite,
         (false, false) => Continuing::Refuse,
     };
-    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
-    let (sink, output_log) = open_output(&output, continuing, args.dry_run, &target.name)?;
-    let shard = args.job.shard.unwrap_or(Shard::ALL);
-    let counting = input.clone();
-    let total = tokio::task::spawn_blocking(move || {
-        input::count_rows(&counting, shard, signals::interrupted_flag())
-    })
-    .await
-    .expect("counting rows does not panic");
-    let total = match total {
-        Ok(total) => total,
-        Err(error) => {
-            sink.discard_if_unused();
-            return Err(error.into());
-        }
-    };
+    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let (sink, output_log) = open_output(
+        &output,
+        continuing,
+        args.dry_run,
+        &target.name,
+        Some(operation),
+    )?;
+    let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
     let rows = Rows {
         source: Source::Csv(input),
         total,
         output,
         sink,
         output_log,
+        operation,
+        preflight: args.job.preflight.on(),
     };
     run_job(rows, target, &args.job).await
 }
@@ -100,17 +107,34 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         "retry reads a results file, not stdin: give its path"
     );
     let results = PathBuf::from(&args.results);
-    let target = Target::new(args.dry_run, args.sandbox, &args.job).await?;
+    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
     let empty = || anyhow::anyhow!("{} is empty: there is nothing to retry", args.results);
+    // The rows are re-sent as the command that wrote them sent them: a delete's are
+    // deleted again, never created.
+    let operation_of = |log: &PriorResults| {
+        log.written_by.operation().map_err(|both| {
+            anyhow::anyhow!(
+                "{} holds rows of {both}: retry cannot tell which to send. Split the file, or send the rows again with the command they are for",
+                args.results
+            )
+        })
+    };
     // Without -o the results file itself is the log, read once for both roles, and locked
     // before it is read; with -o, a file left by an interrupted retry is carried on.
-    let (input, output, sink, output_log) = match args.output.as_deref() {
+    let (input, output, sink, output_log, operation) = match args.output.as_deref() {
         None => {
             let output = Output::File(results);
             refuse_clobbering(&[], &output, &args.job)?;
-            let (sink, log) = open_output(&output, Continuing::Resume, args.dry_run, &target.name)?;
+            let (sink, log) = open_output(
+                &output,
+                Continuing::Resume,
+                args.dry_run,
+                &target.name,
+                None,
+            )?;
             let log = log.ok_or_else(empty)?;
-            (log.clone(), output, sink, Some(log))
+            let operation = operation_of(&log)?;
+            (log.clone(), output, sink, Some(log), operation)
         }
         Some(path) => {
             let output = if path == "-" {
@@ -120,14 +144,28 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
             };
             refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
             let input = PriorResults::scan(&results, &target.name)?.ok_or_else(empty)?;
+            let operation = operation_of(&input)?;
             let continuing = match output {
                 Output::File(_) => Continuing::Resume,
                 Output::Stdout => Continuing::Refuse,
             };
-            let (sink, log) = open_output(&output, continuing, args.dry_run, &target.name)?;
-            (Arc::new(input), output, sink, log)
+            let (sink, log) = open_output(
+                &output,
+                continuing,
+                args.dry_run,
+                &target.name,
+                Some(operation),
+            )?;
+            (Arc::new(input), output, sink, log, operation)
         }
     };
+    if operation != Operation::Create {
+        tracing::info!(
+            "{} records the rows of `dbprov {}`: they are sent again as such",
+            args.results,
+            operation.command()
+        );
+    }
     let total = args.job.shard.is_none().then(|| input.len() as u64);
     let rows = Rows {
         source: Source::Results(input),
@@ -135,11 +173,146 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         output,
         sink,
         output_log,
+        operation,
+        preflight: args.job.preflight.on(),
     };
     run_job(rows, target, &args.job).await
 }
 
-/// What `run` and `retry` each decide: where the rows come from and go to.
+/// `plan`: what `run` would do, from local checks and one list; no write is sent.
+async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
+    signals::take_over();
+    let input = Input::from_arg(&args.input);
+    let output = input
+        .results_path(args.output.as_deref(), args.job.shard, "plan")
+        .map_err(anyhow::Error::msg)?;
+    refuse_clobbering(&[&input], &output, &args.job)?;
+    let target = Target::new(false, true, args.sandbox, &args.job).await?;
+    let (sink, _) = open_output(
+        &output,
+        Continuing::Refuse,
+        true,
+        &target.name,
+        Some(Operation::Create),
+    )?;
+    let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
+    let rows = Rows {
+        source: Source::Csv(input),
+        total,
+        output,
+        sink,
+        output_log: None,
+        operation: Operation::Create,
+        preflight: true,
+    };
+    run_job(rows, target, &args.job).await
+}
+
+/// `rollback`: deletes what a results file records as created on this API, and nothing
+/// else, once the operator has said so.
+async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
+    signals::take_over();
+    anyhow::ensure!(
+        args.results != "-",
+        "rollback reads a results file, not stdin: give its path"
+    );
+    let results = PathBuf::from(&args.results);
+    // Beside the results: tenants.results.csv → tenants.rollback.csv.
+    let stem = results.file_stem().unwrap_or_default().to_string_lossy();
+    let named =
+        results.with_file_name(stem.strip_suffix(".results").unwrap_or(&stem).to_owned() + ".csv");
+    let output = Input::File(named)
+        .results_path(args.output.as_deref(), args.job.shard, "rollback")
+        .map_err(anyhow::Error::msg)?;
+    refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let source = PriorResults::scan(&results, &target.name)?.ok_or_else(|| {
+        anyhow::anyhow!("{} is empty: there is nothing to roll back", args.results)
+    })?;
+    anyhow::ensure!(
+        !source.columns.is_legacy(),
+        "{} was written before dbprov recorded which API each row came from (_target): a rollback cannot tell whether its workspaces were created on {}. Delete them with `dbprov delete` on a file of their names",
+        args.results,
+        target.name
+    );
+    anyhow::ensure!(
+        !source.written_by.deleted(),
+        "{} records deletions (the results of a delete or of a rollback), not what a run created: there is nothing in it to roll back. To create those workspaces again, run their tenant CSV",
+        args.results
+    );
+    let created = source.created();
+    if created == 0 {
+        let (elsewhere, other) = &source.elsewhere;
+        anyhow::ensure!(
+            *elsewhere == 0,
+            "{} records no workspace created on {}; {elsewhere} of its rows were recorded against {other}: give --base-url {other} (or --sandbox for `sandbox`) to roll those back",
+            args.results,
+            target.name
+        );
+        eprintln!(
+            "dbprov: {} records no workspace created on {}: nothing to roll back",
+            args.results, target.name
+        );
+        return Ok(Exit::Success);
+    }
+    let continuing = match (args.resume, args.overwrite) {
+        (true, _) => Continuing::Resume,
+        (false, true) => Continuing::Overwrite,
+        (false, false) => Continuing::Refuse,
+    };
+    let (sink, output_log) = open_output(
+        &output,
+        continuing,
+        args.dry_run,
+        &target.name,
+        Some(Operation::Delete),
+    )?;
+    if !args.dry_run && !args.yes {
+        let question = format!(
+            "Delete the {created} workspaces that {} records as created on {}?",
+            args.results, target.name
+        );
+        if !confirm(&question) {
+            sink.discard_if_unused();
+            return Ok(Exit::Usage);
+        }
+    }
+    let shard = args.job.shard;
+    let rows = Rows {
+        source: Source::Created(Arc::new(source)),
+        total: shard.is_none().then_some(created),
+        output,
+        sink,
+        output_log,
+        operation: Operation::Delete,
+        preflight: false,
+    };
+    run_job(rows, target, &args.job).await
+}
+
+/// Asks a yes-or-no question on the terminal; `false` without a terminal (scripts give
+/// `--yes`), and for anything but yes.
+fn confirm(question: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        tracing::error!(
+            "{question} There is no terminal to ask on: give --yes to confirm. Nothing was sent"
+        );
+        return false;
+    }
+    eprint!("{question} Type yes to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let yes = std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y");
+    if !yes {
+        eprintln!("dbprov: nothing was sent");
+    }
+    yes
+}
+
+/// What each command decides: where the rows come from and go to, and what is done to
+/// them.
 struct Rows {
     source: Source,
     /// Rows to process, when known beforehand.
@@ -148,6 +321,10 @@ struct Rows {
     /// The results file, opened and locked, or stdout.
     sink: Sink,
     output_log: Option<Arc<PriorResults>>,
+    /// What each row's request does.
+    operation: Operation,
+    /// List the workspaces first (a run's rows only).
+    preflight: bool,
 }
 
 /// Everything `run` and `retry` have in common, from the target to the exit code.
@@ -159,6 +336,7 @@ async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyhow::Result<E
         name,
     } = target;
     let use_sandbox = sandbox.is_some();
+    let planning = matches!(mode, Mode::Plan(_));
     let progress = report::start_progress(args.progress, rows.total);
     // Without a drawn bar, the progress figures go to the log every 10 s.
     let progress_every = progress.is_hidden().then_some(Duration::from_secs(10));
@@ -169,14 +347,43 @@ async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyhow::Result<E
         target: name,
         output_log: rows.output_log,
         mode,
+        operation: rows.operation,
+        preflight: rows.preflight,
         shard: args.shard.unwrap_or(Shard::ALL),
         max_failures: failure_limit(args, rows.total)?,
         progress,
         progress_every,
     };
-    let exit = finish(job, rows.output, args, use_sandbox).await;
+    let how = How {
+        use_sandbox,
+        planning,
+        no_preflight: rows.operation == Operation::Create && !rows.preflight,
+    };
+    let exit = finish(job, rows.output, args, how).await;
     drop(sandbox);
     exit
+}
+
+/// Counts the input's rows (of the shard) before the job, for the progress bar and
+/// `--max-failures P%`; a results file opened for nothing is removed if that fails.
+async fn count_rows(
+    input: &Input,
+    shard: Option<Shard>,
+    sink: Sink,
+) -> anyhow::Result<(Option<u64>, Sink)> {
+    let (counting, shard) = (input.clone(), shard.unwrap_or(Shard::ALL));
+    let total = tokio::task::spawn_blocking(move || {
+        input::count_rows(&counting, shard, signals::interrupted_flag())
+    })
+    .await
+    .expect("counting rows does not panic");
+    match total {
+        Ok(total) => Ok((total, sink)),
+        Err(error) => {
+            sink.discard_if_unused();
+            Err(error.into())
+        }
+    }
 }
 
 /// `validate`: every invalid row on stdout with its line, name and reason.
@@ -245,11 +452,15 @@ enum Continuing {
 /// Opens and locks the results file, and reads what it holds before any request: the
 /// earlier results to continue, if any. Refuses to replace a file of sent outcomes without
 /// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
+///
+/// `operation`, when given, is what this job will append: a file that another command
+/// wrote is not continued (a run's `created` rows are no update's successes).
 fn open_output(
     output: &Output,
     continuing: Continuing,
     dry_run: bool,
     target: &str,
+    operation: Option<Operation>,
 ) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
     let path = match output {
         Output::Stdout if continuing == Continuing::Resume => {
@@ -277,6 +488,18 @@ fn open_output(
     }
     match continuing {
         Continuing::Resume => {
+            if let Some(operation) = operation
+                && !prior.written_by.agrees_with(operation)
+            {
+                let by = prior
+                    .written_by
+                    .operation()
+                    .map_or_else(|both| both, |other| other.command().to_owned());
+                anyhow::bail!(
+                    "{shown} holds the results of `dbprov {by}`, and this is `dbprov {}`: give another -o",
+                    operation.command()
+                );
+            }
             if prior.columns.is_legacy() {
                 tracing::info!("{shown} was written before _target was recorded: adding it");
                 resume::upgrade_legacy(&prior, &file.real_path)
@@ -424,7 +647,20 @@ struct Target {
 }
 
 impl Target {
-    async fn new(dry_run: bool, use_sandbox: bool, args: &JobArgs) -> anyhow::Result<Target> {
+    /// `plan`: list, but send no write.
+    async fn new(
+        dry_run: bool,
+        plan: bool,
+        use_sandbox: bool,
+        args: &JobArgs,
+    ) -> anyhow::Result<Target> {
+        let mode = |sender: Sender| {
+            if plan {
+                Mode::Plan(Box::new(sender))
+            } else {
+                Mode::Send(Box::new(sender))
+            }
+        };
         if dry_run {
             return Ok(Target {
                 mode: Mode::DryRun,
@@ -442,7 +678,7 @@ impl Target {
             tracing::info!("sandbox started at {}", local.url());
             let key = ApiKey::new(local.api_key());
             return Ok(Target {
-                mode: Mode::Send(Box::new(sender(args, &local.url(), &key)?)),
+                mode: mode(sender(args, &local.url(), &key)?),
                 sandbox: Some(local),
                 name: "sandbox".to_owned(),
             });
@@ -450,20 +686,26 @@ impl Target {
         check_transport(&args.base_url, args.allow_insecure_http)?;
         let key = api_key(args)?;
         Ok(Target {
-            mode: Mode::Send(Box::new(sender(args, &args.base_url, &key)?)),
+            mode: mode(sender(args, &args.base_url, &key)?),
             sandbox: None,
             name: target_of(&args.base_url),
         })
     }
 }
 
-/// Runs the job, prints the summary (and writes it as JSON), and tells the exit code.
-async fn finish(
-    job: Job,
-    output: Output,
-    args: &JobArgs,
+/// What a job was, besides its options, for its summary and exit code.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// Against an in-process sandbox.
     use_sandbox: bool,
-) -> anyhow::Result<Exit> {
+    /// A plan: nothing is re-sent, and a plan without its list is no plan.
+    planning: bool,
+    /// A run's rows did not list the workspaces first: `--no-preflight`.
+    no_preflight: bool,
+}
+
+/// Runs the job, prints the summary (and writes it as JSON), and tells the exit code.
+async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::Result<Exit> {
     let bar = job.progress.clone();
     let report = job::run(job).await?;
     bar.finish_and_clear();
@@ -476,6 +718,12 @@ async fn finish(
             | StopReason::Unreachable,
         ) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
+        None if how.planning && report.listed.is_none() => {
+            tracing::error!(
+                "the plan is incomplete: the workspaces that exist could not be listed, so its rows say only what is valid"
+            );
+            Exit::Aborted
+        }
         None if report.tally.unsuccessful() > 0 => Exit::SomeRowsFailed,
         None => Exit::Success,
     };
@@ -484,13 +732,15 @@ async fn finish(
     summary.stopped = report.stopped.map(StopReason::code);
     summary.exit_code = exit as u8;
     summary.unrecorded = report.unrecorded;
-    if let (Output::File(path), true, None) = (
+    summary.listed_workspaces = report.listed;
+    if let (Output::File(path), true, None, false) = (
         &output,
         report.tally.unsuccessful() > 0,
         &report.output_failure,
+        how.planning,
     ) {
         let mut command = format!("dbprov retry {}", shell_quote(&path.display().to_string()));
-        for flag in rerun_flags(args, use_sandbox) {
+        for flag in rerun_flags(args, how) {
             command.push(' ');
             command.push_str(&shell_quote(&flag));
         }
@@ -515,7 +765,7 @@ async fn finish(
 
 /// The options of a job that shaped how it was sent, for the retry command it prints:
 /// everything but the defaults, and never the key itself.
-fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
+fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
     use crate::cli::{
         DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BASE_URL, DEFAULT_BURST,
         DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTAGE, DEFAULT_MAX_RETRY_AFTER,
@@ -528,7 +778,7 @@ fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
             flags.push(value);
         }
     };
-    if use_sandbox {
+    if how.use_sandbox {
         flag("--sandbox", String::new());
     } else {
         if args.base_url != DEFAULT_BASE_URL {
@@ -578,6 +828,9 @@ fn rerun_flags(args: &JobArgs, use_sandbox: bool) -> Vec<String> {
     }
     if let Some(shard) = args.shard {
         flag("--shard", format!("{}/{}", shard.index, shard.count));
+    }
+    if how.no_preflight {
+        flag("--no-preflight", String::new());
     }
     flags
 }

@@ -11,6 +11,7 @@ use csv::ByteRecord;
 
 use crate::csv_lines::{CsvLines, Kind};
 use crate::header::{Header, HeaderError, parse_header};
+use crate::operation::RowRequest;
 use crate::record::{DUPLICATE_IN_INPUT, Prior};
 use crate::resume::PriorResults;
 use crate::settings::Input;
@@ -73,7 +74,7 @@ pub struct InputRow {
     /// The carried cells, verbatim, one per carried column.
     pub cells: ByteRecord,
     /// The request to send, or why there is none.
-    pub request: Result<WorkspaceRequest, RowError>,
+    pub request: Result<RowRequest, RowError>,
     /// `retry`: the outcome the results file records for the row.
     pub earlier: Option<Earlier>,
 }
@@ -103,6 +104,11 @@ pub struct InputReader {
     log: Option<Arc<PriorResults>>,
     /// Only rows of this shard are read.
     shard: Shard,
+    /// Only the name is read and checked (a delete).
+    names_only: bool,
+    /// `rollback`: only the rows the log records as `created` on its target are read, as
+    /// new rows (their earlier outcome is what is undone, not one to keep).
+    only_created: bool,
 }
 
 impl InputReader {
@@ -151,6 +157,8 @@ impl InputReader {
             hasher: RandomState::new(),
             log: None,
             shard: Shard::ALL,
+            names_only: false,
+            only_created: false,
         })
     }
 
@@ -158,6 +166,19 @@ impl InputReader {
     /// taken, so `_row` still counts every data row of the input).
     pub fn with_shard(mut self, shard: Shard) -> InputReader {
         self.shard = shard;
+        self
+    }
+
+    /// Reads and checks only each row's name: a delete needs nothing else.
+    pub fn names_only(mut self, names_only: bool) -> InputReader {
+        self.names_only = names_only;
+        self
+    }
+
+    /// Reads only the rows of a results log recorded as `created` on its target: what a
+    /// rollback deletes.
+    pub fn only_created(mut self) -> InputReader {
+        self.only_created = true;
         self
     }
 
@@ -230,7 +251,14 @@ impl InputReader {
             // The log remembers a lost answer of any earlier row of the name.
             if let (Some(earlier), Some(latest)) = (earlier.as_mut(), latest) {
                 earlier.prior.maybe_created |= latest.maybe_created;
+                earlier.prior.absent_before |= latest.absent_before;
             }
+        }
+        if self.only_created {
+            if !earlier.as_ref().is_some_and(|e| e.prior.created) {
+                return None;
+            }
+            earlier = None;
         }
         if self.shard != Shard::ALL {
             let name = header.index(Field::Name).and_then(|i| name_cell(record, i));
@@ -246,7 +274,7 @@ impl InputReader {
             cells.push_field(String::from_utf8_lossy(cell).as_bytes());
         }
         let (name, request) = match self.kind {
-            Kind::Whole => parse_row(header, record, line),
+            Kind::Whole => parse_row(header, record, line, self.names_only),
             Kind::OpenQuote => (
                 None,
                 Err(RowError::new(
@@ -396,7 +424,8 @@ fn parse_row(
     header: &Header,
     record: &ByteRecord,
     line: u64,
-) -> (Option<String>, Result<WorkspaceRequest, RowError>) {
+    names_only: bool,
+) -> (Option<String>, Result<RowRequest, RowError>) {
     if record.len() != header.width {
         let error = RowError::new(
             "MALFORMED_ROW",
@@ -408,10 +437,13 @@ fn parse_row(
         );
         return (None, Err(error));
     }
+    let name_column = header.index(Field::Name);
     let mut texts = Vec::with_capacity(record.len());
     for (i, cell) in record.iter().enumerate() {
         match std::str::from_utf8(cell) {
             Ok(text) => texts.push(text),
+            // A delete reads no other column: a broken one is carried, not refused.
+            Err(_) if names_only && Some(i) != name_column => texts.push(""),
             Err(_) => {
                 let error = RowError::new(
                     "MALFORMED_ROW",
@@ -428,9 +460,14 @@ fn parse_row(
             .filter(|text| !text.is_empty())
     };
     let name = cell(Field::Name).map(str::to_owned);
+    let request = match &name {
+        Some(name) if names_only => Ok(RowRequest::Name(name.clone())),
+        None if names_only => Err(RowError::new("MISSING_NAME", "name is empty")),
+        _ => build_request(cell).map(RowRequest::Settings),
+    };
     (
         name,
-        build_request(cell).map_err(|mut e| {
+        request.map_err(|mut e| {
             e.message = format!("line {line}: {}", e.message);
             e
         }),
@@ -550,7 +587,7 @@ mod tests {
             "\u{feff}Name, Connection Type ,datasource-name,THEME_NAME,owner\n Acme ,datasource, postgres-main ,dark,ops\n",
         )
         .unwrap();
-        let request = rows[0].request.as_ref().unwrap();
+        let request = rows[0].request.as_ref().unwrap().settings().unwrap();
         assert_eq!(request.name, "Acme");
         assert_eq!(request.connection_type, ConnectionType::Datasource);
         assert_eq!(request.datasource_name.as_deref(), Some("postgres-main"));
@@ -622,6 +659,29 @@ mod tests {
     }
 
     #[test]
+    fn a_delete_reads_only_the_name() {
+        let mut bytes = b"name,connectionType,owner\na,,\xff\n,DATAMART,\na,,\n".to_vec();
+        bytes.extend_from_slice(b"b,nonsense,x\n");
+        let mut reader =
+            InputReader::from_reader(Box::new(std::io::Cursor::new(bytes)), "t".into())
+                .unwrap()
+                .names_only(true);
+        let mut results = Vec::new();
+        while let Some(row) = reader.next_row().unwrap() {
+            results.push(row.request.map_err(|e| e.code));
+        }
+        assert_eq!(
+            results,
+            [
+                Ok(RowRequest::Name("a".into())),
+                Err("MISSING_NAME"),
+                Err(DUPLICATE_IN_INPUT),
+                Ok(RowRequest::Name("b".into())),
+            ]
+        );
+    }
+
+    #[test]
     fn invalid_utf8_is_a_malformed_row_and_reading_goes_on() {
         let mut bytes = b"name,connectionType\na\xff,MULTI_DATAMART\n".to_vec();
         bytes.extend_from_slice(b"b,MULTI_DATAMART\n");
@@ -639,7 +699,13 @@ mod tests {
     fn copilot_lists_split_on_commas_semicolons_and_bars() {
         let rows = read("name,connectionType,aiCopilotLlms\na,MULTI_DATAMART,\"gpt-4o, claude-sonnet;gemini-pro\"\n").unwrap();
         assert_eq!(
-            rows[0].request.as_ref().unwrap().ai_copilot_llms,
+            rows[0]
+                .request
+                .as_ref()
+                .unwrap()
+                .settings()
+                .unwrap()
+                .ai_copilot_llms,
             Some(vec![
                 "gpt-4o".into(),
                 "claude-sonnet".into(),

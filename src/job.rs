@@ -14,10 +14,12 @@ use tracing::Instrument;
 
 use crate::attempt;
 use crate::cli::OnExists;
-use crate::client::Client;
+use crate::client::{Client, Verb};
 use crate::input::{InputError, InputReader, InputRow};
+use crate::operation::{Operation, RowRequest};
 use crate::pacing::{Halt, Pacer, PacingReport, PacingSettings, Ticket};
-use crate::record::{DUPLICATE_IN_INPUT, Status};
+use crate::preflight::{self, Before, Listing};
+use crate::record::{DUPLICATE_IN_INPUT, NOT_LISTED, Status};
 use crate::recording::{self, ToWrite};
 use crate::report::{self, Tally};
 use crate::results::{Final, ResultsWriter, RowOutcome, Sink};
@@ -25,7 +27,6 @@ use crate::resume::PriorResults;
 use crate::retry::RetryPolicy;
 use crate::settings::{Input, Shard};
 use crate::signals;
-use crate::workspace::WorkspaceRequest;
 
 /// Rows in the reader → dispatcher and worker → writer channels at most.
 const CHANNEL_ROWS: usize = 1024;
@@ -46,6 +47,10 @@ pub struct Job {
     pub output_log: Option<Arc<PriorResults>>,
     /// Send, or only plan.
     pub mode: Mode,
+    /// What each row's request does.
+    pub operation: Operation,
+    /// List every workspace before sending (`run`'s `--preflight`).
+    pub preflight: bool,
     /// Only the rows of this shard.
     pub shard: Shard,
     /// Stop dispatching once more rows than this have failed.
@@ -62,14 +67,29 @@ pub enum Source {
     Csv(Input),
     /// A results file (`retry`): its successful rows are carried over unchanged.
     Results(Arc<PriorResults>),
+    /// The rows a results file records as `created` on this run's target (`rollback`).
+    Created(Arc<PriorResults>),
 }
 
 /// Whether requests are sent.
 pub enum Mode {
     /// Send them.
     Send(Box<Sender>),
+    /// `plan`: list the workspaces that exist, then write what `run` would do; send no
+    /// write.
+    Plan(Box<Sender>),
     /// `--dry-run`: validate, write `planned`, send nothing.
     DryRun,
+}
+
+impl Mode {
+    /// How requests are sent, unless nothing is.
+    pub(crate) fn sender(&self) -> Option<&Sender> {
+        match self {
+            Mode::Send(sender) | Mode::Plan(sender) => Some(sender),
+            Mode::DryRun => None,
+        }
+    }
 }
 
 /// How requests are sent.
@@ -152,6 +172,8 @@ pub struct JobReport {
     pub unrecorded: u64,
     /// 429s, pauses, the limit the API announced.
     pub pacing: PacingReport,
+    /// Workspaces the preflight listed, if it listed them.
+    pub listed: Option<u64>,
 }
 
 /// Why a job could not run or finish.
@@ -188,6 +210,9 @@ pub enum JobError {
 /// State every worker shares.
 pub(crate) struct Shared {
     pub(crate) mode: Mode,
+    pub(crate) operation: Operation,
+    /// The workspaces that existed before the run, when the preflight listed them.
+    listing: std::sync::OnceLock<Listing>,
     output_log: Option<Arc<PriorResults>>,
     /// When each attempt may go; `None` for a dry run.
     pacer: Option<Pacer>,
@@ -232,6 +257,15 @@ impl Shared {
         }
     }
 
+    /// What the preflight says of a name: listed, not listed, or unknown.
+    fn before(&self, name: Option<&str>) -> Before {
+        match (self.listing.get(), name) {
+            (Some(listing), Some(name)) if listing.contains(name) => Before::Listed,
+            (Some(_), Some(_)) => Before::NotListed,
+            _ => Before::Unknown,
+        }
+    }
+
     /// The pacer of a sending job.
     pub(crate) fn pacer(&self) -> &Pacer {
         self.pacer.as_ref().expect("a sending job has a pacer")
@@ -271,14 +305,16 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let streamed_input = match &job.source {
         Source::Csv(Input::Stdin) => true,
         Source::Csv(Input::File(path)) => !std::fs::metadata(path).is_ok_and(|m| m.is_file()),
-        Source::Results(_) => false,
+        Source::Results(_) | Source::Created(_) => false,
     };
+    let names_only = job.operation.names_only();
     let reader = tokio::task::spawn_blocking(move || {
         let reader = match job.source {
             Source::Csv(input) => InputReader::open(&input),
             Source::Results(log) => InputReader::open_log(log),
+            Source::Created(log) => InputReader::open_log(log).map(InputReader::only_created),
         };
-        reader.map(|r| r.with_shard(shard))
+        reader.map(|r| r.with_shard(shard).names_only(names_only))
     })
     .await
     .expect("the input reader does not panic");
@@ -316,6 +352,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         }
         (_, sink) => ResultsWriter::create(sink, header.carried_names(), &job.target),
     }
+    .map(|writer| writer.for_operation(job.operation))
     .map_err(output_error)?;
 
     let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
@@ -340,16 +377,20 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         }
     });
 
-    let pacer = match &job.mode {
-        Mode::Send(sender) => {
-            let (bar, total) = (job.progress.clone(), input_total.clone());
-            let rows_left = move || total.get().map(|rows| rows.saturating_sub(bar.position()));
-            Some(Pacer::new(sender.pacing).with_rows_left(rows_left))
-        }
-        Mode::DryRun => None,
+    let pacer = job.mode.sender().map(|sender| {
+        let (bar, total) = (job.progress.clone(), input_total.clone());
+        let rows_left = move || total.get().map(|rows| rows.saturating_sub(bar.position()));
+        Pacer::new(sender.pacing).with_rows_left(rows_left)
+    });
+    let list_first = match &job.mode {
+        Mode::Plan(_) => true,
+        Mode::Send(_) => job.preflight && job.operation == Operation::Create,
+        Mode::DryRun => false,
     };
     let shared = Arc::new(Shared {
         mode: job.mode,
+        operation: job.operation,
+        listing: std::sync::OnceLock::new(),
         output_log: job.output_log,
         pacer,
         stop_tx: watch::channel(None).0,
@@ -420,6 +461,13 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     if signals::interrupted_flag().load(Ordering::SeqCst) {
         shared.stop(StopReason::Interrupted);
     }
+    if list_first
+        && shared.stopped().is_none()
+        && let Some(listing) = preflight::list(&shared).await
+    {
+        let _ = shared.listing.set(listing);
+    }
+    let listed = shared.listing.get().map(|l| l.len() as u64);
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();
@@ -450,6 +498,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             output_failure: Some(failure),
             unrecorded: written.unrecorded,
             pacing,
+            listed,
         });
     }
     // An input that could not be read to its end leaves a resumed log as it is: compacted,
@@ -462,6 +511,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             output_failure: None,
             unrecorded: 0,
             pacing,
+            listed,
         });
     }
     reading.await.expect("the input reader does not panic")?;
@@ -483,6 +533,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         output_failure,
         unrecorded: 0,
         pacing,
+        listed,
     })
 }
 
@@ -499,7 +550,7 @@ async fn dispatch(
 ) -> bool {
     let concurrency = match &shared.mode {
         Mode::Send(sender) => sender.concurrency,
-        Mode::DryRun => 1,
+        Mode::Plan(_) | Mode::DryRun => 1,
     };
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut workers = JoinSet::new();
@@ -546,7 +597,7 @@ async fn dispatch(
         }
         let final_row = match triage(shared, input_row) {
             Triage::Done(final_row) => final_row,
-            Triage::Send { row, request } => {
+            Triage::Send { row, request, verb } => {
                 let slot = tokio::select! {
                     biased;
                     _ = shared.until_stopped() => None,
@@ -570,7 +621,7 @@ async fn dispatch(
                 let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
                 workers.spawn(
                     async move {
-                        let outcome = attempt::provision(&worker, row, request).await;
+                        let outcome = attempt::provision(&worker, row, request, verb).await;
                         let _ = outcomes_tx
                             .send((Final::Outcome(outcome), Some(slot)))
                             .await;
@@ -609,12 +660,14 @@ const STALLED_INPUT: Duration = Duration::from_secs(1);
 
 /// What becomes of one input row before any request.
 enum Triage {
-    /// Final already: kept from an earlier run, invalid, or planned (dry run).
+    /// Final already: kept from an earlier run, invalid, settled by the preflight list, or
+    /// planned.
     Done(Final),
-    /// To be sent.
+    /// To be sent, beginning with `verb`.
     Send {
         row: Carried,
-        request: WorkspaceRequest,
+        request: RowRequest,
+        verb: Verb,
     },
 }
 
@@ -652,31 +705,80 @@ fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         }
         _ => {}
     }
-    let maybe_created =
-        logged.is_some_and(|p| p.maybe_created) || earlier.is_some_and(|e| e.prior.maybe_created);
-    let row = Carried {
+    let earlier_priors = [logged, earlier.map(|e| e.prior)];
+    let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
+    let before = shared.before(name.as_deref());
+    let mut row = Carried {
         row,
         name,
         cells,
         maybe_created,
+        absent_before: before == Before::NotListed
+            || earlier_priors.iter().flatten().any(|p| p.absent_before),
     };
-    match (request, &shared.mode) {
-        (Err(error), _) => Triage::Done(Final::Outcome(unsent(
-            row,
-            Status::Invalid,
-            error.code,
-            &error.message,
-        ))),
-        (Ok(request), Mode::DryRun) => {
-            tracing::debug!(row = row.row, body = %body_json(&request), "planned");
-            Triage::Done(Final::Outcome(unsent(row, Status::Planned, "", "")))
+    let request = match request {
+        Err(error) => {
+            return Triage::Done(Final::Outcome(unsent(
+                row,
+                Status::Invalid,
+                error.code,
+                &error.message,
+            )));
         }
-        (Ok(request), Mode::Send(_)) => Triage::Send { row, request },
+        Ok(request) => request,
+    };
+    let on_exists = shared.mode.sender().map_or(OnExists::Skip, |s| s.on_exists);
+    let mut verb = shared.operation.first_verb();
+    if shared.operation == Operation::Create && before == Before::Listed {
+        // Listed now, though not before an earlier attempt of ours: that attempt made it.
+        let ours = row.maybe_created && row.absent_before;
+        let outcome = match (on_exists, ours, row.maybe_created) {
+            (OnExists::Update, ..) => {
+                verb = Verb::Put;
+                None
+            }
+            (_, true, _) => Some((
+                Status::Created,
+                "",
+                format!("an earlier attempt, whose answer was lost, created it ({NOT_LISTED})"),
+            )),
+            (_, false, true) => Some((
+                Status::Exists,
+                "",
+                "listed before this run; an earlier attempt got no clear answer, and may have created it".to_owned(),
+            )),
+            (OnExists::Skip, false, false) => Some((
+                Status::Exists,
+                "",
+                "listed before the run: not sent".to_owned(),
+            )),
+            (OnExists::Fail, false, false) => Some((
+                Status::Failed,
+                "WORKSPACE_NAME_ALREADY_EXISTS",
+                "listed before the run, and --on-exists fail: not sent".to_owned(),
+            )),
+        };
+        if let Some((status, code, message)) = outcome {
+            // Whatever an earlier attempt left unknown is settled now.
+            row.maybe_created = false;
+            return Triage::Done(Final::Outcome(unsent(row, status, code, &message)));
+        }
     }
-}
-
-fn body_json(request: &WorkspaceRequest) -> String {
-    serde_json::to_string(request).unwrap_or_default()
+    match &shared.mode {
+        Mode::Send(_) => Triage::Send { row, request, verb },
+        Mode::Plan(_) | Mode::DryRun => {
+            if let Some(settings) = request.settings() {
+                tracing::debug!(row = row.row, body = %serde_json::to_string(settings).unwrap_or_default(), "planned");
+            }
+            let message = match (&shared.mode, shared.operation, verb, before) {
+                (Mode::DryRun, ..) => "",
+                (_, _, Verb::Put, Before::Listed) => "would update (PUT): listed before the run",
+                (.., Before::Unknown) => "would be sent; whether it exists is unknown",
+                _ => "would create (POST)",
+            };
+            Triage::Done(Final::Outcome(unsent(row, Status::Planned, "", message)))
+        }
+    }
 }
 
 /// What a row's results line needs besides its outcome.
@@ -685,8 +787,12 @@ pub(crate) struct Carried {
     pub(crate) name: Option<String>,
     pub(crate) cells: csv::ByteRecord,
     /// An earlier attempt, of this run or one before, may have created the workspace
-    /// without learning it (a timeout, a lost connection, a 5xx).
+    /// without learning it (a timeout, a lost connection, a 5xx); for a delete, may have
+    /// deleted it.
     pub(crate) maybe_created: bool,
+    /// A preflight list, of this run or of the one that first sent the row, did not show
+    /// the name: if it exists now, a run of ours created it.
+    pub(crate) absent_before: bool,
 }
 
 /// The outcome of a row that was never sent.
@@ -703,5 +809,6 @@ fn unsent(row: Carried, status: Status, code: &str, message: &str) -> RowOutcome
         finished_at: SystemTime::now(),
         cells: row.cells,
         maybe_created: row.maybe_created,
+        absent_before: row.absent_before,
     }
 }

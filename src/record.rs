@@ -28,9 +28,18 @@ pub const LEGACY_COLUMNS: usize = 8;
 /// earlier one, may have created the workspace unseen; read back by the next run.
 pub const MAY_EXIST: &str = "an earlier attempt got no clear answer: the workspace may exist";
 
+/// The same for a delete: a later `DELETE` that finds nothing means it was done.
+pub const MAY_BE_DELETED: &str =
+    "an earlier attempt got no clear answer: the workspace may be deleted already";
+
 /// How the message of an attempt that could not connect begins: nothing was sent, so a
 /// rerun must not take it for a lost answer.
 pub const NOT_CONNECTED: &str = "could not connect, nothing was sent";
+
+/// Said in the message of a row whose workspace may have been created unseen, when the
+/// preflight list showed that it did not exist before the run: a later run that finds it
+/// listed knows the run created it.
+pub const NOT_LISTED: &str = "it was not listed before the run";
 
 /// The code of a row whose name an earlier row of the same input already has.
 pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
@@ -40,10 +49,14 @@ pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
 pub enum Status {
     /// `POST` answered 200.
     Created,
-    /// `PUT` answered 200 (`--on-exists update`).
+    /// `PUT` answered 200 (`update`, or `--on-exists update`).
     Updated,
     /// The name was taken, and `--on-exists skip` counts that as success.
     Exists,
+    /// `DELETE` answered 200 (`delete`, `rollback`).
+    Deleted,
+    /// `DELETE` of a name that does not exist: the workspace is gone, as asked.
+    Absent,
     /// The API refused it, or retries ran out.
     Failed,
     /// Never sent: the row does not describe a valid request.
@@ -56,10 +69,12 @@ pub enum Status {
 
 impl Status {
     /// Every status, in the order summaries list them.
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 9] = [
         Status::Created,
         Status::Updated,
         Status::Exists,
+        Status::Deleted,
+        Status::Absent,
         Status::Failed,
         Status::Invalid,
         Status::Skipped,
@@ -72,6 +87,8 @@ impl Status {
             Status::Created => "created",
             Status::Updated => "updated",
             Status::Exists => "exists",
+            Status::Deleted => "deleted",
+            Status::Absent => "absent",
             Status::Failed => "failed",
             Status::Invalid => "invalid",
             Status::Skipped => "skipped",
@@ -87,15 +104,15 @@ impl Status {
     /// Whether the workspace is in place, so a rerun sends nothing for it. Unlike
     /// [`Status::is_success`], a `planned` row still has everything to do.
     pub fn is_done(self) -> bool {
-        matches!(self, Status::Created | Status::Updated | Status::Exists)
+        matches!(
+            self,
+            Status::Created | Status::Updated | Status::Exists | Status::Deleted | Status::Absent
+        )
     }
 
     /// Whether this row counts as a success for the exit code (`planned` in a dry run).
     pub fn is_success(self) -> bool {
-        matches!(
-            self,
-            Status::Created | Status::Updated | Status::Exists | Status::Planned
-        )
+        self.is_done() || self == Status::Planned
     }
 }
 
@@ -116,17 +133,28 @@ pub struct Prior {
     /// An attempt of that run may have created the workspace without learning it (a
     /// timeout, a lost connection, a 5xx): a later `WORKSPACE_NAME_ALREADY_EXISTS` is ours.
     pub maybe_created: bool,
+    /// The preflight list of that run showed that the workspace did not exist before it
+    /// (said only with `maybe_created`): if it exists now, that run created it.
+    pub absent_before: bool,
+    /// Its status is `created`, on the API this run talks to: what a rollback deletes.
+    pub created: bool,
 }
 
 impl Prior {
-    /// The offset in the high 62 bits, the flags in the low two.
+    /// The offset in the high 60 bits, the flags in the low four.
     pub(crate) fn pack(self) -> u64 {
-        (self.offset << 2) | (u64::from(self.success) << 1) | u64::from(self.maybe_created)
+        (self.offset << 4)
+            | (u64::from(self.created) << 3)
+            | (u64::from(self.absent_before) << 2)
+            | (u64::from(self.success) << 1)
+            | u64::from(self.maybe_created)
     }
 
     pub(crate) fn unpack(packed: u64) -> Prior {
         Prior {
-            offset: packed >> 2,
+            offset: packed >> 4,
+            created: packed & 8 != 0,
+            absent_before: packed & 4 != 0,
             success: packed & 2 != 0,
             maybe_created: packed & 1 != 0,
         }
@@ -217,6 +245,11 @@ impl ResultColumns {
         Status::parse(text(record, self.status))
     }
 
+    /// `_error_message`, trimmed.
+    pub fn message<'r>(&self, record: &'r ByteRecord) -> &'r str {
+        text(record, self.message)
+    }
+
     /// `_target`, or empty where the file has none.
     pub fn target<'r>(&self, record: &'r ByteRecord) -> &'r str {
         self.target.map_or("", |i| text(record, i))
@@ -245,12 +278,16 @@ impl ResultColumns {
         let http_status = text(record, self.http_status).parse::<u16>().ok();
         let recorded = self.target(record);
         let same_target = recorded.is_empty() || same_target(recorded, target);
+        let message = text(record, self.message);
         Prior {
             offset,
             success: same_target && self.status(record).is_some_and(Status::is_done),
             maybe_created: same_target
-                && (shows_unknown_outcome(attempts, http_status, text(record, self.message))
-                    || text(record, self.message).contains(MAY_EXIST)),
+                && (shows_unknown_outcome(attempts, http_status, message)
+                    || message.contains(MAY_EXIST)
+                    || message.contains(MAY_BE_DELETED)),
+            absent_before: same_target && message.contains(NOT_LISTED),
+            created: same_target && self.status(record) == Some(Status::Created),
         }
     }
 }
@@ -262,7 +299,10 @@ impl ResultColumns {
 pub fn shows_unknown_outcome(attempts: u32, http_status: Option<u16>, message: &str) -> bool {
     match http_status {
         Some(status) => attempts > 0 && may_have_applied(status),
-        None => attempts > 0 && !message.starts_with(NOT_CONNECTED),
+        None => {
+            let (_, message) = crate::operation::Operation::strip_marker(message);
+            attempts > 0 && !message.starts_with(NOT_CONNECTED)
+        }
     }
 }
 

@@ -156,6 +156,9 @@ pub struct Summary {
     pub paused_unreachable_seconds: f64,
     /// The rate limit the API announced in its headers, last seen.
     pub announced_limit: Option<AnnouncedLimit>,
+    /// Workspaces the preflight listed before the job sent anything; `None` without a
+    /// list (`--no-preflight`, not a run, or the list failed).
+    pub listed_workspaces: Option<u64>,
 }
 
 /// A rate limit as the API announced it.
@@ -225,6 +228,7 @@ impl Summary {
             paused_rate_limited_seconds: 0.0,
             paused_unreachable_seconds: 0.0,
             announced_limit: None,
+            listed_workspaces: None,
         }
     }
 
@@ -298,6 +302,12 @@ impl Summary {
                 ms(self.latency_ms.p99),
             );
         }
+        if let Some(listed) = self.listed_workspaces {
+            let _ = writeln!(
+                text,
+                "  preflight: one list request; {listed} workspaces existed before the run"
+            );
+        }
         if self.responses_429 > 0 || self.announced_limit.is_some() {
             let announced = match &self.announced_limit {
                 Some(AnnouncedLimit {
@@ -366,12 +376,17 @@ pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
 /// Moves the bar to the rows counted so far.
 pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
     bar.set_position(tally.rows());
-    let message = format!(
-        "created {}, failed {}",
-        tally.count(Status::Created) + tally.count(Status::Updated),
-        tally.count(Status::Failed)
-    );
-    bar.set_message(message);
+    // The successes this job has had (created, or deleted and absent...), then failures.
+    let mut counts: Vec<String> = Status::ALL
+        .into_iter()
+        .filter(|s| s.is_done() && tally.count(*s) > 0)
+        .map(|s| format!("{s} {}", tally.count(s)))
+        .collect();
+    if counts.is_empty() {
+        counts.push("done 0".to_owned());
+    }
+    counts.push(format!("failed {}", tally.count(Status::Failed)));
+    bar.set_message(counts.join(", "));
 }
 
 /// Shows the requests per second of the last few seconds, and the pace or why sending is

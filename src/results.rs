@@ -6,8 +6,12 @@ use std::time::{Duration, Instant, SystemTime};
 use csv::ByteRecord;
 
 use crate::csv_lines::CsvLines;
+use crate::operation::Operation;
 use crate::output::{FileId, OutputFile};
-use crate::record::{MAY_EXIST, RESULT_COLUMNS, ResultColumns, Status, shows_unknown_outcome};
+use crate::record::{
+    MAY_BE_DELETED, MAY_EXIST, NOT_LISTED, RESULT_COLUMNS, ResultColumns, Status,
+    shows_unknown_outcome,
+};
 use crate::resume::PriorResults;
 
 /// The final outcome of one row, as workers hand it to the writer.
@@ -37,6 +41,9 @@ pub struct RowOutcome {
     /// learning it. Written into the message of a row that did not succeed, so that the
     /// next run knows it too (and so does the operator).
     pub maybe_created: bool,
+    /// The preflight list showed that the workspace did not exist before the run (or
+    /// before the earlier run that first sent it); said with `maybe_created`.
+    pub absent_before: bool,
 }
 
 /// What the writer receives for each input row.
@@ -101,6 +108,8 @@ pub struct ResultsWriter {
     seen_at: Instant,
     /// Set when appending to an earlier results file (`--resume`, `retry`).
     log: Option<Log>,
+    /// What the job does: the messages of rows that did not succeed say it.
+    operation: Operation,
 }
 
 /// An earlier results file this run appends to, then compacts.
@@ -136,6 +145,7 @@ impl ResultsWriter {
             file,
             seen_at: Instant::now(),
             log: None,
+            operation: Operation::Create,
         };
         writer.csv.write_byte_record(&header(carried_names))?;
         writer.flush()?;
@@ -165,6 +175,7 @@ impl ResultsWriter {
                 run_start: prior.valid_len,
                 header: header(carried_names),
             }),
+            operation: Operation::Create,
         })
     }
 
@@ -274,6 +285,13 @@ impl ResultsWriter {
         }
     }
 
+    /// Marks the rows that do not succeed with what the job does (see
+    /// [`Operation::marker`]).
+    pub fn for_operation(mut self, operation: Operation) -> ResultsWriter {
+        self.operation = operation;
+        self
+    }
+
     /// Writes one row and flushes it to the operating system, so a crash of this process
     /// cannot lose it.
     pub fn write(&mut self, outcome: &RowOutcome) -> std::io::Result<()> {
@@ -282,22 +300,35 @@ impl ResultsWriter {
         record.push_field(outcome.row.to_string().as_bytes());
         record.push_field(outcome.status.as_str().as_bytes());
         record.push_field(outcome.error_code.as_bytes());
-        let message = one_line(&outcome.error_message);
+        let mut message = one_line(&outcome.error_message).into_owned();
         let unsaid = !shows_unknown_outcome(
             outcome.attempts,
             outcome.http_status,
             &outcome.error_message,
         );
-        if outcome.maybe_created && unsaid && !outcome.status.is_done() {
-            let noted = if message.is_empty() {
-                MAY_EXIST.to_owned()
-            } else {
-                format!("{message} ({MAY_EXIST})")
-            };
-            record.push_field(noted.as_bytes());
-        } else {
-            record.push_field(message.as_bytes());
+        let mut notes = Vec::new();
+        if outcome.maybe_created && !outcome.status.is_done() {
+            if unsaid {
+                notes.push(match self.operation {
+                    Operation::Delete => MAY_BE_DELETED,
+                    Operation::Create | Operation::Update => MAY_EXIST,
+                });
+            }
+            if outcome.absent_before {
+                notes.push(NOT_LISTED);
+            }
         }
+        for note in notes {
+            if message.is_empty() {
+                message = note.to_owned();
+            } else {
+                message = format!("{message} ({note})");
+            }
+        }
+        if !outcome.status.is_success() {
+            message.insert_str(0, self.operation.marker());
+        }
+        record.push_field(message.as_bytes());
         push_optional(record, outcome.http_status.map(u64::from));
         record.push_field(outcome.attempts.to_string().as_bytes());
         push_optional(record, outcome.latency_ms);

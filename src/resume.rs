@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 
 use crate::csv_lines::{CsvLines, Kind};
+use crate::operation::OperationsSeen;
 use crate::record::{Prior, RESULT_COLUMNS, ResultColumns, same_target};
 
 /// Why earlier results cannot be used.
@@ -59,6 +60,8 @@ pub struct PriorResults {
     pub sent: bool,
     /// Rows obtained from another API than `target`, and one such API.
     pub elsewhere: (u64, String),
+    /// What the rows say of the operation that wrote them.
+    pub written_by: OperationsSeen,
 }
 
 impl PriorResults {
@@ -98,6 +101,7 @@ impl PriorResults {
             target: target.to_owned(),
             sent: false,
             elsewhere: (0, String::new()),
+            written_by: OperationsSeen::default(),
         };
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io)? {
@@ -105,6 +109,9 @@ impl PriorResults {
                 continue;
             }
             prior.sent |= columns.attempts(&record) > 0;
+            prior
+                .written_by
+                .note(columns.status(&record), columns.message(&record));
             let recorded = columns.target(&record);
             if !recorded.is_empty() && !same_target(recorded, target) {
                 prior.elsewhere.0 += 1;
@@ -119,6 +126,7 @@ impl PriorResults {
             // run that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it.
             let earlier = prior.latest.get(&key).map(|packed| Prior::unpack(*packed));
             latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
+            latest.absent_before |= earlier.is_some_and(|e| e.absent_before);
             prior.latest.insert(key, latest.pack());
         }
         Ok(Some(prior))
@@ -127,6 +135,14 @@ impl PriorResults {
     /// How many identities (distinct names, or rows without one) the file records.
     pub fn len(&self) -> usize {
         self.latest.len()
+    }
+
+    /// How many identities are recorded `created` on the target, as their latest row.
+    pub fn created(&self) -> u64 {
+        self.latest
+            .values()
+            .filter(|packed| Prior::unpack(**packed).created)
+            .count() as u64
     }
 
     /// Whether the file records no row.
@@ -361,16 +377,22 @@ mod tests {
                 offset: 0,
                 success: false,
                 maybe_created: false,
+                absent_before: false,
+                created: false,
             },
             Prior {
                 offset: 123_456_789_012,
                 success: true,
                 maybe_created: false,
+                absent_before: false,
+                created: false,
             },
             Prior {
-                offset: (1 << 62) - 1,
+                offset: (1 << 60) - 1,
                 success: true,
                 maybe_created: true,
+                absent_before: true,
+                created: true,
             },
         ] {
             assert_eq!(Prior::unpack(prior.pack()), prior);

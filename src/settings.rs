@@ -201,6 +201,7 @@ impl Input {
         &self,
         output: Option<&str>,
         shard: Option<Shard>,
+        kind: &str,
     ) -> Result<Output, String> {
         match (output, self) {
             (Some("-"), _) => Ok(Output::Stdout),
@@ -212,10 +213,10 @@ impl Input {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
                 let name = match shard {
                     Some(shard) => format!(
-                        "{stem}.shard-{}-of-{}.results.csv",
+                        "{stem}.shard-{}-of-{}.{kind}.csv",
                         shard.index, shard.count
                     ),
-                    None => format!("{stem}.results.csv"),
+                    None => format!("{stem}.{kind}.csv"),
                 };
                 Ok(Output::File(path.with_file_name(name)))
             }
@@ -238,18 +239,21 @@ mod key_tests {
     fn the_results_path_defaults_beside_the_input() {
         let input = Input::from_arg("data/tenants.csv");
         assert_eq!(
-            input.results_path(None, None).unwrap(),
+            input.results_path(None, None, "results").unwrap(),
             Output::File("data/tenants.results.csv".into())
         );
         let shard = Shard { index: 2, count: 4 };
         assert_eq!(
-            input.results_path(None, Some(shard)).unwrap(),
+            input.results_path(None, Some(shard), "results").unwrap(),
             Output::File("data/tenants.shard-2-of-4.results.csv".into())
         );
-        assert_eq!(input.results_path(Some("-"), None).unwrap(), Output::Stdout);
+        assert_eq!(
+            input.results_path(Some("-"), None, "results").unwrap(),
+            Output::Stdout
+        );
         assert!(
             Input::Stdin
-                .results_path(None, None)
+                .results_path(None, None, "results")
                 .unwrap_err()
                 .contains("-o")
         );

@@ -236,6 +236,28 @@ impl Sandbox {
         self.state.lock().stats()
     }
 
+    /// Changes `--fail-rate`, `--fail-after-commit-rate` and `--drop-rate` from the next
+    /// request on, for a test that wants one run to meet faults and the next none. Refuses
+    /// rates that the command line would.
+    pub fn set_fault_rates(
+        &self,
+        fail: f64,
+        fail_after_commit: f64,
+        drop: f64,
+    ) -> Result<(), String> {
+        FaultConfig {
+            fail_rate: fail,
+            fail_after_commit_rate: fail_after_commit,
+            drop_rate: drop,
+            ..FaultConfig::default()
+        }
+        .validate()?;
+        self.state
+            .lock()
+            .set_fault_rates(fail, fail_after_commit, drop);
+        Ok(())
+    }
+
     /// Stops accepting and closes every connection.
     pub fn shutdown(&self) {
         self.go_down();

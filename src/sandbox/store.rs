@@ -338,6 +338,14 @@ impl Store {
         }
     }
 
+    /// Changes the share of requests answered 500, committed then answered 500, and
+    /// dropped (the rest of the faults stay as started).
+    pub fn set_fault_rates(&mut self, fail: f64, fail_after_commit: f64, drop: f64) {
+        self.faults.fail_rate = fail;
+        self.faults.fail_after_commit_rate = fail_after_commit;
+        self.faults.drop_rate = drop;
+    }
+
     /// The next fault plan of the seeded sequence.
     fn plan(&mut self) -> Plan {
         let pick: f64 = self.rng.random();

@@ -515,3 +515,152 @@ async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
     expected(&dir.results("results.csv").1);
     assert_eq!(requests(&api).await, 2, "neither rerun sent anything");
 }
+
+/// A sandbox holding `old-01`..`old-10` before any run, and a CSV of those ten and twenty
+/// new names, interleaved.
+async fn ten_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
+    let old: Vec<String> = (1..=10).map(|i| format!("old-{i:02}")).collect();
+    let sandbox = sandbox::spawn(SandboxConfig {
+        seed: Some(1),
+        workspaces: old
+            .iter()
+            .map(|n| serde_json::from_value(crate::common::workspace(n)).unwrap())
+            .collect(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let mut csv = String::from("name,connectionType,datasourceName\n");
+    for i in 1..=20 {
+        csv.push_str(&format!("new-{i:02},DATASOURCE,postgres-main\n"));
+        if i % 2 == 0 {
+            csv.push_str(&format!("old-{:02},DATASOURCE,postgres-main\n", i / 2));
+        }
+    }
+    let input = dir.write("tenants.csv", &csv);
+    (sandbox, input)
+}
+
+/// Runs `args` until the sandbox has its first request (the preflight's list, with no
+/// fault), then makes every later write apply and answer 500, and waits for the end.
+/// `--rate 2/s` keeps the first write half a second behind the list.
+async fn lose_every_answer_after_the_list(sandbox: &Sandbox, args: &[String]) -> i32 {
+    let api = Api::new(sandbox);
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--max-attempts", "1"]);
+    let mut child = spawn_dbprov(&all);
+    until_requests(&api, &mut child, 1).await;
+    sandbox.set_fault_rates(0.0, 1.0, 0.0).unwrap();
+    let status = child.wait().await.unwrap();
+    sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
+    status.code().unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() {
+    let dir = JobDir::new();
+    let (sandbox, input) = ten_old_and_twenty_new(&dir).await;
+    let api = Api::new(&sandbox);
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    args.retain(|a| a != "--no-preflight");
+    set_flag(&mut args, "--rate", "2/s");
+    let mut first = vec!["run".to_owned(), input.clone()];
+    first.extend(args.iter().cloned());
+    assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 30);
+    let lost: Vec<&ResultRow> = rows.iter().filter(|r| r["_status"] == "failed").collect();
+    assert!(!lost.is_empty(), "{rows:?}");
+    for row in &lost {
+        assert!(row["name"].starts_with("new-"), "{row:?}");
+        assert!(
+            row["_error_message"].contains("it was not listed before the run"),
+            "{row:?}"
+        );
+    }
+    for row in rows.iter().filter(|r| r["name"].starts_with("old-")) {
+        assert_eq!((&*row["_status"], &*row["_attempts"]), ("exists", "0"));
+    }
+
+    // The next run lists them: there now, not before the first run, so that run made them.
+    set_flag(&mut args, "--rate", "unlimited");
+    let before = requests(&api).await;
+    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(second.exit, 0, "{}", second.stderr);
+    assert_eq!(requests(&api).await - before, 1, "the list, and no write");
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 30);
+    for row in &rows {
+        let expected = if row["name"].starts_with("new-") {
+            "created"
+        } else {
+            "exists"
+        };
+        assert_eq!(row["_status"], expected, "{row:?}");
+    }
+
+    // So a rollback deletes the twenty, and leaves the ten that were there before. (The
+    // job's flags without `-o results.csv`: the rollback writes its own file.)
+    let undo = dbprov_with(
+        &[
+            "rollback",
+            &dir.path("results.csv").to_string_lossy(),
+            "--yes",
+        ],
+        &args[2..],
+    )
+    .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    let left: BTreeSet<String> = api.workspace_names().await.into_iter().collect();
+    let old: BTreeSet<String> = (1..=10).map(|i| format!("old-{i:02}")).collect();
+    assert_eq!(left, old);
+}
+
+#[tokio::test]
+async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed() {
+    let dir = JobDir::new();
+    let (sandbox, input) = ten_old_and_twenty_new(&dir).await;
+    let api = Api::new(&sandbox);
+    // The first run does not list: whether a lost answer's workspace was there before,
+    // nobody can tell.
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--rate", "2/s");
+    let mut first = vec!["run".to_owned(), input.clone()];
+    first.extend(args.iter().cloned());
+    // Without the list, the first request is a write: let it through, lose the rest.
+    assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
+    args.retain(|a| a != "--no-preflight");
+    set_flag(&mut args, "--rate", "unlimited");
+    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(second.exit, 0, "{}", second.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 30);
+    // The old ones met WORKSPACE_NAME_ALREADY_EXISTS in the first run and are `exists`;
+    // the new ones whose answer was lost are listed now, and may be ours or not: `exists`,
+    // with a message that says so. None is claimed.
+    let claimed: Vec<&ResultRow> = rows
+        .iter()
+        .filter(|r| r["_status"] == "created" && r["_attempts"] == "0")
+        .collect();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    let unsure = rows
+        .iter()
+        .filter(|r| r["_error_message"].contains("may have created it"))
+        .count();
+    assert!(unsure > 0, "{rows:?}");
+    // A rollback never deletes what the runs did not know to be theirs.
+    let undo = dbprov_with(
+        &[
+            "rollback",
+            &dir.path("results.csv").to_string_lossy(),
+            "--yes",
+        ],
+        &args[2..],
+    )
+    .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    let left = api.workspace_names().await;
+    for i in 1..=10 {
+        assert!(left.contains(&format!("old-{i:02}")), "{left:?}");
+    }
+}

@@ -1,0 +1,212 @@
+//! The preflight: one list of every workspace before a run sends anything, so that names
+//! that exist cost no `POST`, and an unknown outcome can be settled by what existed before.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::client::{Listed, NoAnswer};
+use crate::job::{Shared, StopReason};
+use crate::pacing::{Next, Seen};
+use crate::retry::is_retryable_status;
+
+/// The names of every workspace that existed when the run began. Only the names are
+/// kept, whatever else the list carries.
+#[derive(Debug, Default)]
+pub struct Listing {
+    names: HashSet<Box<str>>,
+}
+
+impl Listing {
+    /// Whether a workspace of this exact name was listed.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// How many workspaces were listed.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl FromIterator<String> for Listing {
+    fn from_iter<I: IntoIterator<Item = String>>(names: I) -> Listing {
+        Listing {
+            names: names.into_iter().map(String::into_boxed_str).collect(),
+        }
+    }
+}
+
+/// What a row's name was before the run, as far as the job knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// The preflight list showed it.
+    Listed,
+    /// The preflight list did not show it: if it exists now, this job created it.
+    NotListed,
+    /// No list was made, or it failed.
+    Unknown,
+}
+
+/// Lists every workspace through the pacer (the list counts against the rate limit),
+/// with the job's retries. `None`, with a warning, when the list cannot be had: the job
+/// goes on without it. A 401 stops the job, as it would on the first write.
+pub(crate) async fn list(shared: &Shared) -> Option<Listing> {
+    let sender = shared.mode.sender()?;
+    // A list of many workspaces is one long answer: more time than one write.
+    let timeout = sender.timeout.max(LIST_TIMEOUT);
+    let mut tries = 0;
+    let failure = loop {
+        let ticket = shared.permit().await.ok()?;
+        let listed = sender.client.list(timeout).await;
+        let seen = match &listed {
+            Ok(Listed::Names(_, answer) | Listed::Refused(answer)) => Seen::Answer {
+                status: answer.status,
+                announced: answer.announced,
+                retry_after: answer.retry_after,
+            },
+            Err(NoAnswer::ConnectFailed(message)) => Seen::NotConnected(message),
+            Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
+            Err(NoAnswer::Timeout) => Seen::NoAnswer("no answer in time"),
+        };
+        match shared.pacer().observe(ticket, seen) {
+            Next::Proceed => {}
+            Next::Again => continue,
+            Next::Halt(halt) => {
+                shared.halt(halt);
+                return None;
+            }
+        }
+        tries += 1;
+        let (retry_after, why) = match listed {
+            Ok(Listed::Names(listing, _)) => {
+                tracing::info!(
+                    "preflight: {} workspaces exist; rows of those names are not sent again",
+                    listing.len()
+                );
+                return Some(listing);
+            }
+            Ok(Listed::Refused(answer)) if answer.status == 401 => {
+                shared.stop(StopReason::Unauthorized);
+                return None;
+            }
+            Ok(Listed::Refused(answer)) => {
+                let why = format!(
+                    "HTTP {} {}: {}",
+                    answer.status,
+                    answer.code.unwrap_or_default(),
+                    answer.message
+                );
+                if !is_retryable_status(answer.status) {
+                    break why;
+                }
+                (answer.retry_after, why)
+            }
+            Err(NoAnswer::Timeout) => (
+                None,
+                format!("no answer within {}", humantime::format_duration(timeout)),
+            ),
+            Err(NoAnswer::Lost(message) | NoAnswer::ConnectFailed(message)) => (None, message),
+        };
+        if tries >= sender.retry.max_attempts {
+            break why;
+        }
+        let wait = sender.retry.backoff(tries, retry_after);
+        tokio::select! {
+            biased;
+            _ = shared.until_stopped() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    };
+    tracing::warn!(
+        "preflight: the list of workspaces failed ({failure}), so every row is sent; names that exist are found by their POST, and after a lost answer a name that exists counts as created (--no-preflight skips the list)"
+    );
+    None
+}
+
+/// The longest a list may take at least: its answer holds every workspace.
+const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl<'de> Deserialize<'de> for Listing {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Listing, D::Error> {
+        deserializer.deserialize_seq(ListingVisitor)
+    }
+}
+
+/// Reads `[{"name": ...}, ...]` straight into the set.
+struct ListingVisitor;
+
+impl<'de> Visitor<'de> for ListingVisitor {
+    type Value = Listing;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of workspaces")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listing, A::Error> {
+        let mut names = HashSet::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        while let Some(Named(name)) = seq.next_element()? {
+            names.insert(name.into_boxed_str());
+        }
+        Ok(Listing { names })
+    }
+}
+
+/// One entry of the list: its `name`, every other key passed over.
+struct Named(String);
+
+impl<'de> Deserialize<'de> for Named {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Named, D::Error> {
+        struct NamedVisitor;
+        impl<'de> Visitor<'de> for NamedVisitor {
+            type Value = Named;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a workspace with a name")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "name" {
+                        name = Some(map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                name.map(Named)
+                    .ok_or_else(|| serde::de::Error::missing_field("name"))
+            }
+        }
+        deserializer.deserialize_map(NamedVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_keeps_only_the_names() {
+        let listing: Listing = serde_json::from_str(
+            r#"[{"name":"Sales Analytics","id":7,"settings":{"a":[1,2]}},{"name":"b\"q"}]"#,
+        )
+        .unwrap();
+        assert_eq!(listing.len(), 2);
+        assert!(listing.contains("Sales Analytics") && listing.contains("b\"q"));
+        assert!(!listing.contains("sales analytics"), "names are exact");
+    }
+
+    #[test]
+    fn an_entry_without_a_name_is_not_a_list() {
+        assert!(serde_json::from_str::<Listing>(r#"[{"id":1}]"#).is_err());
+        assert!(serde_json::from_str::<Listing>(r#"{"name":"a"}"#).is_err());
+        assert!(serde_json::from_str::<Listing>(r#"[{"name":5}]"#).is_err());
+    }
+}
