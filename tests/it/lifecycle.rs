@@ -42,6 +42,22 @@ async fn holding(names: &[String], faults: FaultConfig) -> Sandbox {
     holding_seeded(names, faults, 1).await
 }
 
+/// The fast flags of `job_args`, with the preflight at its default (on): the other
+/// modules turn it off to count requests, and it is what these tests are about.
+fn args_for(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
+    default_preflight(job_args(sandbox, dir, output))
+}
+
+/// [`args_for`] against any API root.
+fn args_to(url: &str, key_file: &str, dir: &JobDir, output: &str) -> Vec<String> {
+    default_preflight(job_args_to(url, key_file, dir, output))
+}
+
+fn default_preflight(mut args: Vec<String>) -> Vec<String> {
+    args.retain(|a| a != "--no-preflight");
+    args
+}
+
 /// `prefix-001`, `prefix-002`, ...
 fn names(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}-{i:03}")).collect()
@@ -198,7 +214,7 @@ async fn ten_old_ten_new(extra: &[&str]) -> (Sandbox, JobDir, Finished, Vec<Resu
     let mut all = old.clone();
     all.extend(names("new", 10));
     let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     let summary_path = dir.path("summary.json");
     args.extend(["--summary-json", summary_path.to_str().unwrap()].map(str::to_owned));
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -337,7 +353,7 @@ async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
     let mut all = old.clone();
     all.extend(new.clone());
     let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
@@ -484,7 +500,7 @@ async fn a_list_call_that_fails_is_a_warning_and_every_row_is_posted() {
         let dir = JobDir::new();
         let input = dir.write("in.csv", &datasource_csv(&names("t", 8)));
         let key = stub_key(&dir);
-        let mut args = job_args_to(&stub.url, &key, &dir, "results.csv");
+        let mut args = args_to(&stub.url, &key, &dir, "results.csv");
         let summary_path = dir.path("summary.json");
         args.extend(["--summary-json", summary_path.to_str().unwrap()].map(str::to_owned));
         let run = dbprov_with(&["run", &input], &args).await;
@@ -514,7 +530,7 @@ async fn a_401_on_the_list_call_stops_the_job_before_any_write() {
     let dir = JobDir::new();
     let input = dir.write("in.csv", &datasource_csv(&names("t", 8)));
     let key = stub_key(&dir);
-    let args = job_args_to(&stub.url, &key, &dir, "results.csv");
+    let args = args_to(&stub.url, &key, &dir, "results.csv");
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
     assert_eq!(stub.hits("POST"), 0, "nothing written after a 401");
@@ -532,7 +548,7 @@ async fn plan_stops_with_exit_3_when_the_list_call_fails() {
     let dir = JobDir::new();
     let input = dir.write("in.csv", &datasource_csv(&names("t", 8)));
     let key = stub_key(&dir);
-    let args = job_args_to(&stub.url, &key, &dir, "plan.csv");
+    let args = args_to(&stub.url, &key, &dir, "plan.csv");
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 3, "{}", plan.stderr);
     assert!(!plan.stderr.trim().is_empty(), "an error message is given");
@@ -559,7 +575,7 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
     csv.push_str("no-source,DATASOURCE,\n");
     let input = dir.write("in.csv", &csv);
 
-    let mut args = job_args(&sandbox, &dir, "plan.csv");
+    let mut args = args_for(&sandbox, &dir, "plan.csv");
     let plan_summary = dir.path("plan.json");
     args.extend(["--summary-json", plan_summary.to_str().unwrap()].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
@@ -578,12 +594,8 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
     );
     assert!(planned.iter().all(|r| r["_attempts"] == "0"), "{planned:?}");
     let plan_summary = summary(&plan_summary);
-    assert!(
-        plan_summary.get("counts").is_some_and(|c| !c.is_null()),
-        "a plan's summary has counts: {plan_summary}"
-    );
 
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     let run_summary = dir.path("run.json");
     args.extend(["--summary-json", run_summary.to_str().unwrap()].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
@@ -616,6 +628,27 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
 }
 
 #[tokio::test]
+async fn plan_summary_json_has_counts() {
+    let sandbox = holding(&names("old", 2), FaultConfig::default()).await;
+    let dir = JobDir::new();
+    let mut all = names("old", 2);
+    all.extend(names("new", 3));
+    let input = dir.write("in.csv", &datasource_csv(&all));
+    let mut args = args_for(&sandbox, &dir, "plan.csv");
+    let path = dir.path("plan.json");
+    args.extend(["--summary-json", path.to_str().unwrap()].map(str::to_owned));
+    let plan = dbprov_with(&["plan", &input], &args).await;
+    assert_eq!(plan.exit, 0, "{}", plan.stderr);
+    let summary = summary(&path);
+    assert_eq!(
+        summary.get("counts"),
+        Some(&serde_json::json!({"exists": 2, "planned": 3})),
+        "the spec names the plan's counts `counts`: {summary}"
+    );
+    assert_eq!(summary["listed_workspaces"], 2, "{summary}");
+}
+
+#[tokio::test]
 async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
     let old = names("old", 5);
     let sandbox = holding(&old, FaultConfig::default()).await;
@@ -625,7 +658,7 @@ async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
     all.extend(names("new", 5));
     let input = dir.write("in.csv", &datasource_csv(&all));
 
-    let mut args = job_args(&sandbox, &dir, "update-plan.csv");
+    let mut args = args_for(&sandbox, &dir, "update-plan.csv");
     args.extend(["--on-exists", "update"].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 0, "{}", plan.stderr);
@@ -639,7 +672,7 @@ async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
         }
     }
 
-    let mut args = job_args(&sandbox, &dir, "fail-plan.csv");
+    let mut args = args_for(&sandbox, &dir, "fail-plan.csv");
     args.extend(["--on-exists", "fail"].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 1, "{}", plan.stderr);
@@ -683,7 +716,7 @@ async fn update_puts_new_settings_through_faults_and_fails_a_missing_name() {
     }
     csv.push_str("nobody,DATASOURCE,snowflake-warehouse,dark,ops\n");
     let input = dir.write("in.csv", &csv);
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
     let update = dbprov_with(&["update", &input], &args).await;
     assert_eq!(update.exit, 1, "the missing name fails: {}", update.stderr);
@@ -746,7 +779,7 @@ async fn delete_through_faults_deletes_what_exists_and_marks_the_rest_absent() {
     let mut listed = doomed.clone();
     listed.extend(missing.clone());
     let input = dir.write("offboard.csv", &name_csv(&listed));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
@@ -806,7 +839,7 @@ async fn delete_marks_empty_and_repeated_names_invalid() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", "name,note\nw-001,a\n,b\nw-002,c\nw-001,d\n");
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let args = args_for(&sandbox, &dir, "results.csv");
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 1, "{}", delete.stderr);
     let (_, rows) = dir.results("results.csv");
@@ -835,7 +868,7 @@ async fn a_run_to_roll_back(faults: FaultConfig) -> (Sandbox, JobDir, Vec<String
     let mut all = names("new", 20);
     all.extend(old.clone());
     let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     args.extend(["--max-attempts", "30"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
@@ -849,7 +882,7 @@ async fn rollback_leaves_exactly_what_was_there(faults: FaultConfig) {
     let api = Api::new(&sandbox);
     let results = dir.path("results.csv");
     let results = results.to_str().unwrap();
-    let mut args = job_args(&sandbox, &dir, "undo.csv");
+    let mut args = args_for(&sandbox, &dir, "undo.csv");
     args.extend(["--max-attempts", "30"].map(str::to_owned));
     let before = log(&api).await.len();
 
@@ -906,7 +939,7 @@ async fn rollback_without_yes_and_without_a_terminal_refuses_and_sends_nothing()
     let (sandbox, dir, _) = a_run_to_roll_back(FaultConfig::default()).await;
     let api = Api::new(&sandbox);
     let before = requests_total(&api.stats().await);
-    let args = job_args(&sandbox, &dir, "undo.csv");
+    let args = args_for(&sandbox, &dir, "undo.csv");
     let results = dir.path("results.csv");
     let refused = dbprov_with(&["rollback", results.to_str().unwrap()], &args).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
@@ -929,19 +962,19 @@ async fn rolling_back_a_record_of_deletions_is_refused() {
     let (sandbox, dir, _) = a_run_to_roll_back(FaultConfig::default()).await;
     let api = Api::new(&sandbox);
     let results = dir.path("results.csv");
-    let args = job_args(&sandbox, &dir, "undo.csv");
+    let args = args_for(&sandbox, &dir, "undo.csv");
     let rollback = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
     assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
 
     // A delete's results, of names that exist.
     let input = dir.write("offboard.csv", &name_csv(&names("old", 3)));
-    let args = job_args(&sandbox, &dir, "deleted.csv");
+    let args = args_for(&sandbox, &dir, "deleted.csv");
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
 
     let before = requests_total(&api.stats().await);
     for record in ["undo.csv", "deleted.csv"] {
-        let args = job_args(&sandbox, &dir, &format!("re-{record}"));
+        let args = args_for(&sandbox, &dir, &format!("re-{record}"));
         let path = dir.path(record);
         let refused = dbprov_with(&["rollback", path.to_str().unwrap(), "--yes"], &args).await;
         assert_eq!(refused.exit, 2, "{record}: {}", refused.stderr);
@@ -956,6 +989,33 @@ async fn rolling_back_a_record_of_deletions_is_refused() {
 }
 
 #[tokio::test]
+async fn rollback_of_a_run_that_created_nothing_has_nothing_to_roll_back() {
+    let old = names("old", 5);
+    let sandbox = holding(&old, FaultConfig::default()).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &datasource_csv(&old));
+    let run = dbprov_with(&["run", &input], &args_for(&sandbox, &dir, "results.csv")).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(
+        tally(&dir.results("results.csv").1),
+        expect(&[("exists", 5)])
+    );
+    let before = requests_total(&api.stats().await);
+    let results = dir.path("results.csv");
+    let args = args_for(&sandbox, &dir, "undo.csv");
+    let rollback = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
+    assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
+    assert!(
+        rollback.stderr.contains("nothing to roll back"),
+        "{}",
+        rollback.stderr
+    );
+    assert_eq!(requests_total(&api.stats().await), before, "nothing sent");
+    assert_eq!(held(&api).await, old.into_iter().collect());
+}
+
+#[tokio::test]
 async fn rollback_against_another_target_has_nothing_to_roll_back() {
     let (sandbox, dir, _) = a_run_to_roll_back(FaultConfig::default()).await;
     let api = Api::new(&sandbox);
@@ -963,7 +1023,7 @@ async fn rollback_against_another_target_has_nothing_to_roll_back() {
     let other_api = Api::new(&other);
     let before = requests_total(&api.stats().await);
     let results = dir.path("results.csv");
-    let args = job_args(&other, &dir, "undo.csv");
+    let args = args_for(&other, &dir, "undo.csv");
     let rollback = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
     assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
     assert!(
@@ -996,7 +1056,7 @@ const KILL_CONCURRENCY: usize = 4;
 
 /// `job_args` with 4 in flight.
 fn kill_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
-    let mut args = job_args(sandbox, dir, output);
+    let mut args = args_for(sandbox, dir, output);
     args.extend(["--concurrency".to_owned(), KILL_CONCURRENCY.to_string()]);
     args
 }
@@ -1130,7 +1190,7 @@ async fn retry_of_a_delete_sends_deletes_again_never_a_post() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", &name_csv(&doomed));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 1, "some deletes failed: {}", delete.stderr);
@@ -1140,7 +1200,7 @@ async fn retry_of_a_delete_sends_deletes_again_never_a_post() {
     assert_messages_name(&rows, "delete: ");
 
     let results = dir.path("results.csv");
-    let mut retry_args = job_args(&sandbox, &dir, "results.csv");
+    let mut retry_args = args_for(&sandbox, &dir, "results.csv");
     retry_args.drain(..2); // No -o: the retry updates the results file itself.
     retry_args.extend(["--max-attempts", "30"].map(str::to_owned));
     let retry = dbprov_with(&["retry", results.to_str().unwrap()], &retry_args).await;
@@ -1172,7 +1232,7 @@ async fn retry_of_an_update_sends_puts_again_never_a_post() {
         csv.push_str(&format!("{name},DATAMART,finance-mart\n"));
     }
     let input = dir.write("in.csv", &csv);
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = args_for(&sandbox, &dir, "results.csv");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let update = dbprov_with(&["update", &input], &args).await;
     assert_eq!(update.exit, 1, "some updates failed: {}", update.stderr);
@@ -1181,7 +1241,7 @@ async fn retry_of_an_update_sends_puts_again_never_a_post() {
     assert_messages_name(&rows, "update: ");
 
     let results = dir.path("results.csv");
-    let mut retry_args = job_args(&sandbox, &dir, "results.csv");
+    let mut retry_args = args_for(&sandbox, &dir, "results.csv");
     set_flag(
         &mut retry_args,
         "-o",
@@ -1207,4 +1267,59 @@ async fn retry_of_an_update_sends_puts_again_never_a_post() {
             .iter()
             .all(|w| w["datamartName"] == "finance-mart" && w["connectionType"] == "DATAMART")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Default output paths.
+
+#[tokio::test]
+async fn each_command_writes_beside_its_input_by_default() {
+    let sandbox = holding(&names("old", 2), FaultConfig::default()).await;
+    let dir = JobDir::new();
+    let mut no_output = args_for(&sandbox, &dir, "unused.csv");
+    no_output.drain(..2);
+
+    let tenants = dir.write("tenants.csv", &datasource_csv(&names("new", 3)));
+    let plan = dbprov_with(&["plan", &tenants], &no_output).await;
+    assert_eq!(plan.exit, 0, "{}", plan.stderr);
+    assert_eq!(dir.results("tenants.plan.csv").1.len(), 3);
+
+    let run = dbprov_with(&["run", &tenants], &no_output).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let results = dir.path("tenants.results.csv");
+    assert_eq!(dir.results("tenants.results.csv").1.len(), 3);
+
+    let rollback = dbprov_with(
+        &["rollback", results.to_str().unwrap(), "--yes"],
+        &no_output,
+    )
+    .await;
+    assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
+    let written: Vec<String> = std::fs::read_dir(dir.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rollback"))
+        .collect();
+    assert_eq!(
+        written.len(),
+        1,
+        "one rollback file beside the results: {written:?}"
+    );
+    assert!(written[0].ends_with(".rollback.csv"), "{written:?}");
+    assert_eq!(dir.results(&written[0]).1.len(), 3);
+
+    let old = dir.write("old.csv", &datasource_csv(&names("old", 2)));
+    let update = dbprov_with(&["update", &old], &no_output).await;
+    assert_eq!(update.exit, 0, "{}", update.stderr);
+    assert_eq!(
+        tally(&dir.results("old.update.csv").1),
+        expect(&[("updated", 2)])
+    );
+    let delete = dbprov_with(&["delete", &old], &no_output).await;
+    assert_eq!(delete.exit, 0, "{}", delete.stderr);
+    assert_eq!(
+        tally(&dir.results("old.delete.csv").1),
+        expect(&[("deleted", 2)])
+    );
+    assert!(held(&Api::new(&sandbox)).await.is_empty());
 }
