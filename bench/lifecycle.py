@@ -5,7 +5,10 @@ Each scenario gets a fresh `dbprov sandbox` (loopback), into which a first run c
 5 000; the figures count only what the measured run sent, by method, from the sandbox's own
 request log (`GET /_sandbox/requests`), not from what dbprov says.
 
-Usage: python3 bench/lifecycle.py [--bin PATH]
+Then the time it saves under a rate limit: the same shape scaled down (1 000 rows, 500 of
+which exist) against `--rate-limit 100/10s` with the draft6 headers, with and without the list.
+
+Usage: python3 bench/lifecycle.py [--bin PATH] [--only counts|limited]
 """
 
 import argparse
@@ -23,14 +26,14 @@ import job  # noqa: E402  (the sandbox and CSV helpers of the other benchmarks)
 ROWS = 10_000
 
 
-def write_inputs(work):
+def write_inputs(work, rows=ROWS):
     """existing.csv: the even rows; all.csv: every row, existing and new interleaved."""
     existing, every = os.path.join(work, "existing.csv"), os.path.join(work, "all.csv")
     header = "name,connectionType,datasourceName\n"
     with open(existing, "w") as e, open(every, "w") as a:
         e.write(header)
         a.write(header)
-        for i in range(ROWS):
+        for i in range(rows):
             line = f"tenant-{i:06d},DATASOURCE,postgres-main\n"
             a.write(line)
             if i % 2 == 0:
@@ -55,13 +58,14 @@ def statuses(path):
         return collections.Counter(row["_status"] for row in csv.DictReader(f))
 
 
-def scenario(work, existing, every, name, *flags):
-    with job.Sandbox() as sandbox:
-        code, _ = run(sandbox, work, existing, os.path.join(work, f"{name}-setup.csv"),
+def scenario(work, existing, every, name, *flags, sandbox_flags=()):
+    stem = "".join(c if c.isalnum() else "-" for c in name)
+    with job.Sandbox(*sandbox_flags) as sandbox:
+        code, _ = run(sandbox, work, existing, os.path.join(work, f"{stem}-setup.csv"),
                       "--no-preflight")
         assert code == 0, f"setting up {name}: exit {code}"
         before = len(sandbox.get("/_sandbox/requests"))
-        out = os.path.join(work, f"{name}.csv")
+        out = os.path.join(work, f"{stem}.csv")
         code, elapsed = run(sandbox, work, every, out, *flags)
         log = sandbox.get("/_sandbox/requests")[before:]
         methods = collections.Counter(r["method"] for r in log)
@@ -76,16 +80,27 @@ def scenario(work, existing, every, name, *flags):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=job.BIN)
-    job.BIN = parser.parse_args().bin
+    parser.add_argument("--only", choices=["counts", "limited"])
+    args = parser.parse_args()
+    job.BIN = args.bin
+    header = ("| scenario | flags | exit | requests | GET / POST / PUT | statuses | workspaces after | elapsed |\n"
+              "|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
-        existing, every = write_inputs(work)
-        print("| scenario | flags | exit | requests | GET / POST / PUT | statuses | workspaces after | elapsed |")
-        print("|---|---|---|---|---|---|---|---|")
-        scenario(work, existing, every, "preflight", )
-        scenario(work, existing, every, "no preflight", "--no-preflight")
-        scenario(work, existing, every, "preflight, update", "--on-exists", "update")
-        scenario(work, existing, every, "no preflight, update", "--no-preflight",
-                 "--on-exists", "update")
+        if args.only in (None, "counts"):
+            existing, every = write_inputs(work)
+            print(header)
+            scenario(work, existing, every, "preflight")
+            scenario(work, existing, every, "no preflight", "--no-preflight")
+            scenario(work, existing, every, "preflight, update", "--on-exists", "update")
+            scenario(work, existing, every, "no preflight, update", "--no-preflight",
+                     "--on-exists", "update")
+        if args.only in (None, "limited"):
+            existing, every = write_inputs(work, 1000)
+            print(header)
+            limit = ("--rate-limit", "100/10s")
+            scenario(work, existing, every, "preflight, 100/10s", sandbox_flags=limit)
+            scenario(work, existing, every, "no preflight, 100/10s", "--no-preflight",
+                     sandbox_flags=limit)
 
 
 if __name__ == "__main__":

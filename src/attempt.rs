@@ -2,7 +2,6 @@
 //! attempts spent, or the job stopping. Each attempt waits for the pacer and tells it what
 //! came back; the retry policy decides about the rest.
 
-use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use crate::cli::OnExists;
@@ -25,10 +24,7 @@ pub async fn provision(
     let mut trail = Trail::default();
     let verdict = attempt_until_final(shared, &request, verb, &mut row, &mut trail).await;
     if verdict.status == Status::Failed {
-        let failed = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if shared.max_failures.is_some_and(|limit| failed > limit) {
-            shared.stop(StopReason::MaxFailures);
-        }
+        shared.count_failure();
     }
     RowOutcome {
         row: row.row,

@@ -218,9 +218,9 @@ pub(crate) struct Shared {
     pacer: Option<Pacer>,
     stop_tx: watch::Sender<Option<StopReason>>,
     /// `--max-failures`, in rows.
-    pub(crate) max_failures: Option<u64>,
+    max_failures: Option<u64>,
     /// Rows failed so far, counted by the workers so the job stops as soon as it can.
-    pub(crate) failures: AtomicU64,
+    failures: AtomicU64,
     /// Rows whose worker panicked: they have no record.
     lost_rows: AtomicU64,
     /// The input is a pipe or a stream, not a file: after a stop it is read no further.
@@ -254,6 +254,15 @@ impl Shared {
                 // The sender lives as long as `self`: unreachable, but never resolve then.
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// Counts a failed row, and stops the job once more have failed than
+    /// `--max-failures` allows.
+    pub(crate) fn count_failure(&self) {
+        let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_failures.is_some_and(|limit| failed > limit) {
+            self.stop(StopReason::MaxFailures);
         }
     }
 
@@ -759,6 +768,9 @@ fn triage(shared: &Shared, input_row: InputRow) -> Triage {
             )),
         };
         if let Some((status, code, message)) = outcome {
+            if status == Status::Failed && matches!(shared.mode, Mode::Send(_)) {
+                shared.count_failure();
+            }
             // Whatever an earlier attempt left unknown is settled now.
             row.maybe_created = false;
             return Triage::Done(Final::Outcome(unsent(row, status, code, &message)));

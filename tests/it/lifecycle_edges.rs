@@ -158,3 +158,28 @@ async fn rollback_refuses_a_file_that_cannot_say_where_its_rows_were_created() {
     assert!(methods(&api).await.is_empty(), "nothing sent");
     assert_eq!(api.workspace_names().await, ["a"]);
 }
+
+#[tokio::test]
+async fn a_name_the_list_shows_taken_counts_towards_max_failures_with_on_exists_fail() {
+    let sandbox = holding(&["t-0001", "t-0002", "t-0003"]).await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 40));
+    let mut args = job_args(&sandbox, &dir, "r.csv");
+    args.retain(|a| a != "--no-preflight");
+    let flags = ["--on-exists", "fail", "--max-failures", "2"];
+    args.extend(flags.map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 3, "{}", run.stderr);
+    let (_, rows) = dir.results("r.csv");
+    let failed: Vec<&ResultRow> = rows.iter().filter(|r| r["_status"] == "failed").collect();
+    assert_eq!(failed.len(), 3, "{rows:?}");
+    for row in failed {
+        assert_eq!(row["_error_code"], "WORKSPACE_NAME_ALREADY_EXISTS");
+        assert_eq!(row["_attempts"], "0");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["_error_code"] == "ABORTED_MAX_FAILURES"),
+        "{rows:?}"
+    );
+}
