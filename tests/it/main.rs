@@ -3,6 +3,7 @@
 mod common;
 mod faults;
 mod job;
+mod lifecycle;
 mod lifecycle_edges;
 mod operator;
 mod pacing;
