@@ -69,10 +69,11 @@ def scenario(work, existing, every, name, *flags, sandbox_flags=()):
         code, elapsed = run(sandbox, work, every, out, *flags)
         log = sandbox.get("/_sandbox/requests")[before:]
         methods = collections.Counter(r["method"] for r in log)
+        limited = sum(1 for r in log if r["status"] == 429)
         workspaces = sandbox.get("/_sandbox/stats")["workspaces"]
     counts = statuses(out)
     print(f"| {name} | `{' '.join(flags) or '(defaults)'}` | {code} | {len(log)} | "
-          f"{methods['GET']} / {methods['POST']} / {methods['PUT']} | "
+          f"{methods['GET']} / {methods['POST']} / {methods['PUT']} | {limited} | "
           f"{', '.join(f'{n} {s}' for s, n in sorted(counts.items()))} | {workspaces} | "
           f"{elapsed:.1f} s |", flush=True)
 
@@ -83,8 +84,8 @@ def main():
     parser.add_argument("--only", choices=["counts", "limited"])
     args = parser.parse_args()
     job.BIN = args.bin
-    header = ("| scenario | flags | exit | requests | GET / POST / PUT | statuses | workspaces after | elapsed |\n"
-              "|---|---|---|---|---|---|---|---|")
+    header = ("| scenario | flags | exit | requests | GET / POST / PUT | 429s | statuses | workspaces after | elapsed |\n"
+              "|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         if args.only in (None, "counts"):
             existing, every = write_inputs(work)

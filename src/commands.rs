@@ -224,14 +224,19 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         .map_err(anyhow::Error::msg)?;
     refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
     let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
-    let source = PriorResults::scan(&results, &target.name)?.ok_or_else(|| {
+    // The API whose rows are rolled back: the one this rollback talks to, or would.
+    let on = match (args.dry_run, args.sandbox) {
+        (false, _) => target.name.clone(),
+        (true, true) => "sandbox".to_owned(),
+        (true, false) => crate::target::target_of(&args.job.base_url),
+    };
+    let source = PriorResults::scan(&results, &on)?.ok_or_else(|| {
         anyhow::anyhow!("{} is empty: there is nothing to roll back", args.results)
     })?;
     anyhow::ensure!(
         !source.columns.is_legacy(),
-        "{} was written before dbprov recorded which API each row came from (_target): a rollback cannot tell whether its workspaces were created on {}. Delete them with `dbprov delete` on a file of their names",
-        args.results,
-        target.name
+        "{} was written before dbprov recorded which API each row came from (_target): a rollback cannot tell whether its workspaces were created on {on}. Delete them with `dbprov delete` on a file of their names",
+        args.results
     );
     anyhow::ensure!(
         !source.written_by.deleted(),
@@ -245,11 +250,11 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
             *elsewhere == 0,
             "{} records no workspace created on {}; {elsewhere} of its rows were recorded against {other}: give --base-url {other} (or --sandbox for `sandbox`) to roll those back",
             args.results,
-            target.name
+            on
         );
         eprintln!(
-            "dbprov: {} records no workspace created on {}: nothing to roll back",
-            args.results, target.name
+            "dbprov: {} records no workspace created on {on}: nothing to roll back",
+            args.results
         );
         return Ok(Exit::Success);
     }
@@ -267,8 +272,8 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
     )?;
     if !args.dry_run && !args.yes {
         let question = format!(
-            "Delete the {created} workspaces that {} records as created on {}?",
-            args.results, target.name
+            "Delete the {created} workspaces that {} records as created on {on}?",
+            args.results
         );
         if !confirm(&question) {
             sink.discard_if_unused();

@@ -108,7 +108,7 @@ impl Target {
 /// The `_target` of an API root: its URL as the URL parser writes it (scheme and host in
 /// lower case, no default port), without a trailing `/`, so that one API spelled two ways
 /// is one target.
-fn target_of(base_url: &str) -> String {
+pub(crate) fn target_of(base_url: &str) -> String {
     let normal = reqwest::Url::parse(base_url.trim())
         .map(String::from)
         .unwrap_or_else(|_| base_url.trim().to_owned());

@@ -183,3 +183,30 @@ async fn a_name_the_list_shows_taken_counts_towards_max_failures_with_on_exists_
         "{rows:?}"
     );
 }
+
+#[tokio::test]
+async fn a_rollbacks_dry_run_lists_what_it_would_delete_and_sends_nothing() {
+    let sandbox = holding(&["t-0001"]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 6));
+    let args = job_args(&sandbox, &dir, "r.csv");
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    let sent = methods(&api).await.len();
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let mut dry = args.clone();
+    crate::common::set_flag(&mut dry, "-o", dir.path("undo.csv").to_str().unwrap());
+    let plan = dbprov_with(&["rollback", &results, "--dry-run"], &dry).await;
+    assert_eq!(plan.exit, 0, "{}", plan.stderr);
+    let (_, rows) = dir.results("undo.csv");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names.len(),
+        5,
+        "the five created, not the one that existed: {rows:?}"
+    );
+    assert!(!names.contains(&"t-0001"));
+    assert!(rows.iter().all(|r| r["_status"] == "planned"));
+    assert_eq!(methods(&api).await.len(), sent, "nothing sent");
+    assert_eq!(api.workspace_names().await.len(), 6);
+}
