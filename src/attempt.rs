@@ -132,13 +132,15 @@ async fn attempt_until_final(
         trail.http_status = sent.as_ref().ok().map(|answer| answer.status);
         trail.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
         // Whatever comes next (a retry, a pause, the job stopping), this attempt may have
-        // created the workspace unseen: no answer after it went out, or an error that hides
-        // the outcome (a 5xx).
-        row.maybe_created |= match &sent {
-            Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
-            Err(NoAnswer::ConnectFailed(_)) => false,
-            Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
-        };
+        // created (or deleted) the workspace unseen: no answer after it went out, or an
+        // error that hides the outcome (a 5xx). A PUT creates nothing: a lost one leaves
+        // the question where it was.
+        row.maybe_created |= verb != Verb::Put
+            && match &sent {
+                Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
+                Err(NoAnswer::ConnectFailed(_)) => false,
+                Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
+            };
         let seen = match &sent {
             Ok(answer) => Seen::Answer {
                 status: answer.status,
@@ -179,7 +181,7 @@ async fn attempt_until_final(
                 if verb == Verb::Delete && says_absent(&answer) {
                     // Gone, as asked: by an earlier attempt whose answer was lost, or before.
                     return if row.maybe_created {
-                        let message = "an earlier attempt, whose answer was lost, deleted it";
+                        let message = "gone after an attempt that got no clear answer: that attempt deleted it, unless it was absent already";
                         Verdict::new(Status::Deleted, "", message)
                     } else {
                         Verdict::new(Status::Absent, "", answer.message)

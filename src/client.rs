@@ -190,8 +190,9 @@ impl Client {
     }
 }
 
-/// The most of a list's body that is read: some 10 million names.
-pub const MAX_LIST_BODY: usize = 512 * 1024 * 1024;
+/// The most of a list's body that is read (some 10 million names): only the names are
+/// kept, but an endless answer must end.
+pub const MAX_LIST_BODY: usize = 1024 * 1024 * 1024;
 
 /// What a list of every workspace came back as.
 #[derive(Debug)]
@@ -203,9 +204,16 @@ pub enum Listed {
 }
 
 impl Client {
-    /// Lists every workspace in one answer (`isPagination=false`), within `timeout`.
-    pub async fn list(&self, timeout: Duration) -> Result<Listed, NoAnswer> {
-        let request = self.http.get(&self.url).query(&[("isPagination", "false")]);
+    /// Lists every workspace in one answer (`isPagination=false`), or only the page `page`
+    /// of ten, within `timeout`.
+    pub async fn list(&self, page: Option<u32>, timeout: Duration) -> Result<Listed, NoAnswer> {
+        let request = match page {
+            None => self.http.get(&self.url).query(&[("isPagination", "false")]),
+            Some(page) => self
+                .http
+                .get(&self.url)
+                .query(&[("isPagination", "true"), ("pageNumber", &page.to_string())]),
+        };
         let response = match request.timeout(timeout).send().await {
             Ok(response) => response,
             Err(e) => return Err(no_answer(e)),
@@ -217,15 +225,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let announced = announced::parse(response.headers(), SystemTime::now());
-        let limit = if response.status().is_success() {
-            MAX_LIST_BODY
-        } else {
-            MAX_BODY
-        };
-        let body = match read_body(response, limit).await {
-            Ok(body) => body,
-            Err(e) => return Err(no_answer(e)),
-        };
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let mut answer = Answer {
             status,
             code: None,
@@ -235,33 +238,103 @@ impl Client {
             announced,
         };
         if !(200..300).contains(&status) {
+            let body = match read_body(response, MAX_BODY).await {
+                Ok(body) => body,
+                Err(e) => return Err(no_answer(e)),
+            };
             let refusal = classify(Verb::Post, status, &body, retry_after);
             answer.code = refusal
                 .code
                 .map(|code| clean_code(&code, status, &self.key));
-            answer.message = clean(&refusal.message, &self.key);
+            answer.message = match location {
+                Some(to) if (300..400).contains(&status) => {
+                    format!("redirected to {to}; redirects are not followed")
+                }
+                _ => refusal.message,
+            };
+            answer.message = clean(&answer.message, &self.key);
             return Ok(Listed::Refused(answer));
         }
-        if body.len() == limit {
-            answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
-            answer.message = format!("the list is longer than {} MiB", limit >> 20);
-            return Ok(Listed::Refused(answer));
-        }
-        match serde_json::from_slice::<ListEnvelope>(&body) {
+        let parsed = match parse_list(response).await {
+            Ok(parsed) => parsed,
+            Err(e) => return Err(no_answer(e)),
+        };
+        match parsed {
             Ok(ListEnvelope {
                 data: Some(names),
                 error: None,
             }) => Ok(Listed::Names(names, answer)),
-            _ => {
+            Ok(_) => {
                 answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
-                let start: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+                answer.message = format!("HTTP {status} without a list of workspaces in its body");
+                Ok(Listed::Refused(answer))
+            }
+            Err(why) => {
+                answer.code = Some(UNEXPECTED_RESPONSE.to_owned());
                 answer.message = clean(
-                    &format!("HTTP {status} without a list of workspaces: {start}"),
+                    &format!("HTTP {status} without a list of workspaces: {why}"),
                     &self.key,
                 );
                 Ok(Listed::Refused(answer))
             }
         }
+    }
+}
+
+/// Reads a list's body into the set of names as it arrives, so that memory holds the
+/// names and never the whole answer. `Err(why)` inside when it is not a list (or longer
+/// than [`MAX_LIST_BODY`]).
+async fn parse_list(
+    mut response: reqwest::Response,
+) -> Result<Result<ListEnvelope, String>, reqwest::Error> {
+    let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let parser = tokio::task::spawn_blocking(move || {
+        let reader = ChunkReader {
+            chunks_rx,
+            chunk: bytes::Bytes::new(),
+        };
+        serde_json::from_reader::<_, ListEnvelope>(reader).map_err(|e| e.to_string())
+    });
+    let mut read = 0;
+    let mut too_long = false;
+    while let Some(chunk) = response.chunk().await? {
+        read += chunk.len();
+        if read > MAX_LIST_BODY {
+            too_long = true;
+            break;
+        }
+        if chunks_tx.send(chunk).await.is_err() {
+            break; // the parser has its answer (or gave up): the rest is not read
+        }
+    }
+    drop(chunks_tx);
+    let parsed = parser.await.expect("parsing a list does not panic");
+    if too_long {
+        return Ok(Err(format!(
+            "the answer is longer than {} MiB",
+            MAX_LIST_BODY >> 20
+        )));
+    }
+    Ok(parsed)
+}
+
+/// The chunks of a body as they arrive, as a blocking reader (for serde_json).
+struct ChunkReader {
+    chunks_rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.chunks_rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 
@@ -375,9 +448,11 @@ pub fn classify(verb: Verb, status: u16, body: &[u8], retry_after: Option<Durati
         Verb::Delete => serde_json::from_slice::<DeleteEnvelope>(body)
             .ok()
             .map(|envelope| Envelope {
+                // `{"id": ..., "message": ...}`: an object that names neither (the create
+                // envelope, `{}`) is no deletion.
                 data: envelope
                     .data
-                    .filter(serde_json::Value::is_object)
+                    .filter(|data| data.get("id").is_some() || data.get("message").is_some())
                     .map(|_| WorkspaceRef {
                         name: String::new(),
                     }),

@@ -11,7 +11,7 @@ use crate::cli::{
     Cli, Command, JobArgs, MaxFailures, PlanArgs, RetryArgs, RollbackArgs, RowsArgs, SandboxArgs,
     ValidateArgs,
 };
-use crate::guard::{Continuing, open_output, refuse_clobbering};
+use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering};
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Source, StopReason};
 use crate::operation::Operation;
@@ -118,7 +118,9 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         })
     };
     // Without -o the results file itself is the log, read once for both roles, and locked
-    // before it is read; with -o, a file left by an interrupted retry is carried on.
+    // before it is read; with -o, a file left by an interrupted retry is carried on, and
+    // the input is locked all the same while it is read.
+    let mut held = None;
     let (input, output, sink, output_log, operation) = match args.output.as_deref() {
         None => {
             let output = Output::File(results);
@@ -141,6 +143,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
                 Output::File(path.into())
             };
             refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+            held = hold_input(&results)?;
             let input = PriorResults::scan(&results, &target.name)?.ok_or_else(empty)?;
             let operation = operation_of(&input)?;
             let continuing = match output {
@@ -157,6 +160,13 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
             (Arc::new(input), output, sink, log, operation)
         }
     };
+    let (elsewhere, other) = &input.elsewhere;
+    anyhow::ensure!(
+        operation != Operation::Delete || *elsewhere == 0 || args.dry_run,
+        "{} records deletions, and {elsewhere} of its rows were recorded against {other}, not {}: a retry deletes only on the API its rows were meant for. Give --base-url {other} (or --sandbox for `sandbox`); to delete those names here, run dbprov delete on them",
+        args.results,
+        target.name
+    );
     if operation != Operation::Create {
         tracing::info!(
             "{} records the rows of `dbprov {}`: they are sent again as such",
@@ -174,7 +184,9 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         operation,
         preflight: args.job.preflight.on(),
     };
-    run_job(rows, target, &args.job).await
+    let exit = run_job(rows, target, &args.job).await;
+    drop(held);
+    exit
 }
 
 /// `plan`: what `run` would do, from local checks and one list; no write is sent.
@@ -223,6 +235,7 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         .results_path(args.output.as_deref(), args.job.shard, "rollback")
         .map_err(anyhow::Error::msg)?;
     refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+    let held = hold_input(&results)?;
     let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
     // The API whose rows are rolled back: the one this rollback talks to, or would.
     let on = match (args.dry_run, args.sandbox) {
@@ -271,13 +284,27 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         Some(Operation::Delete),
     )?;
     if !args.dry_run && !args.yes {
+        let which = match args.job.shard {
+            Some(shard) => format!(
+                "the workspaces of shard {}/{} among the {created}",
+                shard.index, shard.count
+            ),
+            None => format!("the {created} workspaces"),
+        };
         let question = format!(
-            "Delete the {created} workspaces that {} records as created on {on}?",
+            "Delete {which} that {} records as created on {on}?",
             args.results
         );
-        if !confirm(&question) {
-            sink.discard_if_unused();
-            return Ok(Exit::Usage);
+        match confirm(&question).await {
+            Said::Yes => {}
+            Said::No => {
+                sink.discard_if_unused();
+                return Ok(Exit::Usage);
+            }
+            Said::Interrupted => {
+                sink.discard_if_unused();
+                return Ok(Exit::Interrupted);
+            }
         }
     }
     let shard = args.job.shard;
@@ -290,28 +317,56 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         operation: Operation::Delete,
         preflight: false,
     };
-    run_job(rows, target, &args.job).await
+    let exit = run_job(rows, target, &args.job).await;
+    drop(held);
+    exit
 }
 
-/// Asks a yes-or-no question on the terminal; `false` without a terminal (scripts give
-/// `--yes`), and for anything but yes.
-fn confirm(question: &str) -> bool {
+/// What the operator said to a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// Yes: go on.
+    Yes,
+    /// Anything else, or no terminal to ask on.
+    No,
+    /// Ctrl-C (or SIGTERM) while asked.
+    Interrupted,
+}
+
+/// Asks a yes-or-no question on the terminal; no without a terminal (scripts give
+/// `--yes`), and for anything but yes. Ctrl-C ends the question at once.
+async fn confirm(question: &str) -> Said {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
         tracing::error!(
             "{question} There is no terminal to ask on: give --yes to confirm. Nothing was sent"
         );
-        return false;
+        return Said::No;
     }
     eprint!("{question} Type yes to go on: ");
     let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let yes = std::io::stdin().read_line(&mut answer).is_ok()
-        && matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y");
-    if !yes {
+    let read = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map(|_| answer)
+    });
+    let said = tokio::select! {
+        biased;
+        () = signals::until_interrupted() => Said::Interrupted,
+        answer = read => match answer {
+            Ok(Ok(answer)) if matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y") => Said::Yes,
+            _ => Said::No,
+        },
+    };
+    // A signal that came with the answer still counts.
+    if signals::interrupted_flag().load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!();
+        eprintln!("dbprov: interrupted: nothing was sent");
+        return Said::Interrupted;
+    }
+    if said == Said::No {
         eprintln!("dbprov: nothing was sent");
     }
-    yes
+    said
 }
 
 /// What each command decides: where the rows come from and go to, and what is done to
@@ -480,7 +535,10 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     summary.stopped = report.stopped.map(StopReason::code);
     summary.exit_code = exit as u8;
     summary.unrecorded = report.unrecorded;
-    summary.listed_workspaces = report.listed;
+    if let Some((workspaces, requests)) = report.listed {
+        summary.listed_workspaces = Some(workspaces);
+        summary.list_requests = requests;
+    }
     if let (Output::File(path), true, None, false) = (
         &output,
         report.tally.unsuccessful() > 0,
@@ -576,6 +634,11 @@ fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
     }
     if let Some(shard) = args.shard {
         flag("--shard", format!("{}/{}", shard.index, shard.count));
+    }
+    match args.max_failures {
+        Some(MaxFailures::Count(n)) => flag("--max-failures", n.to_string()),
+        Some(MaxFailures::Percent(share)) => flag("--max-failures", format!("{share}%")),
+        None => {}
     }
     if how.no_preflight {
         flag("--no-preflight", String::new());

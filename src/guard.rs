@@ -177,3 +177,20 @@ pub(crate) fn refuse_clobbering(
     }
     Ok(())
 }
+
+/// Locks a results file that a job reads (`rollback`, `retry -o`), so that no job writes
+/// it meanwhile: rows still being added would be missed, and a rewrite would move it.
+/// Refused, naming the holder, while a job has it; `None` when the file cannot be opened
+/// for writing (an archived, read-only file, which no job can be writing either).
+pub(crate) fn hold_input(path: &Path) -> anyhow::Result<Option<OutputFile>> {
+    if !path.exists() {
+        return Ok(None); // said by the read that follows
+    }
+    match OutputFile::lock(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(error @ crate::output::OutputError::Locked { .. }) => Err(anyhow::anyhow!(
+            "{error}. (It is being written: read it once that job has ended.)"
+        )),
+        Err(crate::output::OutputError::Io { .. }) => Ok(None),
+    }
+}

@@ -173,8 +173,8 @@ pub struct JobReport {
     pub unrecorded: u64,
     /// 429s, pauses, the limit the API announced.
     pub pacing: PacingReport,
-    /// Workspaces the preflight listed, if it listed them.
-    pub listed: Option<u64>,
+    /// Workspaces the preflight listed, and the list requests that took, if it listed them.
+    pub listed: Option<(u64, u64)>,
 }
 
 /// Why a job could not run or finish.
@@ -240,7 +240,7 @@ impl Shared {
         })
     }
 
-    fn stopped(&self) -> Option<StopReason> {
+    pub(crate) fn stopped(&self) -> Option<StopReason> {
         *self.stop_tx.borrow()
     }
 
@@ -471,13 +471,17 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     if signals::interrupted_flag().load(Ordering::SeqCst) {
         shared.stop(StopReason::Interrupted);
     }
+    let mut list_requests = 0;
     if list_first
         && shared.stopped().is_none()
-        && let Some(listing) = preflight::list(&shared).await
+        && let Some(listing) = preflight::list(&shared, &mut list_requests).await
     {
         let _ = shared.listing.set(listing);
     }
-    let listed = shared.listing.get().map(|l| l.len() as u64);
+    let listed = shared
+        .listing
+        .get()
+        .map(|l| (l.len() as u64, list_requests));
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();

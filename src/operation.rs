@@ -57,8 +57,12 @@ impl Operation {
     /// The operation whose marker begins `message`, and the message without it.
     pub fn strip_marker(message: &str) -> (Option<Operation>, &str) {
         for operation in [Operation::Update, Operation::Delete] {
-            if let Some(rest) = message.strip_prefix(operation.marker()) {
-                return (Some(operation), rest);
+            // A cell read back is trimmed: a marker alone has lost its space.
+            let marker = operation.marker().trim_end();
+            if let Some(rest) = message.strip_prefix(marker)
+                && (rest.is_empty() || rest.starts_with(' '))
+            {
+                return (Some(operation), rest.trim_start());
             }
         }
         (None, message)
@@ -167,22 +171,31 @@ impl RowRequest {
 
 /// Whether a refusal of a `DELETE` says the workspace does not exist. The vendor
 /// documents `WORKSPACE_DOES_NOT_EXIST` for a `PUT`; a delete's code is not visible to us,
-/// so a code that says `NOT_EXIST`, or a 400 whose message says so, counts. A 404 alone
-/// does not: a wrong `--base-url` or a proxy answers 404 for a path it does not know, and
-/// taking that for "already gone" would report every workspace deleted while none was.
+/// so a code that says `NOT_EXIST` (or a workspace `NOT_FOUND`) counts, and so does a 400
+/// in the API's envelope whose message says a workspace does not exist. Nothing else
+/// does: a wrong `--base-url` or a proxy answers 404 (or a 400 "upstream not found") for
+/// a path it does not know, and taking that for "already gone" would report workspaces
+/// deleted while none was.
 pub fn says_absent(answer: &Answer) -> bool {
     let Some(code) = &answer.code else {
         return false;
     };
+    let from_the_api = !code.starts_with("HTTP_");
     let code = code.to_ascii_uppercase();
     let message = answer.message.to_ascii_lowercase();
     let said_by_code =
         code.contains("NOT_EXIST") || (code.contains("WORKSPACE") && code.contains("NOT_FOUND"));
     let said_by_message = answer.status == 400
-        && ["does not exist", "doesn't exist", "not found"]
-            .iter()
-            .any(|words| message.contains(words));
-    matches!(answer.status, 400 | 404) && (said_by_code || said_by_message)
+        && message.contains("workspace")
+        && [
+            "does not exist",
+            "doesn't exist",
+            "not found",
+            "no workspace",
+        ]
+        .iter()
+        .any(|words| message.contains(words));
+    from_the_api && matches!(answer.status, 400 | 404) && (said_by_code || said_by_message)
 }
 
 #[cfg(test)]
@@ -218,6 +231,12 @@ mod tests {
         assert!(absent(
             400,
             r#"{"data":null,"error":{"code":"INVALID_REQUEST_BODY","message":"Workspace not found"}}"#
+        ));
+        // A proxy's words, in its page or in an envelope of its own.
+        assert!(!absent(400, "400 Bad Request: upstream not found"));
+        assert!(!absent(
+            400,
+            r#"{"error":{"code":"BAD_REQUEST","message":"route not found"}}"#
         ));
         assert!(
             !absent(404, "Not Found"),

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::client::{Listed, NoAnswer};
-use crate::job::{Shared, StopReason};
+use crate::job::{Mode, Shared, StopReason};
 use crate::pacing::{Next, Seen};
 use crate::retry::is_retryable_status;
 
@@ -57,14 +57,63 @@ pub enum Before {
 /// Lists every workspace through the pacer (the list counts against the rate limit),
 /// with the job's retries. `None`, with a warning, when the list cannot be had: the job
 /// goes on without it. A 401 stops the job, as it would on the first write.
-pub(crate) async fn list(shared: &Shared) -> Option<Listing> {
-    let sender = shared.mode.sender()?;
+///
+/// `requests` counts the list requests sent.
+pub(crate) async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing> {
+    let failure = match fetch(shared, None, requests).await {
+        Err(Failed::Stopped) => return None,
+        Err(Failed::Because(why)) => why,
+        Ok(listing) if listing.len() == PAGE => match fetch(shared, Some(2), requests).await {
+            Err(Failed::Stopped) => return None,
+            Ok(second) if !second.names.iter().all(|name| listing.contains(name)) => {
+                "it held exactly one page of names, and the second page holds more: the API pages it whatever it is asked, so it is not all there is".to_owned()
+            }
+            // The second page adds nothing (or cannot be had: the API documents the
+            // list as whole, and a failure here says nothing against it).
+            Ok(_) | Err(Failed::Because(_)) => return Some(trusted(listing)),
+        },
+        Ok(listing) => return Some(trusted(listing)),
+    };
+    match &shared.mode {
+        Mode::Plan(_) => tracing::warn!("preflight: the list of workspaces failed ({failure})"),
+        _ => tracing::warn!(
+            "preflight: the list of workspaces failed ({failure}), so every row is sent; names that exist are found by their POST, and after a lost answer a name that exists counts as created (--no-preflight skips the list)"
+        ),
+    }
+    None
+}
+
+fn trusted(listing: Listing) -> Listing {
+    tracing::info!(
+        "preflight: {} workspaces exist; rows of those names are not sent again",
+        listing.len()
+    );
+    listing
+}
+
+/// Why a list could not be had.
+enum Failed {
+    /// The job stopped (Ctrl-C, a 401, pacing gave up) meanwhile.
+    Stopped,
+    /// It failed, for this reason, as many times as a row may.
+    Because(String),
+}
+
+/// One list (the whole of it, or one page of ten), retried as a row would be.
+async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result<Listing, Failed> {
+    let sender = shared.mode.sender().ok_or(Failed::Stopped)?;
     // A list of many workspaces is one long answer: more time than one write.
     let timeout = sender.timeout.max(LIST_TIMEOUT);
     let mut tries = 0;
-    let failure = loop {
-        let ticket = shared.permit().await.ok()?;
-        let listed = sender.client.list(timeout).await;
+    loop {
+        let ticket = shared.permit().await.map_err(|_| Failed::Stopped)?;
+        *requests += 1;
+        // A GET is safe to abandon: Ctrl-C does not wait for a long list.
+        let listed = tokio::select! {
+            biased;
+            _ = shared.until_stopped() => return Err(Failed::Stopped),
+            listed = sender.client.list(page, timeout) => listed,
+        };
         let seen = match &listed {
             Ok(Listed::Names(_, answer) | Listed::Refused(answer)) => Seen::Answer {
                 status: answer.status,
@@ -80,21 +129,15 @@ pub(crate) async fn list(shared: &Shared) -> Option<Listing> {
             Next::Again => continue,
             Next::Halt(halt) => {
                 shared.halt(halt);
-                return None;
+                return Err(Failed::Stopped);
             }
         }
         tries += 1;
         let (retry_after, why) = match listed {
-            Ok(Listed::Names(listing, _)) => {
-                tracing::info!(
-                    "preflight: {} workspaces exist; rows of those names are not sent again",
-                    listing.len()
-                );
-                return Some(listing);
-            }
+            Ok(Listed::Names(listing, _)) => return Ok(listing),
             Ok(Listed::Refused(answer)) if answer.status == 401 => {
                 shared.stop(StopReason::Unauthorized);
-                return None;
+                return Err(Failed::Stopped);
             }
             Ok(Listed::Refused(answer)) => {
                 let why = format!(
@@ -104,7 +147,7 @@ pub(crate) async fn list(shared: &Shared) -> Option<Listing> {
                     answer.message
                 );
                 if !is_retryable_status(answer.status) {
-                    break why;
+                    return Err(Failed::Because(why));
                 }
                 (answer.retry_after, why)
             }
@@ -115,23 +158,26 @@ pub(crate) async fn list(shared: &Shared) -> Option<Listing> {
             Err(NoAnswer::Lost(message) | NoAnswer::ConnectFailed(message)) => (None, message),
         };
         if tries >= sender.retry.max_attempts {
-            break why;
+            return Err(Failed::Because(why));
         }
+        tracing::warn!("preflight: the list failed ({why}); trying again");
         let wait = sender.retry.backoff(tries, retry_after);
         tokio::select! {
             biased;
-            _ = shared.until_stopped() => return None,
+            _ = shared.until_stopped() => return Err(Failed::Stopped),
             _ = tokio::time::sleep(wait) => {}
         }
-    };
-    tracing::warn!(
-        "preflight: the list of workspaces failed ({failure}), so every row is sent; names that exist are found by their POST, and after a lost answer a name that exists counts as created (--no-preflight skips the list)"
-    );
-    None
+    }
 }
 
 /// The longest a list may take at least: its answer holds every workspace.
-const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Names in a page of the paginated list. A list of exactly this many may be a first
+/// page that the API gave whatever it was asked: trusted, every name after it would
+/// count as absent, and a lost answer for one of them as ours to roll back. So its
+/// second page is asked for.
+const PAGE: usize = 10;
 
 impl<'de> Deserialize<'de> for Listing {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Listing, D::Error> {

@@ -287,7 +287,11 @@ impl ResultColumns {
                     || message.contains(MAY_EXIST)
                     || message.contains(MAY_BE_DELETED)),
             absent_before: same_target && message.contains(NOT_LISTED),
-            created: same_target && self.status(record) == Some(Status::Created),
+            // A rollback deletes only what a row says it created there: a row without a
+            // target (a file written before targets were recorded) says nothing of where.
+            created: !recorded.is_empty()
+                && same_target
+                && self.status(record) == Some(Status::Created),
         }
     }
 }

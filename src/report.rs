@@ -159,6 +159,8 @@ pub struct Summary {
     /// Workspaces the preflight listed before the job sent anything; `None` without a
     /// list (`--no-preflight`, not a run, or the list failed).
     pub listed_workspaces: Option<u64>,
+    /// Requests the list took (more than one after a failure or a 429).
+    pub list_requests: u64,
 }
 
 /// A rate limit as the API announced it.
@@ -229,6 +231,7 @@ impl Summary {
             paused_unreachable_seconds: 0.0,
             announced_limit: None,
             listed_workspaces: None,
+            list_requests: 0,
         }
     }
 
@@ -303,9 +306,13 @@ impl Summary {
             );
         }
         if let Some(listed) = self.listed_workspaces {
+            let requests = match self.list_requests {
+                1 => "one list request".to_owned(),
+                n => format!("{n} list requests"),
+            };
             let _ = writeln!(
                 text,
-                "  preflight: one list request; {listed} workspaces existed before the run"
+                "  preflight: {requests}; {listed} workspaces existed before the run"
             );
         }
         if self.responses_429 > 0 || self.announced_limit.is_some() {

@@ -325,7 +325,9 @@ impl ResultsWriter {
                 message = format!("{message} ({note})");
             }
         }
-        if !outcome.status.is_success() {
+        // Every row that leaves something to do says which command it is for, a dry run's
+        // too: `retry` sends those rows again as that command.
+        if !outcome.status.is_done() {
             message.insert_str(0, self.operation.marker());
         }
         record.push_field(message.as_bytes());

@@ -59,7 +59,13 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         }
         _ => {}
     }
-    let earlier_priors = [logged, earlier.map(|e| e.prior)];
+    // A second row of a name was never sent: what the first row's attempts left is not
+    // its own.
+    let earlier_priors = if duplicate {
+        [None, None]
+    } else {
+        [logged, earlier.map(|e| e.prior)]
+    };
     let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
     let before = shared.before(name.as_deref());
     let mut row = Carried {
@@ -123,12 +129,19 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     }
     match &shared.mode {
         Mode::Send(_) => Triage::Send { row, request, verb },
+        // A plan whose list was refused (a 401, a rate limit beyond its bound) says so on
+        // every row, rather than plan rows it knows nothing about.
+        Mode::Plan(_) if let Some(reason) = shared.stopped() => Triage::Done(Final::Outcome(
+            unsent(row, Status::Skipped, reason.code(), reason.message()),
+        )),
         Mode::Plan(_) | Mode::DryRun => {
             if let Some(settings) = request.settings() {
                 tracing::debug!(row = row.row, body = %serde_json::to_string(settings).unwrap_or_default(), "planned");
             }
             let message = match (&shared.mode, shared.operation, verb, before) {
-                (Mode::DryRun, ..) => "",
+                (Mode::DryRun, Operation::Create, ..) => "",
+                (Mode::DryRun, Operation::Update, ..) => "would update (PUT)",
+                (Mode::DryRun, Operation::Delete, ..) => "would delete",
                 (_, _, Verb::Put, Before::Listed) => "would update (PUT): listed before the run",
                 (.., Before::Unknown) => "would be sent; whether it exists is unknown",
                 _ => "would create (POST)",

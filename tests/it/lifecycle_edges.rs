@@ -210,3 +210,207 @@ async fn a_rollbacks_dry_run_lists_what_it_would_delete_and_sends_nothing() {
     assert_eq!(methods(&api).await.len(), sent, "nothing sent");
     assert_eq!(api.workspace_names().await.len(), 6);
 }
+
+/// A hostile API: it holds `existing`, lists only what it wants to, and answers each
+/// request as its script says. Every request is logged as (method, name).
+struct Hostile {
+    url: String,
+    state: std::sync::Arc<HostileState>,
+}
+
+#[derive(Default)]
+struct HostileState {
+    existing: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The list pages itself whatever it is asked: ten names a page.
+    pages_only: bool,
+    /// Names the list never shows (it is scoped narrower than uniqueness).
+    unlisted: std::collections::BTreeSet<String>,
+    /// The first PUT of a name is applied, then answered too late (a lost answer).
+    slow_first_put: bool,
+    log: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl Hostile {
+    async fn start(state: HostileState) -> Hostile {
+        use axum::extract::{Query, State};
+        use axum::http::Method;
+        let state = std::sync::Arc::new(state);
+        let app = axum::Router::new()
+            .fallback(
+                |State(state): State<std::sync::Arc<HostileState>>,
+                 method: Method,
+                 Query(query): Query<BTreeMap<String, String>>,
+                 body: axum::body::Bytes| async move {
+                    state.answer(method, query, &body).await
+                },
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Hostile { url, state }
+    }
+
+    fn log(&self) -> Vec<(String, String)> {
+        self.state.log.lock().unwrap().clone()
+    }
+}
+
+impl HostileState {
+    async fn answer(
+        &self,
+        method: axum::http::Method,
+        query: BTreeMap<String, String>,
+        body: &[u8],
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let json = |status: u16, value: serde_json::Value| {
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                value.to_string(),
+            )
+                .into_response()
+        };
+        let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let name = request["name"].as_str().unwrap_or_default().to_owned();
+        let earlier = {
+            let mut log = self.log.lock().unwrap();
+            let earlier = log
+                .iter()
+                .filter(|(m, n)| *m == method.as_str() && *n == name)
+                .count();
+            log.push((method.to_string(), name.clone()));
+            earlier
+        };
+        match method.as_str() {
+            "GET" => {
+                let listed: Vec<String> = self
+                    .existing
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|n| !self.unlisted.contains(*n))
+                    .cloned()
+                    .collect();
+                let paged =
+                    self.pages_only || query.get("isPagination").is_some_and(|p| p == "true");
+                let listed: Vec<String> = if paged {
+                    let page: usize = query
+                        .get("pageNumber")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(1);
+                    listed.into_iter().skip((page - 1) * 10).take(10).collect()
+                } else {
+                    listed
+                };
+                let data: Vec<_> = listed
+                    .iter()
+                    .map(|n| serde_json::json!({"name": n}))
+                    .collect();
+                json(200, serde_json::json!({"data": data, "error": null}))
+            }
+            "POST" => {
+                if !self.existing.lock().unwrap().insert(name.clone()) {
+                    return json(
+                        400,
+                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_NAME_ALREADY_EXISTS", "message": "taken"}}),
+                    );
+                }
+                json(
+                    200,
+                    serde_json::json!({"data": {"name": name}, "error": null}),
+                )
+            }
+            "PUT" => {
+                if !self.existing.lock().unwrap().contains(&name) {
+                    return json(
+                        400,
+                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_DOES_NOT_EXIST", "message": "no"}}),
+                    );
+                }
+                if self.slow_first_put && earlier == 0 {
+                    // Longer than the job's --timeout: applied, and its answer lost.
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                }
+                json(
+                    200,
+                    serde_json::json!({"data": {"name": name}, "error": null}),
+                )
+            }
+            _ => json(
+                405,
+                serde_json::json!({"data": null, "error": {"code": "METHOD_NOT_ALLOWED", "message": "no"}}),
+            ),
+        }
+    }
+}
+
+fn hostile_args(hostile: &Hostile, dir: &JobDir, output: &str) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.write("key", "hostile-key-1\n");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = job_args_to(&hostile.url, &key, dir, output);
+    args.retain(|a| a != "--no-preflight");
+    args
+}
+
+#[tokio::test]
+async fn a_list_that_pages_itself_whatever_it_is_asked_is_not_trusted() {
+    let existing: std::collections::BTreeSet<String> =
+        (1..=20).map(|i| format!("t-{i:04}")).collect();
+    let hostile = Hostile::start(HostileState {
+        existing: std::sync::Mutex::new(existing.clone()),
+        pages_only: true,
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 25));
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    let summary = dir.path("s.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_string_lossy().into_owned(),
+    ]);
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("pages it"), "{}", run.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(summary["listed_workspaces"], serde_json::Value::Null);
+    let (_, rows) = dir.results("r.csv");
+    for row in &rows {
+        let expected = if existing.contains(&row["name"]) {
+            "exists"
+        } else {
+            "created"
+        };
+        assert_eq!(row["_status"], expected, "{row:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
+    // t-0001 exists, but the list does not show it: its POST is refused, its first PUT
+    // is applied and answered too late, its second answered.
+    let hostile = Hostile::start(HostileState {
+        existing: std::sync::Mutex::new(["t-0001".to_owned()].into()),
+        unlisted: ["t-0001".to_owned()].into(),
+        slow_first_put: true,
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    args.extend(["--on-exists", "update", "--timeout", "1s"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let puts = hostile.log().iter().filter(|(m, _)| m == "PUT").count();
+    assert_eq!(puts, 2, "the lost PUT and its retry: {:?}", hostile.log());
+    let (_, rows) = dir.results("r.csv");
+    let got = statuses(&rows);
+    assert_eq!(got["t-0001"], "updated", "a PUT creates nothing: {rows:?}");
+    assert_eq!(got["t-0002"], "created");
+}

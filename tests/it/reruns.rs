@@ -516,10 +516,11 @@ async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
     assert_eq!(requests(&api).await, 2, "neither rerun sent anything");
 }
 
-/// A sandbox holding `old-01`..`old-10` before any run, and a CSV of those ten and twenty
-/// new names, interleaved.
-async fn ten_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
-    let old: Vec<String> = (1..=10).map(|i| format!("old-{i:02}")).collect();
+/// A sandbox holding `old-01`..`old-11` before any run, and a CSV of those eleven and
+/// twenty new names, interleaved. (Not ten: a list of exactly one page of ten costs a
+/// second request, for its second page.)
+async fn eleven_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
+    let old: Vec<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
     let sandbox = sandbox::spawn(SandboxConfig {
         seed: Some(1),
         workspaces: old
@@ -537,6 +538,7 @@ async fn ten_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
             csv.push_str(&format!("old-{:02},DATASOURCE,postgres-main\n", i / 2));
         }
     }
+    csv.push_str("old-11,DATASOURCE,postgres-main\n");
     let input = dir.write("tenants.csv", &csv);
     (sandbox, input)
 }
@@ -559,7 +561,7 @@ async fn lose_every_answer_after_the_list(sandbox: &Sandbox, args: &[String]) ->
 #[tokio::test]
 async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() {
     let dir = JobDir::new();
-    let (sandbox, input) = ten_old_and_twenty_new(&dir).await;
+    let (sandbox, input) = eleven_old_and_twenty_new(&dir).await;
     let api = Api::new(&sandbox);
     let mut args = job_args(&sandbox, &dir, "results.csv");
     args.retain(|a| a != "--no-preflight");
@@ -568,7 +570,7 @@ async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() 
     first.extend(args.iter().cloned());
     assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
     let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 30);
+    assert_one_row_per_input_row(&rows, 31);
     let lost: Vec<&ResultRow> = rows.iter().filter(|r| r["_status"] == "failed").collect();
     assert!(!lost.is_empty(), "{rows:?}");
     for row in &lost {
@@ -589,7 +591,7 @@ async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() 
     assert_eq!(second.exit, 0, "{}", second.stderr);
     assert_eq!(requests(&api).await - before, 1, "the list, and no write");
     let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 30);
+    assert_one_row_per_input_row(&rows, 31);
     for row in &rows {
         let expected = if row["name"].starts_with("new-") {
             "created"
@@ -612,14 +614,14 @@ async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() 
     .await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
     let left: BTreeSet<String> = api.workspace_names().await.into_iter().collect();
-    let old: BTreeSet<String> = (1..=10).map(|i| format!("old-{i:02}")).collect();
+    let old: BTreeSet<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
     assert_eq!(left, old);
 }
 
 #[tokio::test]
 async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed() {
     let dir = JobDir::new();
-    let (sandbox, input) = ten_old_and_twenty_new(&dir).await;
+    let (sandbox, input) = eleven_old_and_twenty_new(&dir).await;
     let api = Api::new(&sandbox);
     // The first run does not list: whether a lost answer's workspace was there before,
     // nobody can tell.
@@ -634,7 +636,7 @@ async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed(
     let second = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
     let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 30);
+    assert_one_row_per_input_row(&rows, 31);
     // The old ones met WORKSPACE_NAME_ALREADY_EXISTS in the first run and are `exists`;
     // the new ones whose answer was lost are listed now, and may be ours or not: `exists`,
     // with a message that says so. None is claimed.
@@ -660,7 +662,7 @@ async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed(
     .await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
     let left = api.workspace_names().await;
-    for i in 1..=10 {
+    for i in 1..=11 {
         assert!(left.contains(&format!("old-{i:02}")), "{left:?}");
     }
 }
