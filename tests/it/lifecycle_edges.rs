@@ -414,3 +414,158 @@ async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
     assert_eq!(got["t-0001"], "updated", "a PUT creates nothing: {rows:?}");
     assert_eq!(got["t-0002"], "created");
 }
+
+#[tokio::test]
+async fn a_dry_run_of_a_delete_is_retried_as_deletes() {
+    let sandbox = holding(&["a", "b"]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    // The whole tenant columns: read as a run's, these rows would be valid creates.
+    let input = dir.write(
+        "off.csv",
+        "name,connectionType,datasourceName\na,DATASOURCE,postgres-main\nc,DATASOURCE,postgres-main\n",
+    );
+    let args = job_args(&sandbox, &dir, "dry.csv");
+    let dry = dbprov_with(&["delete", &input, "--dry-run"], &args).await;
+    assert_eq!(dry.exit, 0, "{}", dry.stderr);
+    let (_, rows) = dir.results("dry.csv");
+    assert!(
+        rows.iter()
+            .all(|r| r["_error_message"] == "delete: would delete"),
+        "{rows:?}"
+    );
+    let dry_path = dir.path("dry.csv").to_string_lossy().into_owned();
+    let retry = dbprov_with(&["retry", &dry_path], &args[2..]).await;
+    assert_eq!(retry.exit, 0, "{}", retry.stderr);
+    let seen = methods(&api).await;
+    assert_eq!(seen, ["DELETE", "DELETE"], "never a POST");
+    let (_, rows) = dir.results("dry.csv");
+    let got = statuses(&rows);
+    assert_eq!((&*got["a"], &*got["c"]), ("deleted", "absent"));
+    assert_eq!(api.workspace_names().await, ["b"]);
+}
+
+#[tokio::test]
+async fn retrying_deletions_against_another_api_is_refused() {
+    let here = holding(&[]).await;
+    let there = holding(&["t-0001", "t-0002"]).await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let args = job_args(&here, &dir, "r.csv");
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo_args = job_args(&here, &dir, "undo.csv");
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &undo_args).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    // The rollback's results, re-sent to an API that never had these workspaces created.
+    let undo_path = dir.path("undo.csv").to_string_lossy().into_owned();
+    let there_args = job_args(&there, &dir, "again.csv");
+    let retry = dbprov_with(&["retry", &undo_path], &there_args).await;
+    assert_eq!(retry.exit, 2, "{}", retry.stderr);
+    assert!(
+        retry.stderr.contains(&format!("--base-url {}", here.url())),
+        "{}",
+        retry.stderr
+    );
+    let there_api = Api::new(&there);
+    assert!(methods(&there_api).await.is_empty(), "nothing sent");
+    assert_eq!(there_api.workspace_names().await.len(), 2);
+}
+
+#[tokio::test]
+async fn rows_without_a_target_are_not_rolled_back_after_their_file_is_upgraded() {
+    let sandbox = holding(&["b1", "b2", "b3"]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let legacy = dir.write(
+        "old.csv",
+        "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,name,connectionType\n\
+         1,created,,,200,1,5,2026-01-01T00:00:00Z,b1,MULTI_DATAMART\n\
+         2,created,,,200,1,5,2026-01-01T00:00:00Z,b2,MULTI_DATAMART\n\
+         3,failed,HTTP_500,x,500,1,5,2026-01-01T00:00:00Z,b3,MULTI_DATAMART\n",
+    );
+    // A retry gives the file its _target column, empty for the rows it keeps.
+    let retry = dbprov_with(&["retry", &legacy], &job_args(&sandbox, &dir, "x.csv")[2..]).await;
+    assert_eq!(retry.exit, 0, "{}", retry.stderr);
+    let undo = dbprov_with(
+        &["rollback", &legacy, "--yes"],
+        &job_args(&sandbox, &dir, "undo.csv"),
+    )
+    .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(
+        undo.stderr.contains("nothing to roll back"),
+        "{}",
+        undo.stderr
+    );
+    let left = api.workspace_names().await;
+    assert!(
+        left.contains(&"b1".to_owned()) && left.contains(&"b2".to_owned()),
+        "rows with no target are nobody's to roll back: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_waits_for_no_job_still_writing_its_file() {
+    let sandbox = sandbox::spawn(SandboxConfig {
+        seed: Some(1),
+        faults: dbprov::sandbox::FaultConfig {
+            latency: std::time::Duration::from_millis(200),
+            ..Default::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 40));
+    let args = job_args(&sandbox, &dir, "r.csv");
+    let mut run_args = vec!["run", input.as_str()];
+    run_args.extend(args.iter().map(String::as_str));
+    run_args.extend(["--concurrency", "1"]);
+    let mut child = crate::common::spawn_dbprov(&run_args);
+    crate::common::until_requests(&api, &mut child, 2).await;
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(
+        &["rollback", &results, "--yes"],
+        &job_args(&sandbox, &dir, "undo.csv"),
+    )
+    .await;
+    assert_eq!(undo.exit, 2, "{}", undo.stderr);
+    assert!(
+        undo.stderr.contains("in use by another dbprov process"),
+        "{}",
+        undo.stderr
+    );
+    assert!(
+        !methods(&api).await.contains(&"DELETE".to_owned()),
+        "nothing deleted"
+    );
+    crate::common::signal(&child, libc::SIGKILL);
+    let _ = child.wait().await;
+}
+
+#[tokio::test]
+async fn a_plan_refused_by_the_api_says_so_on_every_row() {
+    let sandbox = holding(&[]).await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let wrong = dir.write("wrong-key", "not-the-key\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let args = job_args_to(&sandbox.url(), &wrong, &dir, "plan.csv");
+    let plan = dbprov_with(&["plan", &input], &args).await;
+    assert_eq!(plan.exit, 3, "{}", plan.stderr);
+    let (_, rows) = dir.results("plan.csv");
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(
+            (&*row["_status"], &*row["_error_code"]),
+            ("skipped", "ABORTED_UNAUTHORIZED"),
+            "{row:?}"
+        );
+    }
+}
