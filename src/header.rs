@@ -11,7 +11,7 @@ use crate::workspace::Field;
 pub enum HeaderError {
     /// No header row.
     #[error(
-        "{input} is empty: it needs a header row (name,connectionType,datasourceName,...) and one row per workspace"
+        "{input} is empty: it needs a header row (name,connectionType,datasourceName,...; a delete needs only name) and one row per workspace"
     )]
     Empty {
         /// The input, as given.
