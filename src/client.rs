@@ -190,9 +190,9 @@ impl Client {
     }
 }
 
-/// The most of a list's body that is read (some 10 million names): only the names are
-/// kept, but an endless answer must end.
-pub const MAX_LIST_BODY: usize = 1024 * 1024 * 1024;
+/// The most of a list's body that is read (some 5 million names): only the names are
+/// kept, but an endless answer (or one name of a gigabyte) must end.
+pub const MAX_LIST_BODY: usize = 256 * 1024 * 1024;
 
 /// What a list of every workspace came back as.
 #[derive(Debug)]
@@ -390,11 +390,31 @@ fn redact(text: &str, key: &ApiKey) -> String {
             })
             .collect()
     };
-    let mut text = text.replace(key, "<redacted>");
+    // Servers print keys in another case too (a UUID in lower case, a header echoed
+    // lower-cased): letters match whatever their case.
+    let mut text = replace_any_case(text, key);
     for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
-        text = text.replace(&encode(upper, plus), "<redacted>");
+        text = replace_any_case(&text, &encode(upper, plus));
     }
     text
+}
+
+/// `text` with every occurrence of `needle`, ASCII letters in any case, made `<redacted>`.
+fn replace_any_case(text: &str, needle: &str) -> String {
+    if needle.is_empty() {
+        return text.to_owned();
+    }
+    // Lower-casing ASCII keeps every byte where it was, so positions carry over.
+    let (lower_text, lower_needle) = (text.to_ascii_lowercase(), needle.to_ascii_lowercase());
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower_text[at..].find(&lower_needle) {
+        out.push_str(&text[at..at + found]);
+        out.push_str("<redacted>");
+        at += found + lower_needle.len();
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// An error code from a server: letters, digits and `_ - .` only, at most 64 of them;
@@ -618,6 +638,14 @@ mod tests {
         let spaced = ApiKey::new("can ary");
         assert_eq!(clean_code("can ary", 401, &spaced), "redacted");
         assert_eq!(clean("a can%20ary b", &spaced), "a <redacted> b");
+        let uuid = ApiKey::new("9F3A6C1E-Key");
+        assert_eq!(
+            clean(
+                "authorization: bearer 9f3a6c1e-key; again 9F3A6C1E-KEY",
+                &uuid
+            ),
+            "authorization: bearer <redacted>; again <redacted>"
+        );
         let odd = ApiKey::new("dbn+live/KEY 12");
         for encoded in [
             "dbn%2Blive%2FKEY%2012",

@@ -226,6 +226,10 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         args.results != "-",
         "rollback reads a results file, not stdin: give its path"
     );
+    anyhow::ensure!(
+        !args.sandbox || args.dry_run,
+        "rollback --sandbox would talk to a new, empty sandbox: the workspaces of a run with --sandbox went with its process. To rehearse a rollback, run a sandbox (dbprov sandbox), and run and roll back against it with --base-url"
+    );
     let results = PathBuf::from(&args.results);
     // Beside the results: tenants.results.csv → tenants.rollback.csv.
     let stem = results.file_stem().unwrap_or_default().to_string_lossy();
@@ -283,6 +287,20 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
         &target.name,
         Some(Operation::Delete),
     )?;
+    // A rollback's results continued by another rollback of a later run would keep the
+    // earlier deletions as done, and delete nothing of what the later run created.
+    if let Some(undo) = &output_log
+        && !undo.oldest_done_at.is_empty()
+        && undo.oldest_done_at < source.newest_created_at
+    {
+        sink.discard_if_unused();
+        anyhow::bail!(
+            "{} records deletions from before {} recorded its latest creation ({}): it belongs to an earlier rollback, and continuing it would take those deletions for this one's. Give another -o, or --overwrite to replace it",
+            output,
+            args.results,
+            source.newest_created_at
+        );
+    }
     if !args.dry_run && !args.yes {
         let which = match args.job.shard {
             Some(shard) => format!(

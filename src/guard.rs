@@ -67,10 +67,7 @@ pub(crate) fn open_output(
             if let Some(operation) = operation
                 && !prior.written_by.agrees_with(operation)
             {
-                let by = prior
-                    .written_by
-                    .operation()
-                    .map_or_else(|both| both, |other| other.command().to_owned());
+                let by = prior.written_by.describe();
                 anyhow::bail!(
                     "{shown} holds the results of `dbprov {by}`, and this is `dbprov {}`: give another -o",
                     operation.command()
@@ -178,19 +175,22 @@ pub(crate) fn refuse_clobbering(
     Ok(())
 }
 
-/// Locks a results file that a job reads (`rollback`, `retry -o`), so that no job writes
-/// it meanwhile: rows still being added would be missed, and a rewrite would move it.
-/// Refused, naming the holder, while a job has it; `None` when the file cannot be opened
-/// for writing (an archived, read-only file, which no job can be writing either).
-pub(crate) fn hold_input(path: &Path) -> anyhow::Result<Option<OutputFile>> {
-    if !path.exists() {
+/// Locks a results file that a job reads (`rollback`, `retry -o`), shared, so that no job
+/// writes it meanwhile (rows still being added would be missed, and the rewrite at the
+/// end would move it), while other readers (a rollback's shards) may read it too. Refused,
+/// naming the holder, while a job writes it.
+pub(crate) fn hold_input(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let Ok(file) = std::fs::File::open(path) else {
         return Ok(None); // said by the read that follows
-    }
-    match OutputFile::lock(path) {
-        Ok(file) => Ok(Some(file)),
-        Err(error @ crate::output::OutputError::Locked { .. }) => Err(anyhow::anyhow!(
-            "{error}. (It is being written: read it once that job has ended.)"
-        )),
-        Err(crate::output::OutputError::Io { .. }) => Ok(None),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is being written by another dbprov process ({}): read it once that job has ended",
+            path.display(),
+            crate::output::holder(&file)
+        ),
+        // A file system without locks: nothing to wait for.
+        Err(std::fs::TryLockError::Error(_)) => Ok(None),
     }
 }

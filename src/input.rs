@@ -252,6 +252,7 @@ impl InputReader {
             if let (Some(earlier), Some(latest)) = (earlier.as_mut(), latest) {
                 earlier.prior.maybe_created |= latest.maybe_created;
                 earlier.prior.absent_before |= latest.absent_before;
+                earlier.prior.created = latest.created;
             }
         }
         if self.only_created {

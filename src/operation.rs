@@ -54,11 +54,24 @@ impl Operation {
         }
     }
 
+    /// The marker `message` gets so that it cannot be read as another command's: a run's
+    /// rows carry none, unless the server's own words would pass for a marker (a message
+    /// that begins "delete: "), which then gets `run: ` before it.
+    pub fn marker_for(self, message: &str) -> &'static str {
+        match self {
+            Operation::Create if Operation::strip_marker(message).0.is_some() => "run: ",
+            operation => operation.marker(),
+        }
+    }
+
     /// The operation whose marker begins `message`, and the message without it.
     pub fn strip_marker(message: &str) -> (Option<Operation>, &str) {
-        for operation in [Operation::Update, Operation::Delete] {
+        for (operation, marker) in [
+            (Operation::Create, "run:"),
+            (Operation::Update, "update:"),
+            (Operation::Delete, "delete:"),
+        ] {
             // A cell read back is trimmed: a marker alone has lost its space.
-            let marker = operation.marker().trim_end();
             if let Some(rest) = message.strip_prefix(marker)
                 && (rest.is_empty() || rest.starts_with(' '))
             {
@@ -76,6 +89,8 @@ pub struct OperationsSeen {
     create: bool,
     update: bool,
     delete: bool,
+    /// An `updated` row: a run's (`--on-exists update`) or an update's; no delete's.
+    updated: bool,
 }
 
 impl OperationsSeen {
@@ -86,7 +101,8 @@ impl OperationsSeen {
             Some(Status::Created | Status::Exists) => self.create = true,
             Some(Status::Deleted | Status::Absent) => self.delete = true,
             // A run with --on-exists update, or an update.
-            Some(Status::Updated) | None => {}
+            Some(Status::Updated) => self.updated = true,
+            None => {}
             Some(Status::Planned | Status::Failed | Status::Invalid | Status::Skipped) => {
                 match Operation::strip_marker(message).0 {
                     Some(Operation::Update) => self.update = true,
@@ -100,7 +116,27 @@ impl OperationsSeen {
     /// Whether `operation` may continue the file: its rows are that operation's, or say
     /// nothing of one (none, or only `updated`).
     pub fn agrees_with(&self, operation: Operation) -> bool {
-        *self == OperationsSeen::default() || self.operation() == Ok(operation)
+        let says_nothing = !self.create && !self.update && !self.delete;
+        match operation {
+            // `updated` rows are no delete's.
+            Operation::Delete => {
+                !self.updated && (says_nothing || self.delete) && !self.create && !self.update
+            }
+            Operation::Create | Operation::Update => {
+                says_nothing || self.operation() == Ok(operation)
+            }
+        }
+    }
+
+    /// The command (or commands) that wrote the file, for messages.
+    pub fn describe(&self) -> String {
+        match self.operation() {
+            Ok(Operation::Create) if self.updated && !self.create => {
+                "update (or run --on-exists update)".to_owned()
+            }
+            Ok(operation) => operation.command().to_owned(),
+            Err(several) => several,
+        }
     }
 
     /// Whether any row records a deletion.
@@ -121,6 +157,9 @@ impl OperationsSeen {
         .filter(|(seen, _)| *seen)
         .map(|(_, operation)| operation.command())
         .collect();
+        if self.delete && self.updated {
+            return Err("update and delete".to_owned());
+        }
         match seen.as_slice() {
             [] => Ok(Operation::Create),
             [_] if self.delete => Ok(Operation::Delete),
@@ -284,6 +323,13 @@ mod tests {
         assert_eq!(
             of(&[(Status::Created, ""), (Status::Deleted, "")]),
             Err("run and delete".to_owned())
+        );
+        let mut updates = OperationsSeen::default();
+        updates.note(Some(Status::Updated), "");
+        assert!(updates.agrees_with(Operation::Update) && updates.agrees_with(Operation::Create));
+        assert!(
+            !updates.agrees_with(Operation::Delete),
+            "a delete into an update's file"
         );
     }
 

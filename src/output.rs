@@ -197,7 +197,7 @@ impl OutputFile {
 
 /// Who holds the lock on `file`: the process that `/proc/locks` names, with its command
 /// line, or a plain "another process" where that cannot be read.
-fn holder(file: &File) -> String {
+pub(crate) fn holder(file: &File) -> String {
     let unknown = || "another process".to_owned();
     let Ok(meta) = file.metadata() else {
         return unknown();

@@ -65,11 +65,14 @@ pub(crate) async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing>
         Err(Failed::Because(why)) => why,
         Ok(listing) if listing.len() == PAGE => match fetch(shared, Some(2), requests).await {
             Err(Failed::Stopped) => return None,
-            Ok(second) if !second.names.iter().all(|name| listing.contains(name)) => {
-                "it held exactly one page of names, and the second page holds more: the API pages it whatever it is asked, so it is not all there is".to_owned()
+            // A whole list of ten has an empty second page. One that is not empty (even
+            // one that repeats the first: an API that ignores the page asked for) says the
+            // list was paged whatever it was asked.
+            Ok(second) if !second.is_empty() => {
+                "it held exactly one page of names, and the API gives a second page too: it pages the list whatever it is asked, so the list may not be all there is".to_owned()
             }
-            // The second page adds nothing (or cannot be had: the API documents the
-            // list as whole, and a failure here says nothing against it).
+            // Empty (or it cannot be had: the API documents the list as whole, and a
+            // failure here says nothing against it).
             Ok(_) | Err(Failed::Because(_)) => return Some(trusted(listing)),
         },
         Ok(listing) => return Some(trusted(listing)),
@@ -105,6 +108,7 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
     // A list of many workspaces is one long answer: more time than one write.
     let timeout = sender.timeout.max(LIST_TIMEOUT);
     let mut tries = 0;
+    let deadline = tokio::time::Instant::now() + LIST_BUDGET;
     loop {
         let ticket = shared.permit().await.map_err(|_| Failed::Stopped)?;
         *requests += 1;
@@ -115,24 +119,40 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
             listed = sender.client.list(page, timeout) => listed,
         };
         let seen = match &listed {
-            Ok(Listed::Names(_, answer) | Listed::Refused(answer)) => Seen::Answer {
+            Ok(Listed::Names(_, answer) | Listed::Refused(answer)) => Some(Seen::Answer {
                 status: answer.status,
                 announced: answer.announced,
                 retry_after: answer.retry_after,
-            },
-            Err(NoAnswer::ConnectFailed(message)) => Seen::NotConnected(message),
-            Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
-            Err(NoAnswer::Timeout) => Seen::NoAnswer("no answer in time"),
+            }),
+            Err(NoAnswer::ConnectFailed(message)) => Some(Seen::NotConnected(message)),
+            // A list that gives no answer in time (or breaks off) says nothing of whether
+            // the writes are answered: it does not count towards an outage.
+            Err(NoAnswer::Lost(_) | NoAnswer::Timeout) => None,
         };
-        match shared.pacer().observe(ticket, seen) {
+        tries += 1;
+        let next = match seen {
+            Some(seen) => shared.pacer().observe(ticket, seen),
+            None => {
+                shared.pacer().release(ticket);
+                Next::Proceed
+            }
+        };
+        match next {
             Next::Proceed => {}
-            Next::Again => continue,
+            // A 429 (or a connection never made) is sent again after the pause, as for
+            // a row, but only as many times as a row may try: the list is worth less than
+            // the rows waiting behind it.
+            Next::Again if tries < sender.retry.max_attempts => continue,
+            Next::Again => {
+                return Err(Failed::Because(
+                    "the API kept refusing it for now (429), or could not be reached".to_owned(),
+                ));
+            }
             Next::Halt(halt) => {
                 shared.halt(halt);
                 return Err(Failed::Stopped);
             }
         }
-        tries += 1;
         let (retry_after, why) = match listed {
             Ok(Listed::Names(listing, _)) => return Ok(listing),
             Ok(Listed::Refused(answer)) if answer.status == 401 => {
@@ -157,7 +177,7 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
             ),
             Err(NoAnswer::Lost(message) | NoAnswer::ConnectFailed(message)) => (None, message),
         };
-        if tries >= sender.retry.max_attempts {
+        if tries >= sender.retry.max_attempts || tokio::time::Instant::now() >= deadline {
             return Err(Failed::Because(why));
         }
         tracing::warn!("preflight: the list failed ({why}); trying again");
@@ -173,10 +193,14 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
 /// The longest a list may take at least: its answer holds every workspace.
 const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// After this long, a list that has not come is given up (no further try starts): the
+/// rows wait behind it.
+const LIST_BUDGET: std::time::Duration = std::time::Duration::from_secs(150);
+
 /// Names in a page of the paginated list. A list of exactly this many may be a first
 /// page that the API gave whatever it was asked: trusted, every name after it would
 /// count as absent, and a lost answer for one of them as ours to roll back. So its
-/// second page is asked for.
+/// second page is asked for, and must be empty.
 const PAGE: usize = 10;
 
 impl<'de> Deserialize<'de> for Listing {

@@ -250,6 +250,11 @@ impl ResultColumns {
         text(record, self.message)
     }
 
+    /// `_finished_at` as written (RFC 3339, UTC, which sorts as text), or empty.
+    pub fn finished_at<'r>(&self, record: &'r ByteRecord) -> &'r str {
+        self.all[7].map_or("", |i| text(record, i))
+    }
+
     /// `_target`, or empty where the file has none.
     pub fn target<'r>(&self, record: &'r ByteRecord) -> &'r str {
         self.target.map_or("", |i| text(record, i))

@@ -328,7 +328,8 @@ impl ResultsWriter {
         // Every row that leaves something to do says which command it is for, a dry run's
         // too: `retry` sends those rows again as that command.
         if !outcome.status.is_done() {
-            message.insert_str(0, self.operation.marker());
+            let marker = self.operation.marker_for(&message);
+            message.insert_str(0, marker);
         }
         record.push_field(message.as_bytes());
         push_optional(record, outcome.http_status.map(u64::from));

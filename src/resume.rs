@@ -14,7 +14,7 @@ use csv::ByteRecord;
 
 use crate::csv_lines::{CsvLines, Kind};
 use crate::operation::OperationsSeen;
-use crate::record::{Prior, RESULT_COLUMNS, ResultColumns, same_target};
+use crate::record::{Prior, RESULT_COLUMNS, ResultColumns, Status, same_target};
 
 /// Why earlier results cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,11 @@ pub struct PriorResults {
     pub elsewhere: (u64, String),
     /// What the rows say of the operation that wrote them.
     pub written_by: OperationsSeen,
+    /// The latest `_finished_at` of a row recorded `created` on the target; empty if none.
+    pub newest_created_at: String,
+    /// The earliest `_finished_at` of a row that is done (its workspace in place, or gone
+    /// as a delete asked); empty if none.
+    pub oldest_done_at: String,
 }
 
 impl PriorResults {
@@ -102,6 +107,8 @@ impl PriorResults {
             sent: false,
             elsewhere: (0, String::new()),
             written_by: OperationsSeen::default(),
+            newest_created_at: String::new(),
+            oldest_done_at: String::new(),
         };
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io)? {
@@ -119,6 +126,23 @@ impl PriorResults {
                     prior.elsewhere.1 = recorded.to_owned();
                 }
             }
+            let finished_at = columns.finished_at(&record);
+            match columns.status(&record) {
+                Some(Status::Created)
+                    if !recorded.is_empty()
+                        && same_target(recorded, target)
+                        && *finished_at > *prior.newest_created_at =>
+                {
+                    prior.newest_created_at = finished_at.to_owned();
+                }
+                _ => {}
+            }
+            if columns.status(&record).is_some_and(Status::is_done)
+                && !finished_at.is_empty()
+                && (prior.oldest_done_at.is_empty() || *finished_at < *prior.oldest_done_at)
+            {
+                prior.oldest_done_at = finished_at.to_owned();
+            }
             let offset = record.position().map_or(0, |p| p.byte());
             let key = prior.key(columns.identity(&record), columns.row(&record));
             let mut latest = columns.prior(&record, offset, target);
@@ -127,6 +151,14 @@ impl PriorResults {
             let earlier = prior.latest.get(&key).map(|packed| Prior::unpack(*packed));
             latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
             latest.absent_before |= earlier.is_some_and(|e| e.absent_before);
+            // Not created as far as the row says, but an attempt of it may have created
+            // the workspace, which the list before that run did not show: if it exists,
+            // it is ours, and a rollback deletes it (absent, if that attempt made none).
+            latest.created |= !latest.success
+                && latest.maybe_created
+                && latest.absent_before
+                && !recorded.is_empty()
+                && same_target(recorded, target);
             prior.latest.insert(key, latest.pack());
         }
         Ok(Some(prior))

@@ -5,11 +5,11 @@ use std::time::SystemTime;
 
 use crate::cli::OnExists;
 use crate::client::Verb;
-use crate::input::InputRow;
+use crate::input::{Earlier, InputRow};
 use crate::job::{Mode, Shared};
 use crate::operation::{Operation, RowRequest};
 use crate::preflight::Before;
-use crate::record::{DUPLICATE_IN_INPUT, NOT_LISTED, Status};
+use crate::record::{DUPLICATE_IN_INPUT, NOT_LISTED, Prior, Status};
 use crate::results::{Final, RowOutcome};
 
 /// What becomes of one input row before any request.
@@ -39,10 +39,28 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         .output_log
         .as_ref()
         .and_then(|log| log.get(name.as_deref(), row));
+    let before = shared.before(name.as_deref());
+    // A run's success whose workspace the list does not show any more (a rollback, a
+    // delete, someone's cleanup) is no success now: the tenant is new again.
+    let vanished = shared.operation == Operation::Create && before == Before::NotListed;
     // A success of an earlier run is kept as it is, even if the row has changed since:
     // the workspace exists. Only a second row of the same name is not a success.
     match (logged, &earlier) {
         _ if duplicate => {}
+        (Some(Prior { success: true, .. }), _)
+        | (
+            _,
+            Some(Earlier {
+                prior: Prior { success: true, .. },
+                ..
+            }),
+        ) if vanished => {
+            tracing::debug!(
+                row,
+                name = name.as_deref(),
+                "recorded done by an earlier run, but not listed now: sent again"
+            );
+        }
         (Some(prior), _) if prior.success => {
             return Triage::Done(Final::KeptAt {
                 row,
@@ -60,14 +78,13 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         _ => {}
     }
     // A second row of a name was never sent: what the first row's attempts left is not
-    // its own.
-    let earlier_priors = if duplicate {
+    // its own; nor is what came before a workspace that has vanished since.
+    let earlier_priors = if duplicate || vanished {
         [None, None]
     } else {
         [logged, earlier.map(|e| e.prior)]
     };
     let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
-    let before = shared.before(name.as_deref());
     let mut row = Carried {
         row,
         name,

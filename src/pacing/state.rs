@@ -150,6 +150,12 @@ impl State {
         ticket
     }
 
+    /// A request whose outcome says nothing of the API's health or limit (a long list that
+    /// gave no answer in time): it is no longer in flight, and that is all.
+    pub(super) fn release(&mut self, _ticket: Ticket) {
+        self.observed += 1;
+    }
+
     pub(super) fn observe(
         &mut self,
         ticket: Ticket,

@@ -375,7 +375,7 @@ async fn a_list_that_pages_itself_whatever_it_is_asked_is_not_trusted() {
     ]);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("pages it"), "{}", run.stderr);
+    assert!(run.stderr.contains("pages the list"), "{}", run.stderr);
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(summary["listed_workspaces"], serde_json::Value::Null);
@@ -532,7 +532,8 @@ async fn a_rollback_waits_for_no_job_still_writing_its_file() {
     .await;
     assert_eq!(undo.exit, 2, "{}", undo.stderr);
     assert!(
-        undo.stderr.contains("in use by another dbprov process"),
+        undo.stderr
+            .contains("being written by another dbprov process"),
         "{}",
         undo.stderr
     );
