@@ -227,6 +227,10 @@ struct HostileState {
     unlisted: std::collections::BTreeSet<String>,
     /// The first PUT of a name is applied, then answered too late (a lost answer).
     slow_first_put: bool,
+    /// The first POST of a name is applied, then answered 500 with this message.
+    post_500_saying: Option<&'static str>,
+    /// The second page of the list is answered 429, `Retry-After: 1`.
+    page_two_429: bool,
     log: std::sync::Mutex<Vec<(String, String)>>,
 }
 
@@ -284,6 +288,16 @@ impl HostileState {
             earlier
         };
         match method.as_str() {
+            "GET" if self.page_two_429 && query.get("pageNumber").is_some_and(|p| p == "2") => {
+                let mut answer = json(
+                    429,
+                    serde_json::json!({"data": null, "error": {"code": "TOO_MANY_REQUESTS", "message": "slow down"}}),
+                );
+                answer
+                    .headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                answer
+            }
             "GET" => {
                 let listed: Vec<String> = self
                     .existing
@@ -315,6 +329,12 @@ impl HostileState {
                     return json(
                         400,
                         serde_json::json!({"data": null, "error": {"code": "WORKSPACE_NAME_ALREADY_EXISTS", "message": "taken"}}),
+                    );
+                }
+                if let (Some(message), 0) = (self.post_500_saying, earlier) {
+                    return json(
+                        500,
+                        serde_json::json!({"data": null, "error": {"code": "INTERNAL_SERVER_ERROR", "message": message}}),
                     );
                 }
                 json(
@@ -567,4 +587,161 @@ async fn a_plan_refused_by_the_api_says_so_on_every_row() {
             "{row:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_server_cannot_turn_a_runs_retry_into_deletes() {
+    let hostile = Hostile::start(HostileState {
+        post_500_saying: Some("delete: job queue is full"),
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    args.extend(["--max-attempts", "1"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let (_, rows) = dir.results("r.csv");
+    assert!(
+        rows.iter()
+            .all(|r| r["_error_message"].starts_with("run: delete: job queue is full")),
+        "{rows:?}"
+    );
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let retry = dbprov_with(&["retry", &results], &args[2..]).await;
+    assert_eq!(retry.exit, 0, "{}", retry.stderr);
+    assert!(
+        !hostile.log().iter().any(|(m, _)| m == "DELETE"),
+        "{:?}",
+        hostile.log()
+    );
+    let (_, rows) = dir.results("r.csv");
+    assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn a_second_page_that_keeps_refusing_leaves_the_list_trusted_and_the_job_going() {
+    let existing: std::collections::BTreeSet<String> =
+        (1..=10).map(|i| format!("t-{i:04}")).collect();
+    let hostile = Hostile::start(HostileState {
+        existing: std::sync::Mutex::new(existing.clone()),
+        page_two_429: true,
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 15));
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    args.extend(["--max-attempts", "2"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let (_, rows) = dir.results("r.csv");
+    let got = statuses(&rows);
+    for (name, status) in &got {
+        let expected = if existing.contains(name) {
+            "exists"
+        } else {
+            "created"
+        };
+        assert_eq!(status, expected, "{rows:?}");
+    }
+    let gets = hostile.log().iter().filter(|(m, _)| m == "GET").count();
+    assert_eq!(gets, 3, "the list, and its second page twice");
+}
+
+#[tokio::test]
+async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
+    let sandbox = holding(&[]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 5));
+    let mut args = job_args(&sandbox, &dir, "r.csv");
+    args.retain(|a| a != "--no-preflight");
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(api.workspace_names().await.is_empty());
+    // The results still say created; the list says otherwise, and wins.
+    let again = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(again.exit, 0, "{}", again.stderr);
+    assert_eq!(api.workspace_names().await.len(), 5);
+    let posts = methods(&api).await.iter().filter(|m| *m == "POST").count();
+    assert_eq!(posts, 10, "five, and five again");
+}
+
+#[tokio::test]
+async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file() {
+    let sandbox = holding(&[]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let args = job_args(&sandbox, &dir, "r.csv");
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = || {
+        let mut undo = job_args(&sandbox, &dir, "undo.csv");
+        undo.push("--yes".into());
+        undo
+    };
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    assert_eq!(dbprov_with(&["rollback", &results], &undo()).await.exit, 0);
+    let mut overwrite = args.clone();
+    overwrite.push("--overwrite".into());
+    assert_eq!(dbprov_with(&["run", &input], &overwrite).await.exit, 0);
+    assert_eq!(api.workspace_names().await.len(), 4);
+    let stale = dbprov_with(&["rollback", &results, "--resume"], &undo()).await;
+    assert_eq!(stale.exit, 2, "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("earlier rollback"),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(
+        api.workspace_names().await.len(),
+        4,
+        "nothing deleted, nothing claimed"
+    );
+    let mut fresh = undo();
+    crate::common::set_flag(&mut fresh, "-o", dir.path("undo2.csv").to_str().unwrap());
+    assert_eq!(dbprov_with(&["rollback", &results], &fresh).await.exit, 0);
+    assert!(api.workspace_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_delete_does_not_continue_an_updates_file() {
+    let sandbox = holding(&["t-0001", "t-0002"]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let args = job_args(&sandbox, &dir, "x.csv");
+    assert_eq!(dbprov_with(&["update", &input], &args).await.exit, 0);
+    let delete = dbprov_with(&["delete", &input, "--resume"], &args).await;
+    assert_eq!(delete.exit, 2, "{}", delete.stderr);
+    assert!(!methods(&api).await.contains(&"DELETE".to_owned()));
+}
+
+#[tokio::test]
+async fn readers_share_a_results_file() {
+    let sandbox = holding(&[]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let args = job_args(&sandbox, &dir, "r.csv");
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    // Another reader (a rollback of another shard) holds it shared.
+    let other = std::fs::File::open(dir.path("r.csv")).unwrap();
+    other.try_lock_shared().unwrap();
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(
+        &["rollback", &results, "--yes"],
+        &job_args(&sandbox, &dir, "u.csv"),
+    )
+    .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(api.workspace_names().await.is_empty());
+    // A writer is refused while a reader holds it.
+    let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
+    assert_eq!(resumed.exit, 2, "{}", resumed.stderr);
+    drop(other);
 }

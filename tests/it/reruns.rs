@@ -666,3 +666,24 @@ async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed(
         assert!(left.contains(&format!("old-{i:02}")), "{left:?}");
     }
 }
+
+#[tokio::test]
+async fn a_rollback_undoes_what_lost_answers_may_have_created_where_the_list_lacked_the_name() {
+    let dir = JobDir::new();
+    let (sandbox, input) = eleven_old_and_twenty_new(&dir).await;
+    let api = Api::new(&sandbox);
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    args.retain(|a| a != "--no-preflight");
+    set_flag(&mut args, "--rate", "2/s");
+    let mut first = vec!["run".to_owned(), input.clone()];
+    first.extend(args.iter().cloned());
+    assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
+    // No retry first: the rollback itself deletes those rows' workspaces.
+    set_flag(&mut args, "--rate", "unlimited");
+    let results = dir.path("results.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    let left: BTreeSet<String> = api.workspace_names().await.into_iter().collect();
+    let old: BTreeSet<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
+    assert_eq!(left, old);
+}
