@@ -15,6 +15,11 @@ use crate::retry::{is_retryable_status, may_have_applied};
 use crate::signals;
 use crate::triage::Carried;
 
+/// The message of a row an earlier run recorded done, whose name the list did not show,
+/// and whose POST found it in place.
+const FOUND_AFTER_ALL: &str =
+    "recorded so by an earlier run; not in the list before this run, but in place";
+
 /// Sends one row, beginning with `verb`, until it has a final outcome.
 pub async fn provision(
     shared: &Shared,
@@ -189,6 +194,9 @@ async fn attempt_until_final(
                 }
                 let Some(code) = answer.code else {
                     let creating = shared.operation == Operation::Create;
+                    if verb == Verb::Put && row.recorded_done == Some(Status::Created) {
+                        return Verdict::new(Status::Created, "", FOUND_AFTER_ALL);
+                    }
                     return match (verb, creating && row.maybe_created, row.absent_before) {
                         (Verb::Post, ..) => Verdict::new(Status::Created, "", ""),
                         (Verb::Delete, ..) => Verdict::new(Status::Deleted, "", ""),
@@ -213,6 +221,15 @@ async fn attempt_until_final(
                     };
                 };
                 if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
+                    // Recorded by an earlier run, not listed now, in place after all: the
+                    // list missed it, and the record stands (with its settings PUT if
+                    // asked).
+                    if let Some(status) = row.recorded_done
+                        && !row.maybe_created
+                        && sender.on_exists != OnExists::Update
+                    {
+                        return Verdict::new(status, "", FOUND_AFTER_ALL);
+                    }
                     match (sender.on_exists, row.maybe_created) {
                         // The PUT makes the row's settings true whoever created it.
                         (OnExists::Update, _) => {

@@ -242,7 +242,13 @@ impl Client {
                 Ok(body) => body,
                 Err(e) => return Err(no_answer(e)),
             };
-            let refusal = classify(Verb::Post, status, &body, retry_after);
+            // The key goes before anything is cut from the body (see `send`).
+            let mut body = body;
+            if body.len() == MAX_BODY {
+                body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
+            }
+            let body = redact(&String::from_utf8_lossy(&body), &self.key);
+            let refusal = classify(Verb::Post, status, body.as_bytes(), retry_after);
             answer.code = refusal
                 .code
                 .map(|code| clean_code(&code, status, &self.key));
@@ -368,7 +374,21 @@ pub fn clean(text: &str, key: &ApiKey) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    redact(&text, key)
+    defang(&redact(&text, key))
+}
+
+/// Server text without the words our own notes are read back by (that an earlier
+/// attempt may have created the workspace, that the list did not show it...): a server
+/// that wrote them into its message would make the next run, or a rollback, believe
+/// them. Each becomes the same words joined by `_`, still readable.
+fn defang(text: &str) -> String {
+    let mut text = text.to_owned();
+    for words in crate::record::READ_BACK {
+        if text.contains(words) {
+            text = text.replace(words, &words.replace(' ', "_"));
+        }
+    }
+    text
 }
 
 /// `text` without the key: as it is, or percent-encoded in a URL (hex in either case, a
@@ -392,9 +412,17 @@ fn redact(text: &str, key: &ApiKey) -> String {
     };
     // Servers print keys in another case too (a UUID in lower case, a header echoed
     // lower-cased): letters match whatever their case.
-    let mut text = replace_any_case(text, key);
+    // A key too short to be a real one would match inside ordinary words in any case.
+    let replace = |text: &str, needle: &str| {
+        if key.len() >= 8 {
+            replace_any_case(text, needle)
+        } else {
+            text.replace(needle, "<redacted>")
+        }
+    };
+    let mut text = replace(text, key);
     for (upper, plus) in [(true, false), (false, false), (true, true), (false, true)] {
-        text = replace_any_case(&text, &encode(upper, plus));
+        text = replace(&text, &encode(upper, plus));
     }
     text
 }
@@ -638,6 +666,11 @@ mod tests {
         let spaced = ApiKey::new("can ary");
         assert_eq!(clean_code("can ary", 401, &spaced), "redacted");
         assert_eq!(clean("a can%20ary b", &spaced), "a <redacted> b");
+        assert_eq!(
+            clean("taken (it was not listed before the run)", &key),
+            "taken (it_was_not_listed_before_the_run)",
+            "a server cannot write our notes"
+        );
         let uuid = ApiKey::new("9F3A6C1E-Key");
         assert_eq!(
             clean(

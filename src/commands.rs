@@ -539,7 +539,7 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
             | StopReason::Unreachable,
         ) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
-        None if how.planning && report.listed.is_none() => {
+        None if how.planning && report.listed.workspaces.is_none() => {
             tracing::error!(
                 "the plan is incomplete: the workspaces that exist could not be listed, so its rows say only what is valid"
             );
@@ -553,10 +553,8 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     summary.stopped = report.stopped.map(StopReason::code);
     summary.exit_code = exit as u8;
     summary.unrecorded = report.unrecorded;
-    if let Some((workspaces, requests)) = report.listed {
-        summary.listed_workspaces = Some(workspaces);
-        summary.list_requests = requests;
-    }
+    summary.listed_workspaces = report.listed.workspaces;
+    summary.list_requests = report.listed.requests;
     if let (Output::File(path), true, None, false) = (
         &output,
         report.tally.unsuccessful() > 0,

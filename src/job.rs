@@ -173,8 +173,17 @@ pub struct JobReport {
     pub unrecorded: u64,
     /// 429s, pauses, the limit the API announced.
     pub pacing: PacingReport,
-    /// Workspaces the preflight listed, and the list requests that took, if it listed them.
-    pub listed: Option<(u64, u64)>,
+    /// What the preflight's list came to.
+    pub listed: Listed,
+}
+
+/// What the preflight's list came to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listed {
+    /// Workspaces listed; `None` without a list (not asked for, or failed).
+    pub workspaces: Option<u64>,
+    /// List requests sent (more than one after a failure or a 429).
+    pub requests: u64,
 }
 
 /// Why a job could not run or finish.
@@ -478,10 +487,10 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     {
         let _ = shared.listing.set(listing);
     }
-    let listed = shared
-        .listing
-        .get()
-        .map(|l| (l.len() as u64, list_requests));
+    let listed = Listed {
+        workspaces: shared.listing.get().map(|l| l.len() as u64),
+        requests: list_requests,
+    };
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx).await;
     drop(rows_rx);
     ctrl_c.abort();

@@ -59,7 +59,8 @@ impl Operation {
     /// that begins "delete: "), which then gets `run: ` before it.
     pub fn marker_for(self, message: &str) -> &'static str {
         match self {
-            Operation::Create if Operation::strip_marker(message).0.is_some() => "run: ",
+            // As it is read back: trimmed (Unicode whitespace, which `clean` leaves).
+            Operation::Create if Operation::strip_marker(message.trim()).0.is_some() => "run: ",
             operation => operation.marker(),
         }
     }

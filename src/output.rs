@@ -16,7 +16,7 @@ pub const RESCUED: &str = ".dbprov-rescued-";
 pub enum OutputError {
     /// Another process holds the lock.
     #[error(
-        "{path} is in use by another dbprov process ({holder}): one results file has one writer. Wait for it to end, or give another -o"
+        "{path} is in use by another dbprov process ({holder}): a job writing it, or one reading it (a rollback, a retry -o). Wait for it to end, or give another -o"
     )]
     Locked {
         /// The results file.

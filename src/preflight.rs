@@ -111,12 +111,21 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
     let deadline = tokio::time::Instant::now() + LIST_BUDGET;
     loop {
         let ticket = shared.permit().await.map_err(|_| Failed::Stopped)?;
+        // No try runs past the budget: the last one gets what is left of it.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left < std::time::Duration::from_secs(1) {
+            shared.pacer().release(ticket);
+            return Err(Failed::Because(format!(
+                "no list within {}",
+                humantime::format_duration(LIST_BUDGET)
+            )));
+        }
         *requests += 1;
         // A GET is safe to abandon: Ctrl-C does not wait for a long list.
         let listed = tokio::select! {
             biased;
             _ = shared.until_stopped() => return Err(Failed::Stopped),
-            listed = sender.client.list(page, timeout) => listed,
+            listed = sender.client.list(page, timeout.min(left)) => listed,
         };
         let seen = match &listed {
             Ok(Listed::Names(_, answer) | Listed::Refused(answer)) => Some(Seen::Answer {

@@ -41,6 +41,10 @@ pub const NOT_CONNECTED: &str = "could not connect, nothing was sent";
 /// listed knows the run created it.
 pub const NOT_LISTED: &str = "it was not listed before the run";
 
+/// The words a results row is read back by. Server text never holds them (see
+/// `client::clean`): only our notes do.
+pub const READ_BACK: [&str; 4] = [MAY_EXIST, MAY_BE_DELETED, NOT_LISTED, NOT_CONNECTED];
+
 /// The code of a row whose name an earlier row of the same input already has.
 pub const DUPLICATE_IN_INPUT: &str = "DUPLICATE_IN_INPUT";
 

@@ -305,15 +305,21 @@ impl Summary {
                 ms(self.latency_ms.p99),
             );
         }
-        if let Some(listed) = self.listed_workspaces {
-            let requests = match self.list_requests {
-                1 => "one list request".to_owned(),
-                n => format!("{n} list requests"),
-            };
-            let _ = writeln!(
-                text,
-                "  preflight: {requests}; {listed} workspaces existed before the run"
-            );
+        let requests = match self.list_requests {
+            1 => "one list request".to_owned(),
+            n => format!("{n} list requests"),
+        };
+        match self.listed_workspaces {
+            Some(listed) => {
+                let _ = writeln!(
+                    text,
+                    "  preflight: {requests}; {listed} workspaces existed before the run"
+                );
+            }
+            None if self.list_requests > 0 => {
+                let _ = writeln!(text, "  preflight: {requests}; the list failed");
+            }
+            None => {}
         }
         if self.responses_429 > 0 || self.announced_limit.is_some() {
             let announced = match &self.announced_limit {

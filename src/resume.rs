@@ -62,7 +62,8 @@ pub struct PriorResults {
     pub elsewhere: (u64, String),
     /// What the rows say of the operation that wrote them.
     pub written_by: OperationsSeen,
-    /// The latest `_finished_at` of a row recorded `created` on the target; empty if none.
+    /// The latest `_finished_at` of a row a rollback would delete (recorded `created` on
+    /// the target, or possibly created by a lost answer); empty if none.
     pub newest_created_at: String,
     /// The earliest `_finished_at` of a row that is done (its workspace in place, or gone
     /// as a delete asked); empty if none.
@@ -127,16 +128,6 @@ impl PriorResults {
                 }
             }
             let finished_at = columns.finished_at(&record);
-            match columns.status(&record) {
-                Some(Status::Created)
-                    if !recorded.is_empty()
-                        && same_target(recorded, target)
-                        && *finished_at > *prior.newest_created_at =>
-                {
-                    prior.newest_created_at = finished_at.to_owned();
-                }
-                _ => {}
-            }
             if columns.status(&record).is_some_and(Status::is_done)
                 && !finished_at.is_empty()
                 && (prior.oldest_done_at.is_empty() || *finished_at < *prior.oldest_done_at)
@@ -159,6 +150,11 @@ impl PriorResults {
                 && latest.absent_before
                 && !recorded.is_empty()
                 && same_target(recorded, target);
+            // Whatever a rollback would delete for this row: `created`, or what a lost
+            // answer may have created.
+            if latest.created && *finished_at > *prior.newest_created_at {
+                prior.newest_created_at = finished_at.to_owned();
+            }
             prior.latest.insert(key, latest.pack());
         }
         Ok(Some(prior))

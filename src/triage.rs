@@ -82,9 +82,22 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     let earlier_priors = if duplicate || vanished {
         [None, None]
     } else {
-        [logged, earlier.map(|e| e.prior)]
+        [logged, earlier.as_ref().map(|e| e.prior)]
     };
     let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
+    // What an earlier run recorded of a workspace the list no longer shows: if its POST
+    // finds it in place after all (a list that lags, or misses names), that record stands.
+    let recorded_done = [logged, earlier.as_ref().map(|e| e.prior)]
+        .into_iter()
+        .flatten()
+        .find(|p| vanished && p.success)
+        .map(|p| {
+            if p.created {
+                Status::Created
+            } else {
+                Status::Exists
+            }
+        });
     let mut row = Carried {
         row,
         name,
@@ -92,6 +105,7 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         maybe_created,
         absent_before: before == Before::NotListed
             || earlier_priors.iter().flatten().any(|p| p.absent_before),
+        recorded_done,
     };
     let request = match request {
         Err(error) => {
@@ -180,6 +194,9 @@ pub(crate) struct Carried {
     /// A preflight list, of this run or of the one that first sent the row, did not show
     /// the name: if it exists now, a run of ours created it.
     pub(crate) absent_before: bool,
+    /// An earlier run recorded the row done (`created`, or in place), but the list does
+    /// not show it now: sent again, and if it is there after all, that record stands.
+    pub(crate) recorded_done: Option<Status>,
 }
 
 /// The outcome of a row that was never sent.

@@ -224,7 +224,11 @@ struct HostileState {
     /// The list pages itself whatever it is asked: ten names a page.
     pages_only: bool,
     /// Names the list never shows (it is scoped narrower than uniqueness).
-    unlisted: std::collections::BTreeSet<String>,
+    unlisted: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// What a POST of a name that exists is told (else "taken").
+    taken_saying: Option<&'static str>,
+    /// A list answered 502 with a long page that ends by echoing this (the key).
+    list_502_echoing: Option<String>,
     /// The first PUT of a name is applied, then answered too late (a lost answer).
     slow_first_put: bool,
     /// The first POST of a name is applied, then answered 500 with this message.
@@ -298,13 +302,21 @@ impl HostileState {
                     .insert("retry-after", axum::http::HeaderValue::from_static("1"));
                 answer
             }
+            "GET" if self.list_502_echoing.is_some() => {
+                let page = format!(
+                    "<html><body>Bad gateway {} Authorization: Bearer {}</body></html>",
+                    "x".repeat(118),
+                    self.list_502_echoing.as_deref().unwrap_or_default()
+                );
+                (axum::http::StatusCode::BAD_GATEWAY, page).into_response()
+            }
             "GET" => {
                 let listed: Vec<String> = self
                     .existing
                     .lock()
                     .unwrap()
                     .iter()
-                    .filter(|n| !self.unlisted.contains(*n))
+                    .filter(|n| !self.unlisted.lock().unwrap().contains(*n))
                     .cloned()
                     .collect();
                 let paged =
@@ -328,7 +340,7 @@ impl HostileState {
                 if !self.existing.lock().unwrap().insert(name.clone()) {
                     return json(
                         400,
-                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_NAME_ALREADY_EXISTS", "message": "taken"}}),
+                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_NAME_ALREADY_EXISTS", "message": self.taken_saying.unwrap_or("taken")}}),
                     );
                 }
                 if let (Some(message), 0) = (self.post_500_saying, earlier) {
@@ -357,6 +369,21 @@ impl HostileState {
                     200,
                     serde_json::json!({"data": {"name": name}, "error": null}),
                 )
+            }
+            "DELETE" => {
+                let name = query.get("name").cloned().unwrap_or_default();
+                self.log.lock().unwrap().last_mut().unwrap().1 = name.clone();
+                if self.existing.lock().unwrap().remove(&name) {
+                    json(
+                        200,
+                        serde_json::json!({"data": {"id": name, "message": "Workspace deleted successfully"}, "error": null}),
+                    )
+                } else {
+                    json(
+                        400,
+                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_DOES_NOT_EXIST", "message": "no"}}),
+                    )
+                }
             }
             _ => json(
                 405,
@@ -416,7 +443,7 @@ async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
     // is applied and answered too late, its second answered.
     let hostile = Hostile::start(HostileState {
         existing: std::sync::Mutex::new(["t-0001".to_owned()].into()),
-        unlisted: ["t-0001".to_owned()].into(),
+        unlisted: std::sync::Mutex::new(["t-0001".to_owned()].into()),
         slow_first_put: true,
         ..HostileState::default()
     })
@@ -744,4 +771,92 @@ async fn readers_share_a_results_file() {
     let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(resumed.exit, 2, "{}", resumed.stderr);
     drop(other);
+}
+
+#[tokio::test]
+async fn a_failed_list_never_shows_a_part_of_the_key() {
+    let key = "9f3a6c1e-4b2d-4e8f-a1b2-c3d4e5f60718";
+    let hostile = Hostile::start(HostileState {
+        list_502_echoing: Some(key.to_owned()),
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let key_file = dir.write("key", &format!("{key}\n"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut args = job_args_to(&hostile.url, &key_file, &dir, "r.csv");
+    args.retain(|a| a != "--no-preflight");
+    args.extend(["--max-attempts", "2", "-v"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("preflight"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&key[..12]), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_server_cannot_write_the_notes_a_rollback_reads() {
+    let hostile = Hostile::start(HostileState {
+        existing: std::sync::Mutex::new(["t-0001".to_owned(), "t-0002".to_owned()].into()),
+        taken_saying: Some(
+            "taken (it was not listed before the run) an earlier attempt got no clear answer: the workspace may exist",
+        ),
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    args.extend(["--no-preflight", "--on-exists", "fail"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(
+        undo.stderr.contains("nothing to roll back"),
+        "{}",
+        undo.stderr
+    );
+    assert!(!hostile.log().iter().any(|(m, _)| m == "DELETE"));
+}
+
+#[tokio::test]
+async fn a_name_the_list_misses_keeps_the_record_that_it_was_created() {
+    let hostile = Hostile::start(HostileState::default()).await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let args = hostile_args(&hostile, &dir, "r.csv");
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    // The list lags: it misses one of the workspaces the run created.
+    hostile
+        .state
+        .unlisted
+        .lock()
+        .unwrap()
+        .insert("t-0001".to_owned());
+    for extra in [
+        &[][..],
+        &["--on-exists", "fail"][..],
+        &["--on-exists", "update"][..],
+    ] {
+        let mut again = args.clone();
+        again.extend(extra.iter().map(|s| s.to_string()));
+        again.push("--resume".into());
+        let rerun = dbprov_with(&["run", &input], &again).await;
+        assert_eq!(rerun.exit, 0, "{extra:?}: {}", rerun.stderr);
+        let (_, rows) = dir.results("r.csv");
+        assert!(
+            rows.iter().all(|r| r["_status"] == "created"),
+            "{extra:?}: {rows:?}"
+        );
+    }
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    let deletes = hostile.log().iter().filter(|(m, _)| m == "DELETE").count();
+    assert_eq!(deletes, 3, "all three, the missed one too");
 }
