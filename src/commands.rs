@@ -264,10 +264,14 @@ async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
     if created == 0 {
         let (elsewhere, other) = &source.elsewhere;
         anyhow::ensure!(
+            *elsewhere == 0 || other != "sandbox",
+            "{} records no workspace created on {on}; {elsewhere} of its rows were recorded against an in-process sandbox (run --sandbox), which went with its process: there is nothing left to roll back",
+            args.results
+        );
+        anyhow::ensure!(
             *elsewhere == 0,
-            "{} records no workspace created on {}; {elsewhere} of its rows were recorded against {other}: give --base-url {other} (or --sandbox for `sandbox`) to roll those back",
-            args.results,
-            on
+            "{} records no workspace created on {on}; {elsewhere} of its rows were recorded against {other}: give --base-url {other} to roll those back",
+            args.results
         );
         eprintln!(
             "dbprov: {} records no workspace created on {on}: nothing to roll back",
@@ -413,6 +417,7 @@ async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyhow::Result<E
     } = target;
     let use_sandbox = sandbox.is_some();
     let planning = matches!(mode, Mode::Plan(_));
+    let failure_limit = failure_limit(args, rows.total)?;
     let progress = report::start_progress(args.progress, rows.total);
     // Without a drawn bar, the progress figures go to the log every 10 s.
     let progress_every = progress.is_hidden().then_some(Duration::from_secs(10));
@@ -426,7 +431,7 @@ async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyhow::Result<E
         operation: rows.operation,
         preflight: rows.preflight,
         shard: args.shard.unwrap_or(Shard::ALL),
-        max_failures: failure_limit(args, rows.total)?,
+        max_failures: failure_limit,
         progress,
         progress_every,
     };
@@ -434,6 +439,7 @@ async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyhow::Result<E
         use_sandbox,
         planning,
         no_preflight: rows.operation == Operation::Create && !rows.preflight,
+        failure_limit,
     };
     let exit = finish(job, rows.output, args, how).await;
     drop(sandbox);
@@ -523,6 +529,8 @@ struct How {
     planning: bool,
     /// A run's rows did not list the workspaces first: `--no-preflight`.
     no_preflight: bool,
+    /// `--max-failures`, in rows.
+    failure_limit: Option<u64>,
 }
 
 /// Runs the job, prints the summary (and writes it as JSON), and tells the exit code.
@@ -651,10 +659,14 @@ fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
     if let Some(shard) = args.shard {
         flag("--shard", format!("{}/{}", shard.index, shard.count));
     }
-    match args.max_failures {
-        Some(MaxFailures::Count(n)) => flag("--max-failures", n.to_string()),
-        Some(MaxFailures::Percent(share)) => flag("--max-failures", format!("{share}%")),
-        None => {}
+    match (args.max_failures, how.failure_limit) {
+        (Some(MaxFailures::Count(n)), _) => flag("--max-failures", n.to_string()),
+        // A retry of one shard cannot count its rows beforehand: the share, as rows.
+        (Some(MaxFailures::Percent(_)), Some(limit)) if args.shard.is_some() => {
+            flag("--max-failures", limit.to_string())
+        }
+        (Some(MaxFailures::Percent(share)), _) => flag("--max-failures", format!("{share}%")),
+        (None, _) => {}
     }
     if how.no_preflight {
         flag("--no-preflight", String::new());

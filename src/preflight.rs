@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -11,17 +12,39 @@ use crate::job::{Mode, Shared, StopReason};
 use crate::pacing::{Next, Seen};
 use crate::retry::is_retryable_status;
 
-/// The names of every workspace that existed when the run began. Only the names are
-/// kept, whatever else the list carries.
-#[derive(Debug, Default)]
+/// The names of every workspace that existed when the run began, as 128-bit keyed
+/// hashes: some 30 bytes a workspace rather than the name itself (an organisation of a
+/// million workspaces fits in tens of megabytes). A name taken for listed by chance (two
+/// hashes alike) is about one in 10^26 for a run of a million rows against a million
+/// workspaces.
+#[derive(Debug)]
 pub struct Listing {
-    names: HashSet<Box<str>>,
+    names: HashSet<u128>,
+    keys: (RandomState, RandomState),
+}
+
+impl Default for Listing {
+    fn default() -> Listing {
+        Listing {
+            names: HashSet::new(),
+            keys: (RandomState::new(), RandomState::new()),
+        }
+    }
 }
 
 impl Listing {
+    fn key(&self, name: &str) -> u128 {
+        (u128::from(self.keys.0.hash_one(name)) << 64) | u128::from(self.keys.1.hash_one(name))
+    }
+
+    fn insert(&mut self, name: &str) {
+        let key = self.key(name);
+        self.names.insert(key);
+    }
+
     /// Whether a workspace of this exact name was listed.
     pub fn contains(&self, name: &str) -> bool {
-        self.names.contains(name)
+        self.names.contains(&self.key(name))
     }
 
     /// How many workspaces were listed.
@@ -37,9 +60,11 @@ impl Listing {
 
 impl FromIterator<String> for Listing {
     fn from_iter<I: IntoIterator<Item = String>>(names: I) -> Listing {
-        Listing {
-            names: names.into_iter().map(String::into_boxed_str).collect(),
+        let mut listing = Listing::default();
+        for name in names {
+            listing.insert(&name);
         }
+        listing
     }
 }
 
@@ -229,11 +254,11 @@ impl<'de> Visitor<'de> for ListingVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listing, A::Error> {
-        let mut names = HashSet::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+        let mut listing = Listing::default();
         while let Some(Named(name)) = seq.next_element()? {
-            names.insert(name.into_boxed_str());
+            listing.insert(&name);
         }
-        Ok(Listing { names })
+        Ok(listing)
     }
 }
 

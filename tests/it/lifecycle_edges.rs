@@ -860,3 +860,42 @@ async fn a_name_the_list_misses_keeps_the_record_that_it_was_created() {
     let deletes = hostile.log().iter().filter(|(m, _)| m == "DELETE").count();
     assert_eq!(deletes, 3, "all three, the missed one too");
 }
+
+#[tokio::test]
+async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
+    let sandbox = holding(&[]).await;
+    let dir = JobDir::new();
+    let mut csv = crate::common::tenants("t", 20);
+    for i in 0..20 {
+        csv.push_str(&format!("bad-{i},DATASOURCE,no-such-source,\n"));
+    }
+    let input = dir.write("t.csv", &csv);
+    let mut args = job_args(&sandbox, &dir, "r.csv");
+    let summary = dir.path("s.json");
+    args.extend(
+        [
+            "--shard",
+            "0/2",
+            "--max-failures",
+            "90%",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ]
+        .map(str::to_owned),
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let command = summary["retry_command"].as_str().unwrap().to_owned();
+    assert!(!command.contains('%'), "{command}");
+    // And the command works as printed.
+    let words: Vec<String> = command
+        .split(' ')
+        .skip(1)
+        .map(|w| w.trim_matches('\'').to_owned())
+        .collect();
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let retry = crate::common::dbprov(&refs).await;
+    assert_eq!(retry.exit, 1, "{}", retry.stderr);
+}
