@@ -28,6 +28,7 @@ pub mod workspace;
 
 mod commands;
 mod guard;
+mod rollback;
 mod target;
 
 pub use commands::{Exit, run};
