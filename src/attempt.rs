@@ -194,8 +194,14 @@ async fn attempt_until_final(
                 }
                 let Some(code) = answer.code else {
                     let creating = shared.operation == Operation::Create;
-                    if verb == Verb::Put && row.recorded_done == Some(Status::Created) {
-                        return Verdict::new(Status::Created, "", FOUND_AFTER_ALL);
+                    match (verb, row.recorded_done) {
+                        (Verb::Put, Some(Status::Created)) => {
+                            return Verdict::new(Status::Created, "", FOUND_AFTER_ALL);
+                        }
+                        (Verb::Put, Some(_)) => {
+                            return Verdict::new(Status::Updated, "", FOUND_AFTER_ALL);
+                        }
+                        _ => {}
                     }
                     return match (verb, creating && row.maybe_created, row.absent_before) {
                         (Verb::Post, ..) => Verdict::new(Status::Created, "", ""),
@@ -224,8 +230,9 @@ async fn attempt_until_final(
                     // Recorded by an earlier run, not listed now, in place after all: the
                     // list missed it, and the record stands (with its settings PUT if
                     // asked).
+                    // A lost answer of this re-send changes nothing: created stays ours,
+                    // and what was there before stays not ours.
                     if let Some(status) = row.recorded_done
-                        && !row.maybe_created
                         && sender.on_exists != OnExists::Update
                     {
                         return Verdict::new(status, "", FOUND_AFTER_ALL);

@@ -19,6 +19,8 @@ use crate::retry::is_retryable_status;
 pub struct Listing {
     /// Sorted, without repeats, once the list is read.
     names: Vec<u128>,
+    /// Entries in the answer, repeats included: a page is ten entries.
+    entries: usize,
     keys: (RandomState, RandomState),
 }
 
@@ -26,6 +28,7 @@ impl Default for Listing {
     fn default() -> Listing {
         Listing {
             names: Vec::new(),
+            entries: 0,
             keys: (RandomState::new(), RandomState::new()),
         }
     }
@@ -43,6 +46,7 @@ impl Listing {
 
     /// Sorts what was pushed, for [`Listing::contains`].
     fn finish(mut self) -> Listing {
+        self.entries = self.names.len();
         self.names.sort_unstable();
         self.names.dedup();
         self.names.shrink_to_fit();
@@ -95,7 +99,7 @@ pub(crate) async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing>
     let failure = match fetch(shared, None, requests).await {
         Err(Failed::Stopped) => return None,
         Err(Failed::Because(why)) => why,
-        Ok(listing) if listing.len() == PAGE => match fetch(shared, Some(2), requests).await {
+        Ok(listing) if listing.entries == PAGE => match fetch(shared, Some(2), requests).await {
             Err(Failed::Stopped) => return None,
             // A whole list of ten has an empty second page. One that is not empty (even
             // one that repeats the first: an API that ignores the page asked for) says the

@@ -102,9 +102,14 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         row,
         name,
         cells,
-        maybe_created,
-        absent_before: before == Before::NotListed
-            || earlier_priors.iter().flatten().any(|p| p.absent_before),
+        // A workspace an earlier run recorded created, sent again because the list does
+        // not show it, is ours wherever it turns up: as for a lost answer, a row that does
+        // not end done says so (read back by the next run, and by a rollback).
+        maybe_created: maybe_created || recorded_done == Some(Status::Created),
+        // One the record says was there (exists, updated) was there before: never ours.
+        absent_before: recorded_done != Some(Status::Exists)
+            && (before == Before::NotListed
+                || earlier_priors.iter().flatten().any(|p| p.absent_before)),
         recorded_done,
     };
     let request = match request {

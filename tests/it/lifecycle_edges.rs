@@ -229,6 +229,10 @@ struct HostileState {
     taken_saying: Option<&'static str>,
     /// A list answered 502 with a long page that ends by echoing this (the key).
     list_502_echoing: Option<String>,
+    /// The next POST of each of these names is answered too late, and does nothing.
+    slow_next_post: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// POSTs of these names are refused, 400 INVALID_DATASOURCE_NAME.
+    refused: std::collections::BTreeSet<String>,
     /// The first PUT of a name is applied, then answered too late (a lost answer).
     slow_first_put: bool,
     /// The first POST of a name is applied, then answered 500 with this message.
@@ -337,6 +341,16 @@ impl HostileState {
                 json(200, serde_json::json!({"data": data, "error": null}))
             }
             "POST" => {
+                if self.slow_next_post.lock().unwrap().remove(&name) {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    return json(500, serde_json::json!({"data": null, "error": null}));
+                }
+                if self.refused.contains(&name) {
+                    return json(
+                        400,
+                        serde_json::json!({"data": null, "error": {"code": "INVALID_DATASOURCE_NAME", "message": "no such datasource"}}),
+                    );
+                }
                 if !self.existing.lock().unwrap().insert(name.clone()) {
                     return json(
                         400,
@@ -898,4 +912,92 @@ async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     let retry = crate::common::dbprov(&refs).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
+}
+
+#[tokio::test]
+async fn a_record_the_list_misses_stands_through_a_lost_answer_of_its_resend() {
+    // t-0002 is there before the job; the job creates t-0001 and t-0003.
+    let hostile = Hostile::start(HostileState {
+        existing: std::sync::Mutex::new(["t-0002".to_owned()].into()),
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    args.extend(["--timeout", "1s"].map(str::to_owned));
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    // The list misses two of them, and their re-sent POSTs get no answer in time.
+    for name in ["t-0001", "t-0002"] {
+        hostile
+            .state
+            .unlisted
+            .lock()
+            .unwrap()
+            .insert(name.to_owned());
+        hostile
+            .state
+            .slow_next_post
+            .lock()
+            .unwrap()
+            .insert(name.to_owned());
+    }
+    let mut again = args.clone();
+    again.push("--resume".into());
+    let rerun = dbprov_with(&["run", &input], &again).await;
+    assert_eq!(rerun.exit, 0, "{}", rerun.stderr);
+    let (_, rows) = dir.results("r.csv");
+    let got = statuses(&rows);
+    assert_eq!(
+        (&*got["t-0001"], &*got["t-0002"], &*got["t-0003"]),
+        ("created", "exists", "created"),
+        "{rows:?}"
+    );
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert_eq!(
+        *hostile.state.existing.lock().unwrap(),
+        ["t-0002".to_owned()].into(),
+        "only what was there before is left"
+    );
+}
+
+#[tokio::test]
+async fn a_created_record_outlives_a_resend_that_does_not_finish() {
+    let hostile = Hostile::start(HostileState {
+        refused: ["a-bad".to_owned()].into(),
+        ..HostileState::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write(
+        "t.csv",
+        "name,connectionType,datasourceName\na-bad,DATASOURCE,x\nb-good,DATASOURCE,x\n",
+    );
+    let mut args = hostile_args(&hostile, &dir, "r.csv");
+    args.extend(["--concurrency", "1"].map(str::to_owned));
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 1);
+    // The list misses b-good; the resend is never made (the job stops at the first
+    // failure).
+    hostile
+        .state
+        .unlisted
+        .lock()
+        .unwrap()
+        .insert("b-good".to_owned());
+    let mut stopping = args.clone();
+    stopping.extend(["--resume", "--max-failures", "0"].map(str::to_owned));
+    assert_eq!(dbprov_with(&["run", &input], &stopping).await.exit, 3);
+    // The list shows it again: still ours, so still created, and rolled back.
+    hostile.state.unlisted.lock().unwrap().clear();
+    let mut again = args.clone();
+    again.push("--resume".into());
+    assert_eq!(dbprov_with(&["run", &input], &again).await.exit, 1);
+    let (_, rows) = dir.results("r.csv");
+    assert_eq!(statuses(&rows)["b-good"], "created", "{rows:?}");
+    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(hostile.state.existing.lock().unwrap().is_empty());
 }
