@@ -20,6 +20,11 @@ use crate::triage::Carried;
 const FOUND_AFTER_ALL: &str =
     "recorded so by an earlier run; not in the list before this run, but in place";
 
+/// The same after an attempt of this run got no clear answer. Whether that attempt made
+/// it (the list was right) or it was there all along (the list missed it), nobody can
+/// tell; the record stands, and a rollback never deletes what may not be the job's.
+const FOUND_AFTER_A_LOST_ANSWER: &str = "recorded so by an earlier run; not in the list before this run; there after an attempt that got no clear answer, which may have made it";
+
 /// Sends one row, beginning with `verb`, until it has a final outcome.
 pub async fn provision(
     shared: &Shared,
@@ -235,7 +240,12 @@ async fn attempt_until_final(
                     if let Some(status) = row.recorded_done
                         && sender.on_exists != OnExists::Update
                     {
-                        return Verdict::new(status, "", FOUND_AFTER_ALL);
+                        let message = if row.maybe_created && status == Status::Exists {
+                            FOUND_AFTER_A_LOST_ANSWER
+                        } else {
+                            FOUND_AFTER_ALL
+                        };
+                        return Verdict::new(status, "", message);
                     }
                     match (sender.on_exists, row.maybe_created) {
                         // The PUT makes the row's settings true whoever created it.

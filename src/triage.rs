@@ -90,7 +90,7 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     let recorded_done = [logged, earlier.as_ref().map(|e| e.prior)]
         .into_iter()
         .flatten()
-        .find(|p| vanished && p.success)
+        .find(|p| vanished && !duplicate && p.success)
         .map(|p| {
             if p.created {
                 Status::Created
@@ -102,10 +102,7 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         row,
         name,
         cells,
-        // A workspace an earlier run recorded created, sent again because the list does
-        // not show it, is ours wherever it turns up: as for a lost answer, a row that does
-        // not end done says so (read back by the next run, and by a rollback).
-        maybe_created: maybe_created || recorded_done == Some(Status::Created),
+        maybe_created,
         // One the record says was there (exists, updated) was there before: never ours.
         absent_before: recorded_done != Some(Status::Exists)
             && (before == Before::NotListed
