@@ -157,24 +157,11 @@ impl Client {
         let retry_after = header(RETRY_AFTER).as_deref().and_then(parse_retry_after);
         let location = header(LOCATION);
         let announced = announced::parse(response.headers(), SystemTime::now());
-        let body = match read_body(response, MAX_BODY).await {
-            Ok(body) => body,
-            Err(e) => return Err(no_answer(e)),
-        };
-        // The key goes before anything is cut from the body, so no part of it survives; a
-        // body cut at the limit loses a key's length more, which may hold the key's start.
-        let mut body = body;
-        if body.len() == MAX_BODY {
-            body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
-        }
-        let body = redact(&String::from_utf8_lossy(&body), &self.key);
+        let body = self.redacted_body(response).await?;
         let mut answer = classify(verb, status, body.as_bytes(), retry_after);
         answer.announced = announced;
         if (300..400).contains(&status) {
-            let to = location
-                .as_deref()
-                .unwrap_or("nowhere (no Location header)");
-            answer.message = format!("redirected to {to}; redirects are not followed");
+            answer.message = redirected(location.as_deref());
         }
         // A delete's success names no workspace (its `data` has an id and a message).
         if answer.code.is_none() && verb != Verb::Delete && answer.name.as_deref() != Some(name) {
@@ -238,25 +225,15 @@ impl Client {
             announced,
         };
         if !(200..300).contains(&status) {
-            let body = match read_body(response, MAX_BODY).await {
-                Ok(body) => body,
-                Err(e) => return Err(no_answer(e)),
-            };
-            // The key goes before anything is cut from the body (see `send`).
-            let mut body = body;
-            if body.len() == MAX_BODY {
-                body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
-            }
-            let body = redact(&String::from_utf8_lossy(&body), &self.key);
+            let body = self.redacted_body(response).await?;
             let refusal = classify(Verb::Post, status, body.as_bytes(), retry_after);
             answer.code = refusal
                 .code
                 .map(|code| clean_code(&code, status, &self.key));
-            answer.message = match location {
-                Some(to) if (300..400).contains(&status) => {
-                    format!("redirected to {to}; redirects are not followed")
-                }
-                _ => refusal.message,
+            answer.message = if (300..400).contains(&status) {
+                redirected(location.as_deref())
+            } else {
+                refusal.message
             };
             answer.message = clean(&answer.message, &self.key);
             return Ok(Listed::Refused(answer));
@@ -342,6 +319,25 @@ impl std::io::Read for ChunkReader {
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
     }
+}
+
+impl Client {
+    /// An answer's body, up to [`MAX_BODY`], without the key. The key goes before anything
+    /// is cut from the body, so no part of it survives; a body cut at the limit loses a
+    /// key's length more, which may hold the key's start.
+    async fn redacted_body(&self, response: reqwest::Response) -> Result<String, NoAnswer> {
+        let mut body = read_body(response, MAX_BODY).await.map_err(no_answer)?;
+        if body.len() == MAX_BODY {
+            body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
+        }
+        Ok(redact(&String::from_utf8_lossy(&body), &self.key))
+    }
+}
+
+/// The message of a redirect, which is never followed.
+fn redirected(location: Option<&str>) -> String {
+    let to = location.unwrap_or("nowhere (no Location header)");
+    format!("redirected to {to}; redirects are not followed")
 }
 
 /// A list's answer: `{"data": [{"name": ...}, ...], "error": null}`.

@@ -69,16 +69,6 @@ impl Listing {
     }
 }
 
-impl FromIterator<String> for Listing {
-    fn from_iter<I: IntoIterator<Item = String>>(names: I) -> Listing {
-        let mut listing = Listing::default();
-        for name in names {
-            listing.push(&name);
-        }
-        listing.finish()
-    }
-}
-
 /// What a row's name was before the run, as far as the job knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Before {

@@ -79,15 +79,16 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     }
     // A second row of a name was never sent: what the first row's attempts left is not
     // its own; nor is what came before a workspace that has vanished since.
+    let priors = [logged, earlier.as_ref().map(|e| e.prior)];
     let earlier_priors = if duplicate || vanished {
         [None, None]
     } else {
-        [logged, earlier.as_ref().map(|e| e.prior)]
+        priors
     };
     let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
     // What an earlier run recorded of a workspace the list no longer shows: if its POST
     // finds it in place after all (a list that lags, or misses names), that record stands.
-    let recorded_done = [logged, earlier.as_ref().map(|e| e.prior)]
+    let recorded_done = priors
         .into_iter()
         .flatten()
         .find(|p| vanished && !duplicate && p.success)
