@@ -323,8 +323,13 @@ impl JobDir {
 
     /// Writes the key file for `sandbox`, readable by its owner only, and returns its path.
     pub fn key_file(&self, sandbox: &Sandbox) -> String {
+        self.private_key(&format!("{}\n", sandbox.api_key()))
+    }
+
+    /// Writes `key` to the key file, readable by its owner only, and returns its path.
+    pub fn private_key(&self, key: &str) -> String {
         use std::os::unix::fs::PermissionsExt;
-        let path = self.write("key", &format!("{}\n", sandbox.api_key()));
+        let path = self.write("key", key);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path
     }

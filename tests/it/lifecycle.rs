@@ -486,10 +486,7 @@ fn stub_answer(list: ListAnswer, method: Method, body: &[u8]) -> Response {
 
 /// A key file for the stub, readable by its owner only.
 fn stub_key(dir: &JobDir) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let key = dir.write("key", "stub-server-key-7d41\n");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    key
+    dir.private_key("stub-server-key-7d41\n")
 }
 
 #[tokio::test]

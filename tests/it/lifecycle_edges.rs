@@ -408,9 +408,7 @@ impl HostileState {
 }
 
 fn hostile_args(hostile: &Hostile, dir: &JobDir, output: &str) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let key = dir.write("key", "hostile-key-1\n");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = dir.private_key("hostile-key-1\n");
     let mut args = job_args_to(&hostile.url, &key, dir, output);
     args.retain(|a| a != "--no-preflight");
     args
@@ -611,11 +609,7 @@ async fn a_plan_refused_by_the_api_says_so_on_every_row() {
     let sandbox = holding(&[]).await;
     let dir = JobDir::new();
     let input = dir.write("t.csv", &crate::common::tenants("t", 3));
-    let wrong = dir.write("wrong-key", "not-the-key\n");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let wrong = dir.private_key("not-the-key\n");
     let args = job_args_to(&sandbox.url(), &wrong, &dir, "plan.csv");
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 3, "{}", plan.stderr);
@@ -797,11 +791,7 @@ async fn a_failed_list_never_shows_a_part_of_the_key() {
     .await;
     let dir = JobDir::new();
     let input = dir.write("t.csv", &crate::common::tenants("t", 2));
-    let key_file = dir.write("key", &format!("{key}\n"));
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let key_file = dir.private_key(&format!("{key}\n"));
     let mut args = job_args_to(&hostile.url, &key_file, &dir, "r.csv");
     args.retain(|a| a != "--no-preflight");
     args.extend(["--max-attempts", "2", "-v"].map(str::to_owned));
