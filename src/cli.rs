@@ -69,6 +69,24 @@ pub enum Command {
 pub struct ValidateArgs {
     /// The tenant CSV; `-` reads stdin.
     pub input: String,
+    /// How the CSV is written.
+    #[command(flatten)]
+    pub csv: CsvArgs,
+}
+
+/// How an input CSV is written: its delimiter and its encoding. Both are found out when not
+/// given.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct CsvArgs {
+    /// The input's field separator: `,` `;` or `tab`. Default: the one the header line
+    /// uses.
+    #[arg(long, value_name = "C", value_parser = crate::decode::parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The input's text encoding when it has no byte-order mark: `windows-1252` for
+    /// Excel's plain "CSV" on Windows, or another name (`latin1`, `utf-16le`, ...).
+    /// Default UTF-8. A file with a byte-order mark (UTF-8, UTF-16) is read by its mark.
+    #[arg(long, value_name = "NAME", value_parser = crate::decode::parse_encoding)]
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 /// `dbprov sandbox`.
@@ -166,6 +184,9 @@ pub struct PlanArgs {
     /// Plan against a local sandbox started in-process (empty: every row is new).
     #[arg(long)]
     pub sandbox: bool,
+    /// How the CSV is written.
+    #[command(flatten)]
+    pub csv: CsvArgs,
     /// The API, and what a taken name means.
     #[command(flatten)]
     pub job: JobArgs,
@@ -224,6 +245,9 @@ pub struct RowsArgs {
     /// be the only record of workspaces created).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// How the CSV is written.
+    #[command(flatten)]
+    pub csv: CsvArgs,
     /// How requests are sent and the job reported.
     #[command(flatten)]
     pub job: JobArgs,
@@ -327,6 +351,10 @@ pub struct JobArgs {
     /// every 10 s.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Write the results for a spreadsheet: a UTF-8 byte-order mark, CRLF line ends, and
+    /// `;` between fields if the input used `;`, so that Excel opens them right.
+    #[arg(long)]
+    pub excel: bool,
     /// Also write the end-of-job summary as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<std::path::PathBuf>,

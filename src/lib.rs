@@ -7,6 +7,7 @@ mod attempt;
 pub mod cli;
 pub mod client;
 pub mod csv_lines;
+pub mod decode;
 pub mod header;
 pub mod input;
 pub mod job;
