@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::cli::{
     Cli, Command, JobArgs, MaxFailures, PlanArgs, RetryArgs, RowsArgs, SandboxArgs, ValidateArgs,
 };
+use crate::decode::CsvFormat;
 use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering};
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Source, StopReason};
@@ -84,9 +85,10 @@ async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow::Result<Ex
         &target.name,
         Some(operation),
     )?;
-    let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
+    let format = CsvFormat::from(args.csv);
+    let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
     let rows = Rows {
-        source: Source::Csv(input),
+        source: Source::Csv(input, format),
         total,
         output,
         sink,
@@ -204,9 +206,10 @@ async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
         &target.name,
         Some(Operation::Create),
     )?;
-    let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
+    let format = CsvFormat::from(args.csv);
+    let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
     let rows = Rows {
-        source: Source::Csv(input),
+        source: Source::Csv(input, format),
         total,
         output,
         sink,
@@ -260,6 +263,7 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         max_failures: failure_limit,
         progress,
         progress_every,
+        excel: args.excel,
     };
     let how = How {
         use_sandbox,
@@ -276,12 +280,13 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
 /// `--max-failures P%`; a results file opened for nothing is removed if that fails.
 async fn count_rows(
     input: &Input,
+    format: CsvFormat,
     shard: Option<Shard>,
     sink: Sink,
 ) -> anyhow::Result<(Option<u64>, Sink)> {
     let (counting, shard) = (input.clone(), shard.unwrap_or(Shard::ALL));
     let total = tokio::task::spawn_blocking(move || {
-        input::count_rows(&counting, shard, signals::interrupted_flag())
+        input::count_rows(&counting, format, shard, signals::interrupted_flag())
     })
     .await
     .expect("counting rows does not panic");
@@ -298,7 +303,7 @@ async fn count_rows(
 async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
     let input = Input::from_arg(&args.input);
     let (rows, invalid) = tokio::task::spawn_blocking(move || {
-        let mut reader = InputReader::open(&input)?;
+        let mut reader = InputReader::open(&input, CsvFormat::from(args.csv))?;
         let mut stdout = std::io::stdout().lock();
         let (mut rows, mut invalid) = (0u64, 0u64);
         while let Some(row) = reader.next_row()? {

@@ -2,7 +2,8 @@
 //! line it opens: that one row is malformed, and the rows after it are read as rows, where
 //! a plain CSV reader would fold every line up to the next quote into one field.
 //!
-//! The parsing itself is `csv_core`'s; this only decides which lines make a record.
+//! The parsing itself is `csv_core`'s; this only decides which lines make a record, and
+//! which delimiter separates fields: the one given, else the one the first line uses.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -30,6 +31,8 @@ struct Line {
 pub struct CsvLines<R> {
     input: BufReader<R>,
     core: csv_core::Reader,
+    /// The field separator; `None` until the first line shows it.
+    delimiter: Option<u8>,
     /// Lines taken back after an open quote, to be read again.
     pending: VecDeque<Line>,
     /// Number and byte offset of the next line `input` gives.
@@ -58,6 +61,7 @@ impl<R: Read> CsvLines<R> {
         CsvLines {
             input: BufReader::with_capacity(64 * 1024, input),
             core: csv_core::Reader::new(),
+            delimiter: None,
             pending: VecDeque::new(),
             next_number: 1,
             next_byte: byte,
@@ -68,6 +72,26 @@ impl<R: Read> CsvLines<R> {
             output: vec![0; 1024],
             ends: vec![0; 32],
         }
+    }
+
+    /// Separates fields with `delimiter`; `None` takes the one the first line uses (see
+    /// [`sniff`]).
+    pub fn with_delimiter(mut self, delimiter: Option<u8>) -> CsvLines<R> {
+        self.set_delimiter(delimiter);
+        self
+    }
+
+    fn set_delimiter(&mut self, delimiter: Option<u8>) {
+        self.delimiter = delimiter;
+        if let Some(delimiter) = delimiter {
+            self.core = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+        }
+    }
+
+    /// The field separator: the one given, or the one the first line uses (`,` before
+    /// any line is read).
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter.unwrap_or(b',')
     }
 
     /// Reads the next record into `record`, with its position (line, byte offset, record
@@ -99,6 +123,9 @@ impl<R: Read> CsvLines<R> {
             }
         };
         lines.push((0, number, byte));
+        if self.delimiter.is_none() {
+            self.set_delimiter(Some(sniff(raw)));
+        }
         let kind = loop {
             if self.parse(raw, record, false) {
                 let spans_lines = lines.len() > 1;
@@ -156,7 +183,7 @@ impl<R: Read> CsvLines<R> {
             return Ok(Some((line.number, line.byte)));
         }
         let start = raw.len();
-        let read = self.input.read_until(b'\n', raw)?;
+        let read = self.read_line(raw)?;
         if read == 0 {
             return Ok(None);
         }
@@ -167,6 +194,37 @@ impl<R: Read> CsvLines<R> {
             raw.drain(start..start + 3);
         }
         Ok(Some((number, byte)))
+    }
+
+    /// Appends the input's next line to `raw`, its end included: `\n`, `\r\n`, or a `\r`
+    /// alone (what Excel for Mac writes); the number of bytes read, 0 at the end.
+    fn read_line(&mut self, raw: &mut Vec<u8>) -> std::io::Result<usize> {
+        let (mut read, mut after_cr) = (0, false);
+        loop {
+            let buffer = self.input.fill_buf()?;
+            if buffer.is_empty() {
+                return Ok(read);
+            }
+            if after_cr {
+                if buffer[0] == b'\n' {
+                    raw.push(b'\n');
+                    self.input.consume(1);
+                    read += 1;
+                }
+                return Ok(read);
+            }
+            let end = buffer.iter().position(|&b| b == b'\n' || b == b'\r');
+            let taken = end.map_or(buffer.len(), |end| end + 1);
+            raw.extend_from_slice(&buffer[..taken]);
+            let last = buffer[taken - 1];
+            self.input.consume(taken);
+            read += taken;
+            match end {
+                Some(_) if last == b'\r' => after_cr = true,
+                Some(_) => return Ok(read),
+                None => {}
+            }
+        }
     }
 
     /// Parses `raw` as one record; `false` if it ends inside a quoted field. `at_end`
@@ -205,6 +263,24 @@ impl<R: Read> CsvLines<R> {
         }
         true
     }
+}
+
+/// The delimiter a header line uses: whichever of `,` `;` and tab it has most of outside
+/// quotes (`,` on a tie, or when it has none: a single column).
+pub fn sniff(line: &[u8]) -> u8 {
+    let (mut counts, mut quoted) = ([0usize; 3], false);
+    for &byte in line {
+        match byte {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let candidates = [b',', b';', b'\t'];
+    let most = (0..3).fold(0, |best, i| if counts[i] > counts[best] { i } else { best });
+    candidates[most]
 }
 
 #[cfg(test)]
@@ -259,6 +335,40 @@ mod tests {
         let all = read_all("a,b\n1,\"2\n", Some(2));
         assert_eq!(all[1].0, Kind::OpenQuote);
         assert_eq!(all[1].2, ["1", "2"]);
+    }
+
+    #[test]
+    fn the_delimiter_is_the_one_the_header_uses() {
+        assert_eq!(sniff(b"name,connectionType\n"), b',');
+        assert_eq!(sniff(b"Name;Connection Type;Datasource Name\r\n"), b';');
+        assert_eq!(sniff(b"name\tconnectionType\r\n"), b'\t');
+        assert_eq!(sniff(b"name\n"), b',');
+        assert_eq!(
+            sniff(b"name;\"a,b,c\";x\n"),
+            b';',
+            "quoted commas do not count"
+        );
+        assert_eq!(sniff(b"name;notes, misc;x\n"), b';');
+        let all = read_all("Name;Type\r\n\"a;b\";c\r\n", None);
+        assert_eq!(all[1].2, ["a;b", "c"]);
+    }
+
+    #[test]
+    fn a_given_delimiter_wins_over_the_header() {
+        let mut lines = CsvLines::new("a;b,c\n1;2,3\n".as_bytes()).with_delimiter(Some(b','));
+        let mut record = ByteRecord::new();
+        lines.read(&mut record).unwrap();
+        assert_eq!(record.len(), 2);
+        assert_eq!(lines.delimiter(), b',');
+    }
+
+    #[test]
+    fn line_numbers_are_the_same_for_any_line_end() {
+        for end in ["\n", "\r\n", "\r"] {
+            let text = ["name,x", "a,1", "\"b", "c\",2", "", "d,3"].join(end) + end;
+            let lines: Vec<u64> = read_all(&text, Some(2)).iter().map(|r| r.1).collect();
+            assert_eq!(lines, [1, 2, 3, 6], "line end {end:?}");
+        }
     }
 
     #[test]

@@ -19,13 +19,15 @@ pub enum HeaderError {
     },
     /// The header has no column that means `name`.
     #[error(
-        "{input} has no 'name' column; its first line is '{first_line}'. dbprov needs a header row naming the columns, e.g. name,connectionType,datasourceName"
+        "{input} has no 'name' column; its header, read with {delimiter} between fields, is '{first_line}'. The first line must name the columns (e.g. name,connectionType,datasourceName); give --delimiter if the file separates them with another character"
     )]
     NoNameColumn {
         /// The input, as given.
         input: String,
-        /// The header as read.
+        /// The header as read, its fields joined with the delimiter.
         first_line: String,
+        /// The delimiter, described.
+        delimiter: &'static str,
     },
     /// Two columns map to the same request field.
     #[error("{input}: columns '{first}' and '{second}' both mean {field}; keep one of them")]
@@ -70,8 +72,9 @@ impl Header {
     }
 }
 
-/// Maps a header record to request fields and carried columns; `source` names the input.
-pub fn parse_header(raw: &ByteRecord, source: &str) -> Result<Header, HeaderError> {
+/// Maps a header record to request fields and carried columns; `source` names the input,
+/// `delimiter` separated its fields.
+pub fn parse_header(raw: &ByteRecord, source: &str, delimiter: u8) -> Result<Header, HeaderError> {
     let names: Vec<String> = raw
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim().to_owned())
@@ -116,10 +119,28 @@ pub fn parse_header(raw: &ByteRecord, source: &str) -> Result<Header, HeaderErro
         results: ResultColumns::find(raw).ok(),
     };
     if header.index(Field::Name).is_none() {
+        let first_line: String = names
+            .join(&char::from(delimiter).to_string())
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .take(200)
+            .collect();
         return Err(HeaderError::NoNameColumn {
             input: source.to_owned(),
-            first_line: names.join(","),
+            first_line,
+            delimiter: describe_delimiter(delimiter),
         });
     }
     Ok(header)
+}
+
+/// A delimiter as a message names it: `','`, `';'`, `tab`.
+pub fn describe_delimiter(delimiter: u8) -> &'static str {
+    match delimiter {
+        b',' => "','",
+        b';' => "';'",
+        b'\t' => "tab",
+        b'|' => "'|'",
+        _ => "another character",
+    }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use csv::ByteRecord;
 
 use crate::csv_lines::{CsvLines, Kind};
+use crate::decode::{CsvFormat, DecodeError, Decoded};
 use crate::header::{Header, HeaderError, parse_header};
 use crate::operation::RowRequest;
 use crate::record::{DUPLICATE_IN_INPUT, Prior};
@@ -32,6 +33,9 @@ pub enum InputError {
     /// The header cannot be used.
     #[error(transparent)]
     Header(#[from] HeaderError),
+    /// The text cannot be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// Reading failed midway (a disk error, not a malformed row).
     #[error("cannot read {input} after line {line}: {source}")]
     Read {
@@ -106,6 +110,8 @@ pub struct InputReader {
     shard: Shard,
     /// Only the name is read and checked (a delete).
     names_only: bool,
+    /// What the text was decoded from.
+    decoded: Decoded,
     /// `rollback`: only the rows the log records as `created` on its target are read, as
     /// new rows (their earlier outcome is what is undone, not one to keep).
     only_created: bool,
@@ -113,7 +119,7 @@ pub struct InputReader {
 
 impl InputReader {
     /// Opens the input and reads its header.
-    pub fn open(input: &Input) -> Result<InputReader, InputError> {
+    pub fn open(input: &Input, format: CsvFormat) -> Result<InputReader, InputError> {
         let source = input.to_string();
         let reader: Box<dyn Read + Send> = match input {
             Input::Stdin => Box::new(std::io::stdin()),
@@ -126,15 +132,17 @@ impl InputReader {
                 )
             }
         };
-        Self::from_reader(reader, source)
+        Self::from_reader(reader, source, format)
     }
 
     /// Reads CSV from any reader; `source` names it in messages.
     pub fn from_reader(
         reader: Box<dyn Read + Send>,
         source: String,
+        format: CsvFormat,
     ) -> Result<InputReader, InputError> {
-        let mut lines = CsvLines::new(reader);
+        let (reader, decoded) = crate::decode::utf8_reader(reader, format.encoding, &source)?;
+        let mut lines = CsvLines::new(reader).with_delimiter(format.delimiter);
         let mut raw = ByteRecord::new();
         let read = lines.read(&mut raw).map_err(|e| InputError::Read {
             input: source.clone(),
@@ -144,7 +152,7 @@ impl InputReader {
         if read.is_none() {
             return Err(HeaderError::Empty { input: source }.into());
         }
-        let header = parse_header(&raw, &source)?;
+        let header = parse_header(&raw, &source, lines.delimiter())?;
         lines.width = Some(header.width);
         Ok(InputReader {
             lines,
@@ -158,6 +166,7 @@ impl InputReader {
             log: None,
             shard: Shard::ALL,
             names_only: false,
+            decoded,
             only_created: false,
         })
     }
@@ -191,9 +200,18 @@ impl InputReader {
             input: source.clone(),
             source: e,
         })?;
-        let mut reader = Self::from_reader(Box::new(file.take(log.valid_len)), source)?;
+        let format = CsvFormat {
+            delimiter: Some(log.delimiter),
+            encoding: None,
+        };
+        let mut reader = Self::from_reader(Box::new(file.take(log.valid_len)), source, format)?;
         reader.log = Some(log);
         Ok(reader)
+    }
+
+    /// The field separator: given, or the one the header line uses.
+    pub fn delimiter(&self) -> u8 {
+        self.lines.delimiter()
     }
 
     /// The input's columns.
@@ -275,7 +293,19 @@ impl InputReader {
             cells.push_field(String::from_utf8_lossy(cell).as_bytes());
         }
         let (name, request) = match self.kind {
-            Kind::Whole => parse_row(header, record, line, self.names_only),
+            Kind::Whole => match (self.decoded, undecodable(record)) {
+                (Decoded::From(encoding), Some(column)) => (
+                    None,
+                    Err(RowError::new(
+                        "MALFORMED_ROW",
+                        format!(
+                            "line {line}: column {column} has bytes that are not {}",
+                            encoding.name()
+                        ),
+                    )),
+                ),
+                _ => parse_row(header, record, line, self.names_only),
+            },
             Kind::OpenQuote => (
                 None,
                 Err(RowError::new(
@@ -328,6 +358,14 @@ impl InputReader {
     }
 }
 
+/// The first column (1-based) holding U+FFFD, what a decoder puts for bytes its
+/// encoding cannot hold.
+fn undecodable(record: &ByteRecord) -> Option<usize> {
+    const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+    let has = |cell: &[u8]| cell.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT);
+    record.iter().position(has).map(|i| i + 1)
+}
+
 /// The trimmed name in a record, if it has one that is text.
 fn name_cell(record: &ByteRecord, index: usize) -> Option<&str> {
     let name = std::str::from_utf8(record.get(index)?).ok()?.trim();
@@ -368,6 +406,7 @@ fn fmix64(mut hash: u64) -> u64 {
 /// early, with `None`, once `stop` is set (a signal during the count).
 pub fn count_rows(
     input: &Input,
+    format: CsvFormat,
     shard: Shard,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<u64>, InputError> {
@@ -384,7 +423,9 @@ pub fn count_rows(
         return Ok(None);
     }
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut lines = CsvLines::new(file);
+    let (file, _) =
+        crate::decode::utf8_reader(Box::new(file), format.encoding, &input.to_string())?;
+    let mut lines = CsvLines::new(file).with_delimiter(format.delimiter);
     let mut record = ByteRecord::new();
     let read_error = |line, source| InputError::Read {
         input: input.to_string(),
@@ -448,7 +489,10 @@ fn parse_row(
             Err(_) => {
                 let error = RowError::new(
                     "MALFORMED_ROW",
-                    format!("line {line}: column {} is not valid UTF-8", i + 1),
+                    format!(
+                        "line {line}: column {} is not valid UTF-8 (if Excel saved the file as plain \"CSV\", give --encoding windows-1252)",
+                        i + 1
+                    ),
                 );
                 return (None, Err(error));
             }
@@ -566,6 +610,7 @@ mod tests {
         let mut reader = InputReader::from_reader(
             Box::new(std::io::Cursor::new(csv.to_owned())),
             "t.csv".into(),
+            CsvFormat::default(),
         )?;
         let mut rows = Vec::new();
         while let Some(row) = reader.next_row()? {
@@ -605,6 +650,7 @@ mod tests {
                 "_row,_status,name,connectionType,owner\n1,failed,a,MULTI_DATAMART,ops\n",
             )),
             "t".into(),
+            CsvFormat::default(),
         )
         .unwrap();
         assert_eq!(reader.header().ignored, ["owner"]);
@@ -659,14 +705,26 @@ mod tests {
         );
     }
 
+    /// A header of `columns` and a last column with a 70 KB name, so that the rows after
+    /// it (each with an empty last cell) are past the start that `decode` checks.
+    fn past_the_start(columns: &str) -> Vec<u8> {
+        format!("{columns},{}\n", "p".repeat(70 * 1024)).into_bytes()
+    }
+
     #[test]
     fn a_delete_reads_only_the_name() {
-        let mut bytes = b"name,connectionType,owner\na,,\xff\n,DATAMART,\na,,\n".to_vec();
-        bytes.extend_from_slice(b"b,nonsense,x\n");
-        let mut reader =
-            InputReader::from_reader(Box::new(std::io::Cursor::new(bytes)), "t".into())
-                .unwrap()
-                .names_only(true);
+        // A byte that is not UTF-8 at the start of the input refuses it (see `decode`):
+        // a long header puts this one past the start.
+        let mut bytes = past_the_start("name,connectionType,owner");
+        bytes.extend_from_slice(b"a,,\xff,\n,DATAMART,,\na,,,\n");
+        bytes.extend_from_slice(b"b,nonsense,x,\n");
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(bytes)),
+            "t".into(),
+            CsvFormat::default(),
+        )
+        .unwrap()
+        .names_only(true);
         let mut results = Vec::new();
         while let Some(row) = reader.next_row().unwrap() {
             results.push(row.request.map_err(|e| e.code));
@@ -684,10 +742,15 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_a_malformed_row_and_reading_goes_on() {
-        let mut bytes = b"name,connectionType\na\xff,MULTI_DATAMART\n".to_vec();
-        bytes.extend_from_slice(b"b,MULTI_DATAMART\n");
-        let mut reader =
-            InputReader::from_reader(Box::new(std::io::Cursor::new(bytes)), "t".into()).unwrap();
+        let mut bytes = past_the_start("name,connectionType");
+        bytes.extend_from_slice(b"a\xff,MULTI_DATAMART,\n");
+        bytes.extend_from_slice(b"b,MULTI_DATAMART,\n");
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(bytes)),
+            "t".into(),
+            CsvFormat::default(),
+        )
+        .unwrap();
         let first = reader.next_row().unwrap().unwrap();
         assert_eq!(first.request.unwrap_err().code, "MALFORMED_ROW");
         let second = reader.next_row().unwrap().unwrap();

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::attempt;
 use crate::cli::OnExists;
 use crate::client::Client;
+use crate::decode::CsvFormat;
 use crate::input::{InputError, InputReader, InputRow};
 use crate::operation::Operation;
 use crate::pacing::{Halt, Pacer, PacingReport, PacingSettings, Ticket};
@@ -22,7 +23,7 @@ use crate::preflight::{self, Before, Listing};
 use crate::record::Status;
 use crate::recording::{self, ToWrite};
 use crate::report::{self, Tally};
-use crate::results::{Final, ResultsWriter, Sink};
+use crate::results::{Final, Layout, ResultsWriter, Sink};
 use crate::resume::PriorResults;
 use crate::retry::RetryPolicy;
 use crate::settings::{Input, Shard};
@@ -60,12 +61,14 @@ pub struct Job {
     pub progress: ProgressBar,
     /// Without a drawn bar: how often to log the progress figures.
     pub progress_every: Option<Duration>,
+    /// Write the results for a spreadsheet (`--excel`).
+    pub excel: bool,
 }
 
 /// Where the rows come from.
 pub enum Source {
-    /// A tenant CSV (`run`).
-    Csv(Input),
+    /// A tenant CSV (`run`), and how it is written.
+    Csv(Input, CsvFormat),
     /// A results file (`retry`): its successful rows are carried over unchanged.
     Results(Arc<PriorResults>),
     /// The rows a results file records as `created` on this run's target (`rollback`).
@@ -322,14 +325,14 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let shard = job.shard;
     let streamed_input = match &job.source {
-        Source::Csv(Input::Stdin) => true,
-        Source::Csv(Input::File(path)) => !std::fs::metadata(path).is_ok_and(|m| m.is_file()),
+        Source::Csv(Input::Stdin, _) => true,
+        Source::Csv(Input::File(path), _) => !std::fs::metadata(path).is_ok_and(|m| m.is_file()),
         Source::Results(_) | Source::Created(_) => false,
     };
     let names_only = job.operation.names_only();
     let reader = tokio::task::spawn_blocking(move || {
         let reader = match job.source {
-            Source::Csv(input) => InputReader::open(&input),
+            Source::Csv(input, format) => InputReader::open(&input, format),
             Source::Results(log) => InputReader::open_log(log),
             Source::Created(log) => InputReader::open_log(log).map(InputReader::only_created),
         };
@@ -367,9 +370,13 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
                     now: names(header.carried_names()),
                 });
             }
-            ResultsWriter::append(file, log, header.carried_names(), &job.target)
+            let layout = Layout::continuing(job.excel, log);
+            ResultsWriter::append(file, log, header.carried_names(), &job.target, layout)
         }
-        (_, sink) => ResultsWriter::create(sink, header.carried_names(), &job.target),
+        (_, sink) => {
+            let layout = Layout::new(job.excel, reader.delimiter());
+            ResultsWriter::create(sink, header.carried_names(), &job.target, layout)
+        }
     }
     .map(|writer| writer.for_operation(job.operation))
     .map_err(output_error)?;

@@ -96,10 +96,74 @@ impl Sink {
     }
 }
 
+/// How a results file is laid out: `,` and LF for scripts; for a spreadsheet
+/// (`--excel`), a UTF-8 byte-order mark and CRLF, so that Excel reads it as UTF-8 and as
+/// CSV, and `;` when the input had it (Excel in most of Europe splits on `;`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The field separator.
+    pub delimiter: u8,
+    /// Lines end with CRLF.
+    pub crlf: bool,
+    /// The file starts with a UTF-8 byte-order mark.
+    pub bom: bool,
+}
+
+impl Layout {
+    /// For scripts: `,`, LF, no mark.
+    pub const PLAIN: Layout = Layout {
+        delimiter: b',',
+        crlf: false,
+        bom: false,
+    };
+
+    /// A new results file's: plain, or for a spreadsheet with the input's `delimiter`
+    /// when it is `;`.
+    pub fn new(excel: bool, input_delimiter: u8) -> Layout {
+        match excel {
+            false => Layout::PLAIN,
+            true => Layout {
+                delimiter: if input_delimiter == b';' { b';' } else { b',' },
+                crlf: true,
+                bom: true,
+            },
+        }
+    }
+
+    /// A results file continued: it keeps its delimiter and byte-order mark, so that the
+    /// rows appended read back like the ones before them.
+    pub fn continuing(excel: bool, prior: &PriorResults) -> Layout {
+        Layout {
+            delimiter: prior.delimiter,
+            crlf: excel,
+            bom: excel || prior.bom,
+        }
+    }
+
+    fn writer<W: Write>(self, out: W) -> csv::Writer<W> {
+        let terminator = match self.crlf {
+            true => csv::Terminator::CRLF,
+            false => csv::Terminator::Any(b'\n'),
+        };
+        csv::WriterBuilder::new()
+            .delimiter(self.delimiter)
+            .terminator(terminator)
+            .from_writer(out)
+    }
+}
+
+/// The UTF-8 byte-order mark.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Writes results rows, flushing each one.
 pub struct ResultsWriter {
     csv: csv::Writer<Box<dyn Write + Send>>,
     record: ByteRecord,
+    /// The header, and where this run's rows begin in the file: what the rewrite at the
+    /// end puts in input order.
+    header: ByteRecord,
+    rows_start: u64,
+    layout: Layout,
     /// The `_target` of this run's outcomes.
     target: String,
     /// The file, when the results go to one: held (and so locked) until the end.
@@ -112,14 +176,13 @@ pub struct ResultsWriter {
     operation: Operation,
 }
 
-/// An earlier results file this run appends to, then compacts.
+/// An earlier results file this run appends to, then rewrites to this run's rows.
 struct Log {
     /// Reads earlier rows back by offset.
     reader: Option<CsvLines<std::fs::File>>,
     columns: ResultColumns,
-    /// Where this run's rows begin.
-    run_start: u64,
-    header: ByteRecord,
+    /// The earlier rows' field separator.
+    delimiter: u8,
 }
 
 impl ResultsWriter {
@@ -128,8 +191,9 @@ impl ResultsWriter {
         sink: Sink,
         carried_names: &ByteRecord,
         target: &str,
+        layout: Layout,
     ) -> std::io::Result<ResultsWriter> {
-        let (out, file): (Box<dyn Write + Send>, _) = match sink {
+        let (mut out, file): (Box<dyn Write + Send>, _) = match sink {
             Sink::Stdout => (Box::new(std::io::stdout()), None),
             Sink::File(output) => {
                 output.file.set_len(0)?;
@@ -138,17 +202,27 @@ impl ResultsWriter {
                 (Box::new(out), Some(output))
             }
         };
+        if layout.bom {
+            out.write_all(BOM)?;
+        }
+        let header = header(carried_names);
         let mut writer = ResultsWriter {
-            csv: csv::Writer::from_writer(out),
+            csv: layout.writer(out),
             record: ByteRecord::new(),
+            header,
+            rows_start: 0,
+            layout,
             target: target.to_owned(),
             file,
             seen_at: Instant::now(),
             log: None,
             operation: Operation::Create,
         };
-        writer.csv.write_byte_record(&header(carried_names))?;
+        writer.csv.write_byte_record(&writer.header)?;
         writer.flush()?;
+        if let Some(output) = &writer.file {
+            writer.rows_start = output.file.metadata()?.len();
+        }
         Ok(writer)
     }
 
@@ -159,21 +233,25 @@ impl ResultsWriter {
         prior: &PriorResults,
         carried_names: &ByteRecord,
         target: &str,
+        layout: Layout,
     ) -> std::io::Result<ResultsWriter> {
         output.file.set_len(prior.valid_len)?;
         let mut out = output.file.try_clone()?;
         out.seek(SeekFrom::End(0))?;
+        let out: Box<dyn Write + Send> = Box::new(out);
         Ok(ResultsWriter {
-            csv: csv::Writer::from_writer(Box::new(out)),
+            csv: layout.writer(out),
             record: ByteRecord::new(),
+            header: header(carried_names),
+            rows_start: prior.valid_len,
+            layout,
             target: target.to_owned(),
             file: Some(output),
             seen_at: Instant::now(),
             log: Some(Log {
                 reader: None,
                 columns: prior.columns.clone(),
-                run_start: prior.valid_len,
-                header: header(carried_names),
+                delimiter: prior.delimiter,
             }),
             operation: Operation::Create,
         })
@@ -209,7 +287,7 @@ impl ResultsWriter {
                 // A file of its own: the writer's shares its offset with the lock's.
                 let mut file = std::fs::File::open(&output.real_path)?;
                 file.seek(SeekFrom::Start(offset))?;
-                CsvLines::at(file, offset)
+                CsvLines::at(file, offset).with_delimiter(Some(log.delimiter))
             }
         };
         let reader = log.reader.insert(reader);
@@ -241,15 +319,36 @@ impl ResultsWriter {
         Ok(status.and_then(Status::parse))
     }
 
-    /// Ends the file: a log appended to is rewritten atomically to this run's rows, one per
-    /// input row. The lock is held until the rewrite is done.
+    /// Ends the file: it is rewritten atomically to this run's rows, one per input row,
+    /// in input order (standard output stays in completion order). The lock is held until
+    /// the rewrite is done.
+    ///
+    /// A file this run created holds one row per input row already: if it cannot be
+    /// rewritten, it stays in completion order with a warning. A log appended to must be
+    /// rewritten to drop the rows this run superseded: that failure is an error.
     pub fn finish(mut self) -> std::io::Result<()> {
         self.flush()?;
         drop(self.csv);
-        if let (Some(log), Some(output)) = (self.log, &self.file) {
-            crate::resume::compact(&output.real_path, &log.header, log.run_start)?;
+        let Some(output) = &self.file else {
+            return Ok(());
+        };
+        let continued = self.log.is_some();
+        match in_input_order(
+            &output.real_path,
+            &self.header,
+            self.rows_start,
+            self.layout,
+            continued,
+        ) {
+            Err(error) if !continued => {
+                tracing::warn!(
+                    "{} holds every row, in the order they finished: sorting it into input order failed: {error}",
+                    output.path.display()
+                );
+                Ok(())
+            }
+            result => result,
         }
-        Ok(())
     }
 
     /// After a write failed: if the results file was removed or replaced under the job,
@@ -369,6 +468,63 @@ impl ResultsWriter {
             _ => Ok(()),
         }
     }
+}
+
+/// Rewrites the results file at `real_path` (symbolic links resolved) to `header` and
+/// the rows from byte `from` on, sorted by `_row` (rows of one number keep their order),
+/// atomically, keeping the file's mode. Holds 24 bytes per row: its number and where it
+/// is in the file. With `always` false, a file already in order is left as it is.
+fn in_input_order(
+    real_path: &std::path::Path,
+    header: &ByteRecord,
+    from: u64,
+    layout: Layout,
+    always: bool,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(real_path)?;
+    let end = file.metadata()?.len();
+    let mut reading = file.try_clone()?;
+    reading.seek(SeekFrom::Start(from))?;
+    let mut lines = CsvLines::at(reading, from).with_delimiter(Some(layout.delimiter));
+    lines.width = Some(header.len());
+    // (row, offset, length), in file order.
+    let mut rows: Vec<(u64, u64, u32)> = Vec::new();
+    let mut record = ByteRecord::new();
+    while lines.read(&mut record)?.is_some() {
+        let offset = record.position().map_or(from, |p| p.byte());
+        if let Some(last) = rows.last_mut() {
+            last.2 = u32::try_from(offset - last.1).map_err(std::io::Error::other)?;
+        }
+        let row = std::str::from_utf8(&record[0])
+            .ok()
+            .and_then(|r| r.parse().ok());
+        rows.push((row.unwrap_or(u64::MAX), offset, 0));
+    }
+    if let Some(last) = rows.last_mut() {
+        last.2 = u32::try_from(end - last.1).map_err(std::io::Error::other)?;
+    }
+    if !always && rows.is_sorted_by_key(|r| r.0) {
+        return Ok(());
+    }
+    rows.sort_by_key(|r| r.0);
+    crate::resume::rewrite(real_path, |out| {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+        if layout.bom {
+            out.write_all(BOM)?;
+        }
+        let mut csv = layout.writer(&mut out);
+        csv.write_byte_record(header)?;
+        csv.flush()?;
+        drop(csv);
+        let mut bytes = Vec::new();
+        for &(_, offset, len) in &rows {
+            bytes.resize(len as usize, 0);
+            file.read_exact_at(&mut bytes, offset)?;
+            out.write_all(&bytes)?;
+        }
+        out.flush()
+    })
 }
 
 fn header(carried_names: &ByteRecord) -> ByteRecord {

@@ -62,6 +62,11 @@ pub struct PriorResults {
     pub elsewhere: (u64, String),
     /// What the rows say of the operation that wrote them.
     pub written_by: OperationsSeen,
+    /// The file's field separator, as its header shows it (a spreadsheet may have saved
+    /// the file with `;`).
+    pub delimiter: u8,
+    /// The file starts with a UTF-8 byte-order mark (a spreadsheet's "CSV UTF-8").
+    pub bom: bool,
     /// The latest `_finished_at` of a row a rollback would delete (recorded `created` on
     /// the target, or possibly created by a lost answer); empty if none.
     pub newest_created_at: String,
@@ -83,6 +88,9 @@ impl PriorResults {
         if valid_len == 0 {
             return Ok(None);
         }
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut start = [0; 3];
+        let bom = file.read_exact(&mut start).is_ok() && start == *b"\xef\xbb\xbf";
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         let mut lines = CsvLines::new(file.take(valid_len));
         let mut header = ByteRecord::new();
@@ -108,6 +116,8 @@ impl PriorResults {
             sent: false,
             elsewhere: (0, String::new()),
             written_by: OperationsSeen::default(),
+            delimiter: lines.delimiter(),
+            bom,
             newest_created_at: String::new(),
             oldest_done_at: String::new(),
         };
@@ -203,7 +213,8 @@ fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
         let buf = &mut chunk[..(end - start) as usize];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(buf)?;
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+        // A `\r` alone ends a line too (what Excel for Mac writes).
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n' || b == b'\r') {
             return Ok(start + i as u64 + 1);
         }
         end = start;
@@ -211,23 +222,8 @@ fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
     Ok(0)
 }
 
-/// Rewrites `real_path` (symbolic links already resolved) to its header plus the rows
-/// from `from` on, atomically, keeping the file's mode (see [`rewrite`]).
-pub fn compact(real_path: &Path, header: &ByteRecord, from: u64) -> std::io::Result<()> {
-    let mut log = File::open(real_path)?;
-    log.seek(SeekFrom::Start(from))?;
-    rewrite(real_path, |file| {
-        let mut csv = csv::Writer::from_writer(&mut *file);
-        csv.write_byte_record(header)?;
-        csv.flush()?;
-        drop(csv);
-        std::io::copy(&mut log, file)?;
-        Ok(())
-    })
-}
-
 /// Rewrites a results file written before `_target` was recorded into today's columns
-/// (an empty `_target`, which counts as any target), atomically like [`compact`].
+/// (an empty `_target`, which counts as any target), atomically (see [`rewrite`]).
 pub fn upgrade_legacy(prior: &PriorResults, real_path: &Path) -> std::io::Result<()> {
     let file = File::open(real_path)?;
     let mut lines = CsvLines::new(file.take(prior.valid_len));
@@ -440,16 +436,6 @@ mod tests {
             PriorResults::scan(write("_row,_sta").path(), "t")
                 .unwrap()
                 .is_none()
-        );
-    }
-
-    #[test]
-    fn compaction_keeps_the_header_and_the_rows_from_an_offset() {
-        let file = write("old header\nold row\nnew row 1\nnew row 2\n");
-        compact(file.path(), &ByteRecord::from(vec!["h1", "h2"]), 19).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(file.path()).unwrap(),
-            "h1,h2\nnew row 1\nnew row 2\n"
         );
     }
 }
