@@ -310,7 +310,17 @@ async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
             rows += 1;
             if let Err(error) = &row.request {
                 invalid += 1;
-                let name = row.name.as_deref().unwrap_or("");
+                // One line per row, whatever the name holds.
+                let name: String = row
+                    .name
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .flat_map(|c| match c.is_control() {
+                        true => c.escape_default().collect::<Vec<_>>(),
+                        false => vec![c],
+                    })
+                    .collect();
                 let line = format!(
                     "row {} (line {}), name '{name}': {}: {}",
                     row.row, row.line, error.code, error.message

@@ -10,3 +10,4 @@ mod pacing;
 mod records;
 mod reruns;
 mod sandbox;
+mod spreadsheets;

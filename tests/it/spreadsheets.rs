@@ -1,0 +1,363 @@
+//! Files as Excel and other spreadsheets write them (`samples/spreadsheets/`): each ends with
+//! the right names on the sandbox, or with exit 2 and a message that says what to do, before
+//! any request. Never a row silently wrong.
+
+use crate::common::*;
+
+/// A committed sample file, by its name in `samples/spreadsheets/`.
+fn sample(name: &str) -> String {
+    format!("{}/samples/spreadsheets/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The names of the sample spreadsheets, as they must arrive.
+const NAMES: [&str; 5] = [
+    "Café Zürich",
+    "Smörgås AB",
+    "Straße & Söhne",
+    "Crème; Brûlée",
+    "Ærø Fjord",
+];
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    names.sort();
+    names
+}
+
+async fn names_on(api: &Api) -> Vec<String> {
+    let mut names = api.workspace_names().await;
+    names.sort();
+    names
+}
+
+/// `_row` of each results row, in file order.
+fn row_numbers(rows: &[ResultRow]) -> Vec<u64> {
+    rows.iter().map(|r| r["_row"].parse().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = sample("excel-semicolon-utf8.csv");
+    let run = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(names_on(&api).await, sorted(&NAMES));
+    let (header, rows) = dir.results("out.csv");
+    assert_eq!(
+        header[9..],
+        [
+            "Name",
+            "Connection Type",
+            "Datasource Name",
+            "Datamart Name",
+            "Owner e-mail"
+        ]
+    );
+    assert_eq!(row_numbers(&rows), [1, 2, 3, 4, 5], "input order");
+    // A `;` inside a quoted cell stays in its cell, and the carried column is verbatim.
+    assert_eq!(rows[3]["Name"], "Crème; Brûlée");
+    assert_eq!(rows[3]["Owner e-mail"], "a;b@creme.example");
+    assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn windows_1252_is_refused_unless_named_then_read_right() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = sample("excel-windows-1252.csv");
+    let refused = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is not UTF-8 (line 2"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("--encoding windows-1252"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("CSV UTF-8"), "{}", refused.stderr);
+    assert_eq!(api.stats().await["requests_total"], 0, "nothing sent");
+    assert!(!dir.path("out.csv").exists(), "no results file left behind");
+
+    let validate = dbprov(&["validate", &input]).await;
+    assert_eq!(validate.exit, 2, "{}", validate.stderr);
+
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.extend(["--encoding", "windows-1252"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(names_on(&api).await, sorted(&NAMES));
+    let (_, rows) = dir.results("out.csv");
+    assert_eq!(rows[0]["Name"], "Café Zürich", "the results are UTF-8");
+}
+
+#[tokio::test]
+async fn a_legacy_encoding_given_for_a_utf8_file_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.extend(["--encoding", "latin1"].map(str::to_owned));
+    // (A file with a byte-order mark is read by its mark, whatever --encoding says.)
+    let input = dir.write("in.csv", "name,connectionType\nCafé,MULTI_DATAMART\n");
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("UTF-8 already"), "{}", run.stderr);
+    assert_eq!(api.stats().await["requests_total"], 0);
+}
+
+#[tokio::test]
+async fn excel_unicode_text_is_read_by_its_mark() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = sample("excel-unicode-text.txt");
+    let run = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let mut expected = NAMES.to_vec();
+    expected.push("東京 Analytics");
+    assert_eq!(names_on(&api).await, sorted(&expected));
+    let (_, rows) = dir.results("out.csv");
+    assert_eq!(row_numbers(&rows), [1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_broken_utf16_row_is_malformed_not_sent_with_a_replacement_character() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut bytes = vec![0xff, 0xfe];
+    let mut units: Vec<u16> = "name\tconnectionType\r\nGood\tMULTI_DATAMART\r\nBad"
+        .encode_utf16()
+        .collect();
+    units.push(0xd800); // half of a surrogate pair
+    units.extend("\tMULTI_DATAMART\r\n".encode_utf16());
+    bytes.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+    let input = dir.path("unicode.txt");
+    std::fs::write(&input, bytes).unwrap();
+    let run = dbprov_with(
+        &["run", input.to_str().unwrap()],
+        &job_args(&sandbox, &dir, "out.csv"),
+    )
+    .await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    assert_eq!(names_on(&api).await, ["Good"]);
+    let (_, rows) = dir.results("out.csv");
+    assert_eq!(rows[1]["_status"], "invalid");
+    assert_eq!(rows[1]["_error_code"], "MALFORMED_ROW");
+    assert!(
+        rows[1]["_error_message"].contains("line 3: column 1"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn utf16_without_its_mark_is_refused() {
+    let dir = JobDir::new();
+    let bytes: Vec<u8> = "name,connectionType\nA,MULTI_DATAMART\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(dir.path("in.csv"), bytes).unwrap();
+    let validate = dbprov(&["validate", dir.path("in.csv").to_str().unwrap()]).await;
+    assert_eq!(validate.exit, 2, "{}", validate.stderr);
+    assert!(
+        validate.stderr.contains("--encoding utf-16le"),
+        "{}",
+        validate.stderr
+    );
+    assert!(!validate.stderr.contains('\0'), "no raw NULs printed");
+}
+
+#[tokio::test]
+async fn another_delimiter_is_named_or_refused_with_the_flag_to_give() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("pipes.csv", "name|connectionType\nPiped|MULTI_DATAMART\n");
+    let refused = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--delimiter"), "{}", refused.stderr);
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.extend(["--delimiter", "|"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(names_on(&api).await, ["Piped"]);
+    // A delimiter given wins over the header's: a tab file read with ',' has no name column.
+    let tabs = dir.write("tabs.csv", "name\tconnectionType\nT\tMULTI_DATAMART\n");
+    let forced = dbprov(&["validate", &tabs, "--delimiter", ","]).await;
+    assert_eq!(forced.exit, 2, "{}", forced.stderr);
+    let sniffed = dbprov(&["validate", &tabs]).await;
+    assert_eq!(sniffed.exit, 0, "{}", sniffed.stderr);
+}
+
+#[tokio::test]
+async fn line_numbers_are_the_same_for_lf_crlf_and_cr() {
+    let dir = JobDir::new();
+    let mut outputs = Vec::new();
+    for (name, end) in [("lf.csv", "\n"), ("crlf.csv", "\r\n"), ("cr.csv", "\r")] {
+        let text = [
+            "name,connectionType,notes",
+            "A,MULTI_DATAMART,",
+            "B,BOGUS,\"two",
+            "lines\"",
+            "",
+            "C,,",
+        ]
+        .join(end)
+            + end;
+        let path = dir.write(name, &text);
+        let validate = dbprov(&["validate", &path]).await;
+        assert_eq!(validate.exit, 1, "{}", validate.stderr);
+        outputs.push(validate.stdout);
+    }
+    assert!(outputs[0].contains("row 2 (line 3)"), "{}", outputs[0]);
+    assert!(outputs[0].contains("row 3 (line 6)"), "{}", outputs[0]);
+    assert_eq!(outputs[0], outputs[1], "CRLF");
+    assert_eq!(outputs[0], outputs[2], "CR");
+}
+
+/// The committed results file re-saved by a spreadsheet (every cell quoted, CRLF, its own
+/// date format), pointed at `url`, in `dir`; `semicolons` as Excel in Europe saves it (`;`
+/// and a byte-order mark).
+fn saved_results(dir: &JobDir, url: &str, semicolons: bool) -> String {
+    let mut text = std::fs::read_to_string(sample("saved-results.csv"))
+        .unwrap()
+        .replace("\"sandbox\"", &format!("\"{url}\""));
+    if semicolons {
+        text = format!("\u{feff}{}", text.replace("\",\"", "\";\""));
+    }
+    dir.write("saved.csv", &text)
+}
+
+#[tokio::test]
+async fn a_results_file_saved_by_a_spreadsheet_is_retried_in_place() {
+    for semicolons in [false, true] {
+        let sandbox = plain_sandbox().await;
+        let api = Api::new(&sandbox);
+        for name in ["North Wind", "East Wind"] {
+            api.create(&workspace(name)).await;
+        }
+        let dir = JobDir::new();
+        let saved = saved_results(&dir, &sandbox.url(), semicolons);
+        let mut args = job_args(&sandbox, &dir, "unused.csv");
+        args.drain(0..2); // no -o: the file itself is updated
+        let retry = dbprov_with(&["retry", &saved], &args).await;
+        assert_eq!(retry.exit, 0, "semicolons {semicolons}: {}", retry.stderr);
+        let stats = api.stats().await;
+        assert_eq!(
+            stats["requests_total"],
+            2 + 3,
+            "only rows 2, 4 and 5 are sent"
+        );
+        assert_eq!(
+            names_on(&api).await,
+            sorted(&[
+                "North Wind",
+                "South Wind",
+                "East Wind",
+                "West Wind",
+                "Zéphyr Öst"
+            ])
+        );
+        let bytes = std::fs::read(&saved).unwrap();
+        assert_eq!(
+            bytes.starts_with(b"\xef\xbb\xbf"),
+            semicolons,
+            "the mark is kept"
+        );
+        let delimiter = if semicolons { b';' } else { b',' };
+        let reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(
+            bytes
+                .strip_prefix(b"\xef\xbb\xbf".as_slice())
+                .unwrap_or(&bytes),
+        );
+        let (header, rows) = parse_rows(reader);
+        assert_eq!(header[0], "_row", "one delimiter throughout: {header:?}");
+        assert_eq!(
+            row_numbers(&rows),
+            [1, 2, 3, 4, 5],
+            "input order, not retried rows last"
+        );
+        assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+        assert_eq!(rows[1]["notes"], "second, with comma");
+        assert_eq!(rows[4]["notes"], "quote \"here\"");
+        assert_eq!(
+            rows[0]["_finished_at"], "2026-11-29 03:30:49",
+            "kept rows are verbatim"
+        );
+    }
+}
+
+#[tokio::test]
+async fn excel_results_have_a_mark_crlf_and_the_inputs_semicolon_and_read_back() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = sample("excel-semicolon-utf8.csv");
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.push("--excel".into());
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let bytes = std::fs::read(dir.path("out.csv")).unwrap();
+    assert!(
+        bytes.starts_with(b"\xef\xbb\xbf_row;_status;"),
+        "{:?}",
+        &bytes[..20]
+    );
+    let text = String::from_utf8(bytes).unwrap();
+    assert_eq!(
+        text.matches("\r\n").count(),
+        6,
+        "CRLF after the header and each row"
+    );
+    assert_eq!(text.matches('\n').count(), 6, "no bare LF");
+    // The file reads back: a resume keeps every row and sends nothing.
+    args.push("--resume".into());
+    let resumed = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    assert_eq!(
+        api.stats().await["requests_total"],
+        5,
+        "the resume sent nothing"
+    );
+    assert_eq!(names_on(&api).await, sorted(&NAMES));
+    assert_eq!(
+        std::fs::read_to_string(dir.path("out.csv")).unwrap(),
+        text,
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn results_are_in_input_order_whatever_the_order_rows_finish_in() {
+    let sandbox = sandbox_with(dbprov::sandbox::FaultConfig {
+        latency: std::time::Duration::from_millis(1),
+        jitter: std::time::Duration::from_millis(20),
+        fail_rate: 0.3,
+        ..Default::default()
+    })
+    .await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("order", 60));
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.extend(["--concurrency", "8", "--max-attempts", "1"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert!(run.exit <= 1, "{}", run.stderr);
+    let (_, rows) = dir.results("out.csv");
+    assert_eq!(row_numbers(&rows), (1..=60).collect::<Vec<_>>());
+    // A retry of the failures puts them back in their places too.
+    let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
+    assert!(failed > 0, "the faults leave failures to retry");
+    args.drain(0..2);
+    let out = dir.path("out.csv");
+    let retry = dbprov_with(&["retry", out.to_str().unwrap()], &args).await;
+    assert!(retry.exit <= 1, "{}", retry.stderr);
+    let (_, rows) = dir.results("out.csv");
+    assert_eq!(row_numbers(&rows), (1..=60).collect::<Vec<_>>());
+}
