@@ -114,7 +114,8 @@ pub enum Decoded {
 }
 
 /// The input as UTF-8 text (see the module's documentation). Looks at the start of the
-/// input only: a byte that is not UTF-8 further on makes its row malformed.
+/// input only: a byte that is not UTF-8 further on makes its row malformed, unless the
+/// input is a file, which is checked whole before the job (`input::count_rows`).
 pub fn utf8_reader(
     reader: Box<dyn Read + Send>,
     encoding: Option<&'static Encoding>,

@@ -401,9 +401,11 @@ fn fmix64(mut hash: u64) -> u64 {
     hash ^ (hash >> 33)
 }
 
-/// Counts the data rows of an input in `shard`, quickly: no validation. `None` when the
-/// input is not a regular file (stdin, a pipe, a FIFO): it cannot be read twice. Stops
-/// early, with `None`, once `stop` is set (a signal during the count).
+/// Counts the data rows of an input in `shard`, quickly: no validation, except that a
+/// file read as UTF-8 must be UTF-8 throughout (a byte that is not refuses it before any
+/// request, as [`crate::decode`] does at the start of any input). `None` when the input is
+/// not a regular file (stdin, a pipe, a FIFO): it cannot be read twice. Stops early, with
+/// `None`, once `stop` is set (a signal during the count).
 pub fn count_rows(
     input: &Input,
     format: CsvFormat,
@@ -423,7 +425,7 @@ pub fn count_rows(
         return Ok(None);
     }
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let (file, _) =
+    let (file, decoded) =
         crate::decode::utf8_reader(Box::new(file), format.encoding, &input.to_string())?;
     let mut lines = CsvLines::new(file).with_delimiter(format.delimiter);
     let mut record = ByteRecord::new();
@@ -450,6 +452,16 @@ pub fn count_rows(
         .is_some()
     {
         rows += 1;
+        if decoded == Decoded::Utf8
+            && let Err(error) = std::str::from_utf8(record.as_slice())
+        {
+            return Err(DecodeError::NotUtf8 {
+                input: input.to_string(),
+                line: record.position().map_or(0, |p| p.line()),
+                byte: record.as_slice()[error.valid_up_to()],
+            }
+            .into());
+        }
         let name = name.and_then(|i| name_cell(&record, i));
         if shard.count == 1 || shard_of(name, rows, shard.count) == shard.index {
             in_shard += 1;

@@ -361,3 +361,27 @@ async fn results_are_in_input_order_whatever_the_order_rows_finish_in() {
     let (_, rows) = dir.results("out.csv");
     assert_eq!(row_numbers(&rows), (1..=60).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_file_with_a_legacy_byte_far_from_its_start_is_refused_before_any_request() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    // 3 000 rows of ASCII names, then one in Windows-1252: far past what decode looks at.
+    let mut bytes = tenants("ascii", 3000).into_bytes();
+    bytes.extend_from_slice(b"Caf\xe9,MULTI_DATAMART,,\n");
+    let input = dir.path("late.csv");
+    std::fs::write(&input, bytes).unwrap();
+    let run = dbprov_with(
+        &["run", input.to_str().unwrap()],
+        &job_args(&sandbox, &dir, "out.csv"),
+    )
+    .await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 3002 has the byte 0xE9"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(api.stats().await["requests_total"], 0);
+}
