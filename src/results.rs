@@ -472,8 +472,9 @@ impl ResultsWriter {
 
 /// Rewrites the results file at `real_path` (symbolic links resolved) to `header` and
 /// the rows from byte `from` on, sorted by `_row` (rows of one number keep their order),
-/// atomically, keeping the file's mode. Holds 24 bytes per row: its number and where it
-/// is in the file. With `always` false, a file already in order is left as it is.
+/// atomically, keeping the file's mode. Holds 16 bytes per row: where it starts in the
+/// file, and its number beside its place. With `always` false, a file already in order is
+/// left as it is.
 fn in_input_order(
     real_path: &std::path::Path,
     header: &ByteRecord,
@@ -488,26 +489,24 @@ fn in_input_order(
     reading.seek(SeekFrom::Start(from))?;
     let mut lines = CsvLines::at(reading, from).with_delimiter(Some(layout.delimiter));
     lines.width = Some(header.len());
-    // (row, offset, length), in file order.
-    let mut rows: Vec<(u64, u64, u32)> = Vec::new();
+    // Where each row starts, in file order, then where the last one ends; and each row's
+    // number with its place in that order. A number past u32 (a hand-edited `_row`, or
+    // none) sorts last.
+    let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u32)>::new());
     let mut record = ByteRecord::new();
     while lines.read(&mut record)?.is_some() {
-        let offset = record.position().map_or(from, |p| p.byte());
-        if let Some(last) = rows.last_mut() {
-            last.2 = u32::try_from(offset - last.1).map_err(std::io::Error::other)?;
-        }
+        let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
+        starts.push(record.position().map_or(from, |p| p.byte()));
         let row = std::str::from_utf8(&record[0])
             .ok()
             .and_then(|r| r.parse().ok());
-        rows.push((row.unwrap_or(u64::MAX), offset, 0));
+        order.push((row.unwrap_or(u32::MAX), place));
     }
-    if let Some(last) = rows.last_mut() {
-        last.2 = u32::try_from(end - last.1).map_err(std::io::Error::other)?;
-    }
-    if !always && rows.is_sorted_by_key(|r| r.0) {
+    starts.push(end);
+    if !always && order.is_sorted_by_key(|r| r.0) {
         return Ok(());
     }
-    rows.sort_by_key(|r| r.0);
+    order.sort_by_key(|r| r.0);
     crate::resume::rewrite(real_path, |out| {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
         if layout.bom {
@@ -518,9 +517,10 @@ fn in_input_order(
         csv.flush()?;
         drop(csv);
         let mut bytes = Vec::new();
-        for &(_, offset, len) in &rows {
-            bytes.resize(len as usize, 0);
-            file.read_exact_at(&mut bytes, offset)?;
+        for &(_, place) in &order {
+            let (start, end) = (starts[place as usize], starts[place as usize + 1]);
+            bytes.resize((end - start) as usize, 0);
+            file.read_exact_at(&mut bytes, start)?;
             out.write_all(&bytes)?;
         }
         out.flush()
