@@ -7,6 +7,7 @@ mod lifecycle;
 mod lifecycle_edges;
 mod operator;
 mod pacing;
+mod readme;
 mod records;
 mod reruns;
 mod sandbox;
