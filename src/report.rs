@@ -24,8 +24,12 @@ pub struct Tally {
     pub by_code: HashMap<String, u64>,
     /// Requests sent, retries included.
     pub requests: u64,
-    /// Requests beyond the first of each row.
+    /// Requests that sent the one before them again: after a retryable outcome (a 5xx, a
+    /// timeout, a connection lost or not made) or a 429. A PUT after a taken name is a new
+    /// request, not one of these.
     pub retries: u64,
+    /// PUTs sent because a POST met a taken name (`--on-exists update`).
+    pub puts_after_name_taken: u64,
     /// Successes of an earlier run, kept without a request.
     pub kept: u64,
     latencies: LatencyHistogram,
@@ -39,7 +43,8 @@ impl Tally {
             *self.by_code.entry(outcome.error_code.clone()).or_default() += 1;
         }
         self.requests += u64::from(outcome.attempts);
-        self.retries += u64::from(outcome.attempts.saturating_sub(1));
+        self.retries += u64::from(outcome.retries);
+        self.puts_after_name_taken += u64::from(outcome.put_after_taken);
         if let Some(ms) = outcome.latency_ms {
             self.latencies.add(ms);
         }
@@ -126,10 +131,13 @@ pub struct Summary {
     pub by_status: BTreeMap<&'static str, u64>,
     /// The most frequent error codes, most frequent first.
     pub top_error_codes: Vec<CodeCount>,
-    /// Requests sent, retries included.
+    /// Requests sent, retries included (the preflight's list requests are not).
     pub requests: u64,
-    /// Requests beyond the first of each row.
+    /// Requests that sent the one before them again (after a retryable outcome or a 429).
     pub retries: u64,
+    /// PUTs sent because a POST met a taken name (`--on-exists update`): new requests, not
+    /// retries.
+    pub puts_after_name_taken: u64,
     /// Successes of an earlier run kept without a request.
     pub kept: u64,
     /// Wall time of the job.
@@ -213,6 +221,7 @@ impl Summary {
                 .collect(),
             requests: tally.requests,
             retries: tally.retries,
+            puts_after_name_taken: tally.puts_after_name_taken,
             kept: tally.kept,
             elapsed_seconds: seconds,
             requests_per_second: tally.requests as f64 / seconds.max(1e-9),
@@ -294,9 +303,14 @@ impl Summary {
         }
         if self.requests > 0 {
             let ms = |p: Option<u64>| p.map_or("-".to_owned(), |ms| format!("{ms} ms"));
+            let puts = match self.puts_after_name_taken {
+                0 => String::new(),
+                1 => ", 1 PUT after a taken name".to_owned(),
+                n => format!(", {n} PUTs after a taken name"),
+            };
             let _ = writeln!(
                 text,
-                "  requests: {} ({} retries), {:.1}/s; latency p50 {}, p95 {}, p99 {}",
+                "  requests: {} ({} retries{puts}), {:.1}/s; latency p50 {}, p95 {}, p99 {}",
                 self.requests,
                 self.retries,
                 self.requests_per_second,
