@@ -245,8 +245,8 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
     let planning = matches!(mode, Mode::Plan(_));
     let failure_limit = failure_limit(args, rows.total)?;
     let progress = report::start_progress(args.progress, rows.total);
-    // Without a drawn bar, the progress figures go to the log every 10 s.
-    let progress_every = progress.is_hidden().then_some(Duration::from_secs(10));
+    // Without a drawn bar, the progress figures go to the log (every 10 s).
+    let progress_every = progress.is_hidden().then_some(args.progress_every);
     let job = Job {
         source: rows.source,
         sink: rows.sink,

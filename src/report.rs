@@ -400,19 +400,18 @@ pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// Moves the bar to the rows counted so far.
+/// Moves the bar to the rows counted so far, and shows every status met (the same
+/// counts as the summary's), and the retries once there are some.
 pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
     bar.set_position(tally.rows());
-    // The successes this job has had (created, or deleted and absent...), then failures.
     let mut counts: Vec<String> = Status::ALL
         .into_iter()
-        .filter(|s| s.is_done() && tally.count(*s) > 0)
+        .filter(|s| tally.count(*s) > 0)
         .map(|s| format!("{s} {}", tally.count(s)))
         .collect();
-    if counts.is_empty() {
-        counts.push("done 0".to_owned());
+    if tally.retries > 0 {
+        counts.push(format!("retries {}", tally.retries));
     }
-    counts.push(format!("failed {}", tally.count(Status::Failed)));
     bar.set_message(counts.join(", "));
 }
 
