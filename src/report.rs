@@ -2,14 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::{LogFormat, ProgressMode};
+use crate::cli::ProgressMode;
 use crate::pacing::PacingReport;
 use crate::record::Status;
 use crate::results::RowOutcome;
@@ -256,9 +256,8 @@ impl Summary {
         self
     }
 
-    /// The summary as lines for stderr.
-    pub fn text(&self) -> String {
-        let mut text = String::new();
+    /// The first line of the summary: rows, time, and the count of every status met.
+    pub fn headline(&self) -> String {
         let counts: Vec<String> = Status::ALL
             .iter()
             .filter_map(|s| self.by_status.get(s.as_str()).map(|n| format!("{n} {s}")))
@@ -268,11 +267,15 @@ impl Summary {
         } else {
             counts.join(", ")
         };
-        let _ = writeln!(
-            text,
-            "dbprov: {} rows in {:.1} s: {counts}",
+        format!(
+            "{} rows in {:.1} s: {counts}",
             self.rows, self.elapsed_seconds
-        );
+        )
+    }
+
+    /// The summary as lines for stderr.
+    pub fn text(&self) -> String {
+        let mut text = format!("dbprov: {}\n", self.headline());
         if self.kept > 0 {
             let _ = writeln!(
                 text,
@@ -368,8 +371,13 @@ impl Summary {
 }
 
 /// The progress bar. One per process, like stderr: log lines are written through
-/// [`LogWriter`], which hides the bar while a line is printed so the two never tear.
+/// [`hide_bar_while`], so that the two never tear.
 static BAR: LazyLock<ProgressBar> = LazyLock::new(ProgressBar::hidden);
+
+/// Runs `write` (a line on stderr) with the bar cleared, and draws the bar again after.
+pub fn hide_bar_while(write: impl FnOnce()) {
+    BAR.suspend(write);
+}
 
 /// The bar, drawn when `mode` asks for it (`is_hidden` tells). A hidden bar still keeps
 /// count, for the periodic log lines.
@@ -457,51 +465,6 @@ pub fn progress_line(bar: &ProgressBar) -> String {
     } else {
         format!("progress: {of}{eta}; {figures}")
     }
-}
-
-/// A log line on its way to stderr: written in one piece, with the bar hidden meanwhile.
-pub struct LogWriter(Vec<u8>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogWriter {
-    fn drop(&mut self) {
-        BAR.suspend(|| {
-            let _ = std::io::stderr().write_all(&self.0);
-        });
-    }
-}
-
-/// Sets up logging on stderr: `-v`/`-q` pick the level unless `RUST_LOG` is set.
-pub fn init_logging(verbose: u8, quiet: u8, format: LogFormat) {
-    // -v is for dbprov's own detail (retries, bodies); -vv opens the HTTP stack too.
-    let level = match (verbose, quiet) {
-        (0, 0) => "info",
-        (1, _) => "info,dbprov=debug",
-        (v, _) if v >= 2 => "trace",
-        (_, 1) => "warn",
-        _ => "error",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LogWriter(Vec::new()));
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-    };
 }
 
 #[cfg(test)]
