@@ -57,7 +57,7 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         ) if vanished => {
             tracing::debug!(
                 row,
-                name = name.as_deref(),
+                workspace = name.as_deref(),
                 "recorded done by an earlier run, but not listed now: sent again"
             );
         }
