@@ -45,6 +45,8 @@ pub async fn provision(
         error_message: verdict.message,
         http_status: trail.http_status,
         attempts: trail.attempts,
+        retries: trail.retries,
+        put_after_taken: trail.put_after_taken,
         latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
         finished_at: SystemTime::now(),
         cells: row.cells,
@@ -58,12 +60,29 @@ pub async fn provision(
 struct Trail {
     /// Requests sent (429s and refused connections included).
     attempts: u32,
+    /// Attempts that sent the one before them again ([`NextAttempt::Again`]).
+    retries: u32,
+    /// A PUT went out after the POST met a taken name ([`NextAttempt::PutAfterTaken`]).
+    put_after_taken: bool,
     /// Status of the last attempt; `None` if it got no answer.
     http_status: Option<u16>,
     /// The last attempt could not connect: it sent nothing.
     not_connected: bool,
     /// When the first attempt went out (latency is not counted from the pacer's queue).
     started: Option<Instant>,
+}
+
+/// What the next attempt of a row sends, for the counts: only a request sent again is a
+/// retry.
+#[derive(Clone, Copy)]
+enum NextAttempt {
+    /// The row's first request.
+    First,
+    /// The request before it, again: after a retryable outcome, a 429 or a connection
+    /// not made.
+    Again,
+    /// A PUT after the POST met a taken name (`--on-exists update`): a new request.
+    PutAfterTaken,
 }
 
 /// A row's final status with its code and message.
@@ -124,6 +143,7 @@ async fn attempt_until_final(
     // Attempts of the current verb that count against --max-attempts: switching to PUT
     // starts a fresh budget, and a 429 or a connection never made spends none.
     let mut tries = 0;
+    let mut next = NextAttempt::First;
     let timed_out = format!(
         "no answer within {}",
         humantime::format_duration(sender.timeout)
@@ -138,6 +158,13 @@ async fn attempt_until_final(
             signals::sending();
         }
         trail.attempts += 1;
+        // Counted once it goes out: a job that stops first sent no retry, and no PUT.
+        match next {
+            NextAttempt::First => {}
+            NextAttempt::Again => trail.retries += 1,
+            NextAttempt::PutAfterTaken => trail.put_after_taken = true,
+        }
+        next = NextAttempt::Again;
         let sent = sender.client.send(verb, request.body(verb), name).await;
         trail.http_status = sent.as_ref().ok().map(|answer| answer.status);
         trail.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
@@ -252,6 +279,7 @@ async fn attempt_until_final(
                         (OnExists::Update, _) => {
                             verb = Verb::Put;
                             tries = 0;
+                            next = NextAttempt::PutAfterTaken;
                             continue;
                         }
                         (_, true) => {

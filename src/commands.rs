@@ -14,6 +14,7 @@ use crate::decode::CsvFormat;
 use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering};
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Source, StopReason};
+use crate::logging;
 use crate::operation::Operation;
 use crate::report;
 use crate::results::Sink;
@@ -248,8 +249,8 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
     let planning = matches!(mode, Mode::Plan(_));
     let failure_limit = failure_limit(args, rows.total)?;
     let progress = report::start_progress(args.progress, rows.total);
-    // Without a drawn bar, the progress figures go to the log every 10 s.
-    let progress_every = progress.is_hidden().then_some(Duration::from_secs(10));
+    // Without a drawn bar, the progress figures go to the log (every 10 s).
+    let progress_every = progress.is_hidden().then_some(args.progress_every);
     let job = Job {
         source: rows.source,
         sink: rows.sink,
@@ -334,9 +335,9 @@ async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
     })
     .await
     .expect("validation does not panic")?;
-    eprintln!(
-        "dbprov: {rows} rows: {} valid, {invalid} invalid",
-        rows - invalid
+    logging::notice(
+        tracing::Level::INFO,
+        &format!("{rows} rows: {} valid, {invalid} invalid", rows - invalid),
     );
     Ok(if invalid == 0 {
         Exit::Success
@@ -379,7 +380,7 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     let bar = job.progress.clone();
     let report = job::run(job).await?;
     bar.finish_and_clear();
-    let exit = match report.stopped {
+    let mut exit = match report.stopped {
         Some(StopReason::OutputFailed) => Exit::OutputFailed,
         Some(
             StopReason::Unauthorized
@@ -423,15 +424,37 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
             report.unrecorded
         );
     }
-    eprint!("{}", summary.text());
+    // The file first, so that the summary is the last line on stderr whatever happens.
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
         if let Err(error) = std::fs::write(path, json) {
             tracing::error!("cannot write the summary to {}: {error}", path.display());
-            return Ok(Exit::OutputFailed);
+            exit = Exit::OutputFailed;
+            summary.exit_code = exit as u8;
         }
     }
+    print_summary(&summary);
     Ok(exit)
+}
+
+/// The summary on stderr: lines of text, or with `--log-format json` one event whose
+/// `summary` field holds what `--summary-json` writes.
+fn print_summary(summary: &report::Summary) {
+    #[derive(serde::Serialize)]
+    struct Fields<'a> {
+        message: String,
+        summary: &'a report::Summary,
+    }
+    if logging::is_json() {
+        let message = summary.headline();
+        logging::json_event(
+            tracing::Level::INFO,
+            "dbprov::summary",
+            &Fields { message, summary },
+        );
+    } else {
+        eprint!("{}", summary.text());
+    }
 }
 
 /// The options of a job that shaped how it was sent, for the retry command it prints:

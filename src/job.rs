@@ -647,8 +647,10 @@ async fn dispatch(
                     continue;
                 };
                 let (worker, outcomes_tx) = (shared.clone(), outcomes_tx.clone());
-                // Retries and the HTTP stack's own logs carry the row they belong to.
-                let span = tracing::debug_span!("row", row = row.row, name = row.name.as_deref());
+                // Retries and the HTTP stack's own logs carry the row they belong to. Not
+                // `name`: as JSON the span's own name has that key.
+                let span =
+                    tracing::debug_span!("row", row = row.row, workspace = row.name.as_deref());
                 workers.spawn(
                     async move {
                         let outcome = attempt::provision(&worker, row, request, verb).await;

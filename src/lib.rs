@@ -11,6 +11,7 @@ pub mod decode;
 pub mod header;
 pub mod input;
 pub mod job;
+pub mod logging;
 pub mod operation;
 pub mod output;
 pub mod pacing;

@@ -14,11 +14,11 @@ async fn main() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let cli = Cli::parse();
-    dbprov::report::init_logging(cli.verbose, cli.quiet, cli.log_format);
+    dbprov::logging::init(cli.verbose, cli.quiet, cli.log_format);
     let exit = match dbprov::run(cli).await {
         Ok(exit) => exit,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            dbprov::logging::fatal(&error);
             Exit::Usage
         }
     };

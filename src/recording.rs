@@ -89,13 +89,14 @@ pub fn write_results(
     }
 }
 
-/// Per-row failures at warn, with row, name and code; the rest at debug.
+/// Per-row failures at warn, with row, workspace name and code; the rest at debug. The
+/// name's key is `workspace`, as in the span of the row's requests.
 fn log_outcome(outcome: &RowOutcome) {
-    let name = outcome.name.as_deref().unwrap_or("");
+    let workspace = outcome.name.as_deref().unwrap_or("");
     match outcome.status {
         Status::Failed | Status::Invalid => tracing::warn!(
             row = outcome.row,
-            name,
+            workspace,
             status = %outcome.status,
             code = outcome.error_code,
             "{}",
@@ -103,7 +104,7 @@ fn log_outcome(outcome: &RowOutcome) {
         ),
         _ => tracing::debug!(
             row = outcome.row,
-            name,
+            workspace,
             status = %outcome.status,
             attempts = outcome.attempts
         ),

@@ -2,14 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::{LogFormat, ProgressMode};
+use crate::cli::ProgressMode;
 use crate::pacing::PacingReport;
 use crate::record::Status;
 use crate::results::RowOutcome;
@@ -24,8 +24,12 @@ pub struct Tally {
     pub by_code: HashMap<String, u64>,
     /// Requests sent, retries included.
     pub requests: u64,
-    /// Requests beyond the first of each row.
+    /// Requests that sent the one before them again: after a retryable outcome (a 5xx, a
+    /// timeout, a connection lost or not made) or a 429. A PUT after a taken name is a new
+    /// request, not one of these.
     pub retries: u64,
+    /// PUTs sent because a POST met a taken name (`--on-exists update`).
+    pub puts_after_name_taken: u64,
     /// Successes of an earlier run, kept without a request.
     pub kept: u64,
     latencies: LatencyHistogram,
@@ -39,7 +43,8 @@ impl Tally {
             *self.by_code.entry(outcome.error_code.clone()).or_default() += 1;
         }
         self.requests += u64::from(outcome.attempts);
-        self.retries += u64::from(outcome.attempts.saturating_sub(1));
+        self.retries += u64::from(outcome.retries);
+        self.puts_after_name_taken += u64::from(outcome.put_after_taken);
         if let Some(ms) = outcome.latency_ms {
             self.latencies.add(ms);
         }
@@ -126,10 +131,13 @@ pub struct Summary {
     pub by_status: BTreeMap<&'static str, u64>,
     /// The most frequent error codes, most frequent first.
     pub top_error_codes: Vec<CodeCount>,
-    /// Requests sent, retries included.
+    /// Requests sent, retries included (the preflight's list requests are not).
     pub requests: u64,
-    /// Requests beyond the first of each row.
+    /// Requests that sent the one before them again (after a retryable outcome or a 429).
     pub retries: u64,
+    /// PUTs sent because a POST met a taken name (`--on-exists update`): new requests, not
+    /// retries.
+    pub puts_after_name_taken: u64,
     /// Successes of an earlier run kept without a request.
     pub kept: u64,
     /// Wall time of the job.
@@ -213,6 +221,7 @@ impl Summary {
                 .collect(),
             requests: tally.requests,
             retries: tally.retries,
+            puts_after_name_taken: tally.puts_after_name_taken,
             kept: tally.kept,
             elapsed_seconds: seconds,
             requests_per_second: tally.requests as f64 / seconds.max(1e-9),
@@ -247,9 +256,8 @@ impl Summary {
         self
     }
 
-    /// The summary as lines for stderr.
-    pub fn text(&self) -> String {
-        let mut text = String::new();
+    /// The first line of the summary: rows, time, and the count of every status met.
+    pub fn headline(&self) -> String {
         let counts: Vec<String> = Status::ALL
             .iter()
             .filter_map(|s| self.by_status.get(s.as_str()).map(|n| format!("{n} {s}")))
@@ -259,11 +267,15 @@ impl Summary {
         } else {
             counts.join(", ")
         };
-        let _ = writeln!(
-            text,
-            "dbprov: {} rows in {:.1} s: {counts}",
+        format!(
+            "{} rows in {:.1} s: {counts}",
             self.rows, self.elapsed_seconds
-        );
+        )
+    }
+
+    /// The summary as lines for stderr.
+    pub fn text(&self) -> String {
+        let mut text = format!("dbprov: {}\n", self.headline());
         if self.kept > 0 {
             let _ = writeln!(
                 text,
@@ -294,9 +306,14 @@ impl Summary {
         }
         if self.requests > 0 {
             let ms = |p: Option<u64>| p.map_or("-".to_owned(), |ms| format!("{ms} ms"));
+            let puts = match self.puts_after_name_taken {
+                0 => String::new(),
+                1 => ", 1 PUT after a taken name".to_owned(),
+                n => format!(", {n} PUTs after a taken name"),
+            };
             let _ = writeln!(
                 text,
-                "  requests: {} ({} retries), {:.1}/s; latency p50 {}, p95 {}, p99 {}",
+                "  requests: {} ({} retries{puts}), {:.1}/s; latency p50 {}, p95 {}, p99 {}",
                 self.requests,
                 self.retries,
                 self.requests_per_second,
@@ -354,8 +371,13 @@ impl Summary {
 }
 
 /// The progress bar. One per process, like stderr: log lines are written through
-/// [`LogWriter`], which hides the bar while a line is printed so the two never tear.
+/// [`hide_bar_while`], so that the two never tear.
 static BAR: LazyLock<ProgressBar> = LazyLock::new(ProgressBar::hidden);
+
+/// Runs `write` (a line on stderr) with the bar cleared, and draws the bar again after.
+pub fn hide_bar_while(write: impl FnOnce()) {
+    BAR.suspend(write);
+}
 
 /// The bar, drawn when `mode` asks for it (`is_hidden` tells). A hidden bar still keeps
 /// count, for the periodic log lines.
@@ -386,19 +408,18 @@ pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// Moves the bar to the rows counted so far.
+/// Moves the bar to the rows counted so far, and shows every status met (the same
+/// counts as the summary's), and the retries once there are some.
 pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
     bar.set_position(tally.rows());
-    // The successes this job has had (created, or deleted and absent...), then failures.
     let mut counts: Vec<String> = Status::ALL
         .into_iter()
-        .filter(|s| s.is_done() && tally.count(*s) > 0)
+        .filter(|s| tally.count(*s) > 0)
         .map(|s| format!("{s} {}", tally.count(s)))
         .collect();
-    if counts.is_empty() {
-        counts.push("done 0".to_owned());
+    if tally.retries > 0 {
+        counts.push(format!("retries {}", tally.retries));
     }
-    counts.push(format!("failed {}", tally.count(Status::Failed)));
     bar.set_message(counts.join(", "));
 }
 
@@ -444,51 +465,6 @@ pub fn progress_line(bar: &ProgressBar) -> String {
     } else {
         format!("progress: {of}{eta}; {figures}")
     }
-}
-
-/// A log line on its way to stderr: written in one piece, with the bar hidden meanwhile.
-pub struct LogWriter(Vec<u8>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogWriter {
-    fn drop(&mut self) {
-        BAR.suspend(|| {
-            let _ = std::io::stderr().write_all(&self.0);
-        });
-    }
-}
-
-/// Sets up logging on stderr: `-v`/`-q` pick the level unless `RUST_LOG` is set.
-pub fn init_logging(verbose: u8, quiet: u8, format: LogFormat) {
-    // -v is for dbprov's own detail (retries, bodies); -vv opens the HTTP stack too.
-    let level = match (verbose, quiet) {
-        (0, 0) => "info",
-        (1, _) => "info,dbprov=debug",
-        (v, _) if v >= 2 => "trace",
-        (_, 1) => "warn",
-        _ => "error",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LogWriter(Vec::new()));
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-    };
 }
 
 #[cfg(test)]

@@ -31,6 +31,12 @@ pub struct RowOutcome {
     pub http_status: Option<u16>,
     /// Requests sent for this row.
     pub attempts: u32,
+    /// Of those, the ones that sent the request before them again (after a retryable
+    /// outcome, a 429 or a connection not made). Counted, not written.
+    pub retries: u32,
+    /// A POST met a taken name and the row was PUT (`--on-exists update`): a new request,
+    /// not a retry. Counted, not written.
+    pub put_after_taken: bool,
     /// From the first attempt's start to the outcome, backoff included; `None` if no attempt.
     pub latency_ms: Option<u64>,
     /// When the outcome became final.

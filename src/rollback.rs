@@ -70,9 +70,12 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
             "{} records no workspace created on {on}; {elsewhere} of its rows were recorded against {other}: give --base-url {other} to roll those back",
             args.results
         );
-        eprintln!(
-            "dbprov: {} records no workspace created on {on}: nothing to roll back",
-            args.results
+        crate::logging::notice(
+            tracing::Level::INFO,
+            &format!(
+                "{} records no workspace created on {on}: nothing to roll back",
+                args.results
+            ),
         );
         return Ok(Exit::Success);
     }

@@ -53,8 +53,11 @@ pub fn install() {
             }
         }
         let unrecorded = UNRECORDED.load(Ordering::SeqCst);
-        eprintln!(
-            "dbprov: interrupted again: exiting now; {unrecorded} rows in flight have no record (run the same command with --resume to settle them)"
+        crate::logging::notice(
+            tracing::Level::WARN,
+            &format!(
+                "interrupted again: exiting now; {unrecorded} rows in flight have no record (run the same command with --resume to settle them)"
+            ),
         );
         std::process::exit(130);
     });

@@ -57,7 +57,7 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         ) if vanished => {
             tracing::debug!(
                 row,
-                name = name.as_deref(),
+                workspace = name.as_deref(),
                 "recorded done by an earlier run, but not listed now: sent again"
             );
         }
@@ -212,6 +212,8 @@ pub(crate) fn unsent(row: Carried, status: Status, code: &str, message: &str) ->
         error_message: message.to_owned(),
         http_status: None,
         attempts: 0,
+        retries: 0,
+        put_after_taken: false,
         latency_ms: None,
         finished_at: SystemTime::now(),
         cells: row.cells,

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per area, real HTTP on loopback.
 
 mod common;
+mod counts;
 mod faults;
 mod job;
 mod lifecycle;

@@ -358,7 +358,7 @@ async fn logs_follow_verbosity_and_format() {
         .expect("the failed row is logged");
     assert_eq!(failure["level"], "WARN");
     assert_eq!(failure["fields"]["row"], 8);
-    assert_eq!(failure["fields"]["name"], "Legacy Oracle Tenant");
+    assert_eq!(failure["fields"]["workspace"], "Legacy Oracle Tenant");
 }
 
 #[tokio::test]

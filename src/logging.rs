@@ -1,0 +1,123 @@
+//! Logging on stderr, as text or as JSON objects, and the few lines that are not log
+//! events (the summary, a fatal error) written in the same format.
+
+use std::io::{IsTerminal, Write as _};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tracing::Level;
+
+use crate::cli::LogFormat;
+use crate::report;
+
+/// `--log-format`, once logging is set up; text before.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Sets up logging on stderr: `-v`/`-q` pick the level unless `RUST_LOG` is set.
+pub fn init(verbose: u8, quiet: u8, format: LogFormat) {
+    // -v is for dbprov's own detail (retries, bodies); -vv opens the HTTP stack too.
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "info,dbprov=debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let _ = FORMAT.set(format);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogWriter(Vec::new()));
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+/// Whether stderr carries JSON objects (`--log-format json`), so that nothing else may be
+/// written there as plain text.
+pub fn is_json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
+/// Writes `fields` on stderr as one JSON object shaped like the tracing events around it
+/// (`timestamp`, `level`, `fields`, `target`), whatever the verbosity: for what the
+/// operator must see even with `-qq`, like the summary.
+pub fn json_event(level: Level, target: &str, fields: &impl Serialize) {
+    #[derive(Serialize)]
+    struct Event<'a, F> {
+        timestamp: String,
+        level: &'a str,
+        fields: &'a F,
+        target: &'a str,
+    }
+    let event = Event {
+        timestamp: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        level: level.as_str(),
+        fields,
+        target,
+    };
+    // Every field serialises (the summary, a message): nothing is lost here in practice.
+    let Ok(mut line) = serde_json::to_vec(&event) else {
+        return;
+    };
+    line.push(b'\n');
+    drop(LogWriter(line));
+}
+
+/// A line for the operator that is not a log event and shows at every verbosity: as text,
+/// `dbprov: {message}`; as JSON, one event with it as its message.
+pub fn notice(level: Level, message: &str) {
+    if is_json() {
+        json_event(level, "dbprov", &Message { message });
+    } else {
+        drop(LogWriter(format!("dbprov: {message}\n").into_bytes()));
+    }
+}
+
+/// The error that ends the process, with its chain: `error: ...` as text, one ERROR event
+/// as JSON.
+pub fn fatal(error: &anyhow::Error) {
+    if is_json() {
+        let message = format!("{error:#}");
+        json_event(Level::ERROR, "dbprov", &Message { message: &message });
+    } else {
+        drop(LogWriter(format!("error: {error:#}\n").into_bytes()));
+    }
+}
+
+/// The fields of an event that has only a message.
+#[derive(Serialize)]
+struct Message<'a> {
+    message: &'a str,
+}
+
+/// A line on its way to stderr: written in one piece when dropped, with the progress bar
+/// hidden meanwhile.
+pub struct LogWriter(Vec<u8>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        report::hide_bar_while(|| {
+            let _ = std::io::stderr().write_all(&self.0);
+        });
+    }
+}

@@ -1,0 +1,648 @@
+//! What the operator is told the job did (issue 11): the counts per status and the
+//! retries, in the progress line, the summary on stderr and `--summary-json`, and logs as
+//! JSON. Each count is checked against what reached the sandbox (its request log) or the
+//! results file, never against the client's word alone.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use dbprov::sandbox::{self, FaultConfig, RateLimitHeaders, Sandbox, SandboxConfig, WindowLimit};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+
+use crate::common::{
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, job_args, signal, tenants,
+    until_requests, workspace,
+};
+
+// ---------------------------------------------------------------------------------------
+// Helpers.
+
+/// A sandbox that holds these workspaces from the start (not counted as requests), with
+/// these faults.
+async fn holding(names: &[String], faults: FaultConfig) -> Sandbox {
+    sandbox::spawn(SandboxConfig {
+        faults,
+        seed: Some(1),
+        workspaces: names
+            .iter()
+            .map(|n| serde_json::from_value(workspace(n)).unwrap())
+            .collect(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// The names `t-0001`... of [`tenants`]`("t", n)`.
+fn names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("t-{i:04}")).collect()
+}
+
+/// `args` with `--summary-json` into `dir`.
+fn with_summary(mut args: Vec<String>, dir: &JobDir) -> Vec<String> {
+    let path = dir.path("summary.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        path.to_str().unwrap().to_owned(),
+    ]);
+    args
+}
+
+fn summary(dir: &JobDir) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap()
+}
+
+/// Rows per `_status` of a results file, as the summary's `by_status` spells it.
+fn by_status(rows: &[ResultRow]) -> Value {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for row in rows {
+        *counts.entry(row["_status"].as_str()).or_default() += 1;
+    }
+    serde_json::to_value(counts).unwrap()
+}
+
+fn attempts(rows: &[ResultRow]) -> u64 {
+    rows.iter()
+        .map(|r| r["_attempts"].parse::<u64>().unwrap())
+        .sum()
+}
+
+/// What the sandbox's request log says of the writes: requests that repeated the one
+/// before them for the same workspace (same method), and PUTs that followed a POST.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    writes: u64,
+    repeats: u64,
+    puts_after_post: u64,
+}
+
+async fn seen_by_sandbox(api: &Api) -> Seen {
+    let log = api.get("/_sandbox/requests").await;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = Seen::default();
+    for entry in log.as_array().unwrap() {
+        let Some(name) = entry["name"].as_str() else {
+            continue; // the preflight's list
+        };
+        let method = entry["method"].as_str().unwrap().to_owned();
+        seen.writes += 1;
+        match last.insert(name.to_owned(), method.clone()).as_deref() {
+            Some(before) if before == method => seen.repeats += 1,
+            Some("POST") if method == "PUT" => seen.puts_after_post += 1,
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Starts `dbprov run input args...` with stderr piped; killed if the test fails first
+/// (these jobs wait on an hour-long rate limit).
+fn spawn_run(input: &str, args: &[String]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .arg("run")
+        .arg(input)
+        .args(args)
+        .env_remove("DATABRAIN_API_KEY")
+        .env_remove("DATABRAIN_BASE_URL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// A sandbox that allows `requests` an hour per client, and says so in its headers
+/// (`headers`) or not.
+async fn hourly(requests: u64, headers: RateLimitHeaders, holding_names: &[String]) -> Sandbox {
+    let faults = FaultConfig {
+        rate_limit: Some(WindowLimit {
+            requests,
+            window: Duration::from_secs(3600),
+        }),
+        rate_limit_headers: headers,
+        ..FaultConfig::default()
+    };
+    holding(holding_names, faults).await
+}
+
+/// Parses one JSON text, refusing an object that holds a key twice (`serde_json::Value`
+/// would keep the last one silently).
+fn parse_strict(text: &str) -> Result<Value, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = Strict
+        .deserialize(&mut deserializer)
+        .map_err(|e| e.to_string())?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// Builds a `Value` like serde_json does, but fails on a duplicate key.
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!("the key {key:?} twice")));
+            }
+            let value = map.next_value_seed(Strict)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// Every line of `stderr` as a JSON object without duplicate keys; fails the test on the
+/// first line that is not one.
+fn json_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .map(|line| {
+            let value = parse_strict(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(value.is_object(), "not an object: {line}");
+            value
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Counts per status, and retries.
+
+#[tokio::test]
+async fn on_exists_update_counts_updated_rows_and_no_retries() {
+    let sandbox = holding(&names(6), FaultConfig::default()).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 6));
+
+    // Without the list, each row's POST meets the taken name and the row is PUT: two
+    // requests a row, and neither is a retry.
+    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    args.extend(["--on-exists", "update"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("dbprov: 6 rows in ") && run.stderr.contains(" s: 6 updated\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("requests: 12 (0 retries, 6 PUTs after a taken name)"),
+        "{}",
+        run.stderr
+    );
+    let json = summary(&dir);
+    let (_, rows) = dir.results("results.csv");
+    assert_eq!(json["by_status"], serde_json::json!({"updated": 6}));
+    assert_eq!(json["by_status"], by_status(&rows));
+    assert_eq!(json["requests"], 12);
+    assert_eq!(json["requests"], attempts(&rows));
+    assert_eq!(json["retries"], 0);
+    assert_eq!(json["puts_after_name_taken"], 6);
+    assert_eq!(
+        seen_by_sandbox(&api).await,
+        Seen {
+            writes: 12,
+            repeats: 0,
+            puts_after_post: 6
+        }
+    );
+
+    // With the list, the names it shows go straight to PUT: one request a row, and the
+    // list is neither a request of a row nor a retry.
+    args.retain(|a| a != "--no-preflight");
+    args.push("--overwrite".to_owned());
+    let listed = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(listed.exit, 0, "{}", listed.stderr);
+    let json = summary(&dir);
+    assert_eq!(json["by_status"], serde_json::json!({"updated": 6}));
+    assert_eq!(json["requests"], 6);
+    assert_eq!(json["retries"], 0);
+    assert_eq!(json["puts_after_name_taken"], 0);
+    assert_eq!(json["list_requests"], 1);
+    assert!(
+        listed.stderr.contains("requests: 6 (0 retries), "),
+        "{}",
+        listed.stderr
+    );
+}
+
+#[tokio::test]
+async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
+    let sandbox = holding(&names(3), FaultConfig::default()).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 5));
+    let args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(" s: 2 created, 3 exists\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("requests: 5 (0 retries), "),
+        "{}",
+        run.stderr
+    );
+    let json = summary(&dir);
+    let (_, rows) = dir.results("results.csv");
+    assert_eq!(
+        json["by_status"],
+        serde_json::json!({"created": 2, "exists": 3})
+    );
+    assert_eq!(json["by_status"], by_status(&rows));
+    assert_eq!(
+        (json["retries"].as_u64(), json["requests"].as_u64()),
+        (Some(0), Some(5))
+    );
+
+    let mut csv = tenants("d", 3);
+    csv.push_str("d-bad,DATASORCE,,\n");
+    let planned = dir.write("planned.csv", &csv);
+    let mut args = with_summary(job_args(&sandbox, &dir, "plan.csv"), &dir);
+    args.push("--dry-run".to_owned());
+    let dry = dbprov_with(&["run", &planned], &args).await;
+    assert_eq!(dry.exit, 1, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains(" s: 1 invalid, 3 planned\n"),
+        "{}",
+        dry.stderr
+    );
+    let json = summary(&dir);
+    assert_eq!(
+        json["by_status"],
+        serde_json::json!({"invalid": 1, "planned": 3})
+    );
+    assert_eq!(
+        (json["retries"].as_u64(), json["requests"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn retries_are_the_requests_sent_again_after_500s_and_429s_and_nothing_else() {
+    // 500s before and after creating, and a window limit without headers: some rows are
+    // sent again after a 500 or a 429, some POSTs meet the name their lost answer took
+    // and go on as PUT (a new request), and some PUTs meet a 500 in turn.
+    let faults = FaultConfig {
+        fail_rate: 0.2,
+        fail_after_commit_rate: 0.2,
+        rate_limit: Some(WindowLimit {
+            requests: 25,
+            window: Duration::from_secs(1),
+        }),
+        rate_limit_headers: RateLimitHeaders::None,
+        ..FaultConfig::default()
+    };
+    let sandbox = holding(&[], faults).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 40));
+    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    args.extend(["--on-exists", "update", "--max-attempts", "40"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "every row ends done: {}", run.stderr);
+
+    let json = summary(&dir);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 40);
+    assert_eq!(json["by_status"], by_status(&rows));
+    let stats = api.stats().await;
+    let answered = |status: &str| stats["by_status"][status].as_u64().unwrap_or(0);
+    assert!(answered("500") > 0 && answered("429") > 0, "{stats}");
+    // Every 500 and every 429 was sent again, since every row ended done; nothing else
+    // was.
+    let seen = seen_by_sandbox(&api).await;
+    assert_eq!(json["retries"], answered("500") + answered("429"), "{json}");
+    assert_eq!(json["retries"], seen.repeats);
+    assert!(seen.puts_after_post > 0, "some lost answers took the name");
+    assert_eq!(json["puts_after_name_taken"], seen.puts_after_post);
+    assert_eq!(json["requests"], seen.writes);
+    assert_eq!(json["requests"], attempts(&rows));
+    assert_eq!(json["responses_429"], answered("429"));
+    assert!(
+        run.stderr.contains(&format!(
+            "requests: {} ({} retries, {} PUT",
+            seen.writes, seen.repeats, seen.puts_after_post
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A rerun counts each row once: the successes it keeps (by their status, and as kept),
+/// and the rows it sends (by their new status), as its results file holds them.
+#[tokio::test]
+async fn a_retry_counts_kept_and_sent_rows_once_each() {
+    let faults = FaultConfig {
+        fail_rate: 0.4,
+        ..FaultConfig::default()
+    };
+    let sandbox = holding(&[], faults).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 30));
+    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    args.extend(["--max-attempts", "1"].map(str::to_owned));
+    let first = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(first.exit, 1, "{}", first.stderr);
+    let (_, rows) = dir.results("results.csv");
+    let failed = rows.iter().filter(|r| r["_status"] == "failed").count() as u64;
+    assert!(failed > 0 && failed < 30, "{failed}");
+    let json = summary(&dir);
+    assert_eq!(json["by_status"], by_status(&rows));
+    assert_eq!(json["retries"], 0, "one attempt a row: nothing sent again");
+
+    sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
+    let before = api.stats().await["requests_total"].as_u64().unwrap();
+    let results = dir.path("results.csv");
+    let args = with_summary(job_args(&sandbox, &dir, "retried.csv"), &dir);
+    let retry = dbprov_with(&["retry", results.to_str().unwrap()], &args).await;
+    assert_eq!(retry.exit, 0, "{}", retry.stderr);
+    let (_, rows) = dir.results("retried.csv");
+    assert_one_row_per_input_row(&rows, 30);
+    let json = summary(&dir);
+    assert_eq!(json["by_status"], serde_json::json!({"created": 30}));
+    assert_eq!(json["rows"], 30);
+    assert_eq!(json["kept"], 30 - failed);
+    let sent = api.stats().await["requests_total"].as_u64().unwrap() - before;
+    assert_eq!((json["requests"].as_u64(), sent), (Some(failed), failed));
+    assert_eq!(json["retries"], 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The progress line.
+
+/// The progress line names every status met so far, and only those. The job is held still
+/// by the API's rate limit (two requests an hour, no headers) after an invalid row, a
+/// name that exists and a new one; then Ctrl-C ends it, and the rows it never finished
+/// are counted `skipped`, once each.
+#[tokio::test]
+async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_rest_skipped() {
+    let sandbox = hourly(2, RateLimitHeaders::None, &["t-old".to_owned()]).await;
+    let dir = JobDir::new();
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType,datasourceName\n\
+         t-bad,,\n\
+         t-old,DATASOURCE,postgres-main\n\
+         t-new1,DATASOURCE,postgres-main\n\
+         t-new2,DATASOURCE,postgres-main\n\
+         t-new3,DATASOURCE,postgres-main\n",
+    );
+    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    args.extend(
+        [
+            "--max-retry-after",
+            "2h",
+            "--concurrency",
+            "1",
+            "--progress",
+            "never",
+            "--progress-every",
+            "50ms",
+        ]
+        .map(str::to_owned),
+    );
+    let mut child = spawn_run(&input, &args);
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    // One request at a time, each let go only once the row before it is written: when
+    // the third request has met the 429, the first three rows are counted, and nothing
+    // changes until the hour is over.
+    let wanted = "; created 1, exists 1, invalid 1";
+    let progress = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("progress: 3/5 rows") && line.contains(wanted) {
+                return line;
+            }
+        }
+        panic!("dbprov ended without the progress line: {stderr}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no progress line naming {wanted:?} within 60 s: {stderr}"));
+    assert!(
+        !progress.contains("failed") && !progress.contains("retries"),
+        "{progress}"
+    );
+
+    signal(&child, libc::SIGINT);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("dbprov ends after Ctrl-C")
+        .unwrap();
+    assert_eq!(exit.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(" s: 1 created, 1 exists, 1 invalid, 2 skipped\n"),
+        "{stderr}"
+    );
+    let json = summary(&dir);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 5);
+    assert_eq!(json["by_status"], by_status(&rows));
+    assert_eq!(json["rows"], 5);
+    // The 429 was met, never sent again: no retry.
+    assert_eq!(json["responses_429"], 1);
+    assert_eq!(json["retries"], 0);
+    assert_eq!(json["requests"], attempts(&rows));
+    assert_eq!(json["requests"], 3);
+}
+
+/// A PUT that never went out is neither a request nor a PUT after a taken name: the POST
+/// meets the taken name and spends the hour's one request, the API's headers say so, the
+/// PUT waits for the next window, and Ctrl-C ends the job before it.
+#[tokio::test]
+async fn a_put_the_job_stopped_before_sending_is_not_counted() {
+    let sandbox = hourly(1, RateLimitHeaders::Draft6, &["t-old".to_owned()]).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType,datasourceName\nt-old,DATASOURCE,postgres-main\n",
+    );
+    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    args.extend(["--on-exists", "update", "--max-retry-after", "2h"].map(str::to_owned));
+    let mut child = spawn_run(&input, &args);
+    until_requests(&api, &mut child, 1).await;
+    signal(&child, libc::SIGINT);
+    let ended = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("dbprov ends after Ctrl-C")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{stderr}");
+    let json = summary(&dir);
+    assert_eq!(
+        json["by_status"],
+        serde_json::json!({"skipped": 1}),
+        "{stderr}"
+    );
+    assert_eq!(json["requests"], 1);
+    assert_eq!(json["puts_after_name_taken"], 0);
+    assert_eq!(json["retries"], 0);
+    assert_eq!(
+        seen_by_sandbox(&api).await,
+        Seen {
+            writes: 1,
+            repeats: 0,
+            puts_after_post: 0
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON logs.
+
+#[test]
+fn the_strict_parser_refuses_a_key_twice() {
+    assert!(parse_strict(r#"{"span":{"name":"row","row":1,"name":"x"}}"#).is_err());
+    assert!(parse_strict(r#"[{"a":1},{"a":2,"b":[{"c":1,"c":2}]}]"#).is_err());
+    assert_eq!(
+        parse_strict(r#"{"a":[1,2.5,"x",null,true],"b":{"a":-1}}"#).unwrap(),
+        serde_json::json!({"a":[1,2.5,"x",null,true],"b":{"a":-1}})
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_summary() {
+    // Retries log inside the row's span; -vv opens the HTTP stack's spans and events too.
+    let sandbox = holding(
+        &[],
+        FaultConfig {
+            fail_rate: 0.3,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let dir = JobDir::new();
+    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    args.extend(
+        [
+            "--log-format",
+            "json",
+            "-vv",
+            "--max-attempts",
+            "10",
+            "--progress-every",
+            "10ms",
+        ]
+        .map(str::to_owned),
+    );
+    let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let events = json_lines(&run.stderr);
+    assert!(events.len() > 50, "{}", run.stderr);
+    let in_a_row = events
+        .iter()
+        .find(|e| e["span"]["name"] == "row" && e["fields"]["message"].is_string())
+        .expect("events inside a row's span");
+    assert!(in_a_row["span"]["workspace"].is_string(), "{in_a_row}");
+    assert!(in_a_row["span"]["row"].is_u64(), "{in_a_row}");
+    let failure = events
+        .iter()
+        .find(|e| e["fields"]["code"] == "INVALID_DATASOURCE_NAME")
+        .expect("the failed row is logged");
+    assert_eq!(failure["fields"]["workspace"], "Legacy Oracle Tenant");
+
+    let last = events.last().unwrap();
+    assert_eq!(last["level"], "INFO");
+    assert_eq!(last["target"], "dbprov::summary");
+    assert!(
+        last["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("51 rows in "),
+        "{last}"
+    );
+    let json = summary(&dir);
+    assert_eq!(
+        last["fields"]["summary"], json,
+        "the same figures as --summary-json"
+    );
+    assert!(json["retries"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["fields"]["summary"].is_object())
+            .count(),
+        1,
+        "one summary event"
+    );
+
+    // An error that stops the job before it starts is one JSON event too.
+    let missing = dir.path("missing.csv");
+    let mut args = job_args(&sandbox, &dir, "other.csv");
+    args.extend(["--log-format", "json"].map(str::to_owned));
+    let refused = dbprov_with(&["run", missing.to_str().unwrap()], &args).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    let events = json_lines(&refused.stderr);
+    let error = events.last().unwrap();
+    assert_eq!(error["level"], "ERROR", "{error}");
+    assert!(
+        error["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.csv"),
+        "{error}"
+    );
+}
