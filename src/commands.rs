@@ -304,7 +304,10 @@ async fn count_rows(
 async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
     let input = Input::from_arg(&args.input);
     let (rows, invalid) = tokio::task::spawn_blocking(move || {
-        let mut reader = InputReader::open(&input, CsvFormat::from(args.csv))?;
+        let format = CsvFormat::from(args.csv);
+        // A file is checked whole, as a job checks it before sending.
+        input::count_rows(&input, format, Shard::ALL, signals::interrupted_flag())?;
+        let mut reader = InputReader::open(&input, format)?;
         let mut stdout = std::io::stdout().lock();
         let (mut rows, mut invalid) = (0u64, 0u64);
         while let Some(row) = reader.next_row()? {

@@ -119,6 +119,12 @@ impl<R: Read> CsvLines<R> {
             match self.line(raw)? {
                 None => return Ok(None),
                 Some(_) if raw.iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
+                // Excel's hint line before the header: `sep=;`.
+                Some(_) if self.records == 0 && sep_hint(raw).is_some() => {
+                    if self.delimiter.is_none() {
+                        self.set_delimiter(sep_hint(raw));
+                    }
+                }
                 Some(start) => break start,
             }
         };
@@ -265,6 +271,15 @@ impl<R: Read> CsvLines<R> {
     }
 }
 
+/// The delimiter named by a line `sep=C`, which Excel reads (and some tools write) before
+/// the header.
+fn sep_hint(line: &[u8]) -> Option<u8> {
+    match line.trim_ascii() {
+        [b's', b'e', b'p', b'=', delimiter] => Some(*delimiter),
+        _ => None,
+    }
+}
+
 /// The delimiter a header line uses: whichever of `,` `;` and tab it has most of outside
 /// quotes (`,` on a tie, or when it has none: a single column).
 pub fn sniff(line: &[u8]) -> u8 {
@@ -351,6 +366,13 @@ mod tests {
         assert_eq!(sniff(b"name;notes, misc;x\n"), b';');
         let all = read_all("Name;Type\r\n\"a;b\";c\r\n", None);
         assert_eq!(all[1].2, ["a;b", "c"]);
+    }
+
+    #[test]
+    fn excels_sep_line_names_the_delimiter() {
+        let all = read_all("sep=;\r\nname;x,y\r\na;1,2\r\n", None);
+        assert_eq!(all[0], (Kind::Whole, 2, vec!["name".into(), "x,y".into()]));
+        assert_eq!(all[1].2, ["a", "1,2"]);
     }
 
     #[test]

@@ -121,11 +121,18 @@ pub fn utf8_reader(
     encoding: Option<&'static Encoding>,
     input: &str,
 ) -> Result<(Box<dyn Read + Send>, Decoded), DecodeError> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let start = fill(&mut reader).map_err(|source| DecodeError::Io {
+    let mut reader = reader;
+    let start = read_start(&mut reader).map_err(|source| DecodeError::Io {
         input: input.to_owned(),
         source,
     })?;
+    let start_len = start.len();
+    let reader: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(start).chain(reader));
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let start = &reader.fill_buf().map_err(|source| DecodeError::Io {
+        input: input.to_owned(),
+        source,
+    })?[..start_len];
     let by_bom = Encoding::for_bom(start).map(|(encoding, _)| encoding);
     let encoding = match (by_bom, encoding) {
         (Some(by_bom), _) => by_bom,
@@ -155,12 +162,65 @@ pub fn utf8_reader(
     Ok((Box::new(decoder), Decoded::From(encoding)))
 }
 
-/// Fills `reader`'s buffer as far as the input goes (a pipe gives it in pieces); the bytes
-/// buffered.
-fn fill<R: Read>(reader: &mut BufReader<R>) -> std::io::Result<&[u8]> {
-    // BufReader cannot top up a buffer that holds data, so the first read decides; a pipe
-    // that gives a few bytes first is checked on those.
-    reader.fill_buf()
+/// Refuses a whole file that `--encoding` says is in `encoding` (a legacy one) but that
+/// is UTF-8 with letters beyond ASCII: decoding it would garble every such letter. The
+/// start of any input is checked by [`utf8_reader`]; this reads the rest of a file.
+pub fn refuse_if_utf8(
+    mut file: impl Read,
+    encoding: &'static Encoding,
+    input: &str,
+) -> Result<(), DecodeError> {
+    let io = |source| DecodeError::Io {
+        input: input.to_owned(),
+        source,
+    };
+    let mut buffer = vec![0; 64 * 1024];
+    let (mut carried, mut lines, mut beyond_ascii) = (0, 1u64, None);
+    loop {
+        let read = file.read(&mut buffer[carried..]).map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        let filled = carried + read;
+        let valid = match std::str::from_utf8(&buffer[..filled]) {
+            Ok(_) => filled,
+            Err(error) if error.error_len().is_none() => error.valid_up_to(),
+            Err(_) => return Ok(()), // not UTF-8: a legacy encoding it may well be
+        };
+        if beyond_ascii.is_none()
+            && let Some(at) = buffer[..valid].iter().position(|b| !b.is_ascii())
+        {
+            beyond_ascii = Some(lines + line_of(&buffer[..valid], at) - 1);
+        }
+        lines += buffer[..valid].iter().filter(|&&b| b == b'\n').count() as u64;
+        buffer.copy_within(valid..filled, 0);
+        carried = filled - valid;
+    }
+    match (carried, beyond_ascii) {
+        (0, Some(line)) => Err(DecodeError::AlreadyUtf8 {
+            input: input.to_owned(),
+            line,
+            encoding: encoding.name(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The start of the input that is looked at: what the first reads give, at least the 4
+/// bytes a byte-order mark may take (a pipe may give fewer at first), at most 64 KiB.
+fn read_start(reader: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut start = vec![0; 64 * 1024];
+    let mut filled = 0;
+    while filled < 4 {
+        match reader.read(&mut start[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    start.truncate(filled);
+    Ok(start)
 }
 
 /// Refuses a start of input that is not UTF-8 (a sequence cut at the buffer's end is not
@@ -268,6 +328,45 @@ mod tests {
             decode(b"name\nCafe\n", Some(cp1252)).unwrap(),
             "name\nCafe\n"
         );
+    }
+
+    #[test]
+    fn a_whole_utf8_file_under_a_legacy_encoding_is_refused_wherever_its_letters_are() {
+        let cp1252 = parse_encoding("windows-1252").unwrap();
+        let mut text = "name\n".repeat(30_000);
+        text.push_str("Caf\u{e9}\n");
+        let refused = refuse_if_utf8(text.as_bytes(), cp1252, "t").unwrap_err();
+        assert!(refused.to_string().contains("line 30001"), "{refused}");
+        // A multi-byte letter cut by the buffer's end is still UTF-8.
+        let cut = format!("{}\u{e9}\n", "x".repeat(64 * 1024 - 1));
+        assert!(refuse_if_utf8(cut.as_bytes(), cp1252, "t").is_err());
+        assert!(refuse_if_utf8(&b"name\nCaf\xe9\n"[..], cp1252, "t").is_ok());
+        assert!(refuse_if_utf8(&b"name\nCafe\n"[..], cp1252, "t").is_ok());
+    }
+
+    #[test]
+    fn a_mark_that_comes_a_byte_at_a_time_is_still_seen() {
+        /// A pipe that gives one byte per read.
+        struct Trickle(std::vec::IntoIter<u8>);
+        impl Read for Trickle {
+            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+                match (self.0.next(), buffer.first_mut()) {
+                    (Some(byte), Some(slot)) => {
+                        *slot = byte;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let mut bytes = vec![0xff, 0xfe];
+        bytes.extend("name\nCafé\n".encode_utf16().flat_map(u16::to_le_bytes));
+        let (mut reader, decoded) =
+            utf8_reader(Box::new(Trickle(bytes.into_iter())), None, "t").unwrap();
+        assert_eq!(decoded, Decoded::From(encoding_rs::UTF_16LE));
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "name\nCafé\n");
     }
 
     #[test]

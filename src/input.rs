@@ -427,6 +427,14 @@ pub fn count_rows(
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let (file, decoded) =
         crate::decode::utf8_reader(Box::new(file), format.encoding, &input.to_string())?;
+    if let Decoded::From(encoding) = decoded
+        && Some(encoding) == format.encoding
+        && encoding.output_encoding() == encoding
+    {
+        // (Not for a mark's encoding, nor UTF-16, which is never ASCII-compatible.)
+        let raw = std::fs::File::open(path).map_err(unreadable)?;
+        crate::decode::refuse_if_utf8(raw, encoding, &input.to_string())?;
+    }
     let mut lines = CsvLines::new(file).with_delimiter(format.delimiter);
     let mut record = ByteRecord::new();
     let read_error = |line, source| InputError::Read {
@@ -509,6 +517,24 @@ fn parse_row(
                 return (None, Err(error));
             }
         }
+    }
+    // U+FFFD stands for bytes that could not be read (a decoder's, or a spreadsheet's):
+    // a value holding it is not the one meant, and is never sent.
+    let sent = |field: &Field| !names_only || *field == Field::Name;
+    let garbled = Field::ALL
+        .iter()
+        .filter(|field| sent(field))
+        .filter_map(|field| header.index(*field))
+        .find(|&i| texts[i].contains('\u{FFFD}'));
+    if let Some(i) = garbled {
+        let error = RowError::new(
+            "MALFORMED_ROW",
+            format!(
+                "line {line}: column {} holds \u{FFFD} (U+FFFD), which stands for characters that could not be read: write the value again",
+                i + 1
+            ),
+        );
+        return (None, Err(error));
     }
     let cell = |field: Field| {
         header

@@ -241,7 +241,25 @@ impl ResultColumns {
 
     /// `_row`, or 0 if it does not parse.
     pub fn row(&self, record: &ByteRecord) -> u64 {
-        text(record, self.row).parse().unwrap_or(0)
+        number(text(record, self.row)).unwrap_or(0)
+    }
+
+    /// The first number cell (`_row`, `_attempts`, `_http_status`) that does not read as a
+    /// whole number, with its column: a spreadsheet that re-saved the file may have
+    /// written `1.0` (which reads) or something else (which does not). Only `_http_status`
+    /// may be empty.
+    pub fn unreadable_number<'r>(&self, record: &'r ByteRecord) -> Option<(&'static str, &'r str)> {
+        [
+            (self.row, "_row", false),
+            (self.attempts, "_attempts", false),
+            (self.http_status, "_http_status", true),
+        ]
+        .into_iter()
+        .map(|(i, column, may_be_empty)| (column, text(record, i), may_be_empty))
+        .find(|(_, cell, may_be_empty)| {
+            !(cell.is_empty() && *may_be_empty) && number(cell).is_none()
+        })
+        .map(|(column, cell, _)| (column, cell))
     }
 
     /// `_status`, if it is one.
@@ -266,7 +284,9 @@ impl ResultColumns {
 
     /// `_attempts`, or 0 if it does not parse.
     pub fn attempts(&self, record: &ByteRecord) -> u32 {
-        text(record, self.attempts).parse().unwrap_or(0)
+        number(text(record, self.attempts))
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
     }
 
     /// The result cells, in `RESULT_COLUMNS` order (an empty `_target` where the file has
@@ -284,7 +304,8 @@ impl ResultColumns {
     /// targets were recorded, and counts.
     pub fn prior(&self, record: &ByteRecord, offset: u64, target: &str) -> Prior {
         let attempts = self.attempts(record);
-        let http_status = text(record, self.http_status).parse::<u16>().ok();
+        let http_status =
+            number(text(record, self.http_status)).and_then(|n| u16::try_from(n).ok());
         let recorded = self.target(record);
         let same_target = recorded.is_empty() || same_target(recorded, target);
         let message = text(record, self.message);
@@ -330,6 +351,19 @@ pub fn same_target(recorded: &str, target: &str) -> bool {
     recorded == target || parsed(recorded).is_some_and(|r| Some(r) == parsed(target))
 }
 
+/// A whole number as dbprov writes it (`12`), or as a spreadsheet may re-save it (`12.0`).
+pub fn number(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Ok(n) = text.parse() {
+        return Some(n);
+    }
+    let (whole, fraction) = text.split_once('.')?;
+    let whole_digits = !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit());
+    (whole_digits && !fraction.is_empty() && fraction.bytes().all(|b| b == b'0'))
+        .then(|| whole.parse().ok())
+        .flatten()
+}
+
 /// A result cell as trimmed text; empty when absent or not UTF-8.
 pub fn text(record: &ByteRecord, i: usize) -> &str {
     record
@@ -337,4 +371,20 @@ pub fn text(record: &ByteRecord, i: usize) -> &str {
         .and_then(|c| std::str::from_utf8(c).ok())
         .unwrap_or("")
         .trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn numbers_read_as_written_or_as_a_spreadsheet_rewrites_them() {
+        assert_eq!(number("12"), Some(12));
+        assert_eq!(number(" 12 "), Some(12));
+        assert_eq!(number("12.0"), Some(12));
+        assert_eq!(number("12.00"), Some(12));
+        for wrong in ["", "12.5", "1e3", "-1", "abc", ".0", "12."] {
+            assert_eq!(number(wrong), None, "{wrong:?}");
+        }
+    }
 }

@@ -158,12 +158,61 @@ impl Layout {
     }
 }
 
+/// The results file's writer: counts the bytes that reached it (from where it started),
+/// and after a write failed, fails every later one, so that nothing lands after a torn row
+/// is cut off (the CSV writer flushes what it holds when it is dropped).
+pub struct Counted {
+    out: Box<dyn Write + Send>,
+    /// Offset in the file: where writing started, plus the bytes written since.
+    written: u64,
+    failed: bool,
+}
+
+impl Counted {
+    fn new(out: Box<dyn Write + Send>) -> Counted {
+        Counted {
+            out,
+            written: 0,
+            failed: false,
+        }
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "an earlier write of the results failed",
+            ));
+        }
+        let written = self.out.write(bytes);
+        match &written {
+            Ok(n) => self.written += *n as u64,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => self.failed = true,
+        }
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed {
+            return Err(std::io::Error::other(
+                "an earlier write of the results failed",
+            ));
+        }
+        self.out.flush()
+    }
+}
+
 /// The UTF-8 byte-order mark.
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Writes results rows, flushing each one.
 pub struct ResultsWriter {
-    csv: csv::Writer<Box<dyn Write + Send>>,
+    csv: csv::Writer<Counted>,
+    /// The file's length after the last row that was written whole: a failed write cuts
+    /// the file back to it, so that no torn row is left to pass for a whole one.
+    whole_len: u64,
     record: ByteRecord,
     /// The header, and where this run's rows begin in the file: what the rewrite at the
     /// end puts in input order.
@@ -199,7 +248,7 @@ impl ResultsWriter {
         target: &str,
         layout: Layout,
     ) -> std::io::Result<ResultsWriter> {
-        let (mut out, file): (Box<dyn Write + Send>, _) = match sink {
+        let (out, file): (Box<dyn Write + Send>, _) = match sink {
             Sink::Stdout => (Box::new(std::io::stdout()), None),
             Sink::File(output) => {
                 output.file.set_len(0)?;
@@ -208,12 +257,14 @@ impl ResultsWriter {
                 (Box::new(out), Some(output))
             }
         };
+        let mut out = Counted::new(out);
         if layout.bom {
             out.write_all(BOM)?;
         }
         let header = header(carried_names);
         let mut writer = ResultsWriter {
             csv: layout.writer(out),
+            whole_len: 0,
             record: ByteRecord::new(),
             header,
             rows_start: 0,
@@ -226,9 +277,7 @@ impl ResultsWriter {
         };
         writer.csv.write_byte_record(&writer.header)?;
         writer.flush()?;
-        if let Some(output) = &writer.file {
-            writer.rows_start = output.file.metadata()?.len();
-        }
+        writer.rows_start = writer.whole_len;
         Ok(writer)
     }
 
@@ -243,13 +292,20 @@ impl ResultsWriter {
     ) -> std::io::Result<ResultsWriter> {
         output.file.set_len(prior.valid_len)?;
         let mut out = output.file.try_clone()?;
-        out.seek(SeekFrom::End(0))?;
-        let out: Box<dyn Write + Send> = Box::new(out);
+        let mut rows_start = out.seek(SeekFrom::End(0))?;
+        if prior.unterminated {
+            let line_end: &[u8] = if layout.crlf { b"\r\n" } else { b"\n" };
+            out.write_all(line_end)?;
+            rows_start += line_end.len() as u64;
+        }
+        let mut out = Counted::new(Box::new(out));
+        out.written = rows_start;
         Ok(ResultsWriter {
             csv: layout.writer(out),
+            whole_len: rows_start,
             record: ByteRecord::new(),
             header: header(carried_names),
-            rows_start: prior.valid_len,
+            rows_start,
             layout,
             target: target.to_owned(),
             file: Some(output),
@@ -319,8 +375,7 @@ impl ResultsWriter {
             record.push_field(cell);
         }
         record.extend(cells);
-        self.csv.write_byte_record(record)?;
-        self.flush()?;
+        self.put()?;
         let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
         Ok(status.and_then(Status::parse))
     }
@@ -444,7 +499,16 @@ impl ResultsWriter {
         record.push_field(finished_at.as_bytes());
         record.push_field(self.target.as_bytes());
         record.extend(&outcome.cells);
-        self.csv.write_byte_record(record)?;
+        self.put()
+    }
+
+    /// Writes `record` (the one in `self.record`) and flushes it; a failure cuts off what
+    /// of it reached the file.
+    fn put(&mut self) -> std::io::Result<()> {
+        if let Err(error) = self.csv.write_byte_record(&self.record) {
+            self.cut_torn_row();
+            return Err(error.into());
+        }
         self.flush()
     }
 
@@ -452,16 +516,35 @@ impl ResultsWriter {
     /// still the results file: rows written into a file removed from under the job are
     /// lost unless they are written back, and sending must stop.
     fn flush(&mut self) -> std::io::Result<()> {
-        self.csv.flush()?;
+        if let Err(error) = self.csv.flush() {
+            self.cut_torn_row();
+            return Err(error);
+        }
+        self.whole_len = self.csv.get_ref().written;
         if self.seen_at.elapsed() < LOOK_AGAIN {
             return Ok(());
         }
         self.check()
     }
 
+    /// After a failed write (a full disk, a file size limit): cuts the part of a row
+    /// that reached the file, which `--resume` could otherwise read as a whole row with
+    /// its last cell cut short. Every write after this one fails.
+    fn cut_torn_row(&mut self) {
+        if let Some(output) = &self.file
+            && self.csv.get_ref().written > self.whole_len
+        {
+            let _ = output.file.set_len(self.whole_len);
+        }
+    }
+
     /// Flushes, and checks now that the file is still the results file.
     pub fn check(&mut self) -> std::io::Result<()> {
-        self.csv.flush()?;
+        if let Err(error) = self.csv.flush() {
+            self.cut_torn_row();
+            return Err(error);
+        }
+        self.whole_len = self.csv.get_ref().written;
         self.seen_at = Instant::now();
         match &self.file {
             Some(output) if !output.still_there() => Err(std::io::Error::new(

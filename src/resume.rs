@@ -9,6 +9,7 @@ use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use csv::ByteRecord;
 
@@ -36,6 +37,32 @@ pub enum ResumeError {
         path: String,
         /// The missing column.
         missing: String,
+    },
+    /// The file is not UTF-8: re-saved by a spreadsheet in another encoding.
+    #[error(
+        "{path} is not UTF-8 ({what}): a spreadsheet saved it in another encoding. dbprov reads results files in UTF-8 only: save it as \"CSV UTF-8\", or use the results file dbprov wrote"
+    )]
+    NotUtf8 {
+        /// The file.
+        path: String,
+        /// Where, or what it is instead.
+        what: String,
+    },
+    /// A cell that dbprov reads back does not hold what it wrote.
+    #[error(
+        "{path}, line {line}: {column} is '{value}', which dbprov cannot read back ({expected}). A spreadsheet may have changed the column: restore it from the results file dbprov wrote"
+    )]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The line of the row.
+        line: u64,
+        /// The column.
+        column: &'static str,
+        /// The cell.
+        value: String,
+        /// What the column holds.
+        expected: &'static str,
     },
 }
 
@@ -67,12 +94,18 @@ pub struct PriorResults {
     pub delimiter: u8,
     /// The file starts with a UTF-8 byte-order mark (a spreadsheet's "CSV UTF-8").
     pub bom: bool,
+    /// The last row has no line break after it (a spreadsheet saved the file so): rows
+    /// appended must begin with one.
+    pub unterminated: bool,
     /// The latest `_finished_at` of a row a rollback would delete (recorded `created` on
-    /// the target, or possibly created by a lost answer); empty if none.
-    pub newest_created_at: String,
+    /// the target, or possibly created by a lost answer); `None` if none.
+    pub newest_created_at: Option<SystemTime>,
     /// The earliest `_finished_at` of a row that is done (its workspace in place, or gone
-    /// as a delete asked); empty if none.
-    pub oldest_done_at: String,
+    /// as a delete asked); `None` if none.
+    pub oldest_done_at: Option<SystemTime>,
+    /// The first `_finished_at` that is not a time, as the error it makes where times are
+    /// compared.
+    pub unreadable_time: Option<ResumeError>,
 }
 
 impl PriorResults {
@@ -84,15 +117,23 @@ impl PriorResults {
             source,
         };
         let mut file = File::open(path).map_err(io)?;
-        let valid_len = whole_lines_len(&mut file).map_err(io)?;
+        let mut valid_len = whole_lines_len(&mut file).map_err(io)?;
         if valid_len == 0 {
             return Ok(None);
         }
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         let mut start = [0; 3];
-        let bom = file.read_exact(&mut start).is_ok() && start == *b"\xef\xbb\xbf";
+        let read = file.read(&mut start).map_err(io)?;
+        let start = &start[..read];
+        let bom = start == b"\xef\xbb\xbf";
+        if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
+            return Err(ResumeError::NotUtf8 {
+                path: path.display().to_string(),
+                what: "it is UTF-16, Excel's \"Unicode Text\"".into(),
+            });
+        }
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut lines = CsvLines::new(file.take(valid_len));
+        let mut lines = CsvLines::new(file.try_clone().map_err(io)?.take(valid_len));
         let mut header = ByteRecord::new();
         if lines.read(&mut header).map_err(io)?.is_none() {
             return Ok(None);
@@ -102,6 +143,18 @@ impl PriorResults {
             path: path.display().to_string(),
             missing,
         })?;
+        // A last row without a line break is whole when it has every column (a spreadsheet
+        // or an editor saved the file so); one that lacks some was torn by a crash.
+        let unterminated =
+            last_row_is_whole(&mut file, valid_len, lines.delimiter(), header.len()).map_err(io)?;
+        if unterminated {
+            valid_len = file.metadata().map_err(io)?.len();
+            file.seek(SeekFrom::Start(0)).map_err(io)?;
+            lines = CsvLines::new(file.try_clone().map_err(io)?.take(valid_len))
+                .with_delimiter(Some(lines.delimiter()));
+            lines.read(&mut header).map_err(io)?;
+            lines.width = Some(header.len());
+        }
         let mut prior = PriorResults {
             latest: HashMap::new(),
             hasher: RandomState::new(),
@@ -118,13 +171,43 @@ impl PriorResults {
             written_by: OperationsSeen::default(),
             delimiter: lines.delimiter(),
             bom,
-            newest_created_at: String::new(),
-            oldest_done_at: String::new(),
+            unterminated,
+            newest_created_at: None,
+            oldest_done_at: None,
+            unreadable_time: None,
         };
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io)? {
+            let line = record.position().map_or(0, |p| p.line());
+            if let Err(error) = std::str::from_utf8(record.as_slice()) {
+                return Err(ResumeError::NotUtf8 {
+                    path: path.display().to_string(),
+                    what: format!(
+                        "line {line} has the byte 0x{:02X}",
+                        record.as_slice()[error.valid_up_to()]
+                    ),
+                });
+            }
             if kind == Kind::OpenQuote || record.len() != header.len() {
                 continue;
+            }
+            let unreadable = |column, value: &str, expected| ResumeError::Unreadable {
+                path: path.display().to_string(),
+                line,
+                column,
+                value: value.to_owned(),
+                expected,
+            };
+            if let Some((column, value)) = columns.unreadable_number(&record) {
+                return Err(unreadable(column, value, "a whole number"));
+            }
+            let finished_at = columns.finished_at(&record);
+            // Only a rollback's --resume compares times: a time a spreadsheet rewrote in
+            // its own format stops that, and nothing else.
+            let finished = humantime::parse_rfc3339_weak(finished_at).ok();
+            if finished.is_none() && !finished_at.is_empty() && prior.unreadable_time.is_none() {
+                prior.unreadable_time =
+                    Some(unreadable("_finished_at", finished_at, "an RFC 3339 time"));
             }
             prior.sent |= columns.attempts(&record) > 0;
             prior
@@ -137,12 +220,8 @@ impl PriorResults {
                     prior.elsewhere.1 = recorded.to_owned();
                 }
             }
-            let finished_at = columns.finished_at(&record);
-            if columns.status(&record).is_some_and(Status::is_done)
-                && !finished_at.is_empty()
-                && (prior.oldest_done_at.is_empty() || *finished_at < *prior.oldest_done_at)
-            {
-                prior.oldest_done_at = finished_at.to_owned();
+            if columns.status(&record).is_some_and(Status::is_done) && finished.is_some() {
+                prior.oldest_done_at = prior.oldest_done_at.min(finished).or(finished);
             }
             let offset = record.position().map_or(0, |p| p.byte());
             let key = prior.key(columns.identity(&record), columns.row(&record));
@@ -162,8 +241,8 @@ impl PriorResults {
                 && same_target(recorded, target);
             // Whatever a rollback would delete for this row: `created`, or what a lost
             // answer may have created.
-            if latest.created && *finished_at > *prior.newest_created_at {
-                prior.newest_created_at = finished_at.to_owned();
+            if latest.created {
+                prior.newest_created_at = prior.newest_created_at.max(finished);
             }
             prior.latest.insert(key, latest.pack());
         }
@@ -220,6 +299,28 @@ fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// Whether the bytes after `valid_len` (the file's last line, without a line break) are
+/// one whole row of `width` fields.
+fn last_row_is_whole(
+    file: &mut File,
+    valid_len: u64,
+    delimiter: u8,
+    width: usize,
+) -> std::io::Result<bool> {
+    let end = file.seek(SeekFrom::End(0))?;
+    if end == valid_len || end - valid_len > 16 * 1024 * 1024 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(valid_len))?;
+    let mut tail = Vec::new();
+    file.take(end - valid_len).read_to_end(&mut tail)?;
+    let mut lines = CsvLines::new(tail.as_slice()).with_delimiter(Some(delimiter));
+    lines.width = Some(width);
+    let mut record = ByteRecord::new();
+    let whole = lines.read(&mut record)? == Some(Kind::Whole) && record.len() == width;
+    Ok(whole && lines.read(&mut record)?.is_none())
 }
 
 /// Rewrites a results file written before `_target` was recorded into today's columns
@@ -303,9 +404,22 @@ mod tests {
     const HEADER: &str = "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,Name,team\n";
 
     #[test]
+    fn a_whole_last_row_without_a_line_break_counts() {
+        // A torn row with every column cannot be told from it: the writer cuts a row that
+        // a failed write tore (results::ResultsWriter), so only a crash of the machine
+        // can leave one.
+        let text = format!("{HEADER}1,created,,,200,1,3,t,a,ops\n2,created,,,200,1,3,t,\"b\",ops");
+        let file = write(&text);
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        assert!(prior.get(Some("b"), 0).unwrap().success);
+        assert!(prior.unterminated);
+        assert_eq!(prior.valid_len as usize, text.len());
+    }
+
+    #[test]
     fn the_last_row_of_a_name_wins_and_a_torn_line_is_ignored() {
         let file = write(&format!(
-            "{HEADER}1,failed,HTTP_500,x,500,5,9,t,a,ops\n2,created,,,200,1,3,t,b,ops\n1,created,,,200,1,3,t,a,ops\n3,created,,,200,1,3,t,c,o"
+            "{HEADER}1,failed,HTTP_500,x,500,5,9,t,a,ops\n2,created,,,200,1,3,t,b,ops\n1,created,,,200,1,3,t,a,ops\n3,created,,,200,1,3,t,c"
         ));
         let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
         assert!(prior.get(Some("a"), 0).unwrap().success);
@@ -313,7 +427,7 @@ mod tests {
         assert_eq!(prior.get(Some("c"), 0), None, "the torn row does not count");
         assert_eq!(
             prior.valid_len as usize,
-            std::fs::read(file.path()).unwrap().len() - 25
+            std::fs::read(file.path()).unwrap().len() - 23
         );
         assert_eq!(prior.carried_names, ByteRecord::from(vec!["Name", "team"]));
     }

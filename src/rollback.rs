@@ -94,15 +94,26 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
     // A rollback's results continued by another rollback of a later run would keep the
     // earlier deletions as done, and delete nothing of what the later run created.
     if let Some(undo) = &output_log
-        && !undo.oldest_done_at.is_empty()
-        && undo.oldest_done_at < source.newest_created_at
+        && let Some(unreadable) = undo
+            .unreadable_time
+            .as_ref()
+            .or(source.unreadable_time.as_ref())
+    {
+        sink.discard_if_unused();
+        anyhow::bail!(
+            "{unreadable}. A rollback's --resume compares the times of both files, to be sure {output} is this rollback's"
+        );
+    }
+    if let Some(undo) = &output_log
+        && let (Some(done), Some(created)) = (undo.oldest_done_at, source.newest_created_at)
+        && done < created
     {
         sink.discard_if_unused();
         anyhow::bail!(
             "{} records deletions from before {} recorded its latest creation ({}): it belongs to an earlier rollback, and continuing it would take those deletions for this one's. Give another -o, or --overwrite to replace it",
             output,
             args.results,
-            source.newest_created_at
+            humantime::format_rfc3339_millis(created)
         );
     }
     if !args.dry_run && !args.yes {

@@ -385,3 +385,286 @@ async fn a_file_with_a_legacy_byte_far_from_its_start_is_refused_before_any_requ
     );
     assert_eq!(api.stats().await["requests_total"], 0);
 }
+
+/// Runs `command` with the fast job flags against `sandbox`, results to `output` in `dir`
+/// (no `-o` when `output` is `None`).
+async fn job(
+    command: &[&str],
+    sandbox: &dbprov::sandbox::Sandbox,
+    dir: &JobDir,
+    output: Option<&str>,
+) -> Finished {
+    let mut args = job_args(sandbox, dir, output.unwrap_or("unused"));
+    if output.is_none() {
+        args.drain(0..2);
+    }
+    dbprov_with(command, &args).await
+}
+
+#[tokio::test]
+async fn a_results_file_saved_without_a_last_line_break_keeps_its_last_row() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType\ngs-1,MULTI_DATAMART\ngs-2,BOGUS\ngs-3,MULTI_DATAMART\n",
+    );
+    let run = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    // Saved again without the line break after the last row, as Google Sheets does.
+    let res = dir.path("res.csv");
+    let text = std::fs::read_to_string(&res).unwrap();
+    std::fs::write(&res, text.trim_end()).unwrap();
+    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    assert_eq!(retry.exit, 1, "{}", retry.stderr);
+    let (_, rows) = dir.results("res.csv");
+    assert_eq!(row_numbers(&rows), [1, 2, 3], "no row lost");
+    assert_eq!(rows[2]["_status"], "created");
+    let rollback = job(
+        &["rollback", res.to_str().unwrap(), "--yes"],
+        &sandbox,
+        &dir,
+        Some("undo.csv"),
+    )
+    .await;
+    assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
+    assert!(names_on(&api).await.is_empty(), "both workspaces deleted");
+}
+
+#[tokio::test]
+async fn a_value_that_could_not_be_read_is_never_sent_on_a_retry() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut bytes = vec![0xff, 0xfe];
+    let mut units: Vec<u16> = "name,connectionType\r\nZo".encode_utf16().collect();
+    units.push(0xd800);
+    units.extend("e,MULTI_DATAMART\r\nFine,MULTI_DATAMART\r\n".encode_utf16());
+    bytes.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+    std::fs::write(dir.path("in.csv"), bytes).unwrap();
+    let input = dir.path("in.csv");
+    let run = job(
+        &["run", input.to_str().unwrap()],
+        &sandbox,
+        &dir,
+        Some("res.csv"),
+    )
+    .await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let res = dir.path("res.csv");
+    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    assert_eq!(retry.exit, 1, "{}", retry.stderr);
+    assert_eq!(names_on(&api).await, ["Fine"], "no garbled name created");
+    let (_, rows) = dir.results("res.csv");
+    assert_eq!(rows[0]["_error_code"], "MALFORMED_ROW");
+}
+
+#[tokio::test]
+async fn a_results_file_saved_in_another_encoding_is_refused_before_any_request() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType\nSociété Générale,MULTI_DATAMART\n",
+    );
+    let run = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let res = dir.path("res.csv");
+    let text = std::fs::read_to_string(&res).unwrap();
+    // Excel's plain "CSV" (Windows-1252), then its "Unicode Text" (UTF-16, tabs).
+    let cp1252: Vec<u8> = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(
+        text.replace(',', "\t")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    for saved in [cp1252, utf16] {
+        std::fs::write(&res, &saved).unwrap();
+        let before = api.stats().await["requests_total"].as_u64().unwrap();
+        for command in [
+            vec!["retry", res.to_str().unwrap()],
+            vec!["rollback", res.to_str().unwrap(), "--yes"],
+        ] {
+            let output = (command[0] == "rollback").then_some("undo.csv");
+            let refused = job(&command, &sandbox, &dir, output).await;
+            assert_eq!(refused.exit, 2, "{command:?}: {}", refused.stderr);
+            assert!(
+                refused.stderr.contains("is not UTF-8"),
+                "{}",
+                refused.stderr
+            );
+            assert!(refused.stderr.contains("CSV UTF-8"), "{}", refused.stderr);
+            assert!(
+                !refused.stderr.contains("--overwrite"),
+                "{}",
+                refused.stderr
+            );
+            assert!(!refused.stderr.contains("--encoding"), "{}", refused.stderr);
+        }
+        assert_eq!(
+            api.stats().await["requests_total"].as_u64().unwrap(),
+            before
+        );
+        assert_eq!(std::fs::read(&res).unwrap(), saved, "left as it was");
+    }
+    assert_eq!(names_on(&api).await, ["Société Générale"]);
+}
+
+#[tokio::test]
+async fn a_legacy_encoding_over_utf8_letters_far_from_the_start_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut text = tenants("ascii", 1500);
+    text.push_str("Café Müller,MULTI_DATAMART,,\n");
+    let input = dir.write("late.csv", &text);
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.extend(["--encoding", "windows-1252"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("UTF-8 already (line 1502"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(api.stats().await["requests_total"], 0);
+}
+
+#[tokio::test]
+async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", "name,connectionType\nn-1,MULTI_DATAMART\n,MULTI_DATAMART\n,MULTI_DATAMART\nn-4,MULTI_DATAMART\n");
+    let run = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let res = dir.path("res.csv");
+    let original = std::fs::read_to_string(&res).unwrap();
+    // Every number as "N.0", every cell quoted, the rows in another order.
+    let mut lines: Vec<String> = original
+        .lines()
+        .map(|line| {
+            line.split(',')
+                .enumerate()
+                .map(|(i, cell)| match i {
+                    0 | 4 | 5 if !cell.is_empty() && !cell.starts_with('_') => {
+                        format!("\"{cell}.0\"")
+                    }
+                    _ => format!("\"{cell}\""),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    lines[1..].reverse();
+    std::fs::write(&res, lines.join("\r\n") + "\r\n").unwrap();
+    // A run over it without --overwrite still sees the sent requests it records.
+    let refused = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    assert_eq!(retry.exit, 1, "{}", retry.stderr);
+    let (_, rows) = dir.results("res.csv");
+    assert_eq!(
+        row_numbers(&rows),
+        [1, 2, 3, 4],
+        "every row, each at its number"
+    );
+    assert_eq!(rows[1]["_error_code"], "MISSING_NAME");
+    assert_eq!(rows[2]["_error_code"], "MISSING_NAME");
+    assert_eq!(
+        api.stats().await["requests_total"],
+        2,
+        "the retry sent nothing"
+    );
+    // A number cell that is not one stops a rerun, naming the line.
+    let text = std::fs::read_to_string(&res)
+        .unwrap()
+        .replacen("\n1,", "\nabc,", 1);
+    std::fs::write(&res, text).unwrap();
+    let garbage = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    assert_eq!(garbage.exit, 2, "{}", garbage.stderr);
+    assert!(
+        garbage.stderr.contains("line 2: _row is 'abc'"),
+        "{}",
+        garbage.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_resume_refuses_times_a_spreadsheet_rewrote() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType\nfa-A,MULTI_DATAMART\nfa-B,MULTI_DATAMART\n",
+    );
+    assert_eq!(
+        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+            .await
+            .exit,
+        0
+    );
+    let res = dir.path("res.csv");
+    let res = res.to_str().unwrap();
+    let undo = job(
+        &["rollback", res, "--yes"],
+        &sandbox,
+        &dir,
+        Some("undo.csv"),
+    )
+    .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    let mut args = job_args(&sandbox, &dir, "res.csv");
+    args.push("--overwrite".into());
+    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    // The run's file, re-saved with the spreadsheet's own date format.
+    let text = std::fs::read_to_string(res).unwrap();
+    let mut rewritten = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut cells: Vec<&str> = line.split(',').collect();
+        if i > 0 {
+            cells[7] = "11/29/2026 03:56:32";
+        }
+        rewritten.push_str(&cells.join(","));
+        rewritten.push('\n');
+    }
+    std::fs::write(res, rewritten).unwrap();
+    let resumed = job(
+        &["rollback", res, "--yes", "--resume"],
+        &sandbox,
+        &dir,
+        Some("undo.csv"),
+    )
+    .await;
+    assert_eq!(resumed.exit, 2, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains("_finished_at is '11/29/2026 03:56:32'"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(names_on(&api).await, ["fa-A", "fa-B"]);
+}
+
+#[tokio::test]
+async fn validate_refuses_a_file_that_is_not_utf8_wherever_the_byte_is() {
+    let dir = JobDir::new();
+    let mut bytes = tenants("ascii", 3000).into_bytes();
+    bytes.extend_from_slice(b"Caf\xe9,MULTI_DATAMART,,\n");
+    std::fs::write(dir.path("late.csv"), bytes).unwrap();
+    let validate = dbprov(&["validate", dir.path("late.csv").to_str().unwrap()]).await;
+    assert_eq!(validate.exit, 2, "{}", validate.stderr);
+    assert!(
+        validate.stderr.contains("--encoding windows-1252"),
+        "{}",
+        validate.stderr
+    );
+}
