@@ -302,6 +302,12 @@ async fn p2b_a_results_file_over_the_file_size_limit_stops_the_sending_with_exit
         "says the results file cannot be written: {}",
         run.stderr
     );
+    let bytes = std::fs::read(&results).unwrap();
+    assert!(
+        bytes.ends_with(b"\n"),
+        "the row the limit tore is cut off, not left to pass for a whole one: {:?}",
+        String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(80)..])
+    );
     let recorded = complete_records(&results).len() as u64;
     let sent = writes(&api).await;
     assert!(
