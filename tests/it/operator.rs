@@ -421,6 +421,62 @@ async fn logs_follow_verbosity_and_format() {
 }
 
 #[tokio::test]
+async fn help_groups_the_options_and_each_command_speaks_only_of_itself() {
+    let run = dbprov(&["run", "--help"]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let help = &run.stdout;
+    let flags_under = |heading: &str| -> Vec<String> {
+        let start = help
+            .find(&format!("\n{heading}:\n"))
+            .unwrap_or_else(|| panic!("no {heading} heading: {help}"));
+        help[start + heading.len() + 3..]
+            .lines()
+            .take_while(|line| line.is_empty() || line.starts_with(' '))
+            // `-v, --verbose...` or `--log-format <LOG_FORMAT>`, not `- text: ...`
+            .filter_map(|line| {
+                let line = line.trim_start();
+                let long = match line.as_bytes() {
+                    [b'-', short, b',', b' ', ..] if short.is_ascii_alphabetic() => &line[4..],
+                    _ => line,
+                };
+                long.starts_with("--")
+                    .then(|| long.split_whitespace().next().unwrap().to_owned())
+            })
+            .collect()
+    };
+    // The global options in a group of their own, after the run's.
+    assert_eq!(
+        flags_under("Logging"),
+        ["--verbose...", "--quiet...", "--log-format"],
+        "{help}"
+    );
+    assert!(help.find("\nLogging:\n") > help.find("\nReporting:\n"));
+    assert_eq!(
+        flags_under("Input"),
+        ["--delimiter", "--encoding"],
+        "{help}"
+    );
+    assert!(
+        flags_under("Results").contains(&"--excel".to_owned()),
+        "{help}"
+    );
+    for heading in ["API", "Sending", "Rows"] {
+        assert!(!flags_under(heading).is_empty(), "{heading}: {help}");
+    }
+    for command in ["sandbox", "validate", "completions"] {
+        let other = dbprov(&[command, "--help"]).await;
+        assert_eq!(other.exit, 0, "{command}: {}", other.stderr);
+        assert!(other.stdout.contains("\nLogging:\n"), "{}", other.stdout);
+        let text = other.stdout.to_lowercase();
+        assert!(
+            !text.contains("dry run") && !text.contains("dry-run"),
+            "{command}: {}",
+            other.stdout
+        );
+    }
+}
+
+#[tokio::test]
 async fn completions_are_generated_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let run = dbprov(&["completions", shell]).await;
