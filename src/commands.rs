@@ -1,11 +1,10 @@
-//! Dispatch from a parsed command line to the work, and the exit codes of `DESIGN.md`.
+//! Dispatch from a parsed command line to the work, the exit codes of `DESIGN.md`, and
+//! the line that tells why a command stopped.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use anyhow::Context;
 
 use crate::cli::{
     Cli, Command, JobArgs, MaxFailures, PlanArgs, RetryArgs, RowsArgs, SandboxArgs, ValidateArgs,
@@ -37,6 +36,45 @@ pub enum Exit {
     OutputFailed = 4,
     /// 130: interrupted.
     Interrupted = 130,
+}
+
+/// The line that says why a command stopped: each message of the error's chain once,
+/// outermost first, joined by `: `, then the next step that an OS error at its root calls
+/// for (`check the path`, ...). Messages say what to do themselves; this only keeps a
+/// cause that a message already quotes from being printed twice.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let os_error = error.root_cause().downcast_ref::<std::io::Error>();
+    if let Some(step) = os_error.and_then(|e| next_step(e.kind())) {
+        line.push_str("; ");
+        line.push_str(step);
+    }
+    line
+}
+
+/// What to do about an OS error on a path the operator gave, when its kind says.
+fn next_step(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    Some(match kind {
+        ErrorKind::NotFound | ErrorKind::NotADirectory => "check the path",
+        ErrorKind::PermissionDenied => "check the file's permissions, or give another path",
+        ErrorKind::IsADirectory => "give a file, not a folder",
+        ErrorKind::ReadOnlyFilesystem => "give a path on a writable file system",
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "free some space, or give another path"
+        }
+        _ => return None,
+    })
 }
 
 /// Runs one command to its end.
@@ -541,7 +579,12 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {error}; give another --listen (port 0 picks a free one)",
+                args.listen
+            )
+        })?;
     let catalog = config.catalog.clone();
     let faults = config.faults.clone();
     let server = sandbox::serve(listener, config)?;
@@ -564,4 +607,64 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     signals::until_interrupted().await;
     server.shutdown();
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing_file() -> std::io::Error {
+        std::fs::File::open("/nonexistent/dbprov/tenants.csv").unwrap_err()
+    }
+
+    #[test]
+    fn an_os_error_is_told_once_with_the_next_step() {
+        let input = Input::from_arg("/nonexistent/dbprov/tenants.csv");
+        let error: anyhow::Error =
+            crate::job::JobError::from(InputReader::open(&input).err().unwrap()).into();
+        assert_eq!(
+            error_line(&error),
+            "cannot open /nonexistent/dbprov/tenants.csv: No such file or directory (os error 2); check the path"
+        );
+        let context = anyhow::Error::new(missing_file()).context("cannot read the API key file k");
+        assert_eq!(
+            error_line(&context),
+            "cannot read the API key file k: No such file or directory (os error 2); check the path"
+        );
+    }
+
+    #[test]
+    fn a_message_that_quotes_its_source_does_not_print_it_twice() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot open a.csv: {source}")]
+        struct Quoting {
+            source: std::io::Error,
+        }
+        let error = anyhow::Error::new(Quoting {
+            source: missing_file(),
+        })
+        .context("while starting");
+        let line = error_line(&error);
+        assert_eq!(
+            line.matches("No such file or directory").count(),
+            1,
+            "{line}"
+        );
+        assert_eq!(
+            line,
+            "while starting: cannot open a.csv: No such file or directory (os error 2); check the path"
+        );
+    }
+
+    #[test]
+    fn only_an_os_error_at_the_root_adds_a_step() {
+        let plain = anyhow::anyhow!("--burst must be at least 1").context("settings");
+        assert_eq!(error_line(&plain), "settings: --burst must be at least 1");
+        let other = anyhow::Error::new(std::io::Error::other("the pipe broke"));
+        assert_eq!(error_line(&other), "the pipe broke");
+        let denied = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(
+            error_line(&denied).ends_with("; check the file's permissions, or give another path")
+        );
+    }
 }

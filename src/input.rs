@@ -22,7 +22,7 @@ use crate::workspace::{ConnectionType, Field, SummaryType, WorkspaceRequest};
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file cannot be opened.
-    #[error("cannot open {input}: {source}")]
+    #[error("cannot open {input}")]
     Unreadable {
         /// The input, as given.
         input: String,
@@ -33,7 +33,7 @@ pub enum InputError {
     #[error(transparent)]
     Header(#[from] HeaderError),
     /// Reading failed midway (a disk error, not a malformed row).
-    #[error("cannot read {input} after line {line}: {source}")]
+    #[error("cannot read {input} after line {line}")]
     Read {
         /// The input, as given.
         input: String,

@@ -208,7 +208,7 @@ pub enum JobError {
         now: String,
     },
     /// The results file cannot be created or written.
-    #[error("cannot write the results file {output}: {source}")]
+    #[error("cannot write the results file {output}")]
     Output {
         /// The results file.
         output: String,

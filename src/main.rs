@@ -18,7 +18,7 @@ async fn main() {
     let exit = match dbprov::run(cli).await {
         Ok(exit) => exit,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", dbprov::error_line(&error));
             Exit::Usage
         }
     };

@@ -20,7 +20,7 @@ use crate::record::{Prior, RESULT_COLUMNS, ResultColumns, Status, same_target};
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     /// The file cannot be read.
-    #[error("cannot read the earlier results {path}: {source}")]
+    #[error("cannot read the earlier results {path}")]
     Io {
         /// The results file.
         path: String,
