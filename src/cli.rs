@@ -58,6 +58,11 @@ pub enum Command {
     Retry(RetryArgs),
     /// Show what `run` would do, from local checks and one list of the workspaces that
     /// exist; sends no write.
+    // A plan always lists: --preflight and --no-preflight say nothing to it.
+    #[command(
+        mut_arg("preflight", |arg| arg.hide(true)),
+        mut_arg("no_preflight", |arg| arg.hide(true))
+    )]
     Plan(PlanArgs),
     /// PUT every row's settings over its existing workspace, and record each outcome.
     #[command(mut_arg("output", |arg| arg.help(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::cli::{
     Cli, Command, JobArgs, MaxFailures, PlanArgs, RetryArgs, RowsArgs, SandboxArgs, ValidateArgs,
 };
-use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering};
+use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Source, StopReason};
 use crate::operation::Operation;
@@ -114,13 +114,14 @@ async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow::Result<Ex
         (false, true) => Continuing::Overwrite,
         (false, false) => Continuing::Refuse,
     };
-    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let target = Target::new(args.dry_run, operation.command(), args.sandbox, &args.job).await?;
     let (sink, output_log) = open_output(
         &output,
         continuing,
         args.dry_run,
         &target.name,
         Some(operation),
+        operation.command(),
     )?;
     let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
     let rows = Rows {
@@ -142,7 +143,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         "retry reads a results file, not stdin: give its path"
     );
     let results = PathBuf::from(&args.results);
-    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let target = Target::new(args.dry_run, "retry", args.sandbox, &args.job).await?;
     let empty = || anyhow::anyhow!("{} is empty: there is nothing to retry", args.results);
     // The rows are re-sent as the command that wrote them sent them: a delete's are
     // deleted again, never created.
@@ -168,6 +169,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
                 args.dry_run,
                 &target.name,
                 None,
+                "retry",
             )?;
             let log = log.ok_or_else(empty)?;
             let operation = operation_of(&log)?;
@@ -181,7 +183,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
             };
             refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
             held = hold_input(&results)?;
-            let input = PriorResults::scan(&results, &target.name)?.ok_or_else(empty)?;
+            let input = scan_input(&results, &target.name, "retry")?.ok_or_else(empty)?;
             let operation = operation_of(&input)?;
             let continuing = match output {
                 Output::File(_) => Continuing::Resume,
@@ -193,6 +195,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
                 args.dry_run,
                 &target.name,
                 Some(operation),
+                "retry",
             )?;
             (Arc::new(input), output, sink, log, operation)
         }
@@ -234,13 +237,14 @@ async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
         .results_path(args.output.as_deref(), args.job.shard, "plan")
         .map_err(anyhow::Error::msg)?;
     refuse_clobbering(&[&input], &output, &args.job)?;
-    let target = Target::new(false, true, args.sandbox, &args.job).await?;
+    let target = Target::new(false, "plan", args.sandbox, &args.job).await?;
     let (sink, _) = open_output(
         &output,
         Continuing::Refuse,
         true,
         &target.name,
         Some(Operation::Create),
+        "plan",
     )?;
     let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
     let rows = Rows {

@@ -30,17 +30,19 @@ pub(crate) enum Continuing {
 /// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
 ///
 /// `operation`, when given, is what this job will append: a file that another command
-/// wrote is not continued (a run's `created` rows are no update's successes).
+/// wrote is not continued (a run's `created` rows are no update's successes). `command`
+/// is the command running (`run`, `retry`, ...): a refusal advises only its own options.
 pub(crate) fn open_output(
     output: &Output,
     continuing: Continuing,
     dry_run: bool,
     target: &str,
     operation: Option<Operation>,
+    command: &str,
 ) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
     let path = match output {
         Output::Stdout if continuing == Continuing::Resume => {
-            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
+            anyhow::bail!("--resume continues a results file: give -o PATH, not stdout")
         }
         Output::Stdout => return Ok((Sink::Stdout, None)),
         Output::File(path) => path,
@@ -49,17 +51,35 @@ pub(crate) fn open_output(
     let shown = path.display();
     let prior = match PriorResults::scan(&file.real_path, target) {
         Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
-        Err(ResumeError::NotResults { missing, .. }) => anyhow::bail!(
-            "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o, or --overwrite to replace it"
-        ),
+        // Without -o, a retry's results file is its input too.
+        Err(ResumeError::NotResults { missing, .. })
+            if command == "retry" && operation.is_none() =>
+        {
+            anyhow::bail!(not_results_input(&shown.to_string(), &missing, command))
+        }
+        Err(ResumeError::NotResults { missing, .. }) => {
+            let overwrite = if has_overwrite(command) {
+                ", or --overwrite to replace it"
+            } else {
+                ""
+            };
+            anyhow::bail!(
+                "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o{overwrite}"
+            )
+        }
         other => other?,
     };
     let Some(mut prior) = prior else {
         return Ok((Sink::File(file), None));
     };
     if dry_run && (prior.sent || continuing == Continuing::Resume) {
+        let what = if command == "plan" {
+            "a plan"
+        } else {
+            "a dry run"
+        };
         anyhow::bail!(
-            "a dry run does not change the earlier results in {shown}: give -o a new file for the plan"
+            "{what} does not change the earlier results in {shown}: give -o a new file for the plan"
         );
     }
     match continuing {
@@ -68,9 +88,16 @@ pub(crate) fn open_output(
                 && !prior.written_by.agrees_with(operation)
             {
                 let by = prior.written_by.describe();
+                let this = if command == "retry" {
+                    format!(
+                        "this retry re-sends rows of `dbprov {}`",
+                        operation.command()
+                    )
+                } else {
+                    format!("this is `dbprov {command}`")
+                };
                 anyhow::bail!(
-                    "{shown} holds the results of `dbprov {by}`, and this is `dbprov {}`: give another -o",
-                    operation.command()
+                    "{shown} holds the results of `dbprov {by}`, and {this}: give another -o"
                 );
             }
             if prior.columns.is_legacy() {
@@ -101,6 +128,42 @@ pub(crate) fn open_output(
         ),
         Continuing::Refuse | Continuing::Overwrite => Ok((Sink::File(file), None)),
     }
+}
+
+/// Whether `command` has `--overwrite` (and `--resume`), for the advice of its refusals.
+fn has_overwrite(command: &str) -> bool {
+    matches!(command, "run" | "update" | "delete" | "rollback")
+}
+
+/// Reads the results file that `retry` or `rollback` takes as its input; a file that is no
+/// results file is refused with what the command needs instead.
+pub(crate) fn scan_input(
+    path: &Path,
+    target: &str,
+    command: &str,
+) -> anyhow::Result<Option<PriorResults>> {
+    match PriorResults::scan(path, target) {
+        Err(ResumeError::NotResults { missing, .. }) => {
+            anyhow::bail!(not_results_input(
+                &path.display().to_string(),
+                &missing,
+                command
+            ))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Why a file given to `retry` or `rollback` as its results file cannot be, and what to
+/// give instead.
+fn not_results_input(shown: &str, missing: &str, command: &str) -> String {
+    let instead = match command {
+        "rollback" => "rollback deletes what a results file records as created. Give the results file of the run to undo".to_owned(),
+        _ => format!(
+            "retry re-sends the failed rows of a results file (what run, update or delete wrote). To send the rows of a tenant CSV, use dbprov run {shown}"
+        ),
+    };
+    format!("{shown} is not a dbprov results file (its header lacks {missing}): {instead}")
 }
 
 /// No output may be an input (the tenant list, the key file), by any path or hard link,

@@ -28,9 +28,7 @@ pub enum ResumeError {
         source: std::io::Error,
     },
     /// The file is not a results file.
-    #[error(
-        "{path} is not a dbprov results file: its header lacks {missing}. Give another -o, or remove it"
-    )]
+    #[error("{path} is not a dbprov results file: its header lacks {missing}")]
     NotResults {
         /// The file.
         path: String,
