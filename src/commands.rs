@@ -12,7 +12,7 @@ use crate::cli::{
 use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Source, StopReason};
-use crate::operation::Operation;
+use crate::operation::{Operation, Running};
 use crate::report;
 use crate::results::Sink;
 use crate::resume::PriorResults;
@@ -108,20 +108,26 @@ async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow::Result<Ex
     let output = input
         .results_path(args.output.as_deref(), args.job.shard, kind)
         .map_err(anyhow::Error::msg)?;
-    refuse_clobbering(&[&input], &output, &args.job)?;
+    refuse_clobbering(&[&input], &output, &args.job, Running::Rows(operation))?;
     let continuing = match (args.resume, args.overwrite) {
         (true, _) => Continuing::Resume,
         (false, true) => Continuing::Overwrite,
         (false, false) => Continuing::Refuse,
     };
-    let target = Target::new(args.dry_run, operation.command(), args.sandbox, &args.job).await?;
+    let target = Target::new(
+        args.dry_run,
+        Running::Rows(operation),
+        args.sandbox,
+        &args.job,
+    )
+    .await?;
     let (sink, output_log) = open_output(
         &output,
         continuing,
         args.dry_run,
         &target.name,
         Some(operation),
-        operation.command(),
+        Running::Rows(operation),
     )?;
     let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
     let rows = Rows {
@@ -143,7 +149,16 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         "retry reads a results file, not stdin: give its path"
     );
     let results = PathBuf::from(&args.results);
-    let target = Target::new(args.dry_run, "retry", args.sandbox, &args.job).await?;
+    let (in_place, into) = (
+        Running::Retry { in_place: true },
+        Running::Retry { in_place: false },
+    );
+    let running = if args.output.is_none() {
+        in_place
+    } else {
+        into
+    };
+    let target = Target::new(args.dry_run, running, args.sandbox, &args.job).await?;
     let empty = || anyhow::anyhow!("{} is empty: there is nothing to retry", args.results);
     // The rows are re-sent as the command that wrote them sent them: a delete's are
     // deleted again, never created.
@@ -162,14 +177,14 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     let (input, output, sink, output_log, operation) = match args.output.as_deref() {
         None => {
             let output = Output::File(results);
-            refuse_clobbering(&[], &output, &args.job)?;
+            refuse_clobbering(&[], &output, &args.job, in_place)?;
             let (sink, log) = open_output(
                 &output,
                 Continuing::Resume,
                 args.dry_run,
                 &target.name,
                 None,
-                "retry",
+                in_place,
             )?;
             let log = log.ok_or_else(empty)?;
             let operation = operation_of(&log)?;
@@ -181,9 +196,9 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
             } else {
                 Output::File(path.into())
             };
-            refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+            refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job, into)?;
             held = hold_input(&results)?;
-            let input = scan_input(&results, &target.name, "retry")?.ok_or_else(empty)?;
+            let input = scan_input(&results, &target.name, into)?.ok_or_else(empty)?;
             let operation = operation_of(&input)?;
             let continuing = match output {
                 Output::File(_) => Continuing::Resume,
@@ -195,7 +210,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
                 args.dry_run,
                 &target.name,
                 Some(operation),
-                "retry",
+                into,
             )?;
             (Arc::new(input), output, sink, log, operation)
         }
@@ -236,15 +251,15 @@ async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
     let output = input
         .results_path(args.output.as_deref(), args.job.shard, "plan")
         .map_err(anyhow::Error::msg)?;
-    refuse_clobbering(&[&input], &output, &args.job)?;
-    let target = Target::new(false, "plan", args.sandbox, &args.job).await?;
+    refuse_clobbering(&[&input], &output, &args.job, Running::Plan)?;
+    let target = Target::new(false, Running::Plan, args.sandbox, &args.job).await?;
     let (sink, _) = open_output(
         &output,
         Continuing::Refuse,
         true,
         &target.name,
         Some(Operation::Create),
-        "plan",
+        Running::Plan,
     )?;
     let (total, sink) = count_rows(&input, args.job.shard, sink).await?;
     let rows = Rows {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::cli::{JobArgs, RateLimit};
 use crate::client::Client;
 use crate::job::{Mode, Sender};
+use crate::operation::Running;
 use crate::pacing::PacingSettings;
 use crate::retry::RetryPolicy;
 use crate::sandbox::{self, SandboxConfig};
@@ -59,14 +60,14 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The target of `command` (`run`, `plan`, ...); a plan lists, but sends no write.
+    /// The target of the command `running`; a plan lists, but sends no write.
     pub(crate) async fn new(
         dry_run: bool,
-        command: &str,
+        running: Running,
         use_sandbox: bool,
         args: &JobArgs,
     ) -> anyhow::Result<Target> {
-        let plan = command == "plan";
+        let plan = running == Running::Plan;
         let mode = |sender: Sender| {
             if plan {
                 Mode::Plan(Box::new(sender))
@@ -97,7 +98,7 @@ impl Target {
             });
         }
         check_transport(&args.base_url, args.allow_insecure_http)?;
-        let key = api_key(args, command)?;
+        let key = api_key(args, running)?;
         Ok(Target {
             mode: mode(sender(args, &args.base_url, &key)?),
             sandbox: None,
@@ -185,8 +186,8 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
 }
 
 /// The service token: `--api-key-file`, else `DATABRAIN_API_KEY`. Never a flag value.
-/// Without one, says which of `command`'s own options need none.
-fn api_key(args: &JobArgs, command: &str) -> anyhow::Result<ApiKey> {
+/// Without one, says which options of the command `running` need none.
+fn api_key(args: &JobArgs, running: Running) -> anyhow::Result<ApiKey> {
     let key = match &args.api_key_file {
         Some(path) => {
             warn_if_readable_by_others(path);
@@ -198,10 +199,10 @@ fn api_key(args: &JobArgs, command: &str) -> anyhow::Result<ApiKey> {
     };
     // A rollback with --sandbox is refused (that sandbox would be new and empty), and a
     // plan has no --dry-run: it is one.
-    let keyless = match command {
-        "plan" => "--sandbox needs none",
-        "rollback" => "--dry-run needs none",
-        _ => "--sandbox and --dry-run need none",
+    let keyless = match running {
+        Running::Plan => "--sandbox needs none",
+        Running::Rollback => "--dry-run needs none",
+        Running::Rows(_) | Running::Retry { .. } => "--sandbox and --dry-run need none",
     };
     anyhow::ensure!(
         !key.expose().is_empty(),

@@ -719,6 +719,16 @@ async fn retry_and_rollback_give_advice_for_themselves_not_for_run() {
     // A retry that the API stops says to run the retry again: it has no --resume.
     let planned = dbprov(&["run", &plain, "--dry-run", "-o", new]).await;
     assert_eq!(planned.exit, 0, "{}", planned.stderr);
+    let onto_itself = dbprov(&["retry", new, "-o", new, "--dry-run"]).await;
+    assert_eq!(onto_itself.exit, 2, "{}", onto_itself.stderr);
+    assert!(
+        onto_itself
+            .stderr
+            .contains("without -o, retry updates its results file")
+            && !onto_itself.stderr.contains("use dbprov retry"),
+        "{}",
+        onto_itself.stderr
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
