@@ -267,7 +267,7 @@ impl ResultsWriter {
         let (path, real) = (output.path.display(), output.real_path.display());
         if FileId::at(&output.real_path) == Some(output.id()) {
             return format!(
-                "{path} no longer leads to the results file, which is intact at {real}: put it back at {path}, then {settle}"
+                "{path} no longer leads to the results file, which is intact at {real}: point {path} at it again, then {settle}"
             );
         }
         match output.write_back() {
