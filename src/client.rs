@@ -75,10 +75,12 @@ pub enum ClientError {
     #[error("--base-url '{0}' is not an http:// or https:// URL without ?query or #fragment")]
     BadBaseUrl(String),
     /// The key cannot go into a header.
-    #[error("the API key contains characters that cannot be sent in a header")]
+    #[error(
+        "the API key contains characters that cannot be sent in a header: check DATABRAIN_API_KEY or the --api-key-file"
+    )]
     BadKey,
     /// reqwest refused the configuration.
-    #[error("cannot set up the HTTP client: {0}")]
+    #[error("cannot set up the HTTP client")]
     Http(#[from] reqwest::Error),
 }
 

@@ -1,21 +1,20 @@
-//! Dispatch from a parsed command line to the work, and the exit codes of `DESIGN.md`.
+//! Dispatch from a parsed command line to the work, the exit codes of `DESIGN.md`, and
+//! the line that tells why a command stopped.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::cli::{
     Cli, Command, JobArgs, MaxFailures, PlanArgs, RetryArgs, RowsArgs, SandboxArgs, ValidateArgs,
 };
 use crate::decode::CsvFormat;
-use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering};
+use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
 use crate::input::{self, InputReader};
 use crate::job::{self, Job, Mode, Source, StopReason};
 use crate::logging;
-use crate::operation::Operation;
+use crate::operation::{Operation, Running};
 use crate::report;
 use crate::results::Sink;
 use crate::resume::PriorResults;
@@ -39,6 +38,45 @@ pub enum Exit {
     OutputFailed = 4,
     /// 130: interrupted.
     Interrupted = 130,
+}
+
+/// The line that says why a command stopped: each message of the error's chain once,
+/// outermost first, joined by `: `, then the next step that an OS error at its root calls
+/// for (`check the path`, ...). Messages say what to do themselves; this only keeps a
+/// cause that a message already quotes from being printed twice.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let os_error = error.root_cause().downcast_ref::<std::io::Error>();
+    if let Some(step) = os_error.and_then(|e| next_step(e.kind())) {
+        line.push_str("; ");
+        line.push_str(step);
+    }
+    line
+}
+
+/// What to do about an OS error on a path the operator gave, when its kind says.
+fn next_step(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    Some(match kind {
+        ErrorKind::NotFound | ErrorKind::NotADirectory => "check the path",
+        ErrorKind::PermissionDenied => "check the file's permissions, or give another path",
+        ErrorKind::IsADirectory => "give a file, not a folder",
+        ErrorKind::ReadOnlyFilesystem => "give a path on a writable file system",
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "free some space, or give another path"
+        }
+        _ => return None,
+    })
 }
 
 /// Runs one command to its end.
@@ -72,19 +110,26 @@ async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow::Result<Ex
     let output = input
         .results_path(args.output.as_deref(), args.job.shard, kind)
         .map_err(anyhow::Error::msg)?;
-    refuse_clobbering(&[&input], &output, &args.job)?;
+    refuse_clobbering(&[&input], &output, &args.job, Running::Rows(operation))?;
     let continuing = match (args.resume, args.overwrite) {
         (true, _) => Continuing::Resume,
         (false, true) => Continuing::Overwrite,
         (false, false) => Continuing::Refuse,
     };
-    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let target = Target::new(
+        args.dry_run,
+        Running::Rows(operation),
+        args.sandbox,
+        &args.job,
+    )
+    .await?;
     let (sink, output_log) = open_output(
         &output,
         continuing,
         args.dry_run,
         &target.name,
         Some(operation),
+        Running::Rows(operation),
     )?;
     let format = CsvFormat::from(args.csv);
     let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
@@ -107,7 +152,16 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         "retry reads a results file, not stdin: give its path"
     );
     let results = PathBuf::from(&args.results);
-    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let (in_place, into) = (
+        Running::Retry { in_place: true },
+        Running::Retry { in_place: false },
+    );
+    let running = if args.output.is_none() {
+        in_place
+    } else {
+        into
+    };
+    let target = Target::new(args.dry_run, running, args.sandbox, &args.job).await?;
     let empty = || anyhow::anyhow!("{} is empty: there is nothing to retry", args.results);
     // The rows are re-sent as the command that wrote them sent them: a delete's are
     // deleted again, never created.
@@ -126,13 +180,14 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     let (input, output, sink, output_log, operation) = match args.output.as_deref() {
         None => {
             let output = Output::File(results);
-            refuse_clobbering(&[], &output, &args.job)?;
+            refuse_clobbering(&[], &output, &args.job, in_place)?;
             let (sink, log) = open_output(
                 &output,
                 Continuing::Resume,
                 args.dry_run,
                 &target.name,
                 None,
+                in_place,
             )?;
             let log = log.ok_or_else(empty)?;
             let operation = operation_of(&log)?;
@@ -144,9 +199,9 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
             } else {
                 Output::File(path.into())
             };
-            refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+            refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job, into)?;
             held = hold_input(&results)?;
-            let input = PriorResults::scan(&results, &target.name)?.ok_or_else(empty)?;
+            let input = scan_input(&results, &target.name, into)?.ok_or_else(empty)?;
             let operation = operation_of(&input)?;
             let continuing = match output {
                 Output::File(_) => Continuing::Resume,
@@ -158,6 +213,7 @@ async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
                 args.dry_run,
                 &target.name,
                 Some(operation),
+                into,
             )?;
             (Arc::new(input), output, sink, log, operation)
         }
@@ -198,14 +254,15 @@ async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
     let output = input
         .results_path(args.output.as_deref(), args.job.shard, "plan")
         .map_err(anyhow::Error::msg)?;
-    refuse_clobbering(&[&input], &output, &args.job)?;
-    let target = Target::new(false, true, args.sandbox, &args.job).await?;
+    refuse_clobbering(&[&input], &output, &args.job, Running::Plan)?;
+    let target = Target::new(false, Running::Plan, args.sandbox, &args.job).await?;
     let (sink, _) = open_output(
         &output,
         Continuing::Refuse,
         true,
         &target.name,
         Some(Operation::Create),
+        Running::Plan,
     )?;
     let format = CsvFormat::from(args.csv);
     let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
@@ -582,7 +639,12 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {error}; give another --listen (port 0 picks a free one)",
+                args.listen
+            )
+        })?;
     let catalog = config.catalog.clone();
     let faults = config.faults.clone();
     let server = sandbox::serve(listener, config)?;
@@ -605,4 +667,68 @@ async fn sandbox_command(args: SandboxArgs) -> anyhow::Result<Exit> {
     signals::until_interrupted().await;
     server.shutdown();
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing_file() -> std::io::Error {
+        std::fs::File::open("/nonexistent/dbprov/tenants.csv").unwrap_err()
+    }
+
+    #[test]
+    fn an_os_error_is_told_once_with_the_next_step() {
+        let input = Input::from_arg("/nonexistent/dbprov/tenants.csv");
+        let error: anyhow::Error = crate::job::JobError::from(
+            InputReader::open(&input, CsvFormat::default())
+                .err()
+                .unwrap(),
+        )
+        .into();
+        assert_eq!(
+            error_line(&error),
+            "cannot open /nonexistent/dbprov/tenants.csv: No such file or directory (os error 2); check the path"
+        );
+        let context = anyhow::Error::new(missing_file()).context("cannot read the API key file k");
+        assert_eq!(
+            error_line(&context),
+            "cannot read the API key file k: No such file or directory (os error 2); check the path"
+        );
+    }
+
+    #[test]
+    fn a_message_that_quotes_its_source_does_not_print_it_twice() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot open a.csv: {source}")]
+        struct Quoting {
+            source: std::io::Error,
+        }
+        let error = anyhow::Error::new(Quoting {
+            source: missing_file(),
+        })
+        .context("while starting");
+        let line = error_line(&error);
+        assert_eq!(
+            line.matches("No such file or directory").count(),
+            1,
+            "{line}"
+        );
+        assert_eq!(
+            line,
+            "while starting: cannot open a.csv: No such file or directory (os error 2); check the path"
+        );
+    }
+
+    #[test]
+    fn only_an_os_error_at_the_root_adds_a_step() {
+        let plain = anyhow::anyhow!("--burst must be at least 1").context("settings");
+        assert_eq!(error_line(&plain), "settings: --burst must be at least 1");
+        let other = anyhow::Error::new(std::io::Error::other("the pipe broke"));
+        assert_eq!(error_line(&other), "the pipe broke");
+        let denied = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(
+            error_line(&denied).ends_with("; check the file's permissions, or give another path")
+        );
+    }
 }

@@ -94,7 +94,7 @@ pub enum DecodeError {
         encoding: &'static str,
     },
     /// Reading failed.
-    #[error("cannot read {input}: {source}")]
+    #[error("cannot read {input}")]
     Io {
         /// The input, as given.
         input: String,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::cli::JobArgs;
-use crate::operation::Operation;
+use crate::operation::{Operation, Running};
 use crate::output::{FileId, OutputFile, same_file};
 use crate::results::Sink;
 use crate::resume::{self, PriorResults, ResumeError};
@@ -30,17 +30,19 @@ pub(crate) enum Continuing {
 /// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
 ///
 /// `operation`, when given, is what this job will append: a file that another command
-/// wrote is not continued (a run's `created` rows are no update's successes).
+/// wrote is not continued (a run's `created` rows are no update's successes). A refusal
+/// advises only the options of the command `running`.
 pub(crate) fn open_output(
     output: &Output,
     continuing: Continuing,
     dry_run: bool,
     target: &str,
     operation: Option<Operation>,
+    running: Running,
 ) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
     let path = match output {
         Output::Stdout if continuing == Continuing::Resume => {
-            anyhow::bail!("--resume and retry continue a results file: give -o PATH, not stdout")
+            anyhow::bail!("--resume continues a results file: give -o PATH, not stdout")
         }
         Output::Stdout => return Ok((Sink::Stdout, None)),
         Output::File(path) => path,
@@ -49,17 +51,35 @@ pub(crate) fn open_output(
     let shown = path.display();
     let prior = match PriorResults::scan(&file.real_path, target) {
         Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
-        Err(ResumeError::NotResults { missing, .. }) => anyhow::bail!(
-            "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o, or --overwrite to replace it"
-        ),
+        // Without -o, a retry's results file is its input too.
+        Err(ResumeError::NotResults { missing, .. })
+            if running == (Running::Retry { in_place: true }) =>
+        {
+            anyhow::bail!(not_results_input(&shown.to_string(), &missing, running))
+        }
+        Err(ResumeError::NotResults { missing, .. }) => {
+            let overwrite = match (running.has_overwrite(), continuing) {
+                (false, _) => "",
+                (true, Continuing::Resume) => ", or --overwrite instead of --resume to replace it",
+                (true, _) => ", or --overwrite to replace it",
+            };
+            anyhow::bail!(
+                "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o{overwrite}"
+            )
+        }
         other => other?,
     };
     let Some(mut prior) = prior else {
         return Ok((Sink::File(file), None));
     };
     if dry_run && (prior.sent || continuing == Continuing::Resume) {
+        let what = if running == Running::Plan {
+            "a plan"
+        } else {
+            "a dry run"
+        };
         anyhow::bail!(
-            "a dry run does not change the earlier results in {shown}: give -o a new file for the plan"
+            "{what} does not change the earlier results in {shown}: give -o a new file for the plan"
         );
     }
     match continuing {
@@ -68,9 +88,16 @@ pub(crate) fn open_output(
                 && !prior.written_by.agrees_with(operation)
             {
                 let by = prior.written_by.describe();
+                let this = if let Running::Retry { .. } = running {
+                    format!(
+                        "this retry re-sends rows of `dbprov {}`",
+                        operation.command()
+                    )
+                } else {
+                    format!("this is `dbprov {}`", running.name())
+                };
                 anyhow::bail!(
-                    "{shown} holds the results of `dbprov {by}`, and this is `dbprov {}`: give another -o",
-                    operation.command()
+                    "{shown} holds the results of `dbprov {by}`, and {this}: give another -o"
                 );
             }
             if prior.columns.is_legacy() {
@@ -103,12 +130,45 @@ pub(crate) fn open_output(
     }
 }
 
+/// Reads the results file that `retry` or `rollback` takes as its input; a file that is no
+/// results file is refused with what the command needs instead.
+pub(crate) fn scan_input(
+    path: &Path,
+    target: &str,
+    running: Running,
+) -> anyhow::Result<Option<PriorResults>> {
+    match PriorResults::scan(path, target) {
+        Err(ResumeError::NotResults { missing, .. }) => {
+            anyhow::bail!(not_results_input(
+                &path.display().to_string(),
+                &missing,
+                running
+            ))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Why a file given to `retry` or `rollback` as its results file cannot be, and what to
+/// give instead.
+fn not_results_input(shown: &str, missing: &str, running: Running) -> String {
+    let instead = match running {
+        Running::Rollback => "rollback deletes what a results file records as created. Give the results file of the run to undo".to_owned(),
+        _ => format!(
+            "retry re-sends the failed rows of a results file (what run, update or delete wrote). To send the rows of a tenant CSV, use dbprov run {shown}"
+        ),
+    };
+    format!("{shown} is not a dbprov results file (its header lacks {missing}): {instead}")
+}
+
 /// No output may be an input (the tenant list, the key file), by any path or hard link,
-/// and the results and the summary must be two files.
+/// and the results and the summary must be two files. The advice is for the command
+/// `running`.
 pub(crate) fn refuse_clobbering(
     inputs_given: &[&Input],
     output: &Output,
     args: &JobArgs,
+    running: Running,
 ) -> anyhow::Result<()> {
     let mut outputs: Vec<(&str, &Path)> = Vec::new();
     if let Output::File(path) = output {
@@ -127,6 +187,14 @@ pub(crate) fn refuse_clobbering(
     if let Some(path) = &args.api_key_file {
         inputs.push(("the API key file", path));
     }
+    // What to do instead of writing the results over the input.
+    let not_over_the_input = match running {
+        Running::Rollback => "",
+        Running::Retry { .. } => " (or none: without -o, retry updates its results file)",
+        Running::Rows(_) | Running::Plan => {
+            " (to re-send a results file's failures, use dbprov retry)"
+        }
+    };
     for (i, (what, path)) in outputs.iter().enumerate() {
         let earlier_outputs = outputs[..i].iter();
         for (other, other_path) in inputs.iter().chain(earlier_outputs) {
@@ -136,7 +204,7 @@ pub(crate) fn refuse_clobbering(
                 path.display(),
                 other_path.display(),
                 if *other == "the input" && *what == "the results file" {
-                    " (to re-send a results file's failures, use dbprov retry)"
+                    not_over_the_input
                 } else {
                     ""
                 }

@@ -23,7 +23,7 @@ use crate::workspace::{ConnectionType, Field, SummaryType, WorkspaceRequest};
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file cannot be opened.
-    #[error("cannot open {input}: {source}")]
+    #[error("cannot open {input}")]
     Unreadable {
         /// The input, as given.
         input: String,
@@ -37,7 +37,7 @@ pub enum InputError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// Reading failed midway (a disk error, not a malformed row).
-    #[error("cannot read {input} after line {line}: {source}")]
+    #[error("cannot read {input} after line {line}")]
     Read {
         /// The input, as given.
         input: String,
@@ -600,7 +600,10 @@ fn build_request<'a>(
                 "false" => Ok(false),
                 _ => Err(RowError::new(
                     "INVALID_FIELD",
-                    format!("{} '{text}' is not true or false", field.key()),
+                    format!(
+                        "{} '{text}' is not true or false; write one of them, or leave it empty for false",
+                        field.key()
+                    ),
                 )),
             })
             .transpose()
@@ -611,7 +614,7 @@ fn build_request<'a>(
                 RowError::new(
                     "INVALID_FIELD",
                     format!(
-                        "summaryType '{text}' is not one of {}",
+                        "summaryType '{text}' is not one of {}; give one of them, or leave it empty",
                         SummaryType::ALL.map(|t| t.as_str()).join(", ")
                     ),
                 )
@@ -619,7 +622,7 @@ fn build_request<'a>(
         })
         .transpose()?;
     let owned = |field: Field| cell(field).map(str::to_owned);
-    Ok(WorkspaceRequest {
+    let request = WorkspaceRequest {
         name: name.to_owned(),
         connection_type,
         datasource_name: datasource_name.map(str::to_owned),
@@ -637,7 +640,11 @@ fn build_request<'a>(
         summary_type,
         custom_summary_prompt: owned(Field::CustomSummaryPrompt),
         theme_name: owned(Field::ThemeName),
-    })
+    };
+    match request.settings_problem() {
+        Some(problem) => Err(RowError::new("INVALID_FIELD", problem.to_string())),
+        None => Ok(request),
+    }
 }
 
 #[cfg(test)]
@@ -713,7 +720,7 @@ mod tests {
                    d,DATAMART,,,,\n\
                    e,MULTI_DATAMART,,,yes,\n\
                    f,MULTI_DATAMART,,,,haiku\n\
-                   g,multi_datamart,,,TRUE,custom\n\
+                   g,multi_datamart,,,TRUE,forecastandtrendanalysis\n\
                    g,MULTI_DATAMART,,,,\n\
                    h,MULTI_DATAMART,,\n";
         assert_eq!(

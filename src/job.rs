@@ -65,6 +65,20 @@ pub struct Job {
     pub excel: bool,
 }
 
+impl Job {
+    /// What settles the rows this job may leave unsent or unrecorded, in the words of the
+    /// command running (`retry` has no --resume: it goes on with its file by itself), for
+    /// the messages that say so.
+    fn rerun(&self) -> &'static str {
+        match (&self.mode, &self.sink, &self.source) {
+            (Mode::Plan(_), ..) => "the same plan command",
+            (_, Sink::Stdout, _) => "dbprov retry on the saved output",
+            (_, _, Source::Results(_)) => "the same retry command",
+            _ => "the same command with --resume",
+        }
+    }
+}
+
 /// Where the rows come from.
 pub enum Source {
     /// A tenant CSV (`run`), and how it is written.
@@ -211,7 +225,7 @@ pub enum JobError {
         now: String,
     },
     /// The results file cannot be created or written.
-    #[error("cannot write the results file {output}: {source}")]
+    #[error("cannot write the results file {output}")]
     Output {
         /// The results file.
         output: String,
@@ -238,6 +252,8 @@ pub(crate) struct Shared {
     lost_rows: AtomicU64,
     /// The input is a pipe or a stream, not a file: after a stop it is read no further.
     streamed_input: bool,
+    /// What settles the rows left unsent (see [`Job::rerun`]).
+    rerun: &'static str,
 }
 
 impl Shared {
@@ -312,8 +328,9 @@ impl Shared {
         };
         if self.stop(reason) {
             tracing::error!(
-                "stopping: {why}. The requests in flight finish; the rows not finished are written skipped / {}, and the same command with --resume sends them later",
-                reason.code()
+                "stopping: {why}. The requests in flight finish; the rows not finished are written skipped / {}, and {} finishes them later",
+                reason.code(),
+                self.rerun
             );
         }
         self.stopped().unwrap_or(reason)
@@ -323,6 +340,8 @@ impl Shared {
 /// Runs a job to its end: every input row gets exactly one results row.
 pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
+    let rerun = job.rerun();
+    signals::rerun_is(rerun);
     let shard = job.shard;
     let streamed_input = match &job.source {
         Source::Csv(Input::Stdin, _) => true,
@@ -424,6 +443,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         failures: AtomicU64::new(0),
         lost_rows: AtomicU64::new(0),
         streamed_input,
+        rerun,
     });
 
     let (outcomes_tx, outcomes_rx) = mpsc::channel::<ToWrite>(CHANNEL_ROWS);
@@ -434,7 +454,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             let stop_sending = || {
                 shared.stop(StopReason::OutputFailed);
             };
-            recording::write_results(writer, outcomes_rx, stop_sending, &bar)
+            recording::write_results(writer, outcomes_rx, stop_sending, &bar, rerun)
         }
     });
     // The pace, and any pause, beside the counts: a pause finishes no row to redraw them.
@@ -510,7 +530,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let lost = shared.lost_rows.load(Ordering::Relaxed);
     if lost > 0 {
         tracing::error!(
-            "{lost} rows were lost to an internal error (a bug: please report the message above); {} lacks them, and the same command with --resume sends them",
+            "{lost} rows were lost to an internal error (a bug: please report the message above); {} lacks them, and {rerun} finishes them",
             job.output_name
         );
         written
@@ -552,7 +572,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     // Every row is recorded, in the log as it stands: it is valid for --resume, only not
     // rewritten to one row per input row.
     let output_failure = finished.err().map(|error| {
-        format!("cannot rewrite it at the end ({error}); it holds every row of this run as a log, which the same command with --resume reads")
+        format!("cannot rewrite it at the end ({error}); it holds every row of this run as a log, which {rerun} reads")
     });
     Ok(JobReport {
         tally: written.tally,

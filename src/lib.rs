@@ -33,4 +33,4 @@ mod guard;
 mod rollback;
 mod target;
 
-pub use commands::{Exit, run};
+pub use commands::{Exit, error_line, run};

@@ -82,11 +82,11 @@ pub fn notice(level: Level, message: &str) {
 /// The error that ends the process, with its chain: `error: ...` as text, one ERROR event
 /// as JSON.
 pub fn fatal(error: &anyhow::Error) {
+    let message = crate::error_line(error);
     if is_json() {
-        let message = format!("{error:#}");
         json_event(Level::ERROR, "dbprov", &Message { message: &message });
     } else {
-        drop(LogWriter(format!("error: {error:#}\n").into_bytes()));
+        drop(LogWriter(format!("error: {message}\n").into_bytes()));
     }
 }
 

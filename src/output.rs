@@ -25,7 +25,7 @@ pub enum OutputError {
         holder: String,
     },
     /// The file cannot be opened or locked.
-    #[error("cannot open the results file {path}: {source}")]
+    #[error("cannot open the results file {path}")]
     Io {
         /// The results file.
         path: String,

@@ -26,8 +26,8 @@ pub struct Written {
 }
 
 /// Why writing failed, and what became of the rows written so far.
-fn failure_text(writer: &ResultsWriter, error: &std::io::Error) -> String {
-    match writer.rescue() {
+fn failure_text(writer: &ResultsWriter, error: &std::io::Error, rerun: &str) -> String {
+    match writer.rescue(rerun) {
         rescued if rescued.is_empty() => error.to_string(),
         rescued => format!("{error}; {rescued}"),
     }
@@ -35,11 +35,13 @@ fn failure_text(writer: &ResultsWriter, error: &std::io::Error) -> String {
 
 /// Writes every final row as it comes. The first write that fails stops the job at once
 /// (no request goes out without its record); the rows still coming are only counted.
+/// `rerun` is what settles the rows a failure leaves unrecorded, for its message.
 pub fn write_results(
     mut writer: ResultsWriter,
     mut outcomes_rx: mpsc::Receiver<ToWrite>,
     stop_sending: impl Fn(),
     bar: &ProgressBar,
+    rerun: &str,
 ) -> Written {
     let mut tally = Tally::default();
     let mut failure = None;
@@ -72,14 +74,14 @@ pub fn write_results(
                 // gone, and is written back with this row in it.
                 let written = error.kind() == std::io::ErrorKind::NotFound;
                 unrecorded += u64::from(sent && !written);
-                failure = Some(failure_text(&writer, &error));
+                failure = Some(failure_text(&writer, &error, rerun));
             }
         }
     }
     if failure.is_none()
         && let Err(error) = writer.check()
     {
-        failure = Some(failure_text(&writer, &error));
+        failure = Some(failure_text(&writer, &error, rerun));
     }
     Written {
         writer,

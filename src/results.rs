@@ -414,29 +414,30 @@ impl ResultsWriter {
 
     /// After a write failed: if the results file was removed or replaced under the job,
     /// writes what it held back. Says what became of the rows written so far, and what
-    /// settles the rest.
-    pub fn rescue(&self) -> String {
-        const RESUME: &str = "run the same command with --resume to settle them";
+    /// settles the rest: `rerun`, the command running's way to settle rows (`the same
+    /// command with --resume`, ...).
+    pub fn rescue(&self, rerun: &str) -> String {
         let Some(output) = self.file.as_ref() else {
             return String::new(); // stdout: nothing to rescue, nothing to resume
         };
+        let settle = format!("{rerun} settles them");
         if output.still_there() {
-            return RESUME.to_owned();
+            return settle;
         }
         let (path, real) = (output.path.display(), output.real_path.display());
         if FileId::at(&output.real_path) == Some(output.id()) {
             return format!(
-                "{path} no longer leads to the results file, which is intact at {real}: give -o {real} and --resume to settle them"
+                "{path} no longer leads to the results file, which is intact at {real}: point {path} at it again, then {settle}"
             );
         }
         match output.write_back() {
             Ok(to) if to == output.real_path => {
                 format!(
-                    "{path} was removed during the run; its rows were written back to it: {RESUME}"
+                    "{path} was removed during the run; its rows were written back to it: {settle}"
                 )
             }
             Ok(to) => format!(
-                "{path} was replaced by another file during the run: this run's rows are in {}. Put them back into {path} (move the file over it, or merge the two) before --resume, which reads only {path}",
+                "{path} was replaced by another file during the run: this run's rows are in {}. Put them back into {path} (move the file over it, or merge the two) before {rerun}, which reads only {path}",
                 to.display()
             ),
             Err(e) => {

@@ -21,7 +21,7 @@ use crate::record::{Prior, RESULT_COLUMNS, ResultColumns, Status, same_target};
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     /// The file cannot be read.
-    #[error("cannot read the earlier results {path}: {source}")]
+    #[error("cannot read the earlier results {path}")]
     Io {
         /// The results file.
         path: String,
@@ -29,9 +29,7 @@ pub enum ResumeError {
         source: std::io::Error,
     },
     /// The file is not a results file.
-    #[error(
-        "{path} is not a dbprov results file: its header lacks {missing}. Give another -o, or remove it"
-    )]
+    #[error("{path} is not a dbprov results file: its header lacks {missing}")]
     NotResults {
         /// The file.
         path: String,

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use crate::cli::RollbackArgs;
 use crate::commands::{Exit, Rows, run_job};
-use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering};
+use crate::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
 use crate::job::Source;
-use crate::operation::Operation;
-use crate::resume::PriorResults;
+use crate::operation::{Operation, Running};
 use crate::settings::Input;
 use crate::signals;
 use crate::target::Target;
@@ -35,16 +34,21 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
     let output = Input::File(named)
         .results_path(args.output.as_deref(), args.job.shard, "rollback")
         .map_err(anyhow::Error::msg)?;
-    refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job)?;
+    refuse_clobbering(
+        &[&Input::File(results.clone())],
+        &output,
+        &args.job,
+        Running::Rollback,
+    )?;
     let held = hold_input(&results)?;
-    let target = Target::new(args.dry_run, false, args.sandbox, &args.job).await?;
+    let target = Target::new(args.dry_run, Running::Rollback, args.sandbox, &args.job).await?;
     // The API whose rows are rolled back: the one this rollback talks to, or would.
     let on = match (args.dry_run, args.sandbox) {
         (false, _) => target.name.clone(),
         (true, true) => "sandbox".to_owned(),
         (true, false) => crate::target::target_of(&args.job.base_url),
     };
-    let source = PriorResults::scan(&results, &on)?.ok_or_else(|| {
+    let source = scan_input(&results, &on, Running::Rollback)?.ok_or_else(|| {
         anyhow::anyhow!("{} is empty: there is nothing to roll back", args.results)
     })?;
     anyhow::ensure!(
@@ -90,6 +94,7 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
         args.dry_run,
         &target.name,
         Some(Operation::Delete),
+        Running::Rollback,
     )?;
     // A rollback's results continued by another rollback of a later run would keep the
     // earlier deletions as done, and delete nothing of what the later run created.

@@ -6,8 +6,8 @@
 //! are one press: `timeout -s INT` and a terminal both deliver one press to the process and
 //! to its group, which may be twice to us.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,6 +23,8 @@ static INTERRUPTED_FLAG: AtomicBool = AtomicBool::new(false);
 static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
 /// Rows sent whose outcome is not yet written: what an exit at once leaves unrecorded.
 static UNRECORDED: AtomicU64 = AtomicU64::new(0);
+/// What settles those rows, in the words of the command running.
+static RERUN: OnceLock<&'static str> = OnceLock::new();
 
 /// Starts listening for SIGINT and SIGTERM. Call first thing, inside the runtime.
 pub fn install() {
@@ -52,13 +54,14 @@ pub fn install() {
                 break;
             }
         }
-        let unrecorded = UNRECORDED.load(Ordering::SeqCst);
-        crate::logging::notice(
-            tracing::Level::WARN,
-            &format!(
-                "interrupted again: exiting now; {unrecorded} rows in flight have no record (run the same command with --resume to settle them)"
+        let message = match UNRECORDED.load(Ordering::SeqCst) {
+            0 => "interrupted again: exiting now".to_owned(),
+            unrecorded => format!(
+                "interrupted again: exiting now; {unrecorded} rows in flight have no record ({} settles them)",
+                RERUN.get().unwrap_or(&"the same command with --resume")
             ),
-        );
+        };
+        crate::logging::notice(tracing::Level::WARN, &message);
         std::process::exit(130);
     });
 }
@@ -66,6 +69,12 @@ pub fn install() {
 /// From now on a signal asks the job to drain instead of ending the process.
 pub fn take_over() {
     TAKEN_OVER.store(true, Ordering::SeqCst);
+}
+
+/// Names what settles the rows an exit at once would leave unrecorded: `the same command
+/// with --resume`, `the same retry command`, ...
+pub fn rerun_is(rerun: &'static str) {
+    let _ = RERUN.set(rerun);
 }
 
 /// The flag set by the first signal, for loops that poll it (the row count).

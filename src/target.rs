@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::cli::{JobArgs, RateLimit};
 use crate::client::Client;
 use crate::job::{Mode, Sender};
+use crate::operation::Running;
 use crate::pacing::PacingSettings;
 use crate::retry::RetryPolicy;
 use crate::sandbox::{self, SandboxConfig};
@@ -59,13 +60,14 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// `plan`: list, but send no write.
+    /// The target of the command `running`; a plan lists, but sends no write.
     pub(crate) async fn new(
         dry_run: bool,
-        plan: bool,
+        running: Running,
         use_sandbox: bool,
         args: &JobArgs,
     ) -> anyhow::Result<Target> {
+        let plan = running == Running::Plan;
         let mode = |sender: Sender| {
             if plan {
                 Mode::Plan(Box::new(sender))
@@ -96,7 +98,7 @@ impl Target {
             });
         }
         check_transport(&args.base_url, args.allow_insecure_http)?;
-        let key = api_key(args)?;
+        let key = api_key(args, running)?;
         Ok(Target {
             mode: mode(sender(args, &args.base_url, &key)?),
             sandbox: None,
@@ -184,7 +186,8 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
 }
 
 /// The service token: `--api-key-file`, else `DATABRAIN_API_KEY`. Never a flag value.
-fn api_key(args: &JobArgs) -> anyhow::Result<ApiKey> {
+/// Without one, says which options of the command `running` need none.
+fn api_key(args: &JobArgs, running: Running) -> anyhow::Result<ApiKey> {
     let key = match &args.api_key_file {
         Some(path) => {
             warn_if_readable_by_others(path);
@@ -194,9 +197,16 @@ fn api_key(args: &JobArgs) -> anyhow::Result<ApiKey> {
         }
         None => ApiKey::new(&std::env::var("DATABRAIN_API_KEY").unwrap_or_default()),
     };
+    // A rollback with --sandbox is refused (that sandbox would be new and empty), and a
+    // plan has no --dry-run: it is one.
+    let keyless = match running {
+        Running::Plan => "--sandbox needs none",
+        Running::Rollback => "--dry-run needs none",
+        Running::Rows(_) | Running::Retry { .. } => "--sandbox and --dry-run need none",
+    };
     anyhow::ensure!(
         !key.expose().is_empty(),
-        "no API key: set DATABRAIN_API_KEY or pass --api-key-file PATH (--sandbox and --dry-run need none)"
+        "no API key: set DATABRAIN_API_KEY or pass --api-key-file PATH ({keyless})"
     );
     Ok(key)
 }

@@ -139,6 +139,51 @@ pub struct WorkspaceRequest {
     pub theme_name: Option<String>,
 }
 
+impl WorkspaceRequest {
+    /// The first rule between the optional settings that this request breaks, if any: a
+    /// metric summary needs a summary type, and a `custom` summary needs its prompt
+    /// (`API.md`). A summary type or a prompt given while the metric summary is off is no
+    /// breach: the API documents no rule against it, so it is sent as it is.
+    pub fn settings_problem(&self) -> Option<SettingsProblem> {
+        if self.is_enable_metric_summary == Some(true) && self.summary_type.is_none() {
+            return Some(SettingsProblem::SummaryTypeMissing);
+        }
+        let no_prompt = self
+            .custom_summary_prompt
+            .as_deref()
+            .is_none_or(|prompt| prompt.trim().is_empty());
+        if self.summary_type == Some(SummaryType::Custom) && no_prompt {
+            return Some(SettingsProblem::CustomPromptMissing);
+        }
+        None
+    }
+}
+
+/// A rule between optional settings that a request breaks: the API refuses such a body
+/// with `INVALID_REQUEST_BODY`. Displayed for the operator, saying what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsProblem {
+    /// `isEnableMetricSummary` is true and `summaryType` is absent.
+    SummaryTypeMissing,
+    /// `summaryType` is `custom` and `customSummaryPrompt` is absent.
+    CustomPromptMissing,
+}
+
+impl fmt::Display for SettingsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingsProblem::SummaryTypeMissing => write!(
+                f,
+                "isEnableMetricSummary is true but summaryType is empty; give one of {}, or set isEnableMetricSummary to false",
+                SummaryType::ALL.map(SummaryType::as_str).join(", ")
+            ),
+            SettingsProblem::CustomPromptMissing => f.write_str(
+                "summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
+            ),
+        }
+    }
+}
+
 /// A request field a CSV column can map to. The wire names live in [`WorkspaceRequest`];
 /// these only match header names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +421,76 @@ mod tests {
                 "summaryType": "forecastAndTrendAnalysis"
             })
         );
+    }
+
+    fn summary(enabled: Option<bool>, kind: Option<SummaryType>, prompt: &str) -> WorkspaceRequest {
+        WorkspaceRequest {
+            name: "Acme".into(),
+            connection_type: ConnectionType::MultiDatamart,
+            datasource_name: None,
+            datamart_name: None,
+            llm_name: None,
+            ai_copilot_llms: None,
+            is_enable_metric_suggestions: None,
+            is_enable_metric_summary: enabled,
+            summary_type: kind,
+            custom_summary_prompt: Some(prompt.to_owned()).filter(|p| !p.is_empty()),
+            theme_name: None,
+        }
+    }
+
+    #[test]
+    fn a_metric_summary_needs_its_type_and_a_custom_one_its_prompt() {
+        use SettingsProblem::*;
+        use SummaryType::*;
+        let cases = [
+            (Some(true), None, "", Some(SummaryTypeMissing)),
+            (Some(true), None, "write it short", Some(SummaryTypeMissing)),
+            (Some(true), Some(ForecastAndTrendAnalysis), "", None),
+            (Some(true), Some(Custom), "", Some(CustomPromptMissing)),
+            (Some(true), Some(Custom), "  ", Some(CustomPromptMissing)),
+            (Some(true), Some(Custom), "write it short", None),
+            // The prompt is required whenever the type is custom, summary on or not.
+            (None, Some(Custom), "", Some(CustomPromptMissing)),
+            (Some(false), Some(Custom), "", Some(CustomPromptMissing)),
+            // Nothing forbids a type or a prompt while the summary is off: they are sent.
+            (Some(false), Some(ComparativeAndAnomalyDetection), "", None),
+            (None, Some(TechnicalAndInsightSummary), "", None),
+            (None, None, "a prompt alone", None),
+            (Some(false), None, "", None),
+            (None, None, "", None),
+        ];
+        for (enabled, kind, prompt, problem) in cases {
+            assert_eq!(
+                summary(enabled, kind, prompt).settings_problem(),
+                problem,
+                "{enabled:?} {kind:?} {prompt:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_problems_say_what_to_give() {
+        assert_eq!(
+            SettingsProblem::SummaryTypeMissing.to_string(),
+            "isEnableMetricSummary is true but summaryType is empty; give one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom, or set isEnableMetricSummary to false"
+        );
+        assert!(
+            SettingsProblem::CustomPromptMissing
+                .to_string()
+                .contains("write the prompt in customSummaryPrompt")
+        );
+    }
+
+    #[test]
+    fn summary_types_parse_any_case_and_only_the_four() {
+        assert_eq!(SummaryType::parse("CUSTOM"), Some(SummaryType::Custom));
+        assert_eq!(
+            SummaryType::parse("forecastandtrendanalysis"),
+            Some(SummaryType::ForecastAndTrendAnalysis)
+        );
+        assert_eq!(SummaryType::parse("forecast"), None);
+        assert_eq!(SummaryType::parse("haiku"), None);
     }
 
     #[test]

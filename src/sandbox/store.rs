@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::limit::{WindowState, Windows};
 use super::workspaces::{Workspaces, slug};
 use super::{Catalog, FaultConfig};
-use crate::workspace::{ConnectionType, Envelope, ErrorCode, SummaryType, WorkspaceRequest};
+use crate::workspace::{ConnectionType, Envelope, ErrorCode, SettingsProblem, WorkspaceRequest};
 
 /// Which endpoint a request hit: its method on the workspace path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -551,15 +551,15 @@ impl Store {
                 r.connection_type
             ));
         }
-        if r.is_enable_metric_summary == Some(true) && r.summary_type.is_none() {
-            return invalid("summaryType is required when isEnableMetricSummary is true");
-        }
-        if r.summary_type == Some(SummaryType::Custom)
-            && r.custom_summary_prompt
-                .as_deref()
-                .is_none_or(|p| p.trim().is_empty())
-        {
-            return invalid("customSummaryPrompt is required when summaryType is custom");
+        // The rule is the client's too: one function, so the two cannot drift apart.
+        match r.settings_problem() {
+            Some(SettingsProblem::SummaryTypeMissing) => {
+                return invalid("summaryType is required when isEnableMetricSummary is true");
+            }
+            Some(SettingsProblem::CustomPromptMissing) => {
+                return invalid("customSummaryPrompt is required when summaryType is custom");
+            }
+            None => {}
         }
         let unknown = |code: ErrorCode, what: &str, name: &str| {
             Err((code, format!("{what} '{name}' does not exist")))

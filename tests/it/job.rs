@@ -518,6 +518,32 @@ async fn an_api_unreachable_from_the_start_stops_the_job_after_a_few_probes() {
 }
 
 #[tokio::test]
+async fn a_missing_input_is_told_once_with_the_next_step() {
+    let dir = JobDir::new();
+    let missing = dir.path("nope.csv");
+    let missing = missing.to_str().unwrap();
+    let results = dir.path("r.csv");
+    for command in [
+        vec!["validate", missing],
+        vec!["run", missing, "--dry-run", "-o", results.to_str().unwrap()],
+    ] {
+        let run = dbprov(&command).await;
+        assert_eq!(run.exit, 2, "{command:?}: {}", run.stderr);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: cannot open {missing}: No such file or directory (os error 2); check the path\n"
+            ),
+            "{command:?}"
+        );
+    }
+    assert!(
+        !results.exists(),
+        "no results file for a job that never started"
+    );
+}
+
+#[tokio::test]
 async fn input_errors_stop_the_job_with_exit_2_before_any_request() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);

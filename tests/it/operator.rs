@@ -274,6 +274,65 @@ async fn validate_lists_each_invalid_row_and_exits_0_only_when_all_are_valid() {
 }
 
 #[tokio::test]
+async fn validate_knows_the_api_rules_of_the_metric_summary() {
+    let dir = JobDir::new();
+    let input = dir.write(
+        "summaries.csv",
+        "name,connectionType,isEnableMetricSummary,summaryType,customSummaryPrompt\n\
+         on-without-type,MULTI_DATAMART,true,,\n\
+         custom-without-prompt,MULTI_DATAMART,TRUE,Custom,\n\
+         custom-while-off,MULTI_DATAMART,,custom,\n\
+         unknown-type,MULTI_DATAMART,true,haiku,\n\
+         not-a-boolean,MULTI_DATAMART,yes,custom,Be brief\n\
+         custom,MULTI_DATAMART,true,CUSTOM,Be brief\n\
+         type-while-off,MULTI_DATAMART,false,forecastAndTrendAnalysis,\n\
+         prompt-alone,MULTI_DATAMART,,,Be brief\n",
+    );
+    let run = dbprov(&["validate", &input]).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "row 1 (line 2), name 'on-without-type': INVALID_FIELD: line 2: isEnableMetricSummary is true but summaryType is empty; give one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom, or set isEnableMetricSummary to false",
+            "row 2 (line 3), name 'custom-without-prompt': INVALID_FIELD: line 3: summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
+            "row 3 (line 4), name 'custom-while-off': INVALID_FIELD: line 4: summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
+            "row 4 (line 5), name 'unknown-type': INVALID_FIELD: line 5: summaryType 'haiku' is not one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom; give one of them, or leave it empty",
+            "row 5 (line 6), name 'not-a-boolean': INVALID_FIELD: line 6: isEnableMetricSummary 'yes' is not true or false; write one of them, or leave it empty for false",
+        ],
+        "the last three rows are valid: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("8 rows: 3 valid, 5 invalid"),
+        "{}",
+        run.stderr
+    );
+
+    // `run` checks the same: only the valid rows reach the API, summary types in the
+    // API's spelling, and a type given while the summary is off is sent as it is.
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let job = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "r.csv")).await;
+    assert_eq!(job.exit, 1, "{}", job.stderr);
+    assert_eq!(api.stats().await["requests_total"], 3);
+    let sent = api.get("/_sandbox/workspaces").await;
+    let sent: BTreeMap<&str, &Value> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w))
+        .collect();
+    assert_eq!(sent["custom"]["summaryType"], "custom");
+    assert_eq!(
+        sent["type-while-off"]["summaryType"],
+        "forecastAndTrendAnalysis"
+    );
+    assert_eq!(sent["type-while-off"]["isEnableMetricSummary"], false);
+    assert_eq!(sent["prompt-alone"]["customSummaryPrompt"], "Be brief");
+}
+
+#[tokio::test]
 async fn shards_together_cover_every_row_exactly_once() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
@@ -359,6 +418,62 @@ async fn logs_follow_verbosity_and_format() {
     assert_eq!(failure["level"], "WARN");
     assert_eq!(failure["fields"]["row"], 8);
     assert_eq!(failure["fields"]["workspace"], "Legacy Oracle Tenant");
+}
+
+#[tokio::test]
+async fn help_groups_the_options_and_each_command_speaks_only_of_itself() {
+    let run = dbprov(&["run", "--help"]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let help = &run.stdout;
+    let flags_under = |heading: &str| -> Vec<String> {
+        let start = help
+            .find(&format!("\n{heading}:\n"))
+            .unwrap_or_else(|| panic!("no {heading} heading: {help}"));
+        help[start + heading.len() + 3..]
+            .lines()
+            .take_while(|line| line.is_empty() || line.starts_with(' '))
+            // `-v, --verbose...` or `--log-format <LOG_FORMAT>`, not `- text: ...`
+            .filter_map(|line| {
+                let line = line.trim_start();
+                let long = match line.as_bytes() {
+                    [b'-', short, b',', b' ', ..] if short.is_ascii_alphabetic() => &line[4..],
+                    _ => line,
+                };
+                long.starts_with("--")
+                    .then(|| long.split_whitespace().next().unwrap().to_owned())
+            })
+            .collect()
+    };
+    // The global options in a group of their own, after the run's.
+    assert_eq!(
+        flags_under("Logging"),
+        ["--verbose...", "--quiet...", "--log-format"],
+        "{help}"
+    );
+    assert!(help.find("\nLogging:\n") > help.find("\nReporting:\n"));
+    assert_eq!(
+        flags_under("Input"),
+        ["--delimiter", "--encoding"],
+        "{help}"
+    );
+    assert!(
+        flags_under("Results").contains(&"--excel".to_owned()),
+        "{help}"
+    );
+    for heading in ["API", "Sending", "Rows"] {
+        assert!(!flags_under(heading).is_empty(), "{heading}: {help}");
+    }
+    for command in ["sandbox", "validate", "completions"] {
+        let other = dbprov(&[command, "--help"]).await;
+        assert_eq!(other.exit, 0, "{command}: {}", other.stderr);
+        assert!(other.stdout.contains("\nLogging:\n"), "{}", other.stdout);
+        let text = other.stdout.to_lowercase();
+        assert!(
+            !text.contains("dry run") && !text.contains("dry-run"),
+            "{command}: {}",
+            other.stdout
+        );
+    }
 }
 
 #[tokio::test]

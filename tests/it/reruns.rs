@@ -688,3 +688,71 @@ async fn a_rollback_undoes_what_lost_answers_may_have_created_where_the_list_lac
     let old: BTreeSet<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
     assert_eq!(left, old);
 }
+
+#[tokio::test]
+async fn retry_and_rollback_give_advice_for_themselves_not_for_run() {
+    let dir = JobDir::new();
+    let plain = dir.write("tenants.csv", &tenants("t", 3));
+    let new = dir.path("new.csv");
+    let new = new.to_str().unwrap();
+    for command in [
+        vec!["retry", &plain, "--dry-run"],
+        vec!["retry", &plain, "-o", new, "--dry-run"],
+        vec!["rollback", &plain, "--dry-run"],
+    ] {
+        let refused = dbprov(&command).await;
+        assert_eq!(refused.exit, 2, "{command:?}: {}", refused.stderr);
+        let stderr = &refused.stderr;
+        assert!(stderr.contains("is not a dbprov results file"), "{stderr}");
+        for advice_for_run in ["another -o", "--overwrite", "--resume", "remove it"] {
+            assert!(!stderr.contains(advice_for_run), "{command:?}: {stderr}");
+        }
+        if command[0] == "retry" {
+            assert!(
+                stderr.contains(&format!("use dbprov run {plain}")),
+                "{stderr}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), tenants("t", 3));
+    assert!(!dir.path("new.csv").exists());
+
+    // A retry that the API stops says to run the retry again: it has no --resume.
+    let planned = dbprov(&["run", &plain, "--dry-run", "-o", new]).await;
+    assert_eq!(planned.exit, 0, "{}", planned.stderr);
+    let onto_itself = dbprov(&["retry", new, "-o", new, "--dry-run"]).await;
+    assert_eq!(onto_itself.exit, 2, "{}", onto_itself.stderr);
+    assert!(
+        onto_itself
+            .stderr
+            .contains("without -o, retry updates its results file")
+            && !onto_itself.stderr.contains("use dbprov retry"),
+        "{}",
+        onto_itself.stderr
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("http://127.0.0.1:{port}");
+    let key = dir.private_key("k");
+    let retry = dbprov(&[
+        "retry",
+        new,
+        "--base-url",
+        &unreachable,
+        "--api-key-file",
+        &key,
+    ])
+    .await;
+    assert_eq!(retry.exit, 3, "{}", retry.stderr);
+    assert!(
+        retry
+            .stderr
+            .contains("the same retry command finishes them later"),
+        "{}",
+        retry.stderr
+    );
+    assert!(!retry.stderr.contains("--resume"), "{}", retry.stderr);
+}
