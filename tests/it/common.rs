@@ -23,6 +23,27 @@ pub async fn plain_sandbox() -> Sandbox {
     sandbox_with(FaultConfig::default()).await
 }
 
+/// Starts a sandbox that holds these workspaces from the start (not counted as requests),
+/// with these faults and this seed.
+pub async fn holding_seeded(names: &[impl AsRef<str>], faults: FaultConfig, seed: u64) -> Sandbox {
+    sandbox::spawn(SandboxConfig {
+        faults,
+        seed: Some(seed),
+        workspaces: names
+            .iter()
+            .map(|n| serde_json::from_value(workspace(n.as_ref())).unwrap())
+            .collect(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// [`holding_seeded`] with seed 1.
+pub async fn holding(names: &[impl AsRef<str>], faults: FaultConfig) -> Sandbox {
+    holding_seeded(names, faults, 1).await
+}
+
 /// What came back for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {

@@ -7,34 +7,18 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use dbprov::sandbox::{self, FaultConfig, RateLimitHeaders, Sandbox, SandboxConfig, WindowLimit};
+use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, job_args, signal, tenants,
-    until_requests, workspace,
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, holding, job_args,
+    sandbox_with, signal, tenants, until_requests,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
-
-/// A sandbox that holds these workspaces from the start (not counted as requests), with
-/// these faults.
-async fn holding(names: &[String], faults: FaultConfig) -> Sandbox {
-    sandbox::spawn(SandboxConfig {
-        faults,
-        seed: Some(1),
-        workspaces: names
-            .iter()
-            .map(|n| serde_json::from_value(workspace(n)).unwrap())
-            .collect(),
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts")
-}
 
 /// The names `t-0001`... of [`tenants`]`("t", n)`.
 fn names(n: usize) -> Vec<String> {
@@ -348,7 +332,7 @@ async fn retries_are_the_requests_sent_again_after_500s_and_429s_and_nothing_els
         rate_limit_headers: RateLimitHeaders::None,
         ..FaultConfig::default()
     };
-    let sandbox = holding(&[], faults).await;
+    let sandbox = sandbox_with(faults).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", &tenants("t", 40));
@@ -392,7 +376,7 @@ async fn a_retry_counts_kept_and_sent_rows_once_each() {
         fail_rate: 0.4,
         ..FaultConfig::default()
     };
-    let sandbox = holding(&[], faults).await;
+    let sandbox = sandbox_with(faults).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", &tenants("t", 30));
@@ -566,13 +550,10 @@ fn the_strict_parser_refuses_a_key_twice() {
 #[tokio::test]
 async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_summary() {
     // Retries log inside the row's span; -vv opens the HTTP stack's spans and events too.
-    let sandbox = holding(
-        &[],
-        FaultConfig {
-            fail_rate: 0.3,
-            ..FaultConfig::default()
-        },
-    )
+    let sandbox = sandbox_with(FaultConfig {
+        fail_rate: 0.3,
+        ..FaultConfig::default()
+    })
     .await;
     let dir = JobDir::new();
     let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);

@@ -10,37 +10,17 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dbprov::sandbox::{self, FaultConfig, Sandbox, SandboxConfig};
+use dbprov::sandbox::{FaultConfig, Sandbox};
 use serde_json::Value;
 
 use crate::common::{
-    Api, Finished, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, job_args,
-    job_args_to, set_flag, signal, spawn_dbprov, until_requests, workspace, workspace_counts,
+    Api, Finished, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, holding,
+    holding_seeded, job_args, job_args_to, set_flag, signal, spawn_dbprov, until_requests,
+    workspace_counts,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
-
-/// A sandbox that starts with these workspaces (each `DATASOURCE` / `postgres-main`), with
-/// these faults and this seed.
-async fn holding_seeded(names: &[String], faults: FaultConfig, seed: u64) -> Sandbox {
-    sandbox::spawn(SandboxConfig {
-        faults,
-        seed: Some(seed),
-        workspaces: names
-            .iter()
-            .map(|n| serde_json::from_value(workspace(n)).unwrap())
-            .collect(),
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts")
-}
-
-/// [`holding_seeded`] with seed 1.
-async fn holding(names: &[String], faults: FaultConfig) -> Sandbox {
-    holding_seeded(names, faults, 1).await
-}
 
 /// The fast flags of `job_args`, with the preflight at its default (on): the other
 /// modules turn it off to count requests, and it is what these tests are about.

@@ -9,16 +9,7 @@ use crate::common::{Api, JobDir, ResultRow, dbprov_with, job_args, job_args_to};
 
 /// A sandbox holding these workspaces from the start.
 async fn holding(names: &[&str]) -> Sandbox {
-    sandbox::spawn(SandboxConfig {
-        seed: Some(1),
-        workspaces: names
-            .iter()
-            .map(|n| serde_json::from_value(crate::common::workspace(n)).unwrap())
-            .collect(),
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts")
+    crate::common::holding(names, dbprov::sandbox::FaultConfig::default()).await
 }
 
 fn statuses(rows: &[ResultRow]) -> BTreeMap<String, String> {

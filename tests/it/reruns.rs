@@ -522,16 +522,7 @@ async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
 /// second request, for its second page.)
 async fn eleven_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
     let old: Vec<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
-    let sandbox = sandbox::spawn(SandboxConfig {
-        seed: Some(1),
-        workspaces: old
-            .iter()
-            .map(|n| serde_json::from_value(crate::common::workspace(n)).unwrap())
-            .collect(),
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts");
+    let sandbox = crate::common::holding(&old, FaultConfig::default()).await;
     let mut csv = String::from("name,connectionType,datasourceName\n");
     for i in 1..=20 {
         csv.push_str(&format!("new-{i:02},DATASOURCE,postgres-main\n"));

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Answer, Api, listed, plain_sandbox, sandbox_with, workspace};
+use crate::common::{Answer, Api, holding, listed, plain_sandbox, sandbox_with, workspace};
 
 #[tokio::test]
 async fn create_answers_200_with_the_documented_envelope() {
@@ -1039,22 +1039,6 @@ async fn the_command_serves_a_window_limit_with_the_headers_asked_for() {
     );
     assert_eq!(text(&answers[2].1, "ratelimit-policy"), "2;w=60");
     assert!(!answers[2].1.contains_key("retry-after"));
-}
-
-/// A sandbox that starts with these workspaces (valid create bodies), with these faults
-/// and seed 1.
-async fn holding(names: &[String], faults: FaultConfig) -> Sandbox {
-    sandbox::spawn(SandboxConfig {
-        faults,
-        seed: Some(1),
-        workspaces: names
-            .iter()
-            .map(|n| serde_json::from_value(workspace(n)).unwrap())
-            .collect(),
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts")
 }
 
 /// `w00`, `w01`, ...
