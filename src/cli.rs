@@ -102,8 +102,8 @@ pub struct ValidateArgs {
 /// given.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct CsvArgs {
-    /// The input's field separator: `,` `;` or `tab`. Default: the one the header line
-    /// uses.
+    /// The input's field separator: `,` `;` `tab` or `|`. Default: what an Excel `sep=`
+    /// first line says, else whichever of `,` `;` and tab the header line has most of.
     #[arg(long, value_name = "C", value_parser = crate::decode::parse_delimiter, help_heading = heading::INPUT)]
     pub delimiter: Option<u8>,
     /// The input's text encoding when it has no byte-order mark: `windows-1252` for
