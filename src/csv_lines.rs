@@ -274,7 +274,9 @@ impl<R: Read> CsvLines<R> {
 /// The delimiter named by a line `sep=C`, which Excel reads (and some tools write) before
 /// the header.
 fn sep_hint(line: &[u8]) -> Option<u8> {
-    match line.trim_ascii() {
+    // Only the line end is trimmed: the delimiter may be a tab.
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    match line.strip_suffix(b"\r").unwrap_or(line) {
         [b's', b'e', b'p', b'=', delimiter] => Some(*delimiter),
         _ => None,
     }
@@ -373,6 +375,8 @@ mod tests {
         let all = read_all("sep=;\r\nname;x,y\r\na;1,2\r\n", None);
         assert_eq!(all[0], (Kind::Whole, 2, vec!["name".into(), "x,y".into()]));
         assert_eq!(all[1].2, ["a", "1,2"]);
+        let tabs = read_all("sep=\t\nname\tx,y\n", None);
+        assert_eq!(tabs[0].2, ["name", "x,y"]);
     }
 
     #[test]

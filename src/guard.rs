@@ -49,25 +49,32 @@ pub(crate) fn open_output(
     };
     let mut file = OutputFile::lock(path)?;
     let shown = path.display();
+    // Without -o, a retry's results file is its input too.
+    let in_place = running == (Running::Retry { in_place: true });
     let prior = match PriorResults::scan(&file.real_path, target) {
-        Err(ResumeError::NotResults { .. }) if continuing == Continuing::Overwrite => None,
-        // Without -o, a retry's results file is its input too.
-        Err(ResumeError::NotResults { missing, .. })
-            if running == (Running::Retry { in_place: true }) =>
-        {
+        Ok(prior) => prior,
+        Err(error @ ResumeError::Io { .. }) => return Err(error.into()),
+        Err(_) if continuing == Continuing::Overwrite => None,
+        Err(ResumeError::NotResults { missing, .. }) if in_place => {
             anyhow::bail!(not_results_input(&shown.to_string(), &missing, running))
         }
-        Err(ResumeError::NotResults { missing, .. }) => {
+        // A file to continue says itself what is wrong with it.
+        Err(error) if in_place || continuing == Continuing::Resume => return Err(error.into()),
+        Err(error) => {
             let overwrite = match (running.has_overwrite(), continuing) {
                 (false, _) => "",
                 (true, Continuing::Resume) => ", or --overwrite instead of --resume to replace it",
                 (true, _) => ", or --overwrite to replace it",
             };
+            let why = match error {
+                ResumeError::NotResults { missing, .. } => format!("its header lacks {missing}"),
+                ResumeError::NotUtf8 { what, .. } => format!("it is not UTF-8: {what}"),
+                other => other.to_string(),
+            };
             anyhow::bail!(
-                "{shown} exists and is not a dbprov results file (its header lacks {missing}): give another -o{overwrite}"
+                "{shown} exists and is not a dbprov results file ({why}): give another -o{overwrite}"
             )
         }
-        other => other?,
     };
     let Some(mut prior) = prior else {
         return Ok((Sink::File(file), None));
@@ -100,8 +107,16 @@ pub(crate) fn open_output(
                     "{shown} holds the results of `dbprov {by}`, and {this}: give another -o"
                 );
             }
-            if prior.columns.is_legacy() {
-                tracing::info!("{shown} was written before _target was recorded: adding it");
+            if prior.columns.is_legacy() || !prior.columns.in_place() {
+                match prior.columns.is_legacy() {
+                    true => {
+                        tracing::info!("{shown} was written before _target was recorded: adding it")
+                    }
+                    // A spreadsheet moved them: the rows this run appends must line up.
+                    false => tracing::info!(
+                        "the result columns of {shown} are not first, in dbprov's order: putting them back"
+                    ),
+                }
                 resume::upgrade_legacy(&prior, &file.real_path)
                     .with_context(|| format!("cannot rewrite {shown}"))?;
                 // The rewrite is a new file: the lock must be on it.

@@ -217,6 +217,12 @@ impl ResultColumns {
         self.target.is_none()
     }
 
+    /// Whether the result columns come first, in the order dbprov writes them: rows
+    /// appended to the file line up with its header only then.
+    pub fn in_place(&self) -> bool {
+        self.all.iter().enumerate().all(|(i, at)| *at == Some(i))
+    }
+
     /// The trimmed name, if any.
     pub fn name<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
         let cell = record.get(self.name?)?;
@@ -284,9 +290,7 @@ impl ResultColumns {
 
     /// `_attempts`, or 0 if it does not parse.
     pub fn attempts(&self, record: &ByteRecord) -> u32 {
-        number(text(record, self.attempts))
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0)
+        number(text(record, self.attempts)).map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// The result cells, in `RESULT_COLUMNS` order (an empty `_target` where the file has
@@ -357,7 +361,8 @@ pub fn number(text: &str) -> Option<u64> {
     if let Ok(n) = text.parse() {
         return Some(n);
     }
-    let (whole, fraction) = text.split_once('.')?;
+    // `1.0`, or `1,0` where the decimal mark is a comma (a `;` file).
+    let (whole, fraction) = text.split_once(['.', ','])?;
     let whole_digits = !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit());
     (whole_digits && !fraction.is_empty() && fraction.bytes().all(|b| b == b'0'))
         .then(|| whole.parse().ok())
@@ -383,6 +388,7 @@ mod tests {
         assert_eq!(number(" 12 "), Some(12));
         assert_eq!(number("12.0"), Some(12));
         assert_eq!(number("12.00"), Some(12));
+        assert_eq!(number("12,0"), Some(12));
         for wrong in ["", "12.5", "1e3", "-1", "abc", ".0", "12."] {
             assert_eq!(number(wrong), None, "{wrong:?}");
         }

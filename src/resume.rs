@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -115,8 +115,9 @@ impl PriorResults {
             source,
         };
         let mut file = File::open(path).map_err(io)?;
-        let mut valid_len = whole_lines_len(&mut file).map_err(io)?;
-        if valid_len == 0 {
+        let file_len = file.metadata().map_err(io)?.len();
+        let whole_len = whole_lines_len(&mut file).map_err(io)?;
+        if whole_len == 0 {
             return Ok(None);
         }
         file.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -124,39 +125,36 @@ impl PriorResults {
         let read = file.read(&mut start).map_err(io)?;
         let start = &start[..read];
         let bom = start == b"\xef\xbb\xbf";
+        let not_utf8 = |what: String| ResumeError::NotUtf8 {
+            path: path.display().to_string(),
+            what,
+        };
         if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
-            return Err(ResumeError::NotUtf8 {
-                path: path.display().to_string(),
-                what: "it is UTF-16, Excel's \"Unicode Text\"".into(),
-            });
+            return Err(not_utf8("it is UTF-16, Excel's \"Unicode Text\"".into()));
         }
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let mut lines = CsvLines::new(file.try_clone().map_err(io)?.take(valid_len));
+        let mut lines = CsvLines::new(file.try_clone().map_err(io)?.take(file_len));
         let mut header = ByteRecord::new();
         if lines.read(&mut header).map_err(io)?.is_none() {
             return Ok(None);
+        }
+        if let Err(error) = std::str::from_utf8(header.as_slice()) {
+            let byte = header.as_slice()[error.valid_up_to()];
+            return Err(not_utf8(format!("its header has the byte 0x{byte:02X}")));
         }
         lines.width = Some(header.len());
         let columns = ResultColumns::find(&header).map_err(|missing| ResumeError::NotResults {
             path: path.display().to_string(),
             missing,
         })?;
-        // A last row without a line break is whole when it has every column (a spreadsheet
-        // or an editor saved the file so); one that lacks some was torn by a crash.
-        let unterminated =
-            last_row_is_whole(&mut file, valid_len, lines.delimiter(), header.len()).map_err(io)?;
-        if unterminated {
-            valid_len = file.metadata().map_err(io)?.len();
-            file.seek(SeekFrom::Start(0)).map_err(io)?;
-            lines = CsvLines::new(file.try_clone().map_err(io)?.take(valid_len))
-                .with_delimiter(Some(lines.delimiter()));
-            lines.read(&mut header).map_err(io)?;
-            lines.width = Some(header.len());
-        }
+        // Where the last whole row ends: a file may end without a line break after its
+        // last row (a spreadsheet or an editor saved it so), or with a row torn by a crash.
+        let mut whole_end = lines.next_offset().unwrap_or(whole_len);
+        let mut last_was_whole = false;
         let mut prior = PriorResults {
             latest: HashMap::new(),
             hasher: RandomState::new(),
-            valid_len,
+            valid_len: whole_len,
             carried_names: header
                 .iter()
                 .filter(|h| !RESULT_COLUMNS.contains(&String::from_utf8_lossy(h).trim()))
@@ -169,7 +167,7 @@ impl PriorResults {
             written_by: OperationsSeen::default(),
             delimiter: lines.delimiter(),
             bom,
-            unterminated,
+            unterminated: false,
             newest_created_at: None,
             oldest_done_at: None,
             unreadable_time: None,
@@ -177,16 +175,20 @@ impl PriorResults {
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io)? {
             let line = record.position().map_or(0, |p| p.line());
-            if let Err(error) = std::str::from_utf8(record.as_slice()) {
-                return Err(ResumeError::NotUtf8 {
-                    path: path.display().to_string(),
-                    what: format!(
-                        "line {line} has the byte 0x{:02X}",
-                        record.as_slice()[error.valid_up_to()]
-                    ),
-                });
+            let offset = record.position().map_or(0, |p| p.byte());
+            if last_was_whole {
+                whole_end = offset;
             }
-            if kind == Kind::OpenQuote || record.len() != header.len() {
+            let text = std::str::from_utf8(record.as_slice());
+            // A character cut at the row's very end is a torn row's, not another encoding.
+            if let Err(error) = text
+                && error.error_len().is_some()
+            {
+                let byte = record.as_slice()[error.valid_up_to()];
+                return Err(not_utf8(format!("line {line} has the byte 0x{byte:02X}")));
+            }
+            last_was_whole = kind == Kind::Whole && record.len() == header.len() && text.is_ok();
+            if !last_was_whole {
                 continue;
             }
             let unreadable = |column, value: &str, expected| ResumeError::Unreadable {
@@ -244,6 +246,13 @@ impl PriorResults {
             }
             prior.latest.insert(key, latest.pack());
         }
+        if last_was_whole {
+            whole_end = file_len;
+        }
+        if whole_len < file_len {
+            prior.valid_len = whole_end;
+            prior.unterminated = whole_end == file_len;
+        }
         Ok(Some(prior))
     }
 
@@ -299,33 +308,13 @@ fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
     Ok(0)
 }
 
-/// Whether the bytes after `valid_len` (the file's last line, without a line break) are
-/// one whole row of `width` fields.
-fn last_row_is_whole(
-    file: &mut File,
-    valid_len: u64,
-    delimiter: u8,
-    width: usize,
-) -> std::io::Result<bool> {
-    let end = file.seek(SeekFrom::End(0))?;
-    if end == valid_len || end - valid_len > 16 * 1024 * 1024 {
-        return Ok(false);
-    }
-    file.seek(SeekFrom::Start(valid_len))?;
-    let mut tail = Vec::new();
-    file.take(end - valid_len).read_to_end(&mut tail)?;
-    let mut lines = CsvLines::new(tail.as_slice()).with_delimiter(Some(delimiter));
-    lines.width = Some(width);
-    let mut record = ByteRecord::new();
-    let whole = lines.read(&mut record)? == Some(Kind::Whole) && record.len() == width;
-    Ok(whole && lines.read(&mut record)?.is_none())
-}
-
-/// Rewrites a results file written before `_target` was recorded into today's columns
-/// (an empty `_target`, which counts as any target), atomically (see [`rewrite`]).
+/// Rewrites a results file into today's columns, in dbprov's order: a file written before
+/// `_target` was recorded (an empty `_target`, which counts as any target), or one whose
+/// columns a spreadsheet moved. Atomically (see [`rewrite`]), keeping its delimiter and
+/// byte-order mark.
 pub fn upgrade_legacy(prior: &PriorResults, real_path: &Path) -> std::io::Result<()> {
     let file = File::open(real_path)?;
-    let mut lines = CsvLines::new(file.take(prior.valid_len));
+    let mut lines = CsvLines::new(file.take(prior.valid_len)).with_delimiter(Some(prior.delimiter));
     let mut record = ByteRecord::new();
     let Some(_) = lines.read(&mut record)? else {
         return Ok(());
@@ -339,7 +328,12 @@ pub fn upgrade_legacy(prior: &PriorResults, real_path: &Path) -> std::io::Result
     let width = record.len();
     lines.width = Some(width);
     rewrite(real_path, |file| {
-        let mut csv = csv::Writer::from_writer(file);
+        if prior.bom {
+            file.write_all(b"\xef\xbb\xbf")?;
+        }
+        let mut csv = csv::WriterBuilder::new()
+            .delimiter(prior.delimiter)
+            .from_writer(file);
         let mut header = ByteRecord::from(RESULT_COLUMNS.to_vec());
         header.extend(&prior.carried_names);
         csv.write_byte_record(&header)?;
