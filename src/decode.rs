@@ -156,10 +156,74 @@ pub fn utf8_reader(
         // that is not UTF-8 in the row it spoils.
         return Ok((Box::new(reader), Decoded::Utf8));
     }
+    // A legacy encoding given for text that turns out to be UTF-8 (past the start) stops
+    // the reading there: every row before it was ASCII, the same in both.
+    let reader: Box<dyn Read + Send> = match by_bom.is_none() && encoding.is_ascii_compatible() {
+        true => Box::new(Utf8Watch {
+            inner: reader,
+            pending: Vec::new(),
+            line: 1,
+            done: false,
+            encoding,
+            input: input.to_owned(),
+        }),
+        false => Box::new(reader),
+    };
     let decoder = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding))
         .build(reader);
     Ok((Box::new(decoder), Decoded::From(encoding)))
+}
+
+/// Watches the bytes of an input read in a legacy `encoding` until its first character
+/// beyond ASCII: if that is a UTF-8 sequence, the input is UTF-8 after all, and reading
+/// fails with [`DecodeError::AlreadyUtf8`] before any row holding it is decoded. A file is
+/// checked whole before the job ([`refuse_if_utf8`]); this is for standard input.
+struct Utf8Watch<R> {
+    inner: R,
+    /// The bytes of a character beyond ASCII, as far as read.
+    pending: Vec<u8>,
+    line: u64,
+    /// The first such character was seen: nothing more to watch.
+    done: bool,
+    encoding: &'static Encoding,
+    input: String,
+}
+
+impl<R: Read> Read for Utf8Watch<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if self.done {
+            return Ok(read);
+        }
+        if read == 0 {
+            self.done = true; // a character cut by the end: not UTF-8
+            return Ok(0);
+        }
+        for &byte in &buffer[..read] {
+            if self.pending.is_empty() && byte.is_ascii() {
+                self.line += u64::from(byte == b'\n');
+                continue;
+            }
+            self.pending.push(byte);
+            match std::str::from_utf8(&self.pending) {
+                Ok(_) => {
+                    let error = DecodeError::AlreadyUtf8 {
+                        input: self.input.clone(),
+                        line: self.line,
+                        encoding: self.encoding.name(),
+                    };
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error));
+                }
+                Err(error) if error.error_len().is_none() => {}
+                Err(_) => {
+                    self.done = true;
+                    return Ok(read);
+                }
+            }
+        }
+        Ok(read)
+    }
 }
 
 /// Refuses a whole file that `--encoding` says is in `encoding` (a legacy one) but that
@@ -367,6 +431,33 @@ mod tests {
         let mut text = String::new();
         reader.read_to_string(&mut text).unwrap();
         assert_eq!(text, "name\nCafé\n");
+    }
+
+    #[test]
+    fn a_legacy_encoding_over_utf8_stops_reading_where_the_first_letter_is() {
+        let cp1252 = parse_encoding("windows-1252").unwrap();
+        let mut text = "name\n".repeat(20_000); // past the start that is looked at
+        text.push_str("Zo\u{eb}\n");
+        let (mut reader, _) = utf8_reader(
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+            Some(cp1252),
+            "stdin",
+        )
+        .unwrap();
+        let mut out = String::new();
+        let error = reader.read_to_string(&mut out).unwrap_err();
+        assert!(
+            error.to_string().contains("UTF-8 already (line 20001"),
+            "{error}"
+        );
+        // Windows-1252 itself reads on.
+        let mut bytes = b"name\n".repeat(20_000);
+        bytes.extend_from_slice(b"Zo\xeb\nCaf\xc3\xa9\n");
+        let (mut reader, _) =
+            utf8_reader(Box::new(std::io::Cursor::new(bytes)), Some(cp1252), "stdin").unwrap();
+        let mut out = String::new();
+        reader.read_to_string(&mut out).unwrap();
+        assert!(out.ends_with("Zo\u{eb}\nCaf\u{c3}\u{a9}\n"));
     }
 
     #[test]

@@ -668,3 +668,202 @@ async fn validate_refuses_a_file_that_is_not_utf8_wherever_the_byte_is() {
         validate.stderr
     );
 }
+
+/// Runs `dbprov` with `args`, `input` on its standard input.
+async fn dbprov_fed(args: &[&str], input: Vec<u8>) -> Finished {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args(args)
+        .env_remove("DATABRAIN_API_KEY")
+        .env_remove("DATABRAIN_BASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The process may stop reading early (a refusal): a closed pipe is no failure here.
+    let _ = stdin.write_all(&input).await;
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    Finished {
+        exit: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_encoding_over_utf8_on_stdin_sends_no_garbled_name() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut text = tenants("ascii", 1500);
+    text.push_str("Café Müller,MULTI_DATAMART,,\n");
+    let mut args = vec!["run", "-"];
+    let job = job_args(&sandbox, &dir, "out.csv");
+    args.extend(job.iter().map(String::as_str));
+    args.extend(["--encoding", "windows-1252"]);
+    let run = dbprov_fed(&args, text.into_bytes()).await;
+    assert_ne!(run.exit, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("UTF-8 already (line 1502"),
+        "{}",
+        run.stderr
+    );
+    let names = api.workspace_names().await;
+    assert!(
+        names.iter().all(|n| n.is_ascii()),
+        "no garbled name: {names:?}"
+    );
+    // Whatever was sent before the refusal is recorded.
+    let recorded = match dir.path("out.csv").exists() {
+        true => dir.results("out.csv").1.len(),
+        false => 0,
+    };
+    assert_eq!(recorded, names.len());
+}
+
+#[tokio::test]
+async fn a_last_row_whose_quoted_cell_spans_lines_is_kept_without_its_line_break() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write(
+        "in.csv",
+        "name,connectionType,notes\nq1,MULTI_DATAMART,plain\nq2,MULTI_DATAMART,\"line1\nline2\"\n",
+    );
+    assert_eq!(
+        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+            .await
+            .exit,
+        0
+    );
+    let res = dir.path("res.csv");
+    let text = std::fs::read_to_string(&res).unwrap();
+    std::fs::write(&res, text.trim_end()).unwrap();
+    let mut args = job_args(&sandbox, &dir, "res.csv");
+    args.push("--resume".into());
+    let resumed = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    assert_eq!(api.stats().await["requests_total"], 2, "nothing sent again");
+    let (_, rows) = dir.results("res.csv");
+    assert_eq!(row_numbers(&rows), [1, 2]);
+    assert_eq!(rows[1]["_status"], "created");
+    assert_eq!(rows[1]["notes"], "line1\nline2");
+    let undo = job(
+        &["rollback", res.to_str().unwrap(), "--yes"],
+        &sandbox,
+        &dir,
+        Some("undo.csv"),
+    )
+    .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(names_on(&api).await.is_empty());
+}
+
+#[tokio::test]
+async fn columns_a_spreadsheet_moved_are_put_back_before_rows_are_appended() {
+    let sandbox = sandbox_with(dbprov::sandbox::FaultConfig {
+        latency: std::time::Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let first = dir.write("first.csv", &tenants("m", 5));
+    assert_eq!(
+        job(&["run", &first], &sandbox, &dir, Some("res.csv"))
+            .await
+            .exit,
+        0
+    );
+    // `_status` moved to the end, as a spreadsheet user may drag it.
+    let res = dir.path("res.csv");
+    let mut reader = csv::Reader::from_path(&res).unwrap();
+    let mut writer = csv::Writer::from_path(dir.path("moved.csv")).unwrap();
+    let move_status = |r: &csv::StringRecord| {
+        let mut cells: Vec<String> = r.iter().map(str::to_owned).collect();
+        let status = cells.remove(1);
+        cells.push(status);
+        cells
+    };
+    writer
+        .write_record(move_status(reader.headers().unwrap()))
+        .unwrap();
+    for record in reader.records() {
+        writer.write_record(move_status(&record.unwrap())).unwrap();
+    }
+    writer.flush().unwrap();
+    std::fs::rename(dir.path("moved.csv"), &res).unwrap();
+    // A resume over 30 rows, killed mid-way, then resumed to its end.
+    let all = dir.write("all.csv", &tenants("m", 30));
+    let mut args = job_args(&sandbox, &dir, "res.csv");
+    args.extend(["--resume", "--concurrency", "2"].map(str::to_owned));
+    let mut line = vec!["run", all.as_str()];
+    line.extend(args.iter().map(String::as_str));
+    let mut child = spawn_dbprov(&line);
+    until_requests(&api, &mut child, 15).await;
+    signal(&child, libc::SIGKILL);
+    child.wait().await.unwrap();
+    let resumed = dbprov_with(&["run", &all], &args).await;
+    assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    let (header, rows) = dir.results("res.csv");
+    assert_eq!(header[1], "_status", "the columns are back in place");
+    assert_one_row_per_input_row(&rows, 30);
+    let created = rows.iter().filter(|r| r["_status"] == "created").count();
+    let in_flight = rows.iter().filter(|r| r["_status"] == "exists").count();
+    assert!(
+        in_flight <= 2,
+        "at most the rows in flight at the kill: {rows:?}"
+    );
+    assert_eq!(created + in_flight, 30);
+    assert_eq!(names_on(&api).await.len(), 30);
+}
+
+#[tokio::test]
+async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("w", 2));
+    assert_eq!(
+        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+            .await
+            .exit,
+        0
+    );
+    let res = dir.path("res.csv");
+    let mut bytes = std::fs::read(&res).unwrap();
+    bytes.extend_from_slice(
+        b"3,created,,,200,1,3,2026-11-29T00:00:00Z,x,K\xf6ln,MULTI_DATAMART,,\n",
+    );
+    std::fs::write(&res, &bytes).unwrap();
+    let refused = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("give another -o, or --overwrite"),
+        "{}",
+        refused.stderr
+    );
+    let mut args = job_args(&sandbox, &dir, "res.csv");
+    args.push("--overwrite".into());
+    let replaced = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(replaced.exit, 0, "{}", replaced.stderr);
+    // A header that is not UTF-8 is told as such, with no flag retry lacks.
+    let header = std::fs::read_to_string(&res)
+        .unwrap()
+        .replacen("name", "Gr\u{f6}\u{df}e", 1);
+    let latin1: Vec<u8> = header
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    std::fs::write(&res, latin1).unwrap();
+    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    assert_eq!(retry.exit, 2, "{}", retry.stderr);
+    assert!(
+        retry.stderr.contains("its header has the byte 0xF6"),
+        "{}",
+        retry.stderr
+    );
+    assert!(!retry.stderr.contains("--encoding"), "{}", retry.stderr);
+}
