@@ -301,9 +301,10 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         mode,
         sandbox,
         name,
+        via_sandbox,
     } = target;
-    let use_sandbox = sandbox.is_some();
     let planning = matches!(mode, Mode::Plan(_));
+    let dry_run = matches!(mode, Mode::DryRun);
     let failure_limit = failure_limit(args, rows.total)?;
     let progress = report::start_progress(args.progress, rows.total);
     // Without a drawn bar, the progress figures go to the log (every 10 s).
@@ -324,7 +325,8 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         excel: args.excel,
     };
     let how = How {
-        use_sandbox,
+        use_sandbox: via_sandbox,
+        dry_run,
         planning,
         no_preflight: rows.operation == Operation::Create && !rows.preflight,
         failure_limit,
@@ -425,8 +427,10 @@ fn failure_limit(args: &JobArgs, total: Option<u64>) -> anyhow::Result<Option<u6
 /// What a job was, besides its options, for its summary and exit code.
 #[derive(Debug, Clone, Copy)]
 struct How {
-    /// Against an in-process sandbox.
+    /// Against an in-process sandbox (or a dry run of that).
     use_sandbox: bool,
+    /// `--dry-run`: nothing was sent, and the retry must send nothing either.
+    dry_run: bool,
     /// A plan: nothing is re-sent, and a plan without its list is no plan.
     planning: bool,
     /// A run's rows did not list the workspaces first: `--no-preflight`.
@@ -518,7 +522,9 @@ fn print_summary(summary: &report::Summary) {
 }
 
 /// The options of a job that shaped how it was sent, for the retry command it prints:
-/// everything but the defaults, and never the key itself.
+/// everything but the defaults, and never the key itself. A dry run's retry is a dry run
+/// too, and a rehearsal's goes to the sandbox: a command copied from the summary never
+/// writes to an API that the job did not.
 fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
     use crate::cli::{
         DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BASE_URL, DEFAULT_BURST,
@@ -532,6 +538,9 @@ fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
             flags.push(value);
         }
     };
+    if how.dry_run {
+        flag("--dry-run", String::new());
+    }
     if how.use_sandbox {
         flag("--sandbox", String::new());
     } else {

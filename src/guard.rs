@@ -79,7 +79,10 @@ pub(crate) fn open_output(
     let Some(mut prior) = prior else {
         return Ok((Sink::File(file), None));
     };
-    if dry_run && (prior.sent || continuing == Continuing::Resume) {
+    // A retry of a dry run's own results, in place, plans their rows again: nothing in
+    // that file was sent, so nothing is lost. It is the retry a dry run's summary prints.
+    let replanning = in_place && !prior.sent;
+    if dry_run && (prior.sent || (continuing == Continuing::Resume && !replanning)) {
         let what = if running == Running::Plan {
             "a plan"
         } else {

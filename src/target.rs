@@ -57,6 +57,9 @@ pub(crate) struct Target {
     /// The `_target` of the outcomes: the API's base URL, `sandbox`, or nothing for a dry
     /// run.
     pub(crate) name: String,
+    /// `--sandbox` was given: the job talks to the in-process sandbox, or would (a dry
+    /// run), and so does the retry command it prints.
+    pub(crate) via_sandbox: bool,
 }
 
 impl Target {
@@ -80,6 +83,7 @@ impl Target {
                 mode: Mode::DryRun,
                 sandbox: None,
                 name: String::new(),
+                via_sandbox: use_sandbox,
             });
         }
         // The in-process sandbox holds the other end of each connection.
@@ -95,6 +99,7 @@ impl Target {
                 mode: mode(sender(args, &local.url(), &key)?),
                 sandbox: Some(local),
                 name: "sandbox".to_owned(),
+                via_sandbox: true,
             });
         }
         check_transport(&args.base_url, args.allow_insecure_http)?;
@@ -103,6 +108,7 @@ impl Target {
             mode: mode(sender(args, &args.base_url, &key)?),
             sandbox: None,
             name: target_of(&args.base_url),
+            via_sandbox: false,
         })
     }
 }

@@ -13,3 +13,4 @@ mod records;
 mod reruns;
 mod sandbox;
 mod spreadsheets;
+mod summary;

@@ -1,0 +1,106 @@
+//! The summary of a job: the retry command it prints, the `--summary-json` file at every
+//! end, and the next step after an abort.
+
+use serde_json::Value;
+
+use crate::common::{
+    Api, JobDir, command_words, dbprov, dbprov_with, job_args, plain_sandbox, printed_retry,
+    run_printed,
+};
+
+/// Two valid rows and one without a name.
+const ONE_INVALID: &str =
+    "name,connectionType\na1,MULTI_DATAMART\n,MULTI_DATAMART\na3,MULTI_DATAMART\n";
+
+fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+}
+
+#[tokio::test]
+async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    let mut args = job_args(&sandbox, &dir, "dr.csv");
+    let summary = dir.path("summary.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+    let planned = dbprov_with(&["run", &input, "--dry-run"], &args).await;
+    assert_eq!(planned.exit, 1, "{}", planned.stderr);
+    let words = printed_retry(&planned.stderr).expect("a retry command");
+    assert!(words.contains(&"--dry-run".to_owned()), "{words:?}");
+    let json = read_json(&summary);
+    assert_eq!(
+        command_words(json["retry_command"].as_str().unwrap()),
+        words,
+        "the file and stderr say the same"
+    );
+
+    // The printed command re-plans the file in place and sends nothing; once the row is
+    // fixed, it plans it.
+    let again = run_printed(&words).await;
+    assert_eq!(again.exit, 1, "{}", again.stderr);
+    let fixed = std::fs::read_to_string(dir.path("dr.csv"))
+        .unwrap()
+        .replace(",,MULTI_DATAMART", ",a2,MULTI_DATAMART");
+    std::fs::write(dir.path("dr.csv"), fixed).unwrap();
+    let done = run_printed(&words).await;
+    assert_eq!(done.exit, 0, "{}", done.stderr);
+    let (_, rows) = dir.results("dr.csv");
+    assert!(rows.iter().all(|r| r["_status"] == "planned"), "{rows:?}");
+    assert_eq!(api.stats().await["requests_total"], 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_rehearsals_retry_command_keeps_sandbox_and_dry_run_in_text_and_json() {
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    for (extra, dry_run) in [(&["--dry-run"][..], true), (&[][..], false)] {
+        let output = dir.path("out.csv");
+        let summary = dir.path("summary.json");
+        let mut args = vec![
+            "run",
+            &input,
+            "--sandbox",
+            "--overwrite",
+            "-o",
+            output.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let text = dbprov(&args).await;
+        assert_eq!(text.exit, 1, "{}", text.stderr);
+        let words = printed_retry(&text.stderr).expect("a retry command");
+        assert!(words.contains(&"--sandbox".to_owned()), "{words:?}");
+        assert_eq!(
+            words.contains(&"--dry-run".to_owned()),
+            dry_run,
+            "{words:?}"
+        );
+        assert!(!words.contains(&"--base-url".to_owned()), "{words:?}");
+        let file = read_json(&summary);
+        assert_eq!(
+            command_words(file["retry_command"].as_str().unwrap()),
+            words
+        );
+
+        args.extend(["--log-format", "json"]);
+        let json = dbprov(&args).await;
+        assert_eq!(json.exit, 1, "{}", json.stderr);
+        let event: Value = json
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["target"] == "dbprov::summary")
+            .expect("the summary event");
+        let command = event["fields"]["summary"]["retry_command"]
+            .as_str()
+            .unwrap();
+        assert_eq!(command_words(command), words);
+    }
+}
