@@ -21,6 +21,7 @@ use crate::resume::PriorResults;
 use crate::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 use crate::settings::{Input, Output, Shard};
 use crate::signals;
+use crate::summary_file;
 use crate::target::Target;
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.
@@ -81,6 +82,16 @@ fn next_step(kind: std::io::ErrorKind) -> Option<&'static str> {
 
 /// Runs one command to its end.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let ended = run_command(cli).await;
+    match &ended {
+        Ok(exit) => summary_file::settle(*exit as u8, None),
+        Err(error) => summary_file::settle(Exit::Usage as u8, Some(error_line(error))),
+    }
+    ended
+}
+
+/// The command itself.
+async fn run_command(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => rows_command(args.rows, Operation::Create).await,
         Command::Update(args) => rows_command(args, Operation::Update).await,
@@ -489,13 +500,12 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
         );
     }
     // The file first, so that the summary is the last line on stderr whatever happens.
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
-        if let Err(error) = std::fs::write(path, json) {
-            tracing::error!("cannot write the summary to {}: {error}", path.display());
-            exit = Exit::OutputFailed;
-            summary.exit_code = exit as u8;
-        }
+    if let Some(path) = &args.summary_json
+        && let Err(error) = summary_file::write(path, &summary)
+    {
+        tracing::error!("cannot write the summary to {}: {error}", path.display());
+        exit = Exit::OutputFailed;
+        summary.exit_code = exit as u8;
     }
     print_summary(&summary);
     Ok(exit)

@@ -251,12 +251,7 @@ pub(crate) fn refuse_clobbering(
         );
     }
     if let Some(path) = &args.summary_json {
-        // Written at the end: a path that cannot be written is said now, before any request.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+        crate::summary_file::claim(path)?;
     }
     Ok(())
 }

@@ -104,3 +104,90 @@ async fn a_rehearsals_retry_command_keeps_sandbox_and_dry_run_in_text_and_json()
         assert_eq!(command_words(command), words);
     }
 }
+
+/// A summary a monitor would read as last night's success.
+const STALE: &str = r#"{"rows": 3, "exit_code": 0}"#;
+
+#[tokio::test]
+async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    let summary = dir.path("summary.json");
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+
+    // The results file is locked by another process.
+    std::fs::write(&summary, STALE).unwrap();
+    let held = std::fs::File::create(dir.path("results.csv")).unwrap();
+    held.try_lock().unwrap();
+    let locked = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(locked.exit, 2, "{}", locked.stderr);
+    let json = read_json(&summary);
+    assert_eq!(json["exit_code"], 2, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("in use by another"),
+        "{json}"
+    );
+    drop(held);
+
+    // An input that is not there: the error, not an empty file.
+    std::fs::write(&summary, STALE).unwrap();
+    let missing = dir.path("missing.csv");
+    let early = dbprov_with(&["run", missing.to_str().unwrap(), "--overwrite"], &args).await;
+    assert_eq!(early.exit, 2, "{}", early.stderr);
+    let json = read_json(&summary);
+    assert_eq!(json["exit_code"], 2, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("missing.csv"),
+        "{json}"
+    );
+
+    // The summary is never the input, stale or not: refused, and left alone.
+    std::fs::write(&summary, STALE).unwrap();
+    let onto_input = dbprov(&[
+        "run",
+        summary.to_str().unwrap(),
+        "--sandbox",
+        "-o",
+        dir.path("other.csv").to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(onto_input.exit, 2, "{}", onto_input.stderr);
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), STALE);
+}
+
+#[tokio::test]
+async fn an_interrupted_job_writes_its_summary() {
+    let sandbox = crate::common::sandbox_with(dbprov::sandbox::FaultConfig {
+        latency: std::time::Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &crate::common::tenants("t", 40));
+    let summary = dir.path("summary.json");
+    std::fs::write(&summary, STALE).unwrap();
+    let mut command = vec!["run", &input, "--concurrency", "2"];
+    let args = job_args(&sandbox, &dir, "results.csv");
+    command.extend(args.iter().map(String::as_str));
+    command.extend(["--summary-json", summary.to_str().unwrap()]);
+    let mut child = crate::common::spawn_dbprov(&command);
+    crate::common::until_requests(&api, &mut child, 1).await;
+    crate::common::signal(&child, libc::SIGINT);
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    let json = read_json(&summary);
+    assert_eq!(json["exit_code"], 130, "{json}");
+    assert_eq!(json["stopped"], "INTERRUPTED", "{json}");
+    assert_eq!(json["rows"], 40, "{json}");
+}
