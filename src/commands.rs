@@ -476,6 +476,7 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     let mut summary = report::Summary::new(&report.tally, report.elapsed, output.to_string())
         .with_pacing(&report.pacing);
     summary.stopped = report.stopped.map(StopReason::code);
+    summary.next_step = report.stopped.and_then(StopReason::next_step);
     summary.exit_code = exit as u8;
     summary.unrecorded = report.unrecorded;
     summary.listed_workspaces = report.listed.workspaces;

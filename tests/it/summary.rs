@@ -191,3 +191,73 @@ async fn an_interrupted_job_writes_its_summary() {
     assert_eq!(json["stopped"], "INTERRUPTED", "{json}");
     assert_eq!(json["rows"], 40, "{json}");
 }
+
+#[tokio::test]
+async fn a_refused_key_says_what_to_check_in_text_and_json() {
+    const STEP: &str = "the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file";
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &crate::common::tenants("t", 3));
+    let summary = dir.path("summary.json");
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let wrong_key = dir.private_key("dbn_wrong\n");
+    crate::common::set_flag(&mut args, "--api-key-file", &wrong_key);
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+    // With the list first, the list meets the 401; without it, the first row does.
+    for list_first in [true, false] {
+        let mut args = args.clone();
+        if list_first {
+            args.retain(|a| a != "--no-preflight");
+        }
+        let text = dbprov_with(&["run", &input, "--overwrite"], &args).await;
+        assert_eq!(text.exit, 3, "{}", text.stderr);
+        assert!(
+            text.stderr.contains(&format!("\n  {STEP}\n")),
+            "{}",
+            text.stderr
+        );
+        assert_eq!(
+            text.stderr.contains("ERROR")
+                && text
+                    .stderr
+                    .contains("preflight: the API refused the key (401)"),
+            list_first,
+            "{}",
+            text.stderr
+        );
+        let file = read_json(&summary);
+        assert_eq!(file["next_step"], STEP, "{file}");
+        assert_eq!(file["stopped"], "ABORTED_UNAUTHORIZED", "{file}");
+
+        let json = dbprov_with(
+            &["run", &input, "--overwrite", "--log-format", "json"],
+            &args,
+        )
+        .await;
+        assert_eq!(json.exit, 3, "{}", json.stderr);
+        let events: Vec<Value> = json
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let summary_event = events
+            .iter()
+            .find(|e| e["target"] == "dbprov::summary")
+            .expect("the summary event");
+        assert_eq!(summary_event["fields"]["summary"]["next_step"], STEP);
+        if list_first {
+            assert!(
+                events.iter().any(|e| e["level"] == "ERROR"
+                    && e["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("refused the key (401)"))),
+                "{}",
+                json.stderr
+            );
+        }
+    }
+    assert_eq!(Api::new(&sandbox).workspace_names().await.len(), 0);
+}
