@@ -371,8 +371,8 @@ pub struct JobArgs {
     /// takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
     #[arg(long, value_name = "I/N", help_heading = heading::ROWS)]
     pub shard: Option<Shard>,
-    /// A progress bar on a terminal (auto), always, or never; without a bar, a log line
-    /// every 10 s.
+    /// A progress bar on a terminal (auto), always, or never; without a bar (and always
+    /// with --log-format json), a log line every 10 s.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, help_heading = heading::REPORTING)]
     pub progress: ProgressMode,
     /// Without a bar, how often the progress line is logged. Hidden: the contract is every

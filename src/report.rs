@@ -385,11 +385,13 @@ pub fn hide_bar_while(write: impl FnOnce()) {
     BAR.suspend(write);
 }
 
-/// The bar, drawn when `mode` asks for it (`is_hidden` tells). A hidden bar still keeps
+/// The bar, drawn when `mode` asks for it (`is_hidden` tells), but never among JSON logs:
+/// its escape codes would break every line a collector reads. A hidden bar still keeps
 /// count, for the periodic log lines.
 pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
     let bar = BAR.clone();
     let target = match mode {
+        _ if crate::logging::is_json() => ProgressDrawTarget::hidden(),
         ProgressMode::Always => {
             ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 10)
         }

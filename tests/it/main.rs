@@ -6,6 +6,7 @@ mod faults;
 mod job;
 mod lifecycle;
 mod lifecycle_edges;
+mod messages;
 mod operator;
 mod pacing;
 mod readme;
