@@ -196,10 +196,25 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
 fn api_key(args: &JobArgs, running: Running) -> anyhow::Result<ApiKey> {
     let key = match &args.api_key_file {
         Some(path) => {
-            warn_if_readable_by_others(path);
+            let meta = std::fs::metadata(path).ok();
+            anyhow::ensure!(
+                !meta.as_ref().is_some_and(|m| m.is_dir()),
+                "--api-key-file {} is a directory, not a key file: give the file that holds the key",
+                path.display()
+            );
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API key file {}", path.display()))?;
-            ApiKey::new(&text)
+            let key = ApiKey::new(&text);
+            anyhow::ensure!(
+                !key.expose().is_empty(),
+                "the key file {} is empty: put the service token in it",
+                path.display()
+            );
+            // A pipe (`<(vault read ...)`) has no permissions worth a warning.
+            if let Some(meta) = meta.filter(|m| m.is_file()) {
+                warn_if_readable_by_others(path, &meta);
+            }
+            key
         }
         None => ApiKey::new(&std::env::var("DATABRAIN_API_KEY").unwrap_or_default()),
     };
@@ -218,11 +233,9 @@ fn api_key(args: &JobArgs, running: Running) -> anyhow::Result<ApiKey> {
 }
 
 /// A key file others can read is a key others can use.
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_readable_by_others(path: &Path, meta: &std::fs::Metadata) {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o004 != 0
-    {
+    if meta.permissions().mode() & 0o004 != 0 {
         tracing::warn!(
             "the API key file {} is readable by every user (mode {:o}): chmod 600 {}",
             path.display(),

@@ -178,3 +178,34 @@ async fn a_rollback_asked_on_a_terminal_answers_in_json_among_json_logs() {
     );
     assert_eq!(api.workspace_names().await.len(), 2, "nothing was deleted");
 }
+
+#[tokio::test]
+async fn a_key_file_that_is_a_folder_or_empty_is_named_as_such() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 2));
+    let folder = dir.path("keys");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let blank = dir.write("blank", " \n\t\n");
+    std::fs::set_permissions(&blank, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    for (key_file, says) in [
+        (folder.to_str().unwrap(), "is a directory, not a key file"),
+        (
+            blank.as_str(),
+            &format!("the key file {blank} is empty")[..],
+        ),
+    ] {
+        set_flag(&mut args, "--api-key-file", key_file);
+        let refused = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(refused.exit, 2, "{}", refused.stderr);
+        assert!(refused.stderr.contains(says), "{}", refused.stderr);
+        for misleading in ["readable by every user", "chmod", "no API key"] {
+            assert!(!refused.stderr.contains(misleading), "{}", refused.stderr);
+        }
+    }
+    assert_eq!(Api::new(&sandbox).stats().await["requests_total"], 0);
+    assert!(!dir.path("results.csv").exists(), "nothing started");
+}
