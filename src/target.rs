@@ -78,6 +78,10 @@ impl Target {
                 Mode::Send(Box::new(sender))
             }
         };
+        // Even a dry run: its retry command names the URL.
+        if !use_sandbox {
+            refuse_credentials(&args.base_url)?;
+        }
         if dry_run {
             return Ok(Target {
                 mode: Mode::DryRun,
@@ -121,6 +125,25 @@ pub(crate) fn target_of(base_url: &str) -> String {
         .map(String::from)
         .unwrap_or_else(|_| base_url.trim().to_owned());
     normal.trim_end_matches('/').to_owned()
+}
+
+/// Refuses a base URL with a user name or password in it (`https://user:KEY@host`): the
+/// URL is written in every `_target`, retry command and lock message, and the client would
+/// send it as Basic auth. Said without the URL's secret, whether or not it parses.
+fn refuse_credentials(base_url: &str) -> anyhow::Result<()> {
+    let base_url = base_url.trim();
+    let (scheme, rest) = base_url.split_once("://").unwrap_or(("", base_url));
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
+    let Some((_, host)) = authority.rsplit_once('@') else {
+        return Ok(());
+    };
+    let shown = match scheme {
+        "" => host.to_owned(),
+        scheme => format!("{scheme}://{host}"),
+    };
+    anyhow::bail!(
+        "--base-url holds a user name or password before {shown}: put the key in DATABRAIN_API_KEY or --api-key-file, not in the URL"
+    )
 }
 
 /// Refuses plain http:// to another machine: the key would cross the network in clear.
@@ -242,5 +265,26 @@ fn warn_if_readable_by_others(path: &Path, meta: &std::fs::Metadata) {
             meta.permissions().mode() & 0o777,
             path.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_credentials;
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_them() {
+        for url in [
+            "http://user:SECRET@127.0.0.1:8080",
+            "https://SECRET@api.example.com/root",
+            "https://user:SECRET@host:notaport",
+            "user:SECRET@host",
+        ] {
+            let error = refuse_credentials(url).unwrap_err().to_string();
+            assert!(!error.contains("SECRET"), "{error}");
+            assert!(error.contains("not in the URL"), "{error}");
+        }
+        assert!(refuse_credentials("https://api.usedatabrain.com/a@b?c=d@e").is_ok());
+        assert!(refuse_credentials("http://127.0.0.1:8080").is_ok());
     }
 }

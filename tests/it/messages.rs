@@ -209,3 +209,53 @@ async fn a_key_file_that_is_a_folder_or_empty_is_named_as_such() {
     assert_eq!(Api::new(&sandbox).stats().await["requests_total"], 0);
     assert!(!dir.path("results.csv").exists(), "nothing started");
 }
+
+#[tokio::test]
+async fn a_base_url_with_a_password_is_refused_without_printing_it() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 2));
+    let summary = dir.path("summary.json");
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let with_password = sandbox.url().replace("http://", "http://ops:PASSW0RD@");
+    set_flag(&mut args, "--base-url", &with_password);
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+    let results = dir.path("results.csv");
+    for command in [
+        vec!["run", &input],
+        vec!["run", &input, "--dry-run"],
+        vec!["plan", &input],
+        vec!["retry", results.to_str().unwrap()],
+        vec!["rollback", results.to_str().unwrap(), "--dry-run"],
+    ] {
+        // retry and rollback read a results file: a dry run leaves one.
+        if command[0] != "run" && !results.exists() {
+            let mut plain = job_args(&sandbox, &dir, "results.csv");
+            plain.push("--dry-run".to_owned());
+            assert_eq!(dbprov_with(&["run", &input], &plain).await.exit, 0);
+        }
+        // A rollback writes beside the file it reads, not over it.
+        let extra = if command[0] == "rollback" {
+            &args[2..]
+        } else {
+            &args[..]
+        };
+        let refused = dbprov_with(&command, extra).await;
+        assert_eq!(refused.exit, 2, "{command:?}: {}", refused.stderr);
+        assert!(
+            refused
+                .stderr
+                .contains("put the key in DATABRAIN_API_KEY or --api-key-file, not in the URL"),
+            "{command:?}: {}",
+            refused.stderr
+        );
+        let written = std::fs::read_to_string(&summary).unwrap();
+        for text in [&refused.stderr, &refused.stdout, &written] {
+            assert!(!text.contains("PASSW0RD"), "{command:?}: {text}");
+        }
+    }
+    assert_eq!(Api::new(&sandbox).stats().await["requests_total"], 0);
+}
