@@ -395,9 +395,16 @@ async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
                         false => vec![c],
                     })
                     .collect();
+                // The line is said once, before the name: not again as the message's own
+                // prefix (which results files keep).
+                let line_prefix = format!("line {}: ", row.line);
+                let message = error
+                    .message
+                    .strip_prefix(&line_prefix)
+                    .unwrap_or(&error.message);
                 let line = format!(
-                    "row {} (line {}), name '{name}': {}: {}",
-                    row.row, row.line, error.code, error.message
+                    "row {} (line {}), name '{name}': {}: {message}",
+                    row.row, row.line, error.code
                 );
                 if writeln!(stdout, "{line}").is_err() {
                     break; // a closed pipe (| head) is a normal end
