@@ -74,7 +74,8 @@ pub enum Command {
         "Results file; `-` writes stdout. Default: `<input stem>.delete.csv` beside the input"
     )))]
     Delete(RowsArgs),
-    /// Delete exactly the workspaces a results file records as created on this API.
+    /// Delete the workspaces a results file records as created on this API (and those its
+    /// lost answers may have created there).
     Rollback(RollbackArgs),
     /// Check a tenant CSV without sending anything: exit 0 only if every row is valid.
     Validate(ValidateArgs),
@@ -220,7 +221,8 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// A results file of `run` (or `retry`): the rows it records as created on this API
-    /// are deleted; no other.
+    /// are deleted, and the unsuccessful rows whose lost answer may have created a workspace
+    /// that the list had not shown before the run; no other.
     pub results: String,
     /// The rollback's own results file; `-` writes stdout. Default: `<results stem>.rollback.csv`.
     #[arg(short, long, help_heading = heading::RESULTS)]

@@ -1,5 +1,6 @@
-//! `rollback`: deletes exactly what a results file records as created on this API, once
-//! the operator has said so; the same job as `delete`, over the rows of that file.
+//! `rollback`: deletes what a results file records as created on this API (and what its
+//! lost answers may have created there), once the operator has said so; the same job as
+//! `delete`, over the rows of that file.
 
 use std::io::Write;
 use std::path::PathBuf;
