@@ -385,7 +385,8 @@ pub struct JobArgs {
     /// `;` between fields if the input used `;`, so that Excel opens them right.
     #[arg(long, help_heading = heading::RESULTS)]
     pub excel: bool,
-    /// Also write the end-of-job summary as JSON to this file.
+    /// Also write the end-of-job summary as JSON to this file. It is emptied when the
+    /// command starts; a command that ends without a summary writes its exit code and error.
     #[arg(long, value_name = "PATH", help_heading = heading::REPORTING)]
     pub summary_json: Option<std::path::PathBuf>,
     /// Whether a run's rows list the workspaces that exist first.
