@@ -74,7 +74,8 @@ pub enum Command {
         "Results file; `-` writes stdout. Default: `<input stem>.delete.csv` beside the input"
     )))]
     Delete(RowsArgs),
-    /// Delete exactly the workspaces a results file records as created on this API.
+    /// Delete the workspaces a results file records as created on this API (and those its
+    /// lost answers may have created there).
     Rollback(RollbackArgs),
     /// Check a tenant CSV without sending anything: exit 0 only if every row is valid.
     Validate(ValidateArgs),
@@ -220,7 +221,8 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// A results file of `run` (or `retry`): the rows it records as created on this API
-    /// are deleted; no other.
+    /// are deleted, and the unsuccessful rows whose lost answer may have created a workspace
+    /// that the list had not shown before the run; no other.
     pub results: String,
     /// The rollback's own results file; `-` writes stdout. Default: `<results stem>.rollback.csv`.
     #[arg(short, long, help_heading = heading::RESULTS)]
@@ -371,8 +373,8 @@ pub struct JobArgs {
     /// takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
     #[arg(long, value_name = "I/N", help_heading = heading::ROWS)]
     pub shard: Option<Shard>,
-    /// A progress bar on a terminal (auto), always, or never; without a bar, a log line
-    /// every 10 s.
+    /// A progress bar on a terminal (auto), always, or never; without a bar (and always
+    /// with --log-format json), a log line every 10 s.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, help_heading = heading::REPORTING)]
     pub progress: ProgressMode,
     /// Without a bar, how often the progress line is logged. Hidden: the contract is every
@@ -383,7 +385,8 @@ pub struct JobArgs {
     /// `;` between fields if the input used `;`, so that Excel opens them right.
     #[arg(long, help_heading = heading::RESULTS)]
     pub excel: bool,
-    /// Also write the end-of-job summary as JSON to this file.
+    /// Also write the end-of-job summary as JSON to this file. It is emptied when the
+    /// command starts; a command that ends without a summary writes its exit code and error.
     #[arg(long, value_name = "PATH", help_heading = heading::REPORTING)]
     pub summary_json: Option<std::path::PathBuf>,
     /// Whether a run's rows list the workspaces that exist first.

@@ -21,6 +21,7 @@ use crate::resume::PriorResults;
 use crate::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 use crate::settings::{Input, Output, Shard};
 use crate::signals;
+use crate::summary_file;
 use crate::target::Target;
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.
@@ -81,6 +82,16 @@ fn next_step(kind: std::io::ErrorKind) -> Option<&'static str> {
 
 /// Runs one command to its end.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let ended = run_command(cli).await;
+    match &ended {
+        Ok(exit) => summary_file::settle(*exit as u8, None),
+        Err(error) => summary_file::settle(Exit::Usage as u8, Some(error_line(error))),
+    }
+    ended
+}
+
+/// The command itself.
+async fn run_command(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => rows_command(args.rows, Operation::Create).await,
         Command::Update(args) => rows_command(args, Operation::Update).await,
@@ -301,9 +312,10 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         mode,
         sandbox,
         name,
+        via_sandbox,
     } = target;
-    let use_sandbox = sandbox.is_some();
     let planning = matches!(mode, Mode::Plan(_));
+    let dry_run = matches!(mode, Mode::DryRun);
     let failure_limit = failure_limit(args, rows.total)?;
     let progress = report::start_progress(args.progress, rows.total);
     // Without a drawn bar, the progress figures go to the log (every 10 s).
@@ -324,7 +336,8 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         excel: args.excel,
     };
     let how = How {
-        use_sandbox,
+        use_sandbox: via_sandbox,
+        dry_run,
         planning,
         no_preflight: rows.operation == Operation::Create && !rows.preflight,
         failure_limit,
@@ -382,9 +395,16 @@ async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
                         false => vec![c],
                     })
                     .collect();
+                // The line is said once, before the name: not again as the message's own
+                // prefix (which results files keep).
+                let line_prefix = format!("line {}: ", row.line);
+                let message = error
+                    .message
+                    .strip_prefix(&line_prefix)
+                    .unwrap_or(&error.message);
                 let line = format!(
-                    "row {} (line {}), name '{name}': {}: {}",
-                    row.row, row.line, error.code, error.message
+                    "row {} (line {}), name '{name}': {}: {message}",
+                    row.row, row.line, error.code
                 );
                 if writeln!(stdout, "{line}").is_err() {
                     break; // a closed pipe (| head) is a normal end
@@ -425,8 +445,10 @@ fn failure_limit(args: &JobArgs, total: Option<u64>) -> anyhow::Result<Option<u6
 /// What a job was, besides its options, for its summary and exit code.
 #[derive(Debug, Clone, Copy)]
 struct How {
-    /// Against an in-process sandbox.
+    /// Against an in-process sandbox (or a dry run of that).
     use_sandbox: bool,
+    /// `--dry-run`: nothing was sent, and the retry must send nothing either.
+    dry_run: bool,
     /// A plan: nothing is re-sent, and a plan without its list is no plan.
     planning: bool,
     /// A run's rows did not list the workspaces first: `--no-preflight`.
@@ -461,6 +483,7 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     let mut summary = report::Summary::new(&report.tally, report.elapsed, output.to_string())
         .with_pacing(&report.pacing);
     summary.stopped = report.stopped.map(StopReason::code);
+    summary.next_step = report.stopped.and_then(StopReason::next_step);
     summary.exit_code = exit as u8;
     summary.unrecorded = report.unrecorded;
     summary.listed_workspaces = report.listed.workspaces;
@@ -485,13 +508,12 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
         );
     }
     // The file first, so that the summary is the last line on stderr whatever happens.
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
-        if let Err(error) = std::fs::write(path, json) {
-            tracing::error!("cannot write the summary to {}: {error}", path.display());
-            exit = Exit::OutputFailed;
-            summary.exit_code = exit as u8;
-        }
+    if let Some(path) = &args.summary_json
+        && let Err(error) = summary_file::write(path, &summary)
+    {
+        tracing::error!("cannot write the summary to {}: {error}", path.display());
+        exit = Exit::OutputFailed;
+        summary.exit_code = exit as u8;
     }
     print_summary(&summary);
     Ok(exit)
@@ -518,7 +540,9 @@ fn print_summary(summary: &report::Summary) {
 }
 
 /// The options of a job that shaped how it was sent, for the retry command it prints:
-/// everything but the defaults, and never the key itself.
+/// everything but the defaults, and never the key itself. A dry run's retry is a dry run
+/// too, and a rehearsal's goes to the sandbox: a command copied from the summary never
+/// writes to an API that the job did not.
 fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
     use crate::cli::{
         DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_BASE_URL, DEFAULT_BURST,
@@ -532,6 +556,9 @@ fn rerun_flags(args: &JobArgs, how: How) -> Vec<String> {
             flags.push(value);
         }
     };
+    if how.dry_run {
+        flag("--dry-run", String::new());
+    }
     if how.use_sandbox {
         flag("--sandbox", String::new());
     } else {

@@ -79,7 +79,10 @@ pub(crate) fn open_output(
     let Some(mut prior) = prior else {
         return Ok((Sink::File(file), None));
     };
-    if dry_run && (prior.sent || continuing == Continuing::Resume) {
+    // A retry of a dry run's own results, in place, plans their rows again: nothing in
+    // that file was sent, so nothing is lost. It is the retry a dry run's summary prints.
+    let replanning = in_place && !prior.sent;
+    if dry_run && (prior.sent || (continuing == Continuing::Resume && !replanning)) {
         let what = if running == Running::Plan {
             "a plan"
         } else {
@@ -248,12 +251,7 @@ pub(crate) fn refuse_clobbering(
         );
     }
     if let Some(path) = &args.summary_json {
-        // Written at the end: a path that cannot be written is said now, before any request.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+        crate::summary_file::claim(path)?;
     }
     Ok(())
 }

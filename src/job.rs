@@ -156,6 +156,16 @@ impl StopReason {
         }
     }
 
+    /// What the operator should do about it, where that is clear, for the summary.
+    pub fn next_step(self) -> Option<&'static str> {
+        match self {
+            StopReason::Unauthorized => {
+                Some("the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file")
+            }
+            _ => None,
+        }
+    }
+
     /// The `_error_message` of those rows.
     pub fn message(self) -> &'static str {
         match self {

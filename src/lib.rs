@@ -31,6 +31,7 @@ pub mod workspace;
 mod commands;
 mod guard;
 mod rollback;
+mod summary_file;
 mod target;
 
 pub use commands::{Exit, error_line, run};

@@ -90,6 +90,51 @@ pub fn fatal(error: &anyhow::Error) {
     }
 }
 
+/// Ends the process on a command line that clap refused, with clap's exit code: as clap
+/// prints it, unless the command line asks for JSON logs (`--log-format json`), then as
+/// one ERROR event, so that a log collector reads it like any other. Help and version
+/// print as they are.
+pub fn command_line_refused(error: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let shown_as_is = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if shown_as_is || !asks_for_json(std::env::args_os().skip(1)) {
+        error.exit()
+    }
+    // clap's lines (the error, a tip, the usage) as one line.
+    let text = error.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let message = lines.join("; ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    json_event(Level::ERROR, "dbprov", &Message { message });
+    std::process::exit(error.exit_code())
+}
+
+/// Whether a command line that could not be parsed asks for `--log-format json`.
+fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            // What follows is values, not options.
+            Some("--") => return false,
+            Some("--log-format=json") => return true,
+            Some("--log-format") if args.next().is_some_and(|value| value == "json") => {
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The fields of an event that has only a message.
 #[derive(Serialize)]
 struct Message<'a> {
@@ -119,5 +164,20 @@ impl Drop for LogWriter {
         report::hide_bar_while(|| {
             let _ = std::io::stderr().write_all(&self.0);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_for_json;
+
+    #[test]
+    fn json_logs_are_asked_for_in_either_spelling_before_the_values() {
+        let asks = |args: &[&str]| asks_for_json(args.iter().map(|a| a.into()));
+        assert!(asks(&["run", "--log-format", "json", "--bogus"]));
+        assert!(asks(&["--bogus", "--log-format=json"]));
+        assert!(!asks(&["run", "--log-format", "text"]));
+        assert!(!asks(&["run", "--log-format"]));
+        assert!(!asks(&["run", "--", "--log-format", "json"]));
     }
 }

@@ -13,7 +13,7 @@ async fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| dbprov::logging::command_line_refused(error));
     dbprov::logging::init(cli.verbose, cli.quiet, cli.log_format);
     let exit = match dbprov::run(cli).await {
         Ok(exit) => exit,

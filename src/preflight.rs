@@ -191,6 +191,10 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
         let (retry_after, why) = match listed {
             Ok(Listed::Names(listing, _)) => return Ok(listing),
             Ok(Listed::Refused(answer)) if answer.status == 401 => {
+                tracing::error!(
+                    "preflight: the API refused the key (401) to list the workspaces ({}), so nothing is sent",
+                    answer.message
+                );
                 shared.stop(StopReason::Unauthorized);
                 return Err(Failed::Stopped);
             }

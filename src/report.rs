@@ -150,6 +150,8 @@ pub struct Summary {
     pub results: String,
     /// Why the job stopped early, as the skipped rows' code.
     pub stopped: Option<&'static str>,
+    /// What to do about why the job stopped, where that is clear (a refused key).
+    pub next_step: Option<&'static str>,
     /// The command that re-sends the rows that did not succeed.
     pub retry_command: Option<String>,
     /// The process's exit code.
@@ -232,6 +234,7 @@ impl Summary {
             },
             results,
             stopped: None,
+            next_step: None,
             retry_command: None,
             exit_code: 0,
             unrecorded: 0,
@@ -295,6 +298,9 @@ impl Summary {
                 let _ = writeln!(text, "  stopped early: the rest are skipped / {code}");
             }
             None => {}
+        }
+        if let Some(step) = self.next_step {
+            let _ = writeln!(text, "  {step}");
         }
         if !self.top_error_codes.is_empty() {
             let codes: Vec<String> = self
@@ -379,11 +385,13 @@ pub fn hide_bar_while(write: impl FnOnce()) {
     BAR.suspend(write);
 }
 
-/// The bar, drawn when `mode` asks for it (`is_hidden` tells). A hidden bar still keeps
+/// The bar, drawn when `mode` asks for it (`is_hidden` tells), but never among JSON logs:
+/// its escape codes would break every line a collector reads. A hidden bar still keeps
 /// count, for the periodic log lines.
 pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
     let bar = BAR.clone();
     let target = match mode {
+        _ if crate::logging::is_json() => ProgressDrawTarget::hidden(),
         ProgressMode::Always => {
             ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 10)
         }

@@ -1,5 +1,6 @@
-//! `rollback`: deletes exactly what a results file records as created on this API, once
-//! the operator has said so; the same job as `delete`, over the rows of that file.
+//! `rollback`: deletes what a results file records as created on this API (and what its
+//! lost answers may have created there), once the operator has said so; the same job as
+//! `delete`, over the rows of that file.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -181,8 +182,16 @@ async fn confirm(question: &str) -> Said {
         );
         return Said::No;
     }
-    eprint!("{question} Type yes to go on: ");
-    let _ = std::io::stderr().flush();
+    // Among JSON logs the question is one event too; the answer is typed all the same.
+    if crate::logging::is_json() {
+        crate::logging::notice(
+            tracing::Level::WARN,
+            &format!("{question} Type yes to go on"),
+        );
+    } else {
+        eprint!("{question} Type yes to go on: ");
+        let _ = std::io::stderr().flush();
+    }
     let read = tokio::task::spawn_blocking(|| {
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).map(|_| answer)
@@ -197,12 +206,14 @@ async fn confirm(question: &str) -> Said {
     };
     // A signal that came with the answer still counts.
     if signals::interrupted_flag().load(std::sync::atomic::Ordering::SeqCst) {
-        eprintln!();
-        eprintln!("dbprov: interrupted: nothing was sent");
+        if !crate::logging::is_json() {
+            eprintln!(); // the question's line, left open
+        }
+        crate::logging::notice(tracing::Level::WARN, "interrupted: nothing was sent");
         return Said::Interrupted;
     }
     if said == Said::No {
-        eprintln!("dbprov: nothing was sent");
+        crate::logging::notice(tracing::Level::INFO, "nothing was sent");
     }
     said
 }

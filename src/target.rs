@@ -57,6 +57,9 @@ pub(crate) struct Target {
     /// The `_target` of the outcomes: the API's base URL, `sandbox`, or nothing for a dry
     /// run.
     pub(crate) name: String,
+    /// `--sandbox` was given: the job talks to the in-process sandbox, or would (a dry
+    /// run), and so does the retry command it prints.
+    pub(crate) via_sandbox: bool,
 }
 
 impl Target {
@@ -75,11 +78,16 @@ impl Target {
                 Mode::Send(Box::new(sender))
             }
         };
+        // Even a dry run: its retry command names the URL.
+        if !use_sandbox {
+            refuse_credentials(&args.base_url)?;
+        }
         if dry_run {
             return Ok(Target {
                 mode: Mode::DryRun,
                 sandbox: None,
                 name: String::new(),
+                via_sandbox: use_sandbox,
             });
         }
         // The in-process sandbox holds the other end of each connection.
@@ -95,6 +103,7 @@ impl Target {
                 mode: mode(sender(args, &local.url(), &key)?),
                 sandbox: Some(local),
                 name: "sandbox".to_owned(),
+                via_sandbox: true,
             });
         }
         check_transport(&args.base_url, args.allow_insecure_http)?;
@@ -103,6 +112,7 @@ impl Target {
             mode: mode(sender(args, &args.base_url, &key)?),
             sandbox: None,
             name: target_of(&args.base_url),
+            via_sandbox: false,
         })
     }
 }
@@ -115,6 +125,25 @@ pub(crate) fn target_of(base_url: &str) -> String {
         .map(String::from)
         .unwrap_or_else(|_| base_url.trim().to_owned());
     normal.trim_end_matches('/').to_owned()
+}
+
+/// Refuses a base URL with a user name or password in it (`https://user:KEY@host`): the
+/// URL is written in every `_target`, retry command and lock message, and the client would
+/// send it as Basic auth. Said without the URL's secret, whether or not it parses.
+fn refuse_credentials(base_url: &str) -> anyhow::Result<()> {
+    let base_url = base_url.trim();
+    let (scheme, rest) = base_url.split_once("://").unwrap_or(("", base_url));
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or("");
+    let Some((_, host)) = authority.rsplit_once('@') else {
+        return Ok(());
+    };
+    let shown = match scheme {
+        "" => host.to_owned(),
+        scheme => format!("{scheme}://{host}"),
+    };
+    anyhow::bail!(
+        "--base-url holds a user name or password before {shown}: put the key in DATABRAIN_API_KEY or --api-key-file, not in the URL"
+    )
 }
 
 /// Refuses plain http:// to another machine: the key would cross the network in clear.
@@ -190,10 +219,25 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
 fn api_key(args: &JobArgs, running: Running) -> anyhow::Result<ApiKey> {
     let key = match &args.api_key_file {
         Some(path) => {
-            warn_if_readable_by_others(path);
+            let meta = std::fs::metadata(path).ok();
+            anyhow::ensure!(
+                !meta.as_ref().is_some_and(|m| m.is_dir()),
+                "--api-key-file {} is a directory, not a key file: give the file that holds the key",
+                path.display()
+            );
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the API key file {}", path.display()))?;
-            ApiKey::new(&text)
+            let key = ApiKey::new(&text);
+            anyhow::ensure!(
+                !key.expose().is_empty(),
+                "the key file {} is empty: put the service token in it",
+                path.display()
+            );
+            // A pipe (`<(vault read ...)`) has no permissions worth a warning.
+            if let Some(meta) = meta.filter(|m| m.is_file()) {
+                warn_if_readable_by_others(path, &meta);
+            }
+            key
         }
         None => ApiKey::new(&std::env::var("DATABRAIN_API_KEY").unwrap_or_default()),
     };
@@ -212,16 +256,35 @@ fn api_key(args: &JobArgs, running: Running) -> anyhow::Result<ApiKey> {
 }
 
 /// A key file others can read is a key others can use.
-fn warn_if_readable_by_others(path: &Path) {
+fn warn_if_readable_by_others(path: &Path, meta: &std::fs::Metadata) {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o004 != 0
-    {
+    if meta.permissions().mode() & 0o004 != 0 {
         tracing::warn!(
             "the API key file {} is readable by every user (mode {:o}): chmod 600 {}",
             path.display(),
             meta.permissions().mode() & 0o777,
             path.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_credentials;
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_them() {
+        for url in [
+            "http://user:SECRET@127.0.0.1:8080",
+            "https://SECRET@api.example.com/root",
+            "https://user:SECRET@host:notaport",
+            "user:SECRET@host",
+        ] {
+            let error = refuse_credentials(url).unwrap_err().to_string();
+            assert!(!error.contains("SECRET"), "{error}");
+            assert!(error.contains("not in the URL"), "{error}");
+        }
+        assert!(refuse_credentials("https://api.usedatabrain.com/a@b?c=d@e").is_ok());
+        assert!(refuse_credentials("http://127.0.0.1:8080").is_ok());
     }
 }

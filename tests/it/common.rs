@@ -523,3 +523,27 @@ pub async fn dbprov_with(command: &[&str], extra: &[String]) -> Finished {
     args.extend(extra.iter().map(String::as_str));
     dbprov(&args).await
 }
+
+/// The retry command a summary printed on stderr (`retry the rows that did not succeed:
+/// ...`), as its words with any shell quotes taken off, `dbprov` first; `None` without one.
+pub fn printed_retry(stderr: &str) -> Option<Vec<String>> {
+    let (_, command) = stderr
+        .lines()
+        .find_map(|l| l.split_once("retry the rows that did not succeed: "))?;
+    Some(command_words(command))
+}
+
+/// A command line as its words, with simple shell quotes taken off.
+pub fn command_words(command: &str) -> Vec<String> {
+    command
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_owned())
+        .collect()
+}
+
+/// Runs a command that dbprov printed (its words, `dbprov` first).
+pub async fn run_printed(words: &[String]) -> Finished {
+    assert_eq!(words[0], "dbprov", "{words:?}");
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    dbprov(&args).await
+}

@@ -259,12 +259,34 @@ async fn validate_lists_each_invalid_row_and_exits_0_only_when_all_are_valid() {
     assert_eq!(lines.len(), 4, "{}", run.stdout);
     assert_eq!(
         lines[0],
-        "row 16 (line 17), name 'Finance Without Mart': MISSING_DATAMART_NAME: line 17: datamartName is empty; connectionType DATAMART needs one"
+        "row 16 (line 17), name 'Finance Without Mart': MISSING_DATAMART_NAME: datamartName is empty; connectionType DATAMART needs one"
+    );
+    assert!(
+        lines.iter().all(|l| l.matches("line ").count() == 1),
+        "the line is said once: {}",
+        run.stdout
     );
     assert!(lines[1].contains("name 'Globex Analytics': DUPLICATE_IN_INPUT"));
     assert!(run.stderr.contains("51 rows: 47 valid, 4 invalid"));
 
+    // A results file's message keeps its line: it has no column of its own for it.
     let dir = JobDir::new();
+    let planned = dir.path("planned.csv");
+    let dry_run = dbprov(&[
+        "run",
+        "samples/tenants.csv",
+        "--dry-run",
+        "-o",
+        planned.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(dry_run.exit, 1, "{}", dry_run.stderr);
+    let (_, rows) = dir.results("planned.csv");
+    assert_eq!(
+        rows[15]["_error_message"],
+        "line 17: datamartName is empty; connectionType DATAMART needs one"
+    );
+
     let good = dir.write("good.csv", &tenants("t", 10));
     let valid = dbprov(&["validate", &good]).await;
     assert_eq!(valid.exit, 0, "{}", valid.stderr);
@@ -294,11 +316,11 @@ async fn validate_knows_the_api_rules_of_the_metric_summary() {
     assert_eq!(
         lines,
         [
-            "row 1 (line 2), name 'on-without-type': INVALID_FIELD: line 2: isEnableMetricSummary is true but summaryType is empty; give one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom, or set isEnableMetricSummary to false",
-            "row 2 (line 3), name 'custom-without-prompt': INVALID_FIELD: line 3: summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
-            "row 3 (line 4), name 'custom-while-off': INVALID_FIELD: line 4: summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
-            "row 4 (line 5), name 'unknown-type': INVALID_FIELD: line 5: summaryType 'haiku' is not one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom; give one of them, or leave it empty",
-            "row 5 (line 6), name 'not-a-boolean': INVALID_FIELD: line 6: isEnableMetricSummary 'yes' is not true or false; write one of them, or leave it empty for false",
+            "row 1 (line 2), name 'on-without-type': INVALID_FIELD: isEnableMetricSummary is true but summaryType is empty; give one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom, or set isEnableMetricSummary to false",
+            "row 2 (line 3), name 'custom-without-prompt': INVALID_FIELD: summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
+            "row 3 (line 4), name 'custom-while-off': INVALID_FIELD: summaryType is custom but customSummaryPrompt is empty; write the prompt in customSummaryPrompt, or choose another summaryType",
+            "row 4 (line 5), name 'unknown-type': INVALID_FIELD: summaryType 'haiku' is not one of technicalAndInsightSummary, forecastAndTrendAnalysis, comparativeAndAnomalyDetection, custom; give one of them, or leave it empty",
+            "row 5 (line 6), name 'not-a-boolean': INVALID_FIELD: isEnableMetricSummary 'yes' is not true or false; write one of them, or leave it empty for false",
         ],
         "the last three rows are valid: {}",
         run.stdout

@@ -1,0 +1,263 @@
+//! The summary of a job: the retry command it prints, the `--summary-json` file at every
+//! end, and the next step after an abort.
+
+use serde_json::Value;
+
+use crate::common::{
+    Api, JobDir, command_words, dbprov, dbprov_with, job_args, plain_sandbox, printed_retry,
+    run_printed,
+};
+
+/// Two valid rows and one without a name.
+const ONE_INVALID: &str =
+    "name,connectionType\na1,MULTI_DATAMART\n,MULTI_DATAMART\na3,MULTI_DATAMART\n";
+
+fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+}
+
+#[tokio::test]
+async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    let mut args = job_args(&sandbox, &dir, "dr.csv");
+    let summary = dir.path("summary.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+    let planned = dbprov_with(&["run", &input, "--dry-run"], &args).await;
+    assert_eq!(planned.exit, 1, "{}", planned.stderr);
+    let words = printed_retry(&planned.stderr).expect("a retry command");
+    assert!(words.contains(&"--dry-run".to_owned()), "{words:?}");
+    let json = read_json(&summary);
+    assert_eq!(
+        command_words(json["retry_command"].as_str().unwrap()),
+        words,
+        "the file and stderr say the same"
+    );
+
+    // The printed command re-plans the file in place and sends nothing; once the row is
+    // fixed, it plans it.
+    let again = run_printed(&words).await;
+    assert_eq!(again.exit, 1, "{}", again.stderr);
+    let fixed = std::fs::read_to_string(dir.path("dr.csv"))
+        .unwrap()
+        .replace(",,MULTI_DATAMART", ",a2,MULTI_DATAMART");
+    std::fs::write(dir.path("dr.csv"), fixed).unwrap();
+    let done = run_printed(&words).await;
+    assert_eq!(done.exit, 0, "{}", done.stderr);
+    let (_, rows) = dir.results("dr.csv");
+    assert!(rows.iter().all(|r| r["_status"] == "planned"), "{rows:?}");
+    assert_eq!(api.stats().await["requests_total"], 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_rehearsals_retry_command_keeps_sandbox_and_dry_run_in_text_and_json() {
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    for (extra, dry_run) in [(&["--dry-run"][..], true), (&[][..], false)] {
+        let output = dir.path("out.csv");
+        let summary = dir.path("summary.json");
+        let mut args = vec![
+            "run",
+            &input,
+            "--sandbox",
+            "--overwrite",
+            "-o",
+            output.to_str().unwrap(),
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let text = dbprov(&args).await;
+        assert_eq!(text.exit, 1, "{}", text.stderr);
+        let words = printed_retry(&text.stderr).expect("a retry command");
+        assert!(words.contains(&"--sandbox".to_owned()), "{words:?}");
+        assert_eq!(
+            words.contains(&"--dry-run".to_owned()),
+            dry_run,
+            "{words:?}"
+        );
+        assert!(!words.contains(&"--base-url".to_owned()), "{words:?}");
+        let file = read_json(&summary);
+        assert_eq!(
+            command_words(file["retry_command"].as_str().unwrap()),
+            words
+        );
+
+        args.extend(["--log-format", "json"]);
+        let json = dbprov(&args).await;
+        assert_eq!(json.exit, 1, "{}", json.stderr);
+        let event: Value = json
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|e| e["target"] == "dbprov::summary")
+            .expect("the summary event");
+        let command = event["fields"]["summary"]["retry_command"]
+            .as_str()
+            .unwrap();
+        assert_eq!(command_words(command), words);
+    }
+}
+
+/// A summary a monitor would read as last night's success.
+const STALE: &str = r#"{"rows": 3, "exit_code": 0}"#;
+
+#[tokio::test]
+async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    let summary = dir.path("summary.json");
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+
+    // The results file is locked by another process.
+    std::fs::write(&summary, STALE).unwrap();
+    let held = std::fs::File::create(dir.path("results.csv")).unwrap();
+    held.try_lock().unwrap();
+    let locked = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(locked.exit, 2, "{}", locked.stderr);
+    let json = read_json(&summary);
+    assert_eq!(json["exit_code"], 2, "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("in use by another"),
+        "{json}"
+    );
+    drop(held);
+
+    // An input that is not there: the error, not an empty file.
+    std::fs::write(&summary, STALE).unwrap();
+    let missing = dir.path("missing.csv");
+    let early = dbprov_with(&["run", missing.to_str().unwrap(), "--overwrite"], &args).await;
+    assert_eq!(early.exit, 2, "{}", early.stderr);
+    let json = read_json(&summary);
+    assert_eq!(json["exit_code"], 2, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("missing.csv"),
+        "{json}"
+    );
+
+    // The summary is never the input, stale or not: refused, and left alone.
+    std::fs::write(&summary, STALE).unwrap();
+    let onto_input = dbprov(&[
+        "run",
+        summary.to_str().unwrap(),
+        "--sandbox",
+        "-o",
+        dir.path("other.csv").to_str().unwrap(),
+        "--summary-json",
+        summary.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(onto_input.exit, 2, "{}", onto_input.stderr);
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), STALE);
+}
+
+#[tokio::test]
+async fn an_interrupted_job_writes_its_summary() {
+    let sandbox = crate::common::sandbox_with(dbprov::sandbox::FaultConfig {
+        latency: std::time::Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &crate::common::tenants("t", 40));
+    let summary = dir.path("summary.json");
+    std::fs::write(&summary, STALE).unwrap();
+    let mut command = vec!["run", &input, "--concurrency", "2"];
+    let args = job_args(&sandbox, &dir, "results.csv");
+    command.extend(args.iter().map(String::as_str));
+    command.extend(["--summary-json", summary.to_str().unwrap()]);
+    let mut child = crate::common::spawn_dbprov(&command);
+    crate::common::until_requests(&api, &mut child, 1).await;
+    crate::common::signal(&child, libc::SIGINT);
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130));
+    let json = read_json(&summary);
+    assert_eq!(json["exit_code"], 130, "{json}");
+    assert_eq!(json["stopped"], "INTERRUPTED", "{json}");
+    assert_eq!(json["rows"], 40, "{json}");
+}
+
+#[tokio::test]
+async fn a_refused_key_says_what_to_check_in_text_and_json() {
+    const STEP: &str = "the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file";
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &crate::common::tenants("t", 3));
+    let summary = dir.path("summary.json");
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let wrong_key = dir.private_key("dbn_wrong\n");
+    crate::common::set_flag(&mut args, "--api-key-file", &wrong_key);
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+    // With the list first, the list meets the 401; without it, the first row does.
+    for list_first in [true, false] {
+        let mut args = args.clone();
+        if list_first {
+            args.retain(|a| a != "--no-preflight");
+        }
+        let text = dbprov_with(&["run", &input, "--overwrite"], &args).await;
+        assert_eq!(text.exit, 3, "{}", text.stderr);
+        assert!(
+            text.stderr.contains(&format!("\n  {STEP}\n")),
+            "{}",
+            text.stderr
+        );
+        assert_eq!(
+            text.stderr.contains("ERROR")
+                && text
+                    .stderr
+                    .contains("preflight: the API refused the key (401)"),
+            list_first,
+            "{}",
+            text.stderr
+        );
+        let file = read_json(&summary);
+        assert_eq!(file["next_step"], STEP, "{file}");
+        assert_eq!(file["stopped"], "ABORTED_UNAUTHORIZED", "{file}");
+
+        let json = dbprov_with(
+            &["run", &input, "--overwrite", "--log-format", "json"],
+            &args,
+        )
+        .await;
+        assert_eq!(json.exit, 3, "{}", json.stderr);
+        let events: Vec<Value> = json
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let summary_event = events
+            .iter()
+            .find(|e| e["target"] == "dbprov::summary")
+            .expect("the summary event");
+        assert_eq!(summary_event["fields"]["summary"]["next_step"], STEP);
+        if list_first {
+            assert!(
+                events.iter().any(|e| e["level"] == "ERROR"
+                    && e["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("refused the key (401)"))),
+                "{}",
+                json.stderr
+            );
+        }
+    }
+    assert_eq!(Api::new(&sandbox).workspace_names().await.len(), 0);
+}
