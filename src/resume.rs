@@ -360,13 +360,17 @@ pub fn rewrite(
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let mut temp = temp_beside(real_path)?;
-    if let Ok(meta) = std::fs::metadata(real_path) {
-        temp.as_file().set_permissions(meta.permissions())?;
-    }
-    fill(temp.as_file_mut())?;
-    temp.as_file().sync_all()?;
-    temp.persist(real_path).map_err(|e| e.error)?;
-    Ok(())
+    crate::signals::rewriting(Some(temp.path()));
+    let result = (|| {
+        if let Ok(meta) = std::fs::metadata(real_path) {
+            temp.as_file().set_permissions(meta.permissions())?;
+        }
+        fill(temp.as_file_mut())?;
+        temp.as_file().sync_all()?;
+        temp.persist(real_path).map_err(|e| e.error)
+    })();
+    crate::signals::rewriting(None);
+    result.map(drop)
 }
 
 /// A temporary file in the folder of `path`, where a rename over `path` is atomic.

@@ -25,6 +25,9 @@ static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
 static UNRECORDED: AtomicU64 = AtomicU64::new(0);
 /// What settles those rows, in the words of the command running.
 static RERUN: OnceLock<&'static str> = OnceLock::new();
+/// The temporary file of a rewrite under way: an exit at once removes it (the file it
+/// was to replace stays as it was).
+static REWRITING: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
 
 /// Starts listening for SIGINT and SIGTERM. Call first thing, inside the runtime.
 pub fn install() {
@@ -62,8 +65,18 @@ pub fn install() {
             ),
         };
         crate::logging::notice(tracing::Level::WARN, &message);
+        if let Some(temp) = REWRITING.lock().ok().and_then(|mut temp| temp.take()) {
+            let _ = std::fs::remove_file(temp);
+        }
         std::process::exit(130);
     });
+}
+
+/// Names the temporary file of a rewrite under way (`None` once it is renamed or gone).
+pub fn rewriting(temp: Option<&std::path::Path>) {
+    if let Ok(mut rewriting) = REWRITING.lock() {
+        *rewriting = temp.map(std::path::Path::to_owned);
+    }
 }
 
 /// From now on a signal asks the job to drain instead of ending the process.
