@@ -82,10 +82,30 @@ fn next_step(kind: std::io::ErrorKind) -> Option<&'static str> {
 
 /// Runs one command to its end.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    // The --summary-json file, and the file the command reads, which it must never be.
+    let (summary_json, read) = match &cli.command {
+        Command::Run(args) => (&args.rows.job.summary_json, args.rows.input.clone()),
+        Command::Update(args) | Command::Delete(args) => {
+            (&args.job.summary_json, args.input.clone())
+        }
+        Command::Retry(args) => (&args.job.summary_json, args.results.clone()),
+        Command::Plan(args) => (&args.job.summary_json, args.input.clone()),
+        Command::Rollback(args) => (&args.job.summary_json, args.results.clone()),
+        Command::Validate(_) | Command::Sandbox(_) | Command::Completions { .. } => {
+            (&None, String::new())
+        }
+    };
+    let summary_json = summary_json
+        .clone()
+        .filter(|path| read == "-" || !crate::output::same_file(path, std::path::Path::new(&read)));
     let ended = run_command(cli).await;
-    match &ended {
-        Ok(exit) => summary_file::settle(*exit as u8, None),
-        Err(error) => summary_file::settle(Exit::Usage as u8, Some(error_line(error))),
+    let (code, error) = match &ended {
+        Ok(exit) => (*exit as u8, None),
+        Err(error) => (Exit::Usage as u8, Some(error_line(error))),
+    };
+    summary_file::settle(code, error.clone());
+    if let Some(path) = summary_json {
+        summary_file::settle_unclaimed(&path, code, error);
     }
     ended
 }
@@ -468,7 +488,8 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
             StopReason::Unauthorized
             | StopReason::MaxFailures
             | StopReason::RateLimited
-            | StopReason::Unreachable,
+            | StopReason::Unreachable
+            | StopReason::InputFailed,
         ) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
         None if how.planning && report.listed.workspaces.is_none() => {

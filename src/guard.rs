@@ -89,7 +89,7 @@ pub(crate) fn open_output(
             "a dry run"
         };
         anyhow::bail!(
-            "{what} does not change the earlier results in {shown}: give -o a new file for the plan"
+            "{what} does not change the earlier results in {shown}: give -o a new file for it"
         );
     }
     match continuing {

@@ -141,6 +141,9 @@ pub enum StopReason {
     RateLimited,
     /// The API could not be reached: from the start, or for longer than `--max-outage`.
     Unreachable,
+    /// The input could not be read to its end, after requests were sent: the rows not
+    /// read have no record, and the results file stays a log for `--resume`.
+    InputFailed,
 }
 
 impl StopReason {
@@ -153,6 +156,7 @@ impl StopReason {
             StopReason::OutputFailed => "OUTPUT_FAILED",
             StopReason::RateLimited => "ABORTED_RATE_LIMITED",
             StopReason::Unreachable => "ABORTED_UNREACHABLE",
+            StopReason::InputFailed => "INPUT_FAILED",
         }
     }
 
@@ -162,6 +166,9 @@ impl StopReason {
             StopReason::Unauthorized => {
                 Some("the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file")
             }
+            StopReason::InputFailed => Some(
+                "the input could not be read to its end (the error above says why): mend it, then run the same command with --resume; the rows not read were not sent",
+            ),
             _ => None,
         }
     }
@@ -181,6 +188,7 @@ impl StopReason {
                 "not sent: the API's rate limit asked for a longer wait than --max-retry-after, so the job stopped"
             }
             StopReason::Unreachable => "not sent: the API could not be reached, so the job stopped",
+            StopReason::InputFailed => "not sent: the input could not be read, so the job stopped",
         }
     }
 }
@@ -574,7 +582,22 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             listed,
         });
     }
-    reading.await.expect("the input reader does not panic")?;
+    if let Err(error) = reading.await.expect("the input reader does not panic") {
+        if written.tally.requests == 0 {
+            return Err(error.into()); // before any request: a usage error
+        }
+        // After requests: the job stops as an abort, its log as it stands (see above).
+        tracing::error!("{}", crate::error_line(&anyhow::Error::new(error)));
+        return Ok(JobReport {
+            tally: written.tally,
+            stopped: Some(StopReason::InputFailed),
+            elapsed: started.elapsed(),
+            output_failure: None,
+            unrecorded: 0,
+            pacing,
+            listed,
+        });
+    }
     let writer = written.writer;
     let finished = tokio::task::spawn_blocking(move || writer.finish())
         .await

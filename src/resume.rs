@@ -180,9 +180,11 @@ impl PriorResults {
                 whole_end = offset;
             }
             let text = std::str::from_utf8(record.as_slice());
-            // A character cut at the row's very end is a torn row's, not another encoding.
+            // A character cut at the end of the file's last row, with no line break after
+            // it, is a torn row's; anywhere else, a byte of another encoding.
+            let torn_end = whole_len < file_len && lines.next_offset() == Some(file_len);
             if let Err(error) = text
-                && error.error_len().is_some()
+                && (error.error_len().is_some() || !torn_end)
             {
                 let byte = record.as_slice()[error.valid_up_to()];
                 return Err(not_utf8(format!("line {line} has the byte 0x{byte:02X}")));

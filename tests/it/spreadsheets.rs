@@ -867,3 +867,100 @@ async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
     );
     assert!(!retry.stderr.contains("--encoding"), "{}", retry.stderr);
 }
+
+#[tokio::test]
+async fn a_results_file_re_saved_as_latin1_is_refused_wherever_its_letters_are() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    // Letters beyond ASCII at the end of every row: latin-1 makes each a lone byte there.
+    let input = dir.write(
+        "j.csv",
+        "name,connectionType,owner\nj1,MULTI_DATAMART,José\nj2,MULTI_DATAMART,René\n",
+    );
+    assert_eq!(
+        job(&["run", &input], &sandbox, &dir, Some("jr.csv"))
+            .await
+            .exit,
+        0
+    );
+    let res = dir.path("jr.csv");
+    let text = std::fs::read_to_string(&res).unwrap();
+    let latin1: Vec<u8> = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    std::fs::write(&res, &latin1).unwrap();
+    let path = res.to_str().unwrap();
+    let rollback = job(
+        &["rollback", path, "--yes"],
+        &sandbox,
+        &dir,
+        Some("undo.csv"),
+    )
+    .await;
+    assert_eq!(rollback.exit, 2, "{}", rollback.stderr);
+    assert!(
+        rollback.stderr.contains("is not UTF-8"),
+        "{}",
+        rollback.stderr
+    );
+    for extra in [&[][..], &["--dry-run"][..], &["--resume"][..]] {
+        let mut args = job_args(&sandbox, &dir, "jr.csv");
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let refused = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(refused.exit, 2, "{extra:?}: {}", refused.stderr);
+    }
+    assert_eq!(std::fs::read(&res).unwrap(), latin1, "the record is intact");
+    assert_eq!(names_on(&api).await, ["j1", "j2"]);
+}
+
+#[tokio::test]
+async fn input_that_fails_after_requests_were_sent_stops_as_an_abort_and_resume_completes() {
+    use tokio::io::AsyncWriteExt;
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let mut args = vec!["run".to_owned(), "-".to_owned()];
+    args.extend(job_args(&sandbox, &dir, "out.csv"));
+    args.extend(["--encoding", "windows-1252"].map(str::to_owned));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let all = tenants("e", 8) + "Zoë,MULTI_DATAMART,,\n";
+    let (head, tail) = all.split_at(all.find("e-0006").unwrap());
+    stdin.write_all(head.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    until_requests(&api, &mut child, 5).await;
+    let _ = stdin.write_all(tail.as_bytes()).await;
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "an abort, not a usage error: {stderr}"
+    );
+    assert!(stderr.contains("UTF-8 already"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let (_, rows) = dir.results("out.csv");
+    assert_eq!(
+        rows.len(),
+        api.workspace_names().await.len(),
+        "every request recorded"
+    );
+    // Without the wrong --encoding, a resume completes the file.
+    let mut args = job_args(&sandbox, &dir, "out.csv");
+    args.push("--resume".into());
+    let mut line = vec!["run", "-"];
+    line.extend(args.iter().map(String::as_str));
+    let resumed = dbprov_fed(&line, all.into_bytes()).await;
+    assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    let (_, rows) = dir.results("out.csv");
+    assert_one_row_per_input_row(&rows, 9);
+    assert!(names_on(&api).await.contains(&"Zoë".to_owned()));
+}

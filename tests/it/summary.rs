@@ -261,3 +261,63 @@ async fn a_refused_key_says_what_to_check_in_text_and_json() {
     }
     assert_eq!(Api::new(&sandbox).workspace_names().await.len(), 0);
 }
+
+#[tokio::test]
+async fn a_summary_path_that_holds_a_results_file_is_refused_and_left_alone() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let first = dir.write("first.csv", ONE_INVALID);
+    let run = dbprov_with(
+        &["run", &first],
+        &job_args(&sandbox, &dir, "first.results.csv"),
+    )
+    .await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let records = dir.path("first.results.csv");
+    let before = std::fs::read(&records).unwrap();
+    // A mistyped --summary-json naming another job's results file.
+    let second = dir.write("second.csv", ONE_INVALID);
+    let mut args = job_args(&sandbox, &dir, "second.results.csv");
+    args.extend([
+        "--dry-run".to_owned(),
+        "--summary-json".to_owned(),
+        records.to_str().unwrap().to_owned(),
+    ]);
+    let refused = dbprov_with(&["run", &second], &args).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("holds something else than a summary"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read(&records).unwrap(),
+        before,
+        "the records are intact"
+    );
+}
+
+#[tokio::test]
+async fn an_error_before_the_job_replaces_an_earlier_summary() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", ONE_INVALID);
+    let summary = dir.path("s.json");
+    std::fs::write(&summary, r#"{"exit_code":0,"rows":3}"#).unwrap();
+    // The output is the input: refused before the summary file is claimed.
+    let mut args = job_args(&sandbox, &dir, "in.csv");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
+    let refused = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
+    let written = read_json(&summary);
+    assert_eq!(written["exit_code"], 2, "{written}");
+    assert!(
+        written["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{written}"
+    );
+}
