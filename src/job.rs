@@ -167,7 +167,7 @@ impl StopReason {
                 Some("the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file")
             }
             StopReason::InputFailed => Some(
-                "the input could not be read to its end (the error above says why): mend it, then run the same command with --resume; the rows not read were not sent",
+                "the input could not be read to its end (the error above says why): mend it, then run the same command with --resume (its results written to a file, -o PATH); the rows not read were not sent",
             ),
             _ => None,
         }

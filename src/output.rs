@@ -81,6 +81,12 @@ impl FileId {
         Self::of_fd(std::io::stdout().as_fd())
     }
 
+    /// The identity of where standard error goes.
+    pub fn of_stderr() -> Option<FileId> {
+        use std::os::fd::AsFd;
+        Self::of_fd(std::io::stderr().as_fd())
+    }
+
     fn of_fd(fd: std::os::fd::BorrowedFd<'_>) -> Option<FileId> {
         let fd = fd.try_clone_to_owned().ok()?;
         File::from(fd).metadata().ok().map(|m| FileId::of(&m))

@@ -294,6 +294,12 @@ impl Summary {
                     self.unrecorded
                 );
             }
+            Some("INPUT_FAILED") => {
+                let _ = writeln!(
+                    text,
+                    "  stopped early: the input could not be read to its end; the rows not read have no record"
+                );
+            }
             Some(code) => {
                 let _ = writeln!(text, "  stopped early: the rest are skipped / {code}");
             }

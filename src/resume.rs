@@ -180,12 +180,9 @@ impl PriorResults {
                 whole_end = offset;
             }
             let text = std::str::from_utf8(record.as_slice());
-            // A character cut at the end of the file's last row, with no line break after
-            // it, is a torn row's; anywhere else, a byte of another encoding.
-            let torn_end = whole_len < file_len && lines.next_offset() == Some(file_len);
-            if let Err(error) = text
-                && (error.error_len().is_some() || !torn_end)
-            {
+            // Not even a last row cut inside a character passes: a byte of another
+            // encoding ends a row just so, and the writer cuts the rows it tears itself.
+            if let Err(error) = text {
                 let byte = record.as_slice()[error.valid_up_to()];
                 return Err(not_utf8(format!("line {line} has the byte 0x{byte:02X}")));
             }

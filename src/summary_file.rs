@@ -24,43 +24,78 @@ static CLAIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// What is at a `--summary-json` path, as far as replacing it goes.
 #[derive(Debug, PartialEq, Eq)]
 enum Found {
-    /// Nothing, an empty file, or JSON (an earlier summary): it may be replaced.
-    Replaceable,
+    /// Nothing yet.
+    Nothing,
+    /// An empty file.
+    Empty,
+    /// An earlier summary of dbprov: one JSON object with an `exit_code`.
+    Summary,
     /// A pipe, a terminal, a device: written to, never read to be judged (a read could
     /// wait forever).
     Special,
-    /// Anything else (a results file, an input) is someone's data: a mistyped
-    /// `--summary-json` must not destroy it.
+    /// Anything else (a results file, an input, a key file, a log) is someone's data: a
+    /// mistyped `--summary-json` must not destroy it.
     Data,
 }
 
 fn found(path: &Path) -> Found {
-    use std::io::Read;
     match std::fs::metadata(path) {
-        // Not there, or not to be looked at: writing it says what is wrong, if anything.
-        Err(_) => return Found::Replaceable,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Found::Nothing,
+        // Not to be looked at: opening it says what is wrong.
+        Err(_) => return Found::Nothing,
         Ok(meta) if !meta.is_file() => return Found::Special,
+        Ok(meta) if meta.len() == 0 => return Found::Empty,
+        Ok(meta) if meta.len() > 1024 * 1024 => return Found::Data,
         Ok(_) => {}
     }
-    let mut start = [0; 64];
-    let read = std::fs::File::open(path)
-        .and_then(|mut file| file.read(&mut start))
-        .unwrap_or(0);
-    match start[..read].iter().find(|b| !b.is_ascii_whitespace()) {
-        None | Some(b'{') => Found::Replaceable,
-        Some(_) => Found::Data,
+    let summary = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|json| json.get("exit_code").is_some());
+    match summary {
+        true => Found::Summary,
+        false => Found::Data,
     }
 }
 
 /// Empties (or creates) the file now: a path that cannot be written is said before any
 /// request, and whatever the command comes to, the file says this command's end. A file
-/// that holds anything but a summary is refused.
+/// that holds anything but a summary is refused, and so is a pipe without a reader
+/// (writing it would wait forever).
 pub(crate) fn claim(path: &Path) -> anyhow::Result<()> {
+    use crate::output::FileId;
+    let found = found(path);
+    // A file that the logs (or the results) go to: writing the summary at the end would
+    // empty it of them.
+    let at = FileId::at(path);
     anyhow::ensure!(
-        found(path) != Found::Data,
-        "the --summary-json file {} holds something else than a summary (a results file, an input?): give another path",
+        found == Found::Special
+            || at.is_none()
+            || (at != FileId::of_stderr() && at != FileId::of_stdout()),
+        "the --summary-json file {} is where this command's output goes: give another path",
         path.display()
     );
+    anyhow::ensure!(
+        found != Found::Data,
+        "the --summary-json file {} holds something else than a summary of dbprov: give another path",
+        path.display()
+    );
+    if found == Found::Special {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .with_context(|| {
+                format!(
+                    "cannot write the summary to {} (a pipe nothing reads?)",
+                    path.display()
+                )
+            })?;
+        *unwritten() = Some(path.to_owned());
+        CLAIMED.store(true, std::sync::atomic::Ordering::SeqCst);
+        return Ok(());
+    }
     CLAIMED.store(true, std::sync::atomic::Ordering::SeqCst);
     std::fs::OpenOptions::new()
         .write(true)
@@ -92,7 +127,11 @@ pub(crate) fn settle(exit_code: u8, error: Option<String>) {
 /// says how it ended all the same, unless it holds someone's data (see [`claim`]). An
 /// earlier run's summary never passes for this one's.
 pub(crate) fn settle_unclaimed(path: &Path, exit_code: u8, error: Option<String>) {
-    if !CLAIMED.load(std::sync::atomic::Ordering::SeqCst) && found(path) == Found::Replaceable {
+    // Only where nothing was, or where dbprov's own summary was: a command that stopped
+    // this early has checked nothing of the path.
+    if !CLAIMED.load(std::sync::atomic::Ordering::SeqCst)
+        && matches!(found(path), Found::Nothing | Found::Summary)
+    {
         write_ended(path, exit_code, error);
     }
 }

@@ -964,3 +964,31 @@ async fn input_that_fails_after_requests_were_sent_stops_as_an_abort_and_resume_
     assert_one_row_per_input_row(&rows, 9);
     assert!(names_on(&api).await.contains(&"Zoë".to_owned()));
 }
+
+#[tokio::test]
+async fn a_latin1_letter_in_a_last_row_without_a_line_break_is_refused_not_cut() {
+    let sandbox = plain_sandbox().await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("l", 3));
+    assert_eq!(
+        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+            .await
+            .exit,
+        0
+    );
+    let res = dir.path("res.csv");
+    let mut bytes = std::fs::read(&res).unwrap();
+    bytes.pop(); // the last line break
+    bytes.extend_from_slice(b"\xe9"); // "é" in Latin-1, after the last cell
+    std::fs::write(&res, &bytes).unwrap();
+    let mut args = job_args(&sandbox, &dir, "res.csv");
+    args.push("--resume".into());
+    let resumed = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(resumed.exit, 2, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("is not UTF-8"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(std::fs::read(&res).unwrap(), bytes, "the record is intact");
+}

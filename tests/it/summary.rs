@@ -321,3 +321,75 @@ async fn an_error_before_the_job_replaces_an_earlier_summary() {
         "{written}"
     );
 }
+
+#[tokio::test]
+async fn an_early_error_never_writes_over_a_file_that_is_not_a_summary() {
+    let dir = JobDir::new();
+    // A key file that happens to be JSON, named as the summary by mistake.
+    let key = dir.path("key.json");
+    std::fs::write(&key, r#"{"token":"abc"}"#).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let k = key.to_str().unwrap();
+    let missing = dir.path("missing.csv");
+    let run = dbprov(&[
+        "run",
+        missing.to_str().unwrap(),
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--api-key-file",
+        k,
+        "--summary-json",
+        k,
+    ])
+    .await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), r#"{"token":"abc"}"#);
+    // An empty file, or a log of JSON lines, is not a summary either.
+    let log = dir.path("log.jsonl");
+    std::fs::write(&log, "{\"a\":1}\n{\"b\":2}\n").unwrap();
+    let run = dbprov(&[
+        "run",
+        missing.to_str().unwrap(),
+        "--sandbox",
+        "--summary-json",
+        log.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "{\"a\":1}\n{\"b\":2}\n"
+    );
+}
+
+#[tokio::test]
+async fn a_summary_to_a_pipe_nothing_reads_is_refused_at_once() {
+    let dir = JobDir::new();
+    let fifo = dir.path("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let input = dir.write("in.csv", ONE_INVALID);
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        dbprov(&[
+            "run",
+            &input,
+            "--sandbox",
+            "-o",
+            dir.path("out.csv").to_str().unwrap(),
+            "--summary-json",
+            fifo.to_str().unwrap(),
+        ]),
+    )
+    .await
+    .expect("no wait for a reader that never comes");
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a pipe nothing reads"),
+        "{}",
+        run.stderr
+    );
+}
