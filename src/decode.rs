@@ -5,7 +5,7 @@
 //! names no encoding is refused before any request, saying how to read or save it, rather
 //! than sent with names gone wrong. The delimiter is chosen in `csv_lines`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use encoding_rs::{Encoding, UTF_8};
 
@@ -126,18 +126,11 @@ pub fn utf8_reader(
         input: input.to_owned(),
         source,
     })?;
-    let start_len = start.len();
-    let reader: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(start).chain(reader));
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let start = &reader.fill_buf().map_err(|source| DecodeError::Io {
-        input: input.to_owned(),
-        source,
-    })?[..start_len];
-    let by_bom = Encoding::for_bom(start).map(|(encoding, _)| encoding);
+    let by_bom = Encoding::for_bom(&start).map(|(encoding, _)| encoding);
     let encoding = match (by_bom, encoding) {
         (Some(by_bom), _) => by_bom,
         (None, Some(given)) if given != UTF_8 => {
-            if let Some(line) = first_line_beyond_ascii(start) {
+            if let Some(line) = first_line_beyond_ascii(&start) {
                 return Err(DecodeError::AlreadyUtf8 {
                     input: input.to_owned(),
                     line,
@@ -147,10 +140,12 @@ pub fn utf8_reader(
             given
         }
         (None, _) => {
-            check_utf8(start, input)?;
+            check_utf8(&start, input)?;
             UTF_8
         }
     };
+    // What was looked at is read again, then the rest.
+    let reader: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(start).chain(reader));
     if encoding == UTF_8 {
         // The reader of CSV lines drops a UTF-8 byte-order mark itself, and finds a byte
         // that is not UTF-8 in the row it spoils.
@@ -177,8 +172,8 @@ pub fn utf8_reader(
 
 /// Watches the bytes of an input read in a legacy `encoding` until its first character
 /// beyond ASCII: if that is a UTF-8 sequence, the input is UTF-8 after all, and reading
-/// fails with [`DecodeError::AlreadyUtf8`] before any row holding it is decoded. A file is
-/// checked whole before the job ([`refuse_if_utf8`]); this is for standard input.
+/// fails with [`DecodeError::AlreadyUtf8`] before any row holding it is decoded. A file
+/// meets it before the job, when its rows are counted; standard input, where it is.
 struct Utf8Watch<R> {
     inner: R,
     /// The bytes of a character beyond ASCII, as far as read.
@@ -223,50 +218,6 @@ impl<R: Read> Read for Utf8Watch<R> {
             }
         }
         Ok(read)
-    }
-}
-
-/// Refuses a whole file that `--encoding` says is in `encoding` (a legacy one) but that
-/// is UTF-8 with letters beyond ASCII: decoding it would garble every such letter. The
-/// start of any input is checked by [`utf8_reader`]; this reads the rest of a file.
-pub fn refuse_if_utf8(
-    mut file: impl Read,
-    encoding: &'static Encoding,
-    input: &str,
-) -> Result<(), DecodeError> {
-    let io = |source| DecodeError::Io {
-        input: input.to_owned(),
-        source,
-    };
-    let mut buffer = vec![0; 64 * 1024];
-    let (mut carried, mut lines, mut beyond_ascii) = (0, 1u64, None);
-    loop {
-        let read = file.read(&mut buffer[carried..]).map_err(io)?;
-        if read == 0 {
-            break;
-        }
-        let filled = carried + read;
-        let valid = match std::str::from_utf8(&buffer[..filled]) {
-            Ok(_) => filled,
-            Err(error) if error.error_len().is_none() => error.valid_up_to(),
-            Err(_) => return Ok(()), // not UTF-8: a legacy encoding it may well be
-        };
-        if beyond_ascii.is_none()
-            && let Some(at) = buffer[..valid].iter().position(|b| !b.is_ascii())
-        {
-            beyond_ascii = Some(lines + line_of(&buffer[..valid], at) - 1);
-        }
-        lines += buffer[..valid].iter().filter(|&&b| b == b'\n').count() as u64;
-        buffer.copy_within(valid..filled, 0);
-        carried = filled - valid;
-    }
-    match (carried, beyond_ascii) {
-        (0, Some(line)) => Err(DecodeError::AlreadyUtf8 {
-            input: input.to_owned(),
-            line,
-            encoding: encoding.name(),
-        }),
-        _ => Ok(()),
     }
 }
 
@@ -397,15 +348,25 @@ mod tests {
     #[test]
     fn a_whole_utf8_file_under_a_legacy_encoding_is_refused_wherever_its_letters_are() {
         let cp1252 = parse_encoding("windows-1252").unwrap();
+        let read = |bytes: &[u8]| {
+            let (mut reader, _) = utf8_reader(
+                Box::new(std::io::Cursor::new(bytes.to_vec())),
+                Some(cp1252),
+                "t",
+            )
+            .map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            reader.read_to_string(&mut text).map_err(|e| e.to_string())
+        };
         let mut text = "name\n".repeat(30_000);
         text.push_str("Caf\u{e9}\n");
-        let refused = refuse_if_utf8(text.as_bytes(), cp1252, "t").unwrap_err();
-        assert!(refused.to_string().contains("line 30001"), "{refused}");
+        let refused = read(text.as_bytes()).unwrap_err();
+        assert!(refused.contains("line 30001"), "{refused}");
         // A multi-byte letter cut by the buffer's end is still UTF-8.
         let cut = format!("{}\u{e9}\n", "x".repeat(64 * 1024 - 1));
-        assert!(refuse_if_utf8(cut.as_bytes(), cp1252, "t").is_err());
-        assert!(refuse_if_utf8(&b"name\nCaf\xe9\n"[..], cp1252, "t").is_ok());
-        assert!(refuse_if_utf8(&b"name\nCafe\n"[..], cp1252, "t").is_ok());
+        assert!(read(cut.as_bytes()).is_err());
+        assert!(read(&b"name\nCaf\xe9\n"[..]).is_ok());
+        assert!(read(&b"name\nCafe\n"[..]).is_ok());
     }
 
     #[test]

@@ -293,19 +293,7 @@ impl InputReader {
             cells.push_field(String::from_utf8_lossy(cell).as_bytes());
         }
         let (name, request) = match self.kind {
-            Kind::Whole => match (self.decoded, undecodable(record)) {
-                (Decoded::From(encoding), Some(column)) => (
-                    None,
-                    Err(RowError::new(
-                        "MALFORMED_ROW",
-                        format!(
-                            "line {line}: column {column} has bytes that are not {}",
-                            encoding.name()
-                        ),
-                    )),
-                ),
-                _ => parse_row(header, record, line, self.names_only),
-            },
+            Kind::Whole => parse_row(header, record, line, self.names_only, self.decoded),
             Kind::OpenQuote => (
                 None,
                 Err(RowError::new(
@@ -356,14 +344,6 @@ impl InputReader {
             earlier,
         })
     }
-}
-
-/// The first column (1-based) holding U+FFFD, what a decoder puts for bytes its
-/// encoding cannot hold.
-fn undecodable(record: &ByteRecord) -> Option<usize> {
-    const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
-    let has = |cell: &[u8]| cell.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT);
-    record.iter().position(has).map(|i| i + 1)
 }
 
 /// The trimmed name in a record, if it has one that is text.
@@ -427,14 +407,6 @@ pub fn count_rows(
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let (file, decoded) =
         crate::decode::utf8_reader(Box::new(file), format.encoding, &input.to_string())?;
-    if let Decoded::From(encoding) = decoded
-        && Some(encoding) == format.encoding
-        && encoding.output_encoding() == encoding
-    {
-        // (Not for a mark's encoding, nor UTF-16, which is never ASCII-compatible.)
-        let raw = std::fs::File::open(path).map_err(unreadable)?;
-        crate::decode::refuse_if_utf8(raw, encoding, &input.to_string())?;
-    }
     let mut lines = CsvLines::new(file).with_delimiter(format.delimiter);
     let mut record = ByteRecord::new();
     let read_error = |line, source| InputError::Read {
@@ -487,6 +459,7 @@ fn parse_row(
     record: &ByteRecord,
     line: u64,
     names_only: bool,
+    decoded: Decoded,
 ) -> (Option<String>, Result<RowRequest, RowError>) {
     if record.len() != header.width {
         let error = RowError::new(
@@ -519,22 +492,30 @@ fn parse_row(
         }
     }
     // U+FFFD stands for bytes that could not be read (a decoder's, or a spreadsheet's):
-    // a value holding it is not the one meant, and is never sent.
+    // a value holding it is not the one meant, and is never sent. Text this run decoded
+    // is checked whole: any such mark is the decoder's, and says the row lost characters.
     let sent = |field: &Field| !names_only || *field == Field::Name;
-    let garbled = Field::ALL
-        .iter()
-        .filter(|field| sent(field))
-        .filter_map(|field| header.index(*field))
-        .find(|&i| texts[i].contains('\u{FFFD}'));
+    let garbled = match decoded {
+        Decoded::From(_) => (0..texts.len()).find(|&i| texts[i].contains('\u{FFFD}')),
+        Decoded::Utf8 => Field::ALL
+            .iter()
+            .filter(|field| sent(field))
+            .filter_map(|field| header.index(*field))
+            .find(|&i| texts[i].contains('\u{FFFD}')),
+    };
     if let Some(i) = garbled {
-        let error = RowError::new(
-            "MALFORMED_ROW",
-            format!(
+        let message = match decoded {
+            Decoded::From(encoding) => format!(
+                "line {line}: column {} has bytes that are not {}",
+                i + 1,
+                encoding.name()
+            ),
+            Decoded::Utf8 => format!(
                 "line {line}: column {} holds \u{FFFD} (U+FFFD), which stands for characters that could not be read: write the value again",
                 i + 1
             ),
-        );
-        return (None, Err(error));
+        };
+        return (None, Err(RowError::new("MALFORMED_ROW", message)));
     }
     let cell = |field: Field| {
         header
