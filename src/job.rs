@@ -541,6 +541,9 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     ctrl_c.abort();
     for task in [progress_lines, pace_shown].into_iter().flatten() {
         task.abort();
+        // Awaited, so that a line it was writing is out before anything after the job
+        // (the summary last of all).
+        let _ = task.await;
     }
     let pacing = shared.pacer.as_ref().map(Pacer::report).unwrap_or_default();
 

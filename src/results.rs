@@ -517,15 +517,20 @@ impl ResultsWriter {
     /// still the results file: rows written into a file removed from under the job are
     /// lost unless they are written back, and sending must stop.
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.seen_at.elapsed() < LOOK_AGAIN {
+            return self.flush_whole();
+        }
+        self.check()
+    }
+
+    /// Flushes what is written so far, and marks it whole; a failure cuts it off.
+    fn flush_whole(&mut self) -> std::io::Result<()> {
         if let Err(error) = self.csv.flush() {
             self.cut_torn_row();
             return Err(error);
         }
         self.whole_len = self.csv.get_ref().written;
-        if self.seen_at.elapsed() < LOOK_AGAIN {
-            return Ok(());
-        }
-        self.check()
+        Ok(())
     }
 
     /// After a failed write (a full disk, a file size limit): cuts the part of a row
@@ -541,11 +546,7 @@ impl ResultsWriter {
 
     /// Flushes, and checks now that the file is still the results file.
     pub fn check(&mut self) -> std::io::Result<()> {
-        if let Err(error) = self.csv.flush() {
-            self.cut_torn_row();
-            return Err(error);
-        }
-        self.whole_len = self.csv.get_ref().written;
+        self.flush_whole()?;
         self.seen_at = Instant::now();
         match &self.file {
             Some(output) if !output.still_there() => Err(std::io::Error::new(

@@ -80,29 +80,23 @@ pub(crate) fn claim(path: &Path) -> anyhow::Result<()> {
         "the --summary-json file {} holds something else than a summary of dbprov: give another path",
         path.display()
     );
-    if found == Found::Special {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .with_context(|| {
-                format!(
-                    "cannot write the summary to {} (a pipe nothing reads?)",
-                    path.display()
-                )
-            })?;
-        *unwritten() = Some(path.to_owned());
-        CLAIMED.store(true, std::sync::atomic::Ordering::SeqCst);
-        return Ok(());
-    }
     CLAIMED.store(true, std::sync::atomic::Ordering::SeqCst);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true);
+    let what = match found {
+        // A pipe is not waited on: one that nothing reads is refused now.
+        Found::Special => {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.custom_flags(libc::O_NONBLOCK);
+            " (a pipe nothing reads?)"
+        }
+        _ => {
+            open.create(true).truncate(true);
+            ""
+        }
+    };
+    open.open(path)
+        .with_context(|| format!("cannot write the summary to {}{what}", path.display()))?;
     *unwritten() = Some(path.to_owned());
     Ok(())
 }
