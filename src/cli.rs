@@ -1,12 +1,16 @@
-//! The command line, as clap reads it. Checked further in `settings` before any work.
+//! The command line, as clap reads it: the one module that knows clap's types, seen by
+//! `main` and `commands` alone. Its values become the plain settings of `model` (the
+//! conversions are at the end) and are checked further before any work.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::sandbox::DEFAULT_API_KEY;
-use crate::settings::{Rate, Shard};
+use crate::input::CsvFormat;
+use crate::input::decode::{parse_delimiter, parse_encoding};
+use crate::model::{self, Rate, Shard};
+use crate::sandbox::{DEFAULT_API_KEY, RateLimitHeaders, WindowLimit};
 
 /// Help headings: a command's options in groups, the global ones last.
 mod heading {
@@ -35,13 +39,13 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose", help_heading = heading::LOGGING)]
     pub quiet: u8,
     /// Log lines as text, or as JSON objects for a log collector.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, help_heading = heading::LOGGING)]
-    pub log_format: LogFormat,
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, global = true, help_heading = heading::LOGGING)]
+    pub log_format: LogFormatArg,
 }
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub enum LogFormatArg {
     /// One line of text per event.
     Text,
     /// One JSON object per event.
@@ -105,12 +109,12 @@ pub struct ValidateArgs {
 pub struct CsvArgs {
     /// The input's field separator: `,` `;` `tab` or `|`. Default: what an Excel `sep=`
     /// first line says, else whichever of `,` `;` and tab the header line has most of.
-    #[arg(long, value_name = "C", value_parser = crate::decode::parse_delimiter, help_heading = heading::INPUT)]
+    #[arg(long, value_name = "C", value_parser = parse_delimiter, help_heading = heading::INPUT)]
     pub delimiter: Option<u8>,
     /// The input's text encoding when it has no byte-order mark: `windows-1252` for
     /// Excel's plain "CSV" on Windows, or another name (`latin1`, `utf-16le`, ...).
     /// Default UTF-8. A file with a byte-order mark (UTF-8, UTF-16) is read by its mark.
-    #[arg(long, value_name = "NAME", value_parser = crate::decode::parse_encoding, help_heading = heading::INPUT)]
+    #[arg(long, value_name = "NAME", value_parser = parse_encoding, help_heading = heading::INPUT)]
     pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
@@ -146,12 +150,12 @@ pub struct SandboxArgs {
     /// A fixed window per client IP like the vendor's: N requests per window W (500/2m,
     /// 50/s); over it, 429 with Retry-After to the window's end.
     #[arg(long, value_name = "N/W", help_heading = heading::FAULTS)]
-    pub rate_limit: Option<crate::sandbox::WindowLimit>,
+    pub rate_limit: Option<WindowLimit>,
     /// Which rate-limit headers every answer carries: draft6 (RateLimit-Limit/-Remaining/
     /// -Reset and RateLimit-Policy), draft7 (RateLimit and RateLimit-Policy), legacy
     /// (X-RateLimit-Limit/-Remaining/-Reset, the reset a Unix time) or none.
     #[arg(long, value_enum, default_value_t, requires = "rate_limit", help_heading = heading::FAULTS)]
-    pub rate_limit_headers: crate::sandbox::RateLimitHeaders,
+    pub rate_limit_headers: RateLimitHeaders,
     /// Answer 429s without Retry-After: a limit that says nothing.
     #[arg(long, requires = "rate_limit", help_heading = heading::FAULTS)]
     pub no_retry_after: bool,
@@ -363,8 +367,8 @@ pub struct JobArgs {
     pub max_outage: Duration,
     /// What a taken name means: success (`exists`), failure, or PUT the row's settings
     /// (`updated`).
-    #[arg(long, value_enum, default_value_t = OnExists::Skip, help_heading = heading::ROWS)]
-    pub on_exists: OnExists,
+    #[arg(long, value_enum, default_value_t = OnExistsArg::Skip, help_heading = heading::ROWS)]
+    pub on_exists: OnExistsArg,
     /// Stop dispatching once more rows than this have failed: a count (50) or a share of
     /// the input's rows (2%). The rest are written `skipped`; exit 3.
     #[arg(long, value_name = "N|P%", help_heading = heading::ROWS)]
@@ -375,8 +379,8 @@ pub struct JobArgs {
     pub shard: Option<Shard>,
     /// A progress bar on a terminal (auto), always, or never; without a bar (and always
     /// with --log-format json), a log line every 10 s.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, help_heading = heading::REPORTING)]
-    pub progress: ProgressMode,
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto, help_heading = heading::REPORTING)]
+    pub progress: ProgressArg,
     /// Without a bar, how often the progress line is logged. Hidden: the contract is every
     /// 10 s; tests and demos want it sooner.
     #[arg(long, value_parser = above_zero, default_value = "10s", hide = true)]
@@ -409,7 +413,7 @@ fn above_zero(text: &str) -> Result<Duration, String> {
 
 /// `--progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProgressMode {
+pub enum ProgressArg {
     /// A bar when stderr is a terminal, log lines otherwise.
     Auto,
     /// A bar, terminal or not.
@@ -477,13 +481,51 @@ impl std::str::FromStr for RateLimit {
 
 /// `--on-exists`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnExists {
+pub enum OnExistsArg {
     /// A taken name is a success: status `exists`.
     Skip,
     /// A taken name is a failure: status `failed`, code `WORKSPACE_NAME_ALREADY_EXISTS`.
     Fail,
     /// Send the row again as `PUT`: status `updated`.
     Update,
+}
+
+impl From<CsvArgs> for CsvFormat {
+    fn from(args: CsvArgs) -> CsvFormat {
+        CsvFormat {
+            delimiter: args.delimiter,
+            encoding: args.encoding,
+        }
+    }
+}
+
+impl From<OnExistsArg> for model::OnExists {
+    fn from(arg: OnExistsArg) -> model::OnExists {
+        match arg {
+            OnExistsArg::Skip => model::OnExists::Skip,
+            OnExistsArg::Fail => model::OnExists::Fail,
+            OnExistsArg::Update => model::OnExists::Update,
+        }
+    }
+}
+
+impl From<ProgressArg> for model::ProgressMode {
+    fn from(arg: ProgressArg) -> model::ProgressMode {
+        match arg {
+            ProgressArg::Auto => model::ProgressMode::Auto,
+            ProgressArg::Always => model::ProgressMode::Always,
+            ProgressArg::Never => model::ProgressMode::Never,
+        }
+    }
+}
+
+impl From<LogFormatArg> for model::LogFormat {
+    fn from(arg: LogFormatArg) -> model::LogFormat {
+        match arg {
+            LogFormatArg::Text => model::LogFormat::Text,
+            LogFormatArg::Json => model::LogFormat::Json,
+        }
+    }
 }
 
 #[cfg(test)]

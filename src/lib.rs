@@ -1,37 +1,19 @@
 //! dbprov: bulk-provisions DataBrain workspaces from a CSV of tenants.
 //!
-//! The modules follow a row's journey; `sandbox` stands apart and shares only the API
-//! types of `workspace`.
+//! The modules are layers, each importing only the layers below it (`ARCHITECTURE.md`
+//! lists them; `tests/it/architecture.rs` keeps them so), from the command line down to
+//! the plain types every layer shares. `sandbox` stands apart and shares only the API's
+//! types.
 
-mod attempt;
+pub mod api;
 pub mod cli;
-pub mod client;
-pub mod csv_lines;
-pub mod decode;
-pub mod header;
+mod commands;
 pub mod input;
 pub mod job;
-pub mod logging;
-pub mod operation;
-pub mod output;
+pub mod model;
 pub mod pacing;
-pub mod preflight;
-pub mod record;
-pub mod recording;
+pub mod records;
 pub mod report;
-pub mod results;
-pub mod resume;
-pub mod retry;
 pub mod sandbox;
-pub mod settings;
-pub mod signals;
-mod triage;
-pub mod workspace;
 
-mod commands;
-mod guard;
-mod rollback;
-mod summary_file;
-mod target;
-
-pub use commands::{Exit, error_line, run};
+pub use commands::{Exit, run};

@@ -3,22 +3,23 @@ use std::io::Write;
 use clap::Parser;
 use dbprov::Exit;
 use dbprov::cli::Cli;
+use dbprov::report::{logging, signals};
 
 #[tokio::main]
 async fn main() {
-    dbprov::signals::install();
+    signals::install();
     // A file size limit (ulimit -f) then fails the write with an error the job reports,
     // instead of killing the process between a request and its record.
     // SAFETY: setting a signal's disposition to SIG_IGN has no memory effects.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::try_parse().unwrap_or_else(|error| dbprov::logging::command_line_refused(error));
-    dbprov::logging::init(cli.verbose, cli.quiet, cli.log_format);
+    let cli = Cli::try_parse().unwrap_or_else(|error| logging::command_line_refused(error));
+    logging::init(cli.verbose, cli.quiet, cli.log_format.into());
     let exit = match dbprov::run(cli).await {
         Ok(exit) => exit,
         Err(error) => {
-            dbprov::logging::fatal(&error);
+            logging::fatal(&error);
             Exit::Usage
         }
     };

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::announced::Announced;
+use crate::api::Announced;
 
 /// The shortest window assumed when the API never says how long its window is.
 const SHORTEST_WINDOW: Duration = Duration::from_millis(100);

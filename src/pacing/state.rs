@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use super::adaptive::Adaptive;
 use super::breaker::{Allows, Breaker};
 use super::budget::Budget;
-use super::{Announced, Halt, Next, PacingReport, PacingSettings, Seen, Ticket};
-use crate::retry::is_retryable_status;
+use super::protocol::{Halt, Next, PacingReport, PacingSettings, Seen, Ticket};
+use crate::api::Announced;
+use crate::api::retry::is_retryable_status;
 
 /// A pause of every request after a 429.
 #[derive(Debug, Clone, Copy)]
@@ -415,7 +416,7 @@ mod tests {
     use std::num::NonZeroU32;
 
     use super::*;
-    use crate::retry::RetryPolicy;
+    use crate::api::RetryPolicy;
 
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);

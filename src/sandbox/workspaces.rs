@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::ops::Range;
 
-use crate::workspace::WorkspaceRequest;
+use crate::api::workspace::WorkspaceRequest;
 
 /// Workspaces in one page of a paginated list.
 pub const PAGE_SIZE: usize = 10;
@@ -213,7 +213,7 @@ impl Fenwick {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::ConnectionType;
+    use crate::api::workspace::ConnectionType;
 
     fn named(name: &str) -> WorkspaceRequest {
         serde_json::from_value(serde_json::json!({

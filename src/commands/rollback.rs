@@ -1,0 +1,219 @@
+//! `rollback`: deletes what a results file records as created on this API (and what its
+//! lost answers may have created there), once the operator has said so; the same job as
+//! `delete`, over the rows of that file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
+use super::job::{Exit, Rows, run_job};
+use super::running::Running;
+use super::target::{Target, target_of};
+use crate::cli::RollbackArgs;
+use crate::job::Source;
+use crate::model::{Input, Operation};
+use crate::report::{logging, signals};
+
+/// `rollback`: deletes what a results file records as created on this API, and nothing
+/// else, once the operator has said so.
+pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit> {
+    signals::take_over();
+    anyhow::ensure!(
+        args.results != "-",
+        "rollback reads a results file, not stdin: give its path"
+    );
+    anyhow::ensure!(
+        !args.sandbox || args.dry_run,
+        "rollback --sandbox would talk to a new, empty sandbox: the workspaces of a run with --sandbox went with its process. To rehearse a rollback, run a sandbox (dbprov sandbox), and run and roll back against it with --base-url"
+    );
+    let results = PathBuf::from(&args.results);
+    // Beside the results: tenants.results.csv → tenants.rollback.csv.
+    let stem = results.file_stem().unwrap_or_default().to_string_lossy();
+    let named =
+        results.with_file_name(stem.strip_suffix(".results").unwrap_or(&stem).to_owned() + ".csv");
+    let output = Input::File(named)
+        .results_path(args.output.as_deref(), args.job.shard, "rollback")
+        .map_err(anyhow::Error::msg)?;
+    refuse_clobbering(
+        &[&Input::File(results.clone())],
+        &output,
+        &args.job,
+        Running::Rollback,
+    )?;
+    let held = hold_input(&results)?;
+    let target = Target::new(args.dry_run, Running::Rollback, args.sandbox, &args.job).await?;
+    // The API whose rows are rolled back: the one this rollback talks to, or would.
+    let on = match (args.dry_run, args.sandbox) {
+        (false, _) => target.name.clone(),
+        (true, true) => "sandbox".to_owned(),
+        (true, false) => target_of(&args.job.base_url),
+    };
+    let source = scan_input(&results, &on, Running::Rollback)?.ok_or_else(|| {
+        anyhow::anyhow!("{} is empty: there is nothing to roll back", args.results)
+    })?;
+    anyhow::ensure!(
+        !source.columns.is_legacy(),
+        "{} was written before dbprov recorded which API each row came from (_target): a rollback cannot tell whether its workspaces were created on {on}. Delete them with `dbprov delete` on a file of their names",
+        args.results
+    );
+    anyhow::ensure!(
+        !source.written_by.deleted(),
+        "{} records deletions (the results of a delete or of a rollback), not what a run created: there is nothing in it to roll back. To create those workspaces again, run their tenant CSV",
+        args.results
+    );
+    let created = source.created();
+    if created == 0 {
+        let (elsewhere, other) = &source.elsewhere;
+        anyhow::ensure!(
+            *elsewhere == 0 || other != "sandbox",
+            "{} records no workspace created on {on}; {elsewhere} of its rows were recorded against an in-process sandbox (run --sandbox), which went with its process: there is nothing left to roll back",
+            args.results
+        );
+        anyhow::ensure!(
+            *elsewhere == 0,
+            "{} records no workspace created on {on}; {elsewhere} of its rows were recorded against {other}: give --base-url {other} to roll those back",
+            args.results
+        );
+        logging::notice(
+            tracing::Level::INFO,
+            &format!(
+                "{} records no workspace created on {on}: nothing to roll back",
+                args.results
+            ),
+        );
+        return Ok(Exit::Success);
+    }
+    let continuing = match (args.resume, args.overwrite) {
+        (true, _) => Continuing::Resume,
+        (false, true) => Continuing::Overwrite,
+        (false, false) => Continuing::Refuse,
+    };
+    let (sink, output_log) = open_output(
+        &output,
+        continuing,
+        args.dry_run,
+        &target.name,
+        Some(Operation::Delete),
+        Running::Rollback,
+    )?;
+    // A rollback's results continued by another rollback of a later run would keep the
+    // earlier deletions as done, and delete nothing of what the later run created.
+    if let Some(undo) = &output_log
+        && let Some(unreadable) = undo
+            .unreadable_time
+            .as_ref()
+            .or(source.unreadable_time.as_ref())
+    {
+        sink.discard_if_unused();
+        anyhow::bail!(
+            "{unreadable}. A rollback's --resume compares the times of both files, to be sure {output} is this rollback's"
+        );
+    }
+    if let Some(undo) = &output_log
+        && let (Some(done), Some(created)) = (undo.oldest_done_at, source.newest_created_at)
+        && done < created
+    {
+        sink.discard_if_unused();
+        anyhow::bail!(
+            "{} records deletions from before {} recorded its latest creation ({}): it belongs to an earlier rollback, and continuing it would take those deletions for this one's. Give another -o, or --overwrite to replace it",
+            output,
+            args.results,
+            humantime::format_rfc3339_millis(created)
+        );
+    }
+    if !args.dry_run && !args.yes {
+        let which = match args.job.shard {
+            Some(shard) => format!(
+                "the workspaces of shard {}/{} among the {created}",
+                shard.index, shard.count
+            ),
+            None => format!("the {created} workspaces"),
+        };
+        let question = format!(
+            "Delete {which} that {} records as created on {on}?",
+            args.results
+        );
+        match confirm(&question).await {
+            Said::Yes => {}
+            Said::No => {
+                sink.discard_if_unused();
+                return Ok(Exit::Usage);
+            }
+            Said::Interrupted => {
+                sink.discard_if_unused();
+                return Ok(Exit::Interrupted);
+            }
+        }
+    }
+    let shard = args.job.shard;
+    let rows = Rows {
+        source: Source::Created(Arc::new(source)),
+        total: shard.is_none().then_some(created),
+        output,
+        sink,
+        output_log,
+        operation: Operation::Delete,
+        preflight: false,
+    };
+    let exit = run_job(rows, target, &args.job).await;
+    drop(held);
+    exit
+}
+
+/// What the operator said to a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// Yes: go on.
+    Yes,
+    /// Anything else, or no terminal to ask on.
+    No,
+    /// Ctrl-C (or SIGTERM) while asked.
+    Interrupted,
+}
+
+/// Asks a yes-or-no question on the terminal; no without a terminal (scripts give
+/// `--yes`), and for anything but yes. Ctrl-C ends the question at once.
+async fn confirm(question: &str) -> Said {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        tracing::error!(
+            "{question} There is no terminal to ask on: give --yes to confirm. Nothing was sent"
+        );
+        return Said::No;
+    }
+    // Among JSON logs the question is one event too; the answer is typed all the same.
+    if logging::is_json() {
+        logging::notice(
+            tracing::Level::WARN,
+            &format!("{question} Type yes to go on"),
+        );
+    } else {
+        eprint!("{question} Type yes to go on: ");
+        let _ = std::io::stderr().flush();
+    }
+    let read = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map(|_| answer)
+    });
+    let said = tokio::select! {
+        biased;
+        () = signals::until_interrupted() => Said::Interrupted,
+        answer = read => match answer {
+            Ok(Ok(answer)) if matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y") => Said::Yes,
+            _ => Said::No,
+        },
+    };
+    // A signal that came with the answer still counts.
+    if signals::interrupted_flag().load(std::sync::atomic::Ordering::SeqCst) {
+        if !logging::is_json() {
+            eprintln!(); // the question's line, left open
+        }
+        logging::notice(tracing::Level::WARN, "interrupted: nothing was sent");
+        return Said::Interrupted;
+    }
+    if said == Said::No {
+        logging::notice(tracing::Level::INFO, "nothing was sent");
+    }
+    said
+}

@@ -1,0 +1,65 @@
+//! `validate`: every invalid row on stdout with its line, name and reason; no network.
+
+use std::io::Write;
+
+use super::job::Exit;
+use crate::cli::ValidateArgs;
+use crate::input::{self, CsvFormat, InputReader};
+use crate::model::{Input, Shard};
+use crate::report::{logging, signals};
+
+/// `validate`: every invalid row on stdout with its line, name and reason.
+pub(super) async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit> {
+    let input = Input::from_arg(&args.input);
+    let (rows, invalid) = tokio::task::spawn_blocking(move || {
+        let format = CsvFormat::from(args.csv);
+        // A file is checked whole, as a job checks it before sending.
+        input::count_rows(&input, format, Shard::ALL, signals::interrupted_flag())?;
+        let mut reader = InputReader::open(&input, format)?;
+        let mut stdout = std::io::stdout().lock();
+        let (mut rows, mut invalid) = (0u64, 0u64);
+        while let Some(row) = reader.next_row()? {
+            rows += 1;
+            if let Err(error) = &row.request {
+                invalid += 1;
+                // One line per row, whatever the name holds.
+                let name: String = row
+                    .name
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .flat_map(|c| match c.is_control() {
+                        true => c.escape_default().collect::<Vec<_>>(),
+                        false => vec![c],
+                    })
+                    .collect();
+                // The line is said once, before the name: not again as the message's own
+                // prefix (which results files keep).
+                let line_prefix = format!("line {}: ", row.line);
+                let message = error
+                    .message
+                    .strip_prefix(&line_prefix)
+                    .unwrap_or(&error.message);
+                let line = format!(
+                    "row {} (line {}), name '{name}': {}: {message}",
+                    row.row, row.line, error.code
+                );
+                if writeln!(stdout, "{line}").is_err() {
+                    break; // a closed pipe (| head) is a normal end
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>((rows, invalid))
+    })
+    .await
+    .expect("validation does not panic")?;
+    logging::notice(
+        tracing::Level::INFO,
+        &format!("{rows} rows: {} valid, {invalid} invalid", rows - invalid),
+    );
+    Ok(if invalid == 0 {
+        Exit::Success
+    } else {
+        Exit::SomeRowsFailed
+    })
+}

@@ -1,0 +1,83 @@
+//! The input's rows counted before the job, quickly (for the progress bar and
+//! `--max-failures P%`), and the whole file checked to be the text it claims to be.
+
+use csv::ByteRecord;
+
+use super::decode::{self, CsvFormat, DecodeError, Decoded};
+use super::lines::CsvLines;
+use super::reader::InputError;
+use super::row::name_cell;
+use super::shard::shard_of;
+use crate::api::workspace::is_name_column;
+use crate::model::{Input, Shard};
+
+/// Counts the data rows of an input in `shard`, quickly: no validation, except that a
+/// file read as UTF-8 must be UTF-8 throughout (a byte that is not refuses it before any
+/// request, as [`decode`] does at the start of any input). `None` when the input is
+/// not a regular file (stdin, a pipe, a FIFO): it cannot be read twice. Stops early, with
+/// `None`, once `stop` is set (a signal during the count).
+pub fn count_rows(
+    input: &Input,
+    format: CsvFormat,
+    shard: Shard,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<u64>, InputError> {
+    let Input::File(path) = input else {
+        return Ok(None);
+    };
+    let unreadable = |source| InputError::Unreadable {
+        input: input.to_string(),
+        source,
+    };
+    // Looked at before it is opened: opening a FIFO would take the writer's data away
+    // from the real read.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let (file, decoded) = decode::utf8_reader(Box::new(file), format.encoding, &input.to_string())?;
+    let mut lines = CsvLines::new(file).with_delimiter(format.delimiter);
+    let mut record = ByteRecord::new();
+    let read_error = |line, source| InputError::Read {
+        input: input.to_string(),
+        line,
+        source,
+    };
+    if lines
+        .read(&mut record)
+        .map_err(|e| read_error(0, e))?
+        .is_none()
+    {
+        return Ok(Some(0));
+    }
+    lines.width = Some(record.len());
+    let name = record
+        .iter()
+        .position(|h| is_name_column(String::from_utf8_lossy(h).trim()));
+    let (mut rows, mut in_shard) = (0, 0);
+    while lines
+        .read(&mut record)
+        .map_err(|e| read_error(rows, e))?
+        .is_some()
+    {
+        rows += 1;
+        if decoded == Decoded::Utf8
+            && let Err(error) = std::str::from_utf8(record.as_slice())
+        {
+            return Err(DecodeError::NotUtf8 {
+                input: input.to_string(),
+                line: record.position().map_or(0, |p| p.line()),
+                byte: record.as_slice()[error.valid_up_to()],
+            }
+            .into());
+        }
+        let name = name.and_then(|i| name_cell(&record, i));
+        if shard.count == 1 || shard_of(name, rows, shard.count) == shard.index {
+            in_shard += 1;
+        }
+        if rows % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(in_shard))
+}

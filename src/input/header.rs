@@ -1,0 +1,143 @@
+//! The input's header: which columns are request fields, and which are carried to the
+//! results (all but the result columns of an input that is itself a results file).
+
+use csv::ByteRecord;
+
+use crate::api::workspace::Field;
+use crate::model::RESULT_COLUMNS;
+
+/// Why a header cannot be used. Each of these stops the job before any request.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// No header row.
+    #[error(
+        "{input} is empty: it needs a header row (name,connectionType,datasourceName,...; a delete needs only name) and one row per workspace"
+    )]
+    Empty {
+        /// The input, as given.
+        input: String,
+    },
+    /// The header has no column that means `name`.
+    #[error(
+        "{input} has no 'name' column; its header, read with {delimiter} between fields, is '{first_line}'. The first line must name the columns (e.g. name,connectionType,datasourceName); give --delimiter if the file separates them with another character"
+    )]
+    NoNameColumn {
+        /// The input, as given.
+        input: String,
+        /// The header as read, its fields joined with the delimiter.
+        first_line: String,
+        /// The delimiter, described.
+        delimiter: &'static str,
+    },
+    /// Two columns map to the same request field.
+    #[error("{input}: columns '{first}' and '{second}' both mean {field}; keep one of them")]
+    DuplicateColumn {
+        /// The input, as given.
+        input: String,
+        /// The earlier column.
+        first: String,
+        /// The later column.
+        second: String,
+        /// The request field.
+        field: &'static str,
+    },
+}
+
+/// The input's columns: which ones are request fields, and which are carried to the results.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Index in the input record of each [`Field`], in `Field::ALL` order.
+    fields: [Option<usize>; Field::ALL.len()],
+    /// Indices of the columns carried to the results: all but earlier result columns.
+    pub carried: Vec<usize>,
+    /// The carried columns' names, verbatim.
+    carried_names: ByteRecord,
+    /// Number of columns in the header.
+    pub width: usize,
+    /// Carried columns that are not request fields (never sent).
+    pub ignored: Vec<String>,
+}
+
+impl Header {
+    /// The names of the columns carried to the results, verbatim and in input order.
+    pub fn carried_names(&self) -> &ByteRecord {
+        &self.carried_names
+    }
+
+    /// The column of a request field, if the input has one.
+    pub fn index(&self, field: Field) -> Option<usize> {
+        self.fields[Field::ALL.iter().position(|f| *f == field).unwrap_or(0)]
+    }
+}
+
+/// Maps a header record to request fields and carried columns; `source` names the input,
+/// `delimiter` separated its fields.
+pub fn parse_header(raw: &ByteRecord, source: &str, delimiter: u8) -> Result<Header, HeaderError> {
+    let names: Vec<String> = raw
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+        .collect();
+    if names.iter().all(String::is_empty) {
+        return Err(HeaderError::Empty {
+            input: source.to_owned(),
+        });
+    }
+    let mut fields: [Option<usize>; Field::ALL.len()] = [None; Field::ALL.len()];
+    let mut carried = Vec::new();
+    let mut carried_names = ByteRecord::new();
+    let mut ignored = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if RESULT_COLUMNS.contains(&name.as_str()) {
+            continue;
+        }
+        carried.push(i);
+        carried_names.push_field(&raw[i]);
+        match Field::from_header(name) {
+            Some(field) => {
+                let slot = &mut fields[Field::ALL.iter().position(|f| *f == field).unwrap_or(0)];
+                if let Some(first) = *slot {
+                    return Err(HeaderError::DuplicateColumn {
+                        input: source.to_owned(),
+                        first: names[first].clone(),
+                        second: name.clone(),
+                        field: field.key(),
+                    });
+                }
+                *slot = Some(i);
+            }
+            None => ignored.push(name.clone()),
+        }
+    }
+    let header = Header {
+        fields,
+        carried,
+        carried_names,
+        width: names.len(),
+        ignored,
+    };
+    if header.index(Field::Name).is_none() {
+        let first_line: String = names
+            .join(&char::from(delimiter).to_string())
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .take(200)
+            .collect();
+        return Err(HeaderError::NoNameColumn {
+            input: source.to_owned(),
+            first_line,
+            delimiter: describe_delimiter(delimiter),
+        });
+    }
+    Ok(header)
+}
+
+/// A delimiter as a message names it: `','`, `';'`, `tab`.
+pub fn describe_delimiter(delimiter: u8) -> &'static str {
+    match delimiter {
+        b',' => "','",
+        b';' => "';'",
+        b'\t' => "tab",
+        b'|' => "'|'",
+        _ => "another character",
+    }
+}

@@ -1,0 +1,540 @@
+//! CSV → rows, one row at a time: header mapping, per-row validation and duplicate
+//! detection. Nothing here holds more than one row; the only state that grows is a set of
+//! 64-bit name hashes (duplicate detection).
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::io::Read;
+
+use csv::ByteRecord;
+
+use super::decode::{self, CsvFormat, DecodeError, Decoded};
+use super::header::{Header, HeaderError, parse_header};
+use super::lines::{CsvLines, Kind};
+use super::row::{DUPLICATE_IN_INPUT, RowError, name_cell, parse_row};
+use super::shard::shard_of;
+use crate::api::RowRequest;
+use crate::api::workspace::Field;
+use crate::model::{Earlier, Input, Shard};
+
+/// Why the input cannot be read at all. Each of these stops the job before any request.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file cannot be opened.
+    #[error("cannot open {input}")]
+    Unreadable {
+        /// The input, as given.
+        input: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The header cannot be used.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// The text cannot be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Reading failed midway (a disk error, not a malformed row).
+    #[error("cannot read {input} after line {line}")]
+    Read {
+        /// The input, as given.
+        input: String,
+        /// The last line read.
+        line: u64,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One data row of the input.
+#[derive(Debug, Clone)]
+pub struct InputRow {
+    /// 1-based number among the data rows (the header is not counted).
+    pub row: u64,
+    /// Line in the file where the record starts.
+    pub line: u64,
+    /// The name cell, trimmed, when the row has one (for logs).
+    pub name: Option<String>,
+    /// The carried cells, verbatim, one per carried column.
+    pub cells: ByteRecord,
+    /// The request to send, or why there is none.
+    pub request: Result<RowRequest, RowError>,
+    /// `retry`: the outcome the results file records for the row.
+    pub earlier: Option<Earlier>,
+}
+
+/// A results file read as input (`retry`, `rollback`): the ledger, which knows the file,
+/// says which of its records are input rows, under which number, and what it recorded of
+/// each. Implemented in `records`; a tenant CSV has none.
+pub trait Recorded: Send {
+    /// The record at byte `offset` (`whole` when it has the header's width): `None` to pass
+    /// it over (a later record of its name supersedes it, or it is not one to read).
+    fn admit(&self, record: &ByteRecord, offset: u64, whole: bool) -> Option<Admitted>;
+
+    /// Whether a record refused as a second row of its name stays refused: the first row
+    /// of that name is still in the file, whichever of the two comes first in it.
+    fn still_duplicate(&self, record: &ByteRecord, name: &str) -> bool;
+}
+
+/// A record of a results file that is an input row.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// Its `_row`, when the record has one.
+    pub row: Option<u64>,
+    /// What the file recorded of it, when that is to be kept or built on.
+    pub earlier: Option<Earlier>,
+}
+
+/// Reads an input CSV one row at a time.
+pub struct InputReader {
+    lines: CsvLines<Box<dyn Read + Send>>,
+    /// What the record just read is.
+    kind: Kind,
+    header: Header,
+    source: String,
+    record: ByteRecord,
+    rows: u64,
+    names_seen: HashSet<u64>,
+    hasher: RandomState,
+    /// `retry`, `rollback`: the input is a results file, and the ledger says which of its
+    /// records are rows.
+    recorded: Option<Box<dyn Recorded>>,
+    /// Only rows of this shard are read.
+    shard: Shard,
+    /// Only the name is read and checked (a delete).
+    names_only: bool,
+    /// What the text was decoded from.
+    decoded: Decoded,
+}
+
+impl InputReader {
+    /// Opens the input and reads its header.
+    pub fn open(input: &Input, format: CsvFormat) -> Result<InputReader, InputError> {
+        let source = input.to_string();
+        let reader: Box<dyn Read + Send> = match input {
+            Input::Stdin => Box::new(std::io::stdin()),
+            Input::File(path) => {
+                Box::new(
+                    std::fs::File::open(path).map_err(|e| InputError::Unreadable {
+                        input: source.clone(),
+                        source: e,
+                    })?,
+                )
+            }
+        };
+        Self::from_reader(reader, source, format)
+    }
+
+    /// Reads CSV from any reader; `source` names it in messages.
+    pub fn from_reader(
+        reader: Box<dyn Read + Send>,
+        source: String,
+        format: CsvFormat,
+    ) -> Result<InputReader, InputError> {
+        let (reader, decoded) = decode::utf8_reader(reader, format.encoding, &source)?;
+        let mut lines = CsvLines::new(reader).with_delimiter(format.delimiter);
+        let mut raw = ByteRecord::new();
+        let read = lines.read(&mut raw).map_err(|e| InputError::Read {
+            input: source.clone(),
+            line: 0,
+            source: e,
+        })?;
+        if read.is_none() {
+            return Err(HeaderError::Empty { input: source }.into());
+        }
+        let header = parse_header(&raw, &source, lines.delimiter())?;
+        lines.width = Some(header.width);
+        Ok(InputReader {
+            lines,
+            kind: Kind::Whole,
+            header,
+            source,
+            record: ByteRecord::new(),
+            rows: 0,
+            names_seen: HashSet::new(),
+            hasher: RandomState::new(),
+            recorded: None,
+            shard: Shard::ALL,
+            names_only: false,
+            decoded,
+        })
+    }
+
+    /// Reads only the rows of `shard`; the others are passed over (their numbers stay
+    /// taken, so `_row` still counts every data row of the input).
+    pub fn with_shard(mut self, shard: Shard) -> InputReader {
+        self.shard = shard;
+        self
+    }
+
+    /// Reads and checks only each row's name: a delete needs nothing else.
+    pub fn names_only(mut self, names_only: bool) -> InputReader {
+        self.names_only = names_only;
+        self
+    }
+
+    /// Reads the input as a results file, whose rows `recorded` picks and numbers.
+    pub fn with_recorded(mut self, recorded: Box<dyn Recorded>) -> InputReader {
+        self.recorded = Some(recorded);
+        self
+    }
+
+    /// The field separator: given, or the one the header line uses.
+    pub fn delimiter(&self) -> u8 {
+        self.lines.delimiter()
+    }
+
+    /// The input's columns.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next data row, or `None` at the end. Only I/O errors are errors: a malformed
+    /// record is a row with `MALFORMED_ROW`.
+    pub fn next_row(&mut self) -> Result<Option<InputRow>, InputError> {
+        loop {
+            match self.lines.read(&mut self.record) {
+                Ok(None) => return Ok(None),
+                Ok(Some(kind)) => self.kind = kind,
+                Err(e) => {
+                    return Err(InputError::Read {
+                        input: self.source.clone(),
+                        line: self.record.position().map_or(0, |p| p.line()),
+                        source: e,
+                    });
+                }
+            }
+            self.rows += 1;
+            if let Some(row) = self.current_row() {
+                return Ok(Some(row));
+            }
+        }
+    }
+
+    /// The record just read as an input row; `None` if it is not one of this job's rows
+    /// (another shard's, or one a later record of a results file supersedes).
+    fn current_row(&mut self) -> Option<InputRow> {
+        let position = self
+            .record
+            .position()
+            .cloned()
+            .unwrap_or_else(csv::Position::new);
+        let line = position.line();
+        let (row, earlier) = self.admit(position.byte())?;
+        if !self.in_shard(row) {
+            return None;
+        }
+        let cells = self.carried_cells();
+        let (name, request) = match self.kind {
+            Kind::Whole => parse_row(
+                &self.header,
+                &self.record,
+                line,
+                self.names_only,
+                self.decoded,
+            ),
+            Kind::OpenQuote => (
+                None,
+                Err(RowError::new(
+                    "MALFORMED_ROW",
+                    format!(
+                        "line {line}: a quote opens a field and is never closed; the lines after it are read as rows of their own"
+                    ),
+                )),
+            ),
+        };
+        let request = self.refuse_duplicate(line, name.as_deref(), request);
+        Some(InputRow {
+            row,
+            line,
+            name,
+            cells,
+            request,
+            earlier,
+        })
+    }
+
+    /// The record's row number and what a results file read as input recorded of it;
+    /// `None` when the file's ledger passes it over.
+    fn admit(&self, offset: u64) -> Option<(u64, Option<Earlier>)> {
+        let Some(recorded) = &self.recorded else {
+            return Some((self.rows, None));
+        };
+        // Only a retry reads a results file as a log; `run` given one just sends its rows.
+        let whole = self.kind == Kind::Whole && self.record.len() == self.header.width;
+        let admitted = recorded.admit(&self.record, offset, whole)?;
+        let row = admitted.row.filter(|r| *r > 0).unwrap_or(self.rows);
+        Some((row, admitted.earlier))
+    }
+
+    /// Whether the row falls in this job's shard.
+    fn in_shard(&self, row: u64) -> bool {
+        if self.shard == Shard::ALL {
+            return true;
+        }
+        let name = self
+            .header
+            .index(Field::Name)
+            .and_then(|i| name_cell(&self.record, i));
+        shard_of(name, row, self.shard.count) == self.shard.index
+    }
+
+    /// The carried cells, verbatim, except that bytes which are not UTF-8 become U+FFFD:
+    /// the results file stays readable text, and the row says which column was broken.
+    fn carried_cells(&self) -> ByteRecord {
+        let record = &self.record;
+        let mut cells =
+            ByteRecord::with_capacity(record.as_slice().len(), self.header.carried.len());
+        for &i in &self.header.carried {
+            let cell = record.get(i).unwrap_or_default();
+            cells.push_field(String::from_utf8_lossy(cell).as_bytes());
+        }
+        cells
+    }
+
+    /// A second row of a name is refused as such. In a results file read as input, a row
+    /// refused so stays refused while the first row of its name is still in the file.
+    fn refuse_duplicate(
+        &mut self,
+        line: u64,
+        name: Option<&str>,
+        request: Result<RowRequest, RowError>,
+    ) -> Result<RowRequest, RowError> {
+        let Some(name) = name else {
+            return request;
+        };
+        let duplicate = || {
+            Err(RowError::new(
+                DUPLICATE_IN_INPUT,
+                format!("line {line}: name '{name}' already appeared earlier in the input"),
+            ))
+        };
+        if let Some(recorded) = &self.recorded
+            && recorded.still_duplicate(&self.record, name)
+        {
+            return duplicate();
+        }
+        if !self.names_seen.insert(self.hasher.hash_one(name)) {
+            return request.and(duplicate());
+        }
+        request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::workspace::ConnectionType;
+
+    fn read(csv: &str) -> Result<Vec<InputRow>, InputError> {
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(csv.to_owned())),
+            "t.csv".into(),
+            CsvFormat::default(),
+        )?;
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row()? {
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    fn codes(csv: &str) -> Vec<&'static str> {
+        read(csv)
+            .unwrap()
+            .iter()
+            .map(|r| r.request.as_ref().err().map_or("ok", |e| e.code))
+            .collect()
+    }
+
+    #[test]
+    fn headers_match_ignoring_case_underscores_dashes_and_spaces() {
+        let rows = read(
+            "\u{feff}Name, Connection Type ,datasource-name,THEME_NAME,owner\n Acme ,datasource, postgres-main ,dark,ops\n",
+        )
+        .unwrap();
+        let request = rows[0].request.as_ref().unwrap().settings().unwrap();
+        assert_eq!(request.name, "Acme");
+        assert_eq!(request.connection_type, ConnectionType::Datasource);
+        assert_eq!(request.datasource_name.as_deref(), Some("postgres-main"));
+        assert_eq!(request.theme_name.as_deref(), Some("dark"));
+        // Carried verbatim, untrimmed.
+        assert_eq!(&rows[0].cells[0], b" Acme ");
+        assert_eq!(rows[0].cells.len(), 5);
+    }
+
+    #[test]
+    fn unknown_columns_are_carried_and_listed_but_result_columns_are_dropped() {
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(
+                "_row,_status,name,connectionType,owner\n1,failed,a,MULTI_DATAMART,ops\n",
+            )),
+            "t".into(),
+            CsvFormat::default(),
+        )
+        .unwrap();
+        assert_eq!(reader.header().ignored, ["owner"]);
+        assert_eq!(
+            reader.header().carried_names(),
+            &ByteRecord::from(vec!["name", "connectionType", "owner"])
+        );
+        let row = reader.next_row().unwrap().unwrap();
+        assert_eq!(
+            row.cells,
+            ByteRecord::from(vec!["a", "MULTI_DATAMART", "ops"])
+        );
+    }
+
+    #[test]
+    fn local_validation_codes() {
+        let csv = "name,connectionType,datasourceName,datamartName,isEnableMetricSummary,summaryType\n\
+                   ,DATASOURCE,pg,,,\n\
+                   a,,pg,,,\n\
+                   b,DATASORCE,pg,,,\n\
+                   c,DATASOURCE,,,,\n\
+                   d,DATAMART,,,,\n\
+                   e,MULTI_DATAMART,,,yes,\n\
+                   f,MULTI_DATAMART,,,,haiku\n\
+                   g,multi_datamart,,,TRUE,forecastandtrendanalysis\n\
+                   g,MULTI_DATAMART,,,,\n\
+                   h,MULTI_DATAMART,,\n";
+        assert_eq!(
+            codes(csv),
+            [
+                "MISSING_NAME",
+                "MISSING_CONNECTION_TYPE",
+                "INVALID_CONNECTION_TYPE",
+                "MISSING_DATASOURCE_NAME",
+                "MISSING_DATAMART_NAME",
+                "INVALID_FIELD",
+                "INVALID_FIELD",
+                "ok",
+                "DUPLICATE_IN_INPUT",
+                "MALFORMED_ROW",
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_name_the_line_and_the_value() {
+        let rows = read("name,connectionType\nx,DATASORCE\n").unwrap();
+        let error = rows[0].request.as_ref().unwrap_err();
+        assert_eq!(
+            error.message,
+            "line 2: connectionType 'DATASORCE' is not one of DATASOURCE, DATAMART, MULTI_DATASOURCE, MULTI_DATAMART"
+        );
+    }
+
+    /// A header of `columns` and a last column with a 70 KB name, so that the rows after
+    /// it (each with an empty last cell) are past the start that `decode` checks.
+    fn past_the_start(columns: &str) -> Vec<u8> {
+        format!("{columns},{}\n", "p".repeat(70 * 1024)).into_bytes()
+    }
+
+    #[test]
+    fn a_delete_reads_only_the_name() {
+        // A byte that is not UTF-8 at the start of the input refuses it (see `decode`):
+        // a long header puts this one past the start.
+        let mut bytes = past_the_start("name,connectionType,owner");
+        bytes.extend_from_slice(b"a,,\xff,\n,DATAMART,,\na,,,\n");
+        bytes.extend_from_slice(b"b,nonsense,x,\n");
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(bytes)),
+            "t".into(),
+            CsvFormat::default(),
+        )
+        .unwrap()
+        .names_only(true);
+        let mut results = Vec::new();
+        while let Some(row) = reader.next_row().unwrap() {
+            results.push(row.request.map_err(|e| e.code));
+        }
+        assert_eq!(
+            results,
+            [
+                Ok(RowRequest::Name("a".into())),
+                Err("MISSING_NAME"),
+                Err(DUPLICATE_IN_INPUT),
+                Ok(RowRequest::Name("b".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_malformed_row_and_reading_goes_on() {
+        let mut bytes = past_the_start("name,connectionType");
+        bytes.extend_from_slice(b"a\xff,MULTI_DATAMART,\n");
+        bytes.extend_from_slice(b"b,MULTI_DATAMART,\n");
+        let mut reader = InputReader::from_reader(
+            Box::new(std::io::Cursor::new(bytes)),
+            "t".into(),
+            CsvFormat::default(),
+        )
+        .unwrap();
+        let first = reader.next_row().unwrap().unwrap();
+        assert_eq!(first.request.unwrap_err().code, "MALFORMED_ROW");
+        let second = reader.next_row().unwrap().unwrap();
+        assert_eq!(second.row, 2);
+        assert_eq!(second.line, 3);
+        assert!(second.request.is_ok());
+    }
+
+    #[test]
+    fn copilot_lists_split_on_commas_semicolons_and_bars() {
+        let rows = read("name,connectionType,aiCopilotLlms\na,MULTI_DATAMART,\"gpt-4o, claude-sonnet;gemini-pro\"\n").unwrap();
+        assert_eq!(
+            rows[0]
+                .request
+                .as_ref()
+                .unwrap()
+                .settings()
+                .unwrap()
+                .ai_copilot_llms,
+            Some(vec![
+                "gpt-4o".into(),
+                "claude-sonnet".into(),
+                "gemini-pro".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn an_open_quote_is_one_malformed_row_and_the_rows_after_it_are_read() {
+        let rows = read("name,connectionType\na,MULTI_DATAMART\n\"b,MULTI_DATAMART\nc,MULTI_DATAMART\nd,MULTI_DATAMART\n").unwrap();
+        let names: Vec<_> = rows.iter().map(|r| r.name.as_deref()).collect();
+        assert_eq!(names, [Some("a"), None, Some("c"), Some("d")]);
+        let error = rows[1].request.as_ref().unwrap_err();
+        assert_eq!(error.code, "MALFORMED_ROW");
+        assert!(
+            error.message.starts_with("line 3: a quote"),
+            "{}",
+            error.message
+        );
+        assert_eq!((rows[2].row, rows[2].line), (3, 4));
+    }
+
+    #[test]
+    fn line_numbers_are_the_same_for_any_line_ending() {
+        let lf = read("name,connectionType\na,MULTI_DATAMART\nb,X\n").unwrap();
+        let crlf = read("name,connectionType\r\na,MULTI_DATAMART\r\nb,X\r\n").unwrap();
+        assert_eq!(lf[1].line, 3);
+        assert_eq!(crlf[1].line, 3);
+    }
+
+    #[test]
+    fn fatal_header_problems() {
+        assert!(matches!(
+            read(""),
+            Err(InputError::Header(HeaderError::Empty { .. }))
+        ));
+        assert!(matches!(
+            read("Acme,DATASOURCE,postgres-main\n"),
+            Err(InputError::Header(HeaderError::NoNameColumn { .. }))
+        ));
+        assert!(matches!(
+            read("name,Name\n"),
+            Err(InputError::Header(HeaderError::DuplicateColumn { .. }))
+        ));
+        assert_eq!(read("name,connectionType\n").unwrap().len(), 0);
+    }
+}

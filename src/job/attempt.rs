@@ -1,0 +1,380 @@
+//! One row's attempts, until its outcome is final: a success, a final refusal, its
+//! attempts spent, or the job stopping. Each attempt waits for the pacer and tells it what
+//! came back; the retry policy decides about the rest.
+
+use std::time::{Instant, SystemTime};
+
+use super::shared::{Mode, Sender, Shared, StopReason};
+use super::triage::Carried;
+use crate::api::retry::{is_retryable_status, may_have_applied};
+use crate::api::{Answer, NoAnswer, RowRequest, Verb, says_absent};
+use crate::model::notes::{NOT_CONNECTED, NOT_LISTED};
+use crate::model::{OnExists, Operation, RowOutcome, Status};
+use crate::pacing::{Next, Seen};
+use crate::report::signals;
+
+/// The message of a row an earlier run recorded done, whose name the list did not show,
+/// and whose POST found it in place.
+const FOUND_AFTER_ALL: &str =
+    "recorded so by an earlier run; not in the list before this run, but in place";
+
+/// The same after an attempt of this run got no clear answer. Whether that attempt made
+/// it (the list was right) or it was there all along (the list missed it), nobody can
+/// tell; the record stands, and a rollback never deletes what may not be the job's.
+const FOUND_AFTER_A_LOST_ANSWER: &str = "recorded so by an earlier run; not in the list before this run; there after an attempt that got no clear answer, which may have made it";
+
+/// Sends one row, beginning with `verb`, until it has a final outcome.
+pub async fn provision(
+    shared: &Shared,
+    mut row: Carried,
+    request: RowRequest,
+    verb: Verb,
+) -> RowOutcome {
+    let mut trail = Trail::default();
+    let verdict = attempt_until_final(shared, &request, verb, &mut row, &mut trail).await;
+    if verdict.status == Status::Failed {
+        shared.count_failure();
+    }
+    RowOutcome {
+        row: row.row,
+        name: row.name,
+        status: verdict.status,
+        error_code: verdict.code,
+        error_message: verdict.message,
+        http_status: trail.http_status,
+        attempts: trail.attempts,
+        retries: trail.retries,
+        put_after_taken: trail.put_after_taken,
+        latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
+        finished_at: SystemTime::now(),
+        cells: row.cells,
+        maybe_created: row.maybe_created,
+        absent_before: row.absent_before,
+    }
+}
+
+/// What the attempts of one row left behind.
+#[derive(Default)]
+struct Trail {
+    /// Requests sent (429s and refused connections included).
+    attempts: u32,
+    /// Attempts that sent the one before them again ([`NextAttempt::Again`]).
+    retries: u32,
+    /// A PUT went out after the POST met a taken name ([`NextAttempt::PutAfterTaken`]).
+    put_after_taken: bool,
+    /// Status of the last attempt; `None` if it got no answer.
+    http_status: Option<u16>,
+    /// The last attempt could not connect: it sent nothing.
+    not_connected: bool,
+    /// When the first attempt went out (latency is not counted from the pacer's queue).
+    started: Option<Instant>,
+}
+
+/// What the next attempt of a row sends, for the counts: only a request sent again is a
+/// retry.
+#[derive(Clone, Copy)]
+enum NextAttempt {
+    /// The row's first request.
+    First,
+    /// The request before it, again: after a retryable outcome, a 429 or a connection
+    /// not made.
+    Again,
+    /// A PUT after the POST met a taken name (`--on-exists update`): a new request.
+    PutAfterTaken,
+}
+
+/// A row's final status with its code and message.
+struct Verdict {
+    status: Status,
+    code: String,
+    message: String,
+}
+
+impl Verdict {
+    fn new(status: Status, code: &str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The job stopped before this row's next attempt.
+    fn stopped(reason: StopReason, trail: &Trail) -> Verdict {
+        let message = match trail.attempts {
+            0 => reason.message().to_owned(),
+            // Said first, so that a later run reads that this row created nothing.
+            n if trail.not_connected => format!(
+                "{NOT_CONNECTED}: {} ({n} attempts)",
+                reason.message().trim_start_matches("not sent: ")
+            ),
+            n => format!(
+                "{}, after {n} attempt(s) whose outcome was not final",
+                reason.message().replacen("not sent", "not finished", 1)
+            ),
+        };
+        Verdict::new(Status::Skipped, reason.code(), message)
+    }
+}
+
+/// What one attempt that was not a success left: its code and message, and the server's
+/// `Retry-After`.
+struct NotYet {
+    code: String,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+}
+
+/// What an answer (or its absence) means for the row.
+enum Judged {
+    /// The row's outcome.
+    Final(Verdict),
+    /// The POST met a taken name and `--on-exists update` asks for a PUT.
+    PutInstead,
+    /// Not final: worth another attempt, if the row has attempts left.
+    NotYet(NotYet),
+}
+
+/// `row.maybe_created`: an earlier attempt may already have created (or deleted) the
+/// workspace; set when one of these attempts may have.
+async fn attempt_until_final(
+    shared: &Shared,
+    request: &RowRequest,
+    mut verb: Verb,
+    row: &mut Carried,
+    trail: &mut Trail,
+) -> Verdict {
+    let Mode::Send(sender) = &shared.mode else {
+        unreachable!("only a sending job provisions");
+    };
+    // Attempts of the current verb that count against --max-attempts: switching to PUT
+    // starts a fresh budget, and a 429 or a connection never made spends none.
+    let mut tries = 0;
+    let mut next = NextAttempt::First;
+    let timed_out = format!(
+        "no answer within {}",
+        humantime::format_duration(sender.timeout)
+    );
+    loop {
+        let ticket = match shared.permit().await {
+            Ok(ticket) => ticket,
+            Err(reason) => return Verdict::stopped(reason, trail),
+        };
+        trail.going_out(next);
+        next = NextAttempt::Again;
+        let sent = sender
+            .client
+            .send(verb, request.body(verb), request.name())
+            .await;
+        trail.came_back(&sent, verb, row);
+        match shared.pacer().observe(ticket, seen(&sent, &timed_out)) {
+            Next::Proceed => {}
+            Next::Again => continue,
+            Next::Halt(halt) => return Verdict::stopped(shared.halt(halt), trail),
+        }
+        tries += 1;
+        let judged = match sent {
+            Err(no_answer) => Judged::NotYet(not_answered(no_answer, &timed_out)),
+            Ok(answer) => judge(shared, sender, verb, row, answer),
+        };
+        let not_yet = match judged {
+            Judged::Final(verdict) => return verdict,
+            Judged::PutInstead => {
+                verb = Verb::Put;
+                tries = 0;
+                next = NextAttempt::PutAfterTaken;
+                continue;
+            }
+            Judged::NotYet(not_yet) => not_yet,
+        };
+        if tries >= sender.retry.max_attempts {
+            return Verdict::new(Status::Failed, &not_yet.code, not_yet.message);
+        }
+        if let Err(reason) = back_off(shared, sender, tries, &not_yet).await {
+            return Verdict::stopped(reason, trail);
+        }
+    }
+}
+
+impl Trail {
+    /// An attempt goes out: counted once it does, so a job that stops first sent no
+    /// retry, and no PUT.
+    fn going_out(&mut self, next: NextAttempt) {
+        if self.attempts == 0 {
+            self.started = Some(Instant::now());
+            signals::sending();
+        }
+        self.attempts += 1;
+        match next {
+            NextAttempt::First => {}
+            NextAttempt::Again => self.retries += 1,
+            NextAttempt::PutAfterTaken => self.put_after_taken = true,
+        }
+    }
+
+    /// What came back of the attempt. Whatever comes next (a retry, a pause, the job
+    /// stopping), this attempt may have created (or deleted) the workspace unseen: no
+    /// answer after it went out, or an error that hides the outcome (a 5xx). A PUT
+    /// creates nothing: a lost one leaves the question where it was.
+    fn came_back(&mut self, sent: &Result<Answer, NoAnswer>, verb: Verb, row: &mut Carried) {
+        self.http_status = sent.as_ref().ok().map(|answer| answer.status);
+        self.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
+        row.maybe_created |= verb != Verb::Put
+            && match sent {
+                Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
+                Err(NoAnswer::ConnectFailed(_)) => false,
+                Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
+            };
+    }
+}
+
+/// What the pacer is told of an attempt.
+fn seen<'a>(sent: &'a Result<Answer, NoAnswer>, timed_out: &'a str) -> Seen<'a> {
+    match sent {
+        Ok(answer) => Seen::Answer {
+            status: answer.status,
+            announced: answer.announced,
+            retry_after: answer.retry_after,
+        },
+        Err(NoAnswer::ConnectFailed(message)) => Seen::NotConnected(message),
+        Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
+        Err(NoAnswer::Timeout) => Seen::NoAnswer(timed_out),
+    }
+}
+
+/// An attempt that got no answer: worth another.
+fn not_answered(no_answer: NoAnswer, timed_out: &str) -> NotYet {
+    match no_answer {
+        NoAnswer::Timeout => NotYet {
+            code: "TIMEOUT".to_owned(),
+            message: timed_out.to_owned(),
+            retry_after: None,
+        },
+        // The pacer sends these again (or stops the job): kept so that a change there
+        // cannot leave such an attempt without its code.
+        NoAnswer::ConnectFailed(message) => NotYet {
+            code: "CONNECTION_ERROR".to_owned(),
+            message: format!("{NOT_CONNECTED}: {message}"),
+            retry_after: None,
+        },
+        NoAnswer::Lost(message) => NotYet {
+            code: "CONNECTION_ERROR".to_owned(),
+            message,
+            retry_after: None,
+        },
+    }
+}
+
+/// What an answer means for the row.
+fn judge(shared: &Shared, sender: &Sender, verb: Verb, row: &Carried, answer: Answer) -> Judged {
+    if verb == Verb::Delete && says_absent(&answer) {
+        // Gone, as asked: by an earlier attempt whose answer was lost, or before.
+        return Judged::Final(if row.maybe_created {
+            let message = "gone after an attempt that got no clear answer: that attempt deleted it, unless it was absent already";
+            Verdict::new(Status::Deleted, "", message)
+        } else {
+            Verdict::new(Status::Absent, "", answer.message)
+        });
+    }
+    let Some(code) = answer.code else {
+        return Judged::Final(succeeded(shared, verb, row));
+    };
+    if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
+        return name_taken(sender.on_exists, row, &code, answer.message);
+    }
+    if answer.status == 401 {
+        shared.stop(StopReason::Unauthorized);
+    }
+    if !is_retryable_status(answer.status) {
+        return Judged::Final(Verdict::new(Status::Failed, &code, answer.message));
+    }
+    Judged::NotYet(NotYet {
+        code,
+        message: answer.message,
+        retry_after: answer.retry_after,
+    })
+}
+
+/// A success: what it says of the row, after what earlier attempts and runs left.
+fn succeeded(shared: &Shared, verb: Verb, row: &Carried) -> Verdict {
+    let creating = shared.operation == Operation::Create;
+    match (verb, row.recorded_done) {
+        (Verb::Put, Some(Status::Created)) => {
+            return Verdict::new(Status::Created, "", FOUND_AFTER_ALL);
+        }
+        (Verb::Put, Some(_)) => return Verdict::new(Status::Updated, "", FOUND_AFTER_ALL),
+        _ => {}
+    }
+    match (verb, creating && row.maybe_created, row.absent_before) {
+        (Verb::Post, ..) => Verdict::new(Status::Created, "", ""),
+        (Verb::Delete, ..) => Verdict::new(Status::Deleted, "", ""),
+        // Not there before the run, there after a lost answer: ours.
+        (Verb::Put, true, true) => Verdict::new(
+            Status::Created,
+            "",
+            format!(
+                "an earlier attempt, whose answer was lost, created it ({NOT_LISTED}); then its settings were PUT"
+            ),
+        ),
+        // Taken after an answer was lost: ours, or there before the run; without a list
+        // of the names before the run nobody can tell. The PUT made its settings true, and
+        // `updated` claims no more than that: a rollback must never delete what the run
+        // did not create.
+        (Verb::Put, true, false) => Verdict::new(
+            Status::Updated,
+            "",
+            "its settings were PUT; an earlier attempt, whose answer was lost, may have created it",
+        ),
+        (Verb::Put, false, _) => Verdict::new(Status::Updated, "", ""),
+    }
+}
+
+/// A POST that met a taken name.
+fn name_taken(on_exists: OnExists, row: &Carried, code: &str, message: String) -> Judged {
+    // Recorded by an earlier run, not listed now, in place after all: the list missed it,
+    // and the record stands (with its settings PUT if asked). A lost answer of this
+    // re-send changes nothing: created stays ours, and what was there before stays not
+    // ours.
+    if let Some(status) = row.recorded_done
+        && on_exists != OnExists::Update
+    {
+        let message = if row.maybe_created && status == Status::Exists {
+            FOUND_AFTER_A_LOST_ANSWER
+        } else {
+            FOUND_AFTER_ALL
+        };
+        return Judged::Final(Verdict::new(status, "", message));
+    }
+    Judged::Final(match (on_exists, row.maybe_created) {
+        // The PUT makes the row's settings true whoever created it.
+        (OnExists::Update, _) => return Judged::PutInstead,
+        (_, true) => {
+            let message = "an earlier attempt, whose answer was lost, created it";
+            Verdict::new(Status::Created, "", message)
+        }
+        (OnExists::Skip, false) => Verdict::new(Status::Exists, "", ""),
+        (OnExists::Fail, false) => Verdict::new(Status::Failed, code, message),
+    })
+}
+
+/// Sleeps before the next attempt; `Err` if the job stops meanwhile.
+async fn back_off(
+    shared: &Shared,
+    sender: &Sender,
+    failed_tries: u32,
+    not_yet: &NotYet,
+) -> Result<(), StopReason> {
+    let wait = sender.retry.backoff(failed_tries, not_yet.retry_after);
+    tracing::debug!(
+        attempt = failed_tries,
+        code = not_yet.code,
+        ?wait,
+        "retrying after: {}",
+        not_yet.message
+    );
+    tokio::select! {
+        biased;
+        reason = shared.until_stopped() => Err(reason),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
+}

@@ -1,0 +1,115 @@
+//! The writer thread: final rows in, the results file and the running counts out. The
+//! first record that cannot be written stops the sending (no request without its record).
+
+use indicatif::ProgressBar;
+use tokio::sync::mpsc;
+
+use crate::model::{RowOutcome, Status};
+use crate::records::{Final, ResultsWriter};
+use crate::report::Tally;
+use crate::report::progress;
+use crate::report::signals;
+
+/// A final row on its way to the writer, with the concurrency slot of its request, if
+/// it was sent.
+pub type ToWrite = (Final, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// What the writer thread leaves.
+pub struct Written {
+    /// The writer, to finish the file.
+    pub writer: ResultsWriter,
+    /// The rows written, counted.
+    pub tally: Tally,
+    /// Why writing stopped, if it did.
+    pub failure: Option<String>,
+    /// Rows sent whose outcome came after writing stopped.
+    pub unrecorded: u64,
+}
+
+/// Why writing failed, and what became of the rows written so far.
+fn failure_text(writer: &ResultsWriter, error: &std::io::Error, rerun: &str) -> String {
+    match writer.rescue(rerun) {
+        rescued if rescued.is_empty() => error.to_string(),
+        rescued => format!("{error}; {rescued}"),
+    }
+}
+
+/// Writes every final row as it comes. The first write that fails stops the job at once
+/// (no request goes out without its record); the rows still coming are only counted.
+/// `rerun` is what settles the rows a failure leaves unrecorded, for its message.
+pub fn write_results(
+    mut writer: ResultsWriter,
+    mut outcomes_rx: mpsc::Receiver<ToWrite>,
+    stop_sending: impl Fn(),
+    bar: &ProgressBar,
+    rerun: &str,
+) -> Written {
+    let mut tally = Tally::default();
+    let mut failure = None;
+    let mut unrecorded = 0;
+    // A sent row's slot is given back only once its record is written (when `_slot` is
+    // dropped), so no more requests than --concurrency are ever without a record.
+    while let Some((row, _slot)) = outcomes_rx.blocking_recv() {
+        let sent = matches!(&row, Final::Outcome(outcome) if outcome.attempts > 0);
+        if sent {
+            signals::recorded();
+        }
+        if failure.is_some() {
+            unrecorded += u64::from(sent);
+            continue;
+        }
+        match writer.write_final(&row) {
+            Ok(status) => {
+                match &row {
+                    Final::Outcome(outcome) => {
+                        log_outcome(outcome);
+                        tally.add(outcome);
+                    }
+                    Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
+                }
+                progress::show_progress(bar, &tally);
+            }
+            Err(error) => {
+                stop_sending();
+                // NotFound comes from the check after the row was written: the file is
+                // gone, and is written back with this row in it.
+                let written = error.kind() == std::io::ErrorKind::NotFound;
+                unrecorded += u64::from(sent && !written);
+                failure = Some(failure_text(&writer, &error, rerun));
+            }
+        }
+    }
+    if failure.is_none()
+        && let Err(error) = writer.check()
+    {
+        failure = Some(failure_text(&writer, &error, rerun));
+    }
+    Written {
+        writer,
+        tally,
+        failure,
+        unrecorded,
+    }
+}
+
+/// Per-row failures at warn, with row, workspace name and code; the rest at debug. The
+/// name's key is `workspace`, as in the span of the row's requests.
+fn log_outcome(outcome: &RowOutcome) {
+    let workspace = outcome.name.as_deref().unwrap_or("");
+    match outcome.status {
+        Status::Failed | Status::Invalid => tracing::warn!(
+            row = outcome.row,
+            workspace,
+            status = %outcome.status,
+            code = outcome.error_code,
+            "{}",
+            outcome.error_message
+        ),
+        _ => tracing::debug!(
+            row = outcome.row,
+            workspace,
+            status = %outcome.status,
+            attempts = outcome.attempts
+        ),
+    }
+}

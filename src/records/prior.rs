@@ -1,0 +1,529 @@
+//! Earlier results: what `run --resume` and `retry` keep, and the log they append to.
+//!
+//! A results file read back is a log: when a name occurs more than once, its last row wins.
+//! What is kept of it is compact: per identity (the name, or `_row` for a row without
+//! one) the byte offset of its latest row and four flags. Never whole rows.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use csv::ByteRecord;
+
+use super::format::{ResultColumns, same_target};
+use super::markers::OperationsSeen;
+use crate::input::lines::{CsvLines, Kind};
+use crate::model::{Prior, RESULT_COLUMNS, Status};
+
+/// Why earlier results cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The file cannot be read.
+    #[error("cannot read the earlier results {path}")]
+    Io {
+        /// The results file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a results file.
+    #[error("{path} is not a dbprov results file: its header lacks {missing}")]
+    NotResults {
+        /// The file.
+        path: String,
+        /// The missing column.
+        missing: String,
+    },
+    /// The file is not UTF-8: re-saved by a spreadsheet in another encoding.
+    #[error(
+        "{path} is not UTF-8 ({what}): a spreadsheet saved it in another encoding. dbprov reads results files in UTF-8 only: save it as \"CSV UTF-8\", or use the results file dbprov wrote"
+    )]
+    NotUtf8 {
+        /// The file.
+        path: String,
+        /// Where, or what it is instead.
+        what: String,
+    },
+    /// A cell that dbprov reads back does not hold what it wrote.
+    #[error(
+        "{path}, line {line}: {column} is '{value}', which dbprov cannot read back ({expected}). A spreadsheet may have changed the column: restore it from the results file dbprov wrote"
+    )]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// The line of the row.
+        line: u64,
+        /// The column.
+        column: &'static str,
+        /// The cell.
+        value: String,
+        /// What the column holds.
+        expected: &'static str,
+    },
+}
+
+/// The latest row of each identity in a results file.
+pub struct PriorResults {
+    /// Per identity hash, its latest [`Prior`] packed into one word (see [`Prior::pack`]):
+    /// 17 bytes a name in the table instead of 25.
+    latest: HashMap<u64, u64>,
+    hasher: RandomState,
+    /// Bytes of whole rows: a torn last line (a crash mid-write) is not counted.
+    pub valid_len: u64,
+    /// The input columns the file carries, after the result columns.
+    pub carried_names: ByteRecord,
+    /// Where its result columns are.
+    pub columns: ResultColumns,
+    /// The file.
+    pub path: PathBuf,
+    /// The API this run talks to: only successes obtained from it count.
+    pub target: String,
+    /// Whether any row records a request that was sent: such a file is not replaced
+    /// without `--overwrite`.
+    pub sent: bool,
+    /// Rows obtained from another API than `target`, and one such API.
+    pub elsewhere: (u64, String),
+    /// What the rows say of the operation that wrote them.
+    pub written_by: OperationsSeen,
+    /// The file's field separator, as its header shows it (a spreadsheet may have saved
+    /// the file with `;`).
+    pub delimiter: u8,
+    /// The file starts with a UTF-8 byte-order mark (a spreadsheet's "CSV UTF-8").
+    pub bom: bool,
+    /// The last row has no line break after it (a spreadsheet saved the file so): rows
+    /// appended must begin with one.
+    pub unterminated: bool,
+    /// The latest `_finished_at` of a row a rollback would delete (recorded `created` on
+    /// the target, or possibly created by a lost answer); `None` if none.
+    pub newest_created_at: Option<SystemTime>,
+    /// The earliest `_finished_at` of a row that is done (its workspace in place, or gone
+    /// as a delete asked); `None` if none.
+    pub oldest_done_at: Option<SystemTime>,
+    /// The first `_finished_at` that is not a time, as the error it makes where times are
+    /// compared.
+    pub unreadable_time: Option<ResumeError>,
+}
+
+impl PriorResults {
+    /// Reads a results file for a run against `target`. `Ok(None)` if it is empty (or
+    /// holds only a torn header).
+    pub fn scan(path: &Path, target: &str) -> Result<Option<PriorResults>, ResumeError> {
+        let Some(Opened {
+            mut lines,
+            header,
+            columns,
+            bom,
+            file_len,
+            whole_len,
+        }) = open(path)?
+        else {
+            return Ok(None);
+        };
+        // Where the last whole row ends: a file may end without a line break after its
+        // last row (a spreadsheet or an editor saved it so), or with a row torn by a crash.
+        let mut whole_end = lines.next_offset().unwrap_or(whole_len);
+        let mut last_was_whole = false;
+        let mut prior = PriorResults {
+            latest: HashMap::new(),
+            hasher: RandomState::new(),
+            valid_len: whole_len,
+            carried_names: header
+                .iter()
+                .filter(|h| !RESULT_COLUMNS.contains(&String::from_utf8_lossy(h).trim()))
+                .collect(),
+            path: path.to_owned(),
+            columns,
+            target: target.to_owned(),
+            sent: false,
+            elsewhere: (0, String::new()),
+            written_by: OperationsSeen::default(),
+            delimiter: lines.delimiter(),
+            bom,
+            unterminated: false,
+            newest_created_at: None,
+            oldest_done_at: None,
+            unreadable_time: None,
+        };
+        let mut record = ByteRecord::new();
+        while let Some(kind) = lines.read(&mut record).map_err(io_error(path))? {
+            let line = record.position().map_or(0, |p| p.line());
+            let offset = record.position().map_or(0, |p| p.byte());
+            if last_was_whole {
+                whole_end = offset;
+            }
+            // Not even a last row cut inside a character passes: a byte of another
+            // encoding ends a row just so, and the writer cuts the rows it tears itself.
+            if let Err(error) = std::str::from_utf8(record.as_slice()) {
+                let byte = record.as_slice()[error.valid_up_to()];
+                return Err(not_utf8(
+                    path,
+                    format!("line {line} has the byte 0x{byte:02X}"),
+                ));
+            }
+            last_was_whole = kind == Kind::Whole && record.len() == header.len();
+            if last_was_whole {
+                prior.note(&record, line, offset)?;
+            }
+        }
+        if last_was_whole {
+            whole_end = file_len;
+        }
+        if whole_len < file_len {
+            prior.valid_len = whole_end;
+            prior.unterminated = whole_end == file_len;
+        }
+        Ok(Some(prior))
+    }
+
+    /// Takes in one whole row at `offset`: the file's figures, and the latest record of
+    /// its identity.
+    fn note(&mut self, record: &ByteRecord, line: u64, offset: u64) -> Result<(), ResumeError> {
+        let columns = &self.columns;
+        let unreadable = |column, value: &str, expected| ResumeError::Unreadable {
+            path: self.path.display().to_string(),
+            line,
+            column,
+            value: value.to_owned(),
+            expected,
+        };
+        if let Some((column, value)) = columns.unreadable_number(record) {
+            return Err(unreadable(column, value, "a whole number"));
+        }
+        let finished_at = columns.finished_at(record);
+        // Only a rollback's --resume compares times: a time a spreadsheet rewrote in its
+        // own format stops that, and nothing else.
+        let finished = humantime::parse_rfc3339_weak(finished_at).ok();
+        if finished.is_none() && !finished_at.is_empty() && self.unreadable_time.is_none() {
+            self.unreadable_time =
+                Some(unreadable("_finished_at", finished_at, "an RFC 3339 time"));
+        }
+        self.sent |= columns.attempts(record) > 0;
+        self.written_by
+            .note(columns.status(record), columns.message(record));
+        let recorded = columns.target(record);
+        let on_target = !recorded.is_empty() && same_target(recorded, &self.target);
+        if !recorded.is_empty() && !on_target {
+            self.elsewhere.0 += 1;
+            if self.elsewhere.1.is_empty() {
+                self.elsewhere.1 = recorded.to_owned();
+            }
+        }
+        if columns.status(record).is_some_and(Status::is_done) && finished.is_some() {
+            self.oldest_done_at = self.oldest_done_at.min(finished).or(finished);
+        }
+        let key = self.key(columns.identity(record), columns.row(record));
+        let mut latest = columns.prior(record, offset, &self.target);
+        // The last row wins, but a lost answer of any earlier row still counts: a later run
+        // that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it.
+        let earlier = self.latest.get(&key).map(|packed| Prior::unpack(*packed));
+        latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
+        latest.absent_before |= earlier.is_some_and(|e| e.absent_before);
+        // Not created as far as the row says, but an attempt of it may have created the
+        // workspace, which the list before that run did not show: if it exists, it is
+        // ours, and a rollback deletes it (absent, if that attempt made none).
+        latest.created |=
+            !latest.success && latest.maybe_created && latest.absent_before && on_target;
+        // Whatever a rollback would delete for this row: `created`, or what a lost answer
+        // may have created.
+        if latest.created {
+            self.newest_created_at = self.newest_created_at.max(finished);
+        }
+        self.latest.insert(key, latest.pack());
+        Ok(())
+    }
+
+    /// How many identities (distinct names, or rows without one) the file records.
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    /// How many identities are recorded `created` on the target, as their latest row.
+    pub fn created(&self) -> u64 {
+        self.latest
+            .values()
+            .filter(|packed| Prior::unpack(**packed).created)
+            .count() as u64
+    }
+
+    /// Whether the file records no row.
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// The identity of a row: its name, or its `_row` when it has none.
+    pub fn key(&self, name: Option<&str>, row: u64) -> u64 {
+        match name {
+            Some(name) => self.hasher.hash_one(("name", name)),
+            None => self.hasher.hash_one(("row", row)),
+        }
+    }
+
+    /// The latest row of this identity, if the file has one.
+    pub fn get(&self, name: Option<&str>, row: u64) -> Option<Prior> {
+        self.latest
+            .get(&self.key(name, row))
+            .map(|packed| Prior::unpack(*packed))
+    }
+}
+
+/// A results file opened for reading, its header read and checked.
+struct Opened {
+    lines: CsvLines<std::io::Take<File>>,
+    header: ByteRecord,
+    columns: ResultColumns,
+    /// It starts with a UTF-8 byte-order mark.
+    bom: bool,
+    file_len: u64,
+    /// Its length up to its last line break.
+    whole_len: u64,
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ResumeError + '_ {
+    move |source| ResumeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn not_utf8(path: &Path, what: String) -> ResumeError {
+    ResumeError::NotUtf8 {
+        path: path.display().to_string(),
+        what,
+    }
+}
+
+/// Opens a results file and reads its header: `None` if it holds none (empty, or a torn
+/// header); refused if it is not UTF-8 or not a results file.
+fn open(path: &Path) -> Result<Option<Opened>, ResumeError> {
+    let io = io_error(path);
+    let mut file = File::open(path).map_err(&io)?;
+    let file_len = file.metadata().map_err(&io)?.len();
+    let whole_len = whole_lines_len(&mut file).map_err(&io)?;
+    if whole_len == 0 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(0)).map_err(&io)?;
+    let mut start = [0; 3];
+    let read = file.read(&mut start).map_err(&io)?;
+    let start = &start[..read];
+    let bom = start == b"\xef\xbb\xbf";
+    if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
+        return Err(not_utf8(
+            path,
+            "it is UTF-16, Excel's \"Unicode Text\"".into(),
+        ));
+    }
+    file.seek(SeekFrom::Start(0)).map_err(&io)?;
+    let mut lines = CsvLines::new(file.try_clone().map_err(&io)?.take(file_len));
+    let mut header = ByteRecord::new();
+    if lines.read(&mut header).map_err(&io)?.is_none() {
+        return Ok(None);
+    }
+    if let Err(error) = std::str::from_utf8(header.as_slice()) {
+        let byte = header.as_slice()[error.valid_up_to()];
+        return Err(not_utf8(
+            path,
+            format!("its header has the byte 0x{byte:02X}"),
+        ));
+    }
+    lines.width = Some(header.len());
+    let columns = ResultColumns::find(&header).map_err(|missing| ResumeError::NotResults {
+        path: path.display().to_string(),
+        missing,
+    })?;
+    Ok(Some(Opened {
+        lines,
+        header,
+        columns,
+        bom,
+        file_len,
+        whole_len,
+    }))
+}
+
+/// The length of the file up to and including its last line break.
+fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
+    let mut end = file.seek(SeekFrom::End(0))?;
+    let mut chunk = vec![0; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(buf)?;
+        // A `\r` alone ends a line too (what Excel for Mac writes).
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::records::rewrite::upgrade_legacy;
+
+    fn write(contents: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
+        file
+    }
+
+    const HEADER: &str = "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,Name,team\n";
+
+    #[test]
+    fn a_whole_last_row_without_a_line_break_counts() {
+        // A torn row with every column cannot be told from it: the writer cuts a row that
+        // a failed write tore (results::ResultsWriter), so only a crash of the machine
+        // can leave one.
+        let text = format!("{HEADER}1,created,,,200,1,3,t,a,ops\n2,created,,,200,1,3,t,\"b\",ops");
+        let file = write(&text);
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        assert!(prior.get(Some("b"), 0).unwrap().success);
+        assert!(prior.unterminated);
+        assert_eq!(prior.valid_len as usize, text.len());
+    }
+
+    #[test]
+    fn the_last_row_of_a_name_wins_and_a_torn_line_is_ignored() {
+        let file = write(&format!(
+            "{HEADER}1,failed,HTTP_500,x,500,5,9,t,a,ops\n2,created,,,200,1,3,t,b,ops\n1,created,,,200,1,3,t,a,ops\n3,created,,,200,1,3,t,c"
+        ));
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        assert!(prior.get(Some("a"), 0).unwrap().success);
+        assert!(prior.get(Some("b"), 0).unwrap().success);
+        assert_eq!(prior.get(Some("c"), 0), None, "the torn row does not count");
+        assert_eq!(
+            prior.valid_len as usize,
+            std::fs::read(file.path()).unwrap().len() - 23
+        );
+        assert_eq!(prior.carried_names, ByteRecord::from(vec!["Name", "team"]));
+    }
+
+    #[test]
+    fn a_duplicate_row_neither_hides_nor_is_hidden_by_the_first_row_of_its_name() {
+        let file = write(&format!(
+            "{HEADER}24,invalid,DUPLICATE_IN_INPUT,x,,0,,t,a,\n2,created,,,200,1,3,t,a,\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        assert!(prior.get(Some("a"), 2).unwrap().success);
+        assert!(!prior.get(None, 24).unwrap().success);
+        assert_eq!(prior.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_remembered() {
+        let file = write(&format!(
+            "{HEADER}1,failed,TIMEOUT,x,,5,9,t,a,\n2,failed,INVALID_THEME_NAME,x,400,1,9,t,b,\n3,skipped,INTERRUPTED,x,503,2,9,t,c,\n4,failed,HTTP_429,x,429,5,9,t,d,\n5,invalid,MISSING_NAME,x,,0,,t,,\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        let maybe = |name| prior.get(Some(name), 0).unwrap().maybe_created;
+        assert!(maybe("a"));
+        assert!(!maybe("b"));
+        assert!(maybe("c"));
+        assert!(!maybe("d"));
+        assert!(
+            !prior.get(None, 5).unwrap().maybe_created,
+            "nameless rows go by _row"
+        );
+    }
+
+    #[test]
+    fn a_success_counts_only_on_the_target_it_came_from() {
+        const WITH_TARGET: &str = "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,name\n";
+        let file = write(&format!(
+            "{WITH_TARGET}1,created,,,200,1,3,t,sandbox,a\n2,created,,,200,1,3,t,https://api.example.com,b\n3,failed,TIMEOUT,x,,5,9,t,sandbox,c\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "https://api.example.com")
+            .unwrap()
+            .unwrap();
+        assert!(!prior.get(Some("a"), 0).unwrap().success, "a rehearsal's");
+        assert!(prior.get(Some("b"), 0).unwrap().success);
+        assert!(
+            !prior.get(Some("c"), 0).unwrap().maybe_created,
+            "a lost answer of the sandbox says nothing of production"
+        );
+        assert!(prior.sent);
+        let rehearsal = PriorResults::scan(file.path(), "sandbox").unwrap().unwrap();
+        assert!(rehearsal.get(Some("a"), 0).unwrap().success);
+        assert!(rehearsal.get(Some("c"), 0).unwrap().maybe_created);
+    }
+
+    #[test]
+    fn a_file_from_before_targets_is_upgraded_in_place() {
+        let file = write(&format!(
+            "{HEADER}1,created,,,200,1,3,t,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,ops\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        assert!(prior.columns.is_legacy());
+        assert!(prior.get(Some("a"), 0).unwrap().success, "no target is any");
+        upgrade_legacy(&prior, file.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(file.path()).unwrap(),
+            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,Name,team\n1,created,,,200,1,3,t,,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,,ops\n"
+        );
+        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        assert!(!prior.columns.is_legacy());
+        assert!(prior.get(Some("a"), 0).unwrap().success);
+    }
+
+    #[test]
+    fn a_lost_answer_is_remembered_past_later_rows_that_sent_nothing() {
+        let file = write(&format!(
+            "{HEADER}1,failed,HTTP_500,x,500,1,9,t,a,\n1,skipped,ABORTED_UNAUTHORIZED,x,,0,,t,a,\n1,failed,HTTP_429,x,429,5,9,t,a,\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        assert!(prior.get(Some("a"), 0).unwrap().maybe_created);
+    }
+
+    #[test]
+    fn a_prior_packs_into_one_word() {
+        for prior in [
+            Prior {
+                offset: 0,
+                success: false,
+                maybe_created: false,
+                absent_before: false,
+                created: false,
+            },
+            Prior {
+                offset: 123_456_789_012,
+                success: true,
+                maybe_created: false,
+                absent_before: false,
+                created: false,
+            },
+            Prior {
+                offset: (1 << 60) - 1,
+                success: true,
+                maybe_created: true,
+                absent_before: true,
+                created: true,
+            },
+        ] {
+            assert_eq!(Prior::unpack(prior.pack()), prior);
+        }
+    }
+
+    #[test]
+    fn files_that_are_not_results_are_refused() {
+        let file = write("name,connectionType\na,DATAMART\n");
+        let error = PriorResults::scan(file.path(), "t").err().unwrap();
+        assert!(
+            error.to_string().contains("not a dbprov results file"),
+            "{error}"
+        );
+        assert!(PriorResults::scan(write("").path(), "t").unwrap().is_none());
+        assert!(
+            PriorResults::scan(write("_row,_sta").path(), "t")
+                .unwrap()
+                .is_none()
+        );
+    }
+}
