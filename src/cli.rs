@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::input::CsvFormat;
 use crate::input::decode::{parse_delimiter, parse_encoding};
-use crate::model::{self, Rate, Shard};
+use crate::model::{self, MaxFailures, RateLimit, Shard};
 use crate::sandbox::{DEFAULT_API_KEY, RateLimitHeaders, WindowLimit};
 
 /// Help headings: a command's options in groups, the global ones last.
@@ -420,63 +420,6 @@ pub enum ProgressArg {
     Always,
     /// No bar: log lines.
     Never,
-}
-
-/// `--max-failures`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MaxFailures {
-    /// More failed rows than this stop the job.
-    Count(u64),
-    /// More failed rows than this share of the input's rows stop the job.
-    Percent(f64),
-}
-
-impl std::str::FromStr for MaxFailures {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<MaxFailures, String> {
-        let text = text.trim();
-        let wrong = || format!("'{text}' is neither a count (50) nor a share (2%)");
-        match text.strip_suffix('%') {
-            Some(share) => {
-                let share: f64 = share.trim().parse().map_err(|_| wrong())?;
-                if !(0.0..=100.0).contains(&share) {
-                    return Err(format!("{text}: a share is between 0% and 100%"));
-                }
-                Ok(MaxFailures::Percent(share))
-            }
-            None => text.parse().map(MaxFailures::Count).map_err(|_| wrong()),
-        }
-    }
-}
-
-/// `--rate`: a rate, or none at all.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RateLimit {
-    /// At most this rate.
-    Limited(Rate),
-    /// As fast as `--concurrency` allows.
-    Unlimited,
-}
-
-impl std::fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RateLimit::Limited(rate) => write!(f, "{rate}"),
-            RateLimit::Unlimited => f.write_str("unlimited"),
-        }
-    }
-}
-
-impl std::str::FromStr for RateLimit {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<RateLimit, String> {
-        match text.trim() {
-            "unlimited" | "none" => Ok(RateLimit::Unlimited),
-            _ => text.parse().map(RateLimit::Limited),
-        }
-    }
 }
 
 /// `--on-exists`.

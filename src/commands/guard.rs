@@ -48,19 +48,59 @@ pub(crate) fn open_output(
         Output::Stdout => return Ok((Sink::Stdout, None)),
         Output::File(path) => path,
     };
-    let mut file = OutputFile::lock(path)?;
+    let file = OutputFile::lock(path)?;
+    let Some(prior) = scan_existing(&file, path, target, continuing, running)? else {
+        return Ok((Sink::File(file), None));
+    };
+    let shown = path.display();
+    // A retry of a dry run's own results, in place, plans their rows again: nothing in
+    // that file was sent, so nothing is lost. It is the retry a dry run's summary prints.
+    let in_place = running == (Running::Retry { in_place: true });
+    let replanning = in_place && !prior.sent;
+    if dry_run && (prior.sent || (continuing == Continuing::Resume && !replanning)) {
+        let what = if running == Running::Plan {
+            "a plan"
+        } else {
+            "a dry run"
+        };
+        anyhow::bail!(
+            "{what} does not change the earlier results in {shown}: give -o a new file for it"
+        );
+    }
+    match continuing {
+        Continuing::Resume => {
+            let (file, prior) = continue_file(file, path, prior, target, operation, running)?;
+            Ok((Sink::File(file), Some(Arc::new(prior))))
+        }
+        Continuing::Refuse if prior.sent => anyhow::bail!(
+            "{shown} records requests that were sent. Use --resume to continue it (only the rows that did not succeed are sent), --overwrite to replace it, or give another -o"
+        ),
+        Continuing::Refuse | Continuing::Overwrite => Ok((Sink::File(file), None)),
+    }
+}
+
+/// What a results file already at the path holds; `None` if it holds nothing (or is to be
+/// overwritten whatever it is). A file that is no results file is refused, saying what to
+/// do instead.
+fn scan_existing(
+    file: &OutputFile,
+    path: &Path,
+    target: &str,
+    continuing: Continuing,
+    running: Running,
+) -> anyhow::Result<Option<PriorResults>> {
     let shown = path.display();
     // Without -o, a retry's results file is its input too.
     let in_place = running == (Running::Retry { in_place: true });
-    let prior = match PriorResults::scan(&file.real_path, target) {
-        Ok(prior) => prior,
-        Err(error @ ResumeError::Io { .. }) => return Err(error.into()),
-        Err(_) if continuing == Continuing::Overwrite => None,
+    match PriorResults::scan(&file.real_path, target) {
+        Ok(prior) => Ok(prior),
+        Err(error @ ResumeError::Io { .. }) => Err(error.into()),
+        Err(_) if continuing == Continuing::Overwrite => Ok(None),
         Err(ResumeError::NotResults { missing, .. }) if in_place => {
             anyhow::bail!(not_results_input(&shown.to_string(), &missing, running))
         }
         // A file to continue says itself what is wrong with it.
-        Err(error) if in_place || continuing == Continuing::Resume => return Err(error.into()),
+        Err(error) if in_place || continuing == Continuing::Resume => Err(error.into()),
         Err(error) => {
             let overwrite = match (running.has_overwrite(), continuing) {
                 (false, _) => "",
@@ -76,77 +116,60 @@ pub(crate) fn open_output(
                 "{shown} exists and is not a dbprov results file ({why}): give another -o{overwrite}"
             )
         }
-    };
-    let Some(mut prior) = prior else {
-        return Ok((Sink::File(file), None));
-    };
-    // A retry of a dry run's own results, in place, plans their rows again: nothing in
-    // that file was sent, so nothing is lost. It is the retry a dry run's summary prints.
-    let replanning = in_place && !prior.sent;
-    if dry_run && (prior.sent || (continuing == Continuing::Resume && !replanning)) {
-        let what = if running == Running::Plan {
-            "a plan"
+    }
+}
+
+/// Readies a results file to be continued: written by the command that continues it, in
+/// today's columns, and rewritable at the end.
+fn continue_file(
+    mut file: OutputFile,
+    path: &Path,
+    mut prior: PriorResults,
+    target: &str,
+    operation: Option<Operation>,
+    running: Running,
+) -> anyhow::Result<(OutputFile, PriorResults)> {
+    let shown = path.display();
+    if let Some(operation) = operation
+        && !prior.written_by.agrees_with(operation)
+    {
+        let by = prior.written_by.describe();
+        let this = if let Running::Retry { .. } = running {
+            format!(
+                "this retry re-sends rows of `dbprov {}`",
+                operation.command()
+            )
         } else {
-            "a dry run"
+            format!("this is `dbprov {}`", running.name())
         };
-        anyhow::bail!(
-            "{what} does not change the earlier results in {shown}: give -o a new file for it"
+        anyhow::bail!("{shown} holds the results of `dbprov {by}`, and {this}: give another -o");
+    }
+    if prior.columns.is_legacy() || !prior.columns.in_place() {
+        match prior.columns.is_legacy() {
+            true => tracing::info!("{shown} was written before _target was recorded: adding it"),
+            // A spreadsheet moved them: the rows this run appends must line up.
+            false => tracing::info!(
+                "the result columns of {shown} are not first, in dbprov's order: putting them back"
+            ),
+        }
+        upgrade_legacy(&prior, &file.real_path)
+            .with_context(|| format!("cannot rewrite {shown}"))?;
+        // The rewrite is a new file: the lock must be on it.
+        drop(file);
+        file = OutputFile::lock(path)?;
+        prior = PriorResults::scan(&file.real_path, target)?
+            .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
+    }
+    if let (rows @ 1.., other) = &prior.elsewhere {
+        tracing::warn!(
+            "{rows} rows of {shown} were recorded against {other}, not {target}: their successes do not count here, and those rows are sent again"
         );
     }
-    match continuing {
-        Continuing::Resume => {
-            if let Some(operation) = operation
-                && !prior.written_by.agrees_with(operation)
-            {
-                let by = prior.written_by.describe();
-                let this = if let Running::Retry { .. } = running {
-                    format!(
-                        "this retry re-sends rows of `dbprov {}`",
-                        operation.command()
-                    )
-                } else {
-                    format!("this is `dbprov {}`", running.name())
-                };
-                anyhow::bail!(
-                    "{shown} holds the results of `dbprov {by}`, and {this}: give another -o"
-                );
-            }
-            if prior.columns.is_legacy() || !prior.columns.in_place() {
-                match prior.columns.is_legacy() {
-                    true => {
-                        tracing::info!("{shown} was written before _target was recorded: adding it")
-                    }
-                    // A spreadsheet moved them: the rows this run appends must line up.
-                    false => tracing::info!(
-                        "the result columns of {shown} are not first, in dbprov's order: putting them back"
-                    ),
-                }
-                upgrade_legacy(&prior, &file.real_path)
-                    .with_context(|| format!("cannot rewrite {shown}"))?;
-                // The rewrite is a new file: the lock must be on it.
-                drop(file);
-                file = OutputFile::lock(path)?;
-                prior = PriorResults::scan(&file.real_path, target)?
-                    .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
-            }
-            if let (rows @ 1.., other) = &prior.elsewhere {
-                tracing::warn!(
-                    "{rows} rows of {shown} were recorded against {other}, not {target}: their successes do not count here, and those rows are sent again"
-                );
-            }
-            file.check_rewrite().with_context(|| {
-                format!(
-                    "{shown} is rewritten at the end of the run, and its folder does not allow that"
-                )
-            })?;
-            prior.path = path.clone();
-            Ok((Sink::File(file), Some(Arc::new(prior))))
-        }
-        Continuing::Refuse if prior.sent => anyhow::bail!(
-            "{shown} records requests that were sent. Use --resume to continue it (only the rows that did not succeed are sent), --overwrite to replace it, or give another -o"
-        ),
-        Continuing::Refuse | Continuing::Overwrite => Ok((Sink::File(file), None)),
-    }
+    file.check_rewrite().with_context(|| {
+        format!("{shown} is rewritten at the end of the run, and its folder does not allow that")
+    })?;
+    prior.path = path.to_owned();
+    Ok((file, prior))
 }
 
 /// Reads the results file that `retry` or `rollback` takes as its input; a file that is no

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::summary_file;
 use super::target::Target;
-use crate::cli::{JobArgs, MaxFailures};
+use crate::cli::JobArgs;
 use crate::input::{self, CsvFormat};
 use crate::job::{self, Job, Mode, Source, StopReason};
-use crate::model::{Input, Operation, Output, Shard};
+use crate::model::{Input, MaxFailures, Operation, Output, Shard};
 use crate::pacing::PacingReport;
 use crate::records::{PriorResults, Sink};
 use crate::report::summary::AnnouncedLimit;

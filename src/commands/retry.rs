@@ -11,7 +11,7 @@ use super::target::Target;
 use crate::cli::RetryArgs;
 use crate::job::Source;
 use crate::model::{Input, Operation, Output};
-use crate::records::PriorResults;
+use crate::records::{PriorResults, Sink};
 use crate::report::signals;
 
 pub(super) async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
@@ -20,73 +20,18 @@ pub(super) async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         args.results != "-",
         "retry reads a results file, not stdin: give its path"
     );
-    let results = PathBuf::from(&args.results);
-    let (in_place, into) = (
-        Running::Retry { in_place: true },
-        Running::Retry { in_place: false },
-    );
-    let running = if args.output.is_none() {
-        in_place
-    } else {
-        into
+    let running = Running::Retry {
+        in_place: args.output.is_none(),
     };
     let target = Target::new(args.dry_run, running, args.sandbox, &args.job).await?;
-    let empty = || anyhow::anyhow!("{} is empty: there is nothing to retry", args.results);
-    // The rows are re-sent as the command that wrote them sent them: a delete's are
-    // deleted again, never created.
-    let operation_of = |log: &PriorResults| {
-        log.written_by.operation().map_err(|both| {
-            anyhow::anyhow!(
-                "{} holds rows of {both}: retry cannot tell which to send. Split the file, or send the rows again with the command they are for",
-                args.results
-            )
-        })
-    };
     // Without -o the results file itself is the log, read once for both roles, and locked
     // before it is read; with -o, a file left by an interrupted retry is carried on, and
     // the input is locked all the same while it is read.
-    let mut held = None;
-    let (input, output, sink, output_log, operation) = match args.output.as_deref() {
-        None => {
-            let output = Output::File(results);
-            refuse_clobbering(&[], &output, &args.job, in_place)?;
-            let (sink, log) = open_output(
-                &output,
-                Continuing::Resume,
-                args.dry_run,
-                &target.name,
-                None,
-                in_place,
-            )?;
-            let log = log.ok_or_else(empty)?;
-            let operation = operation_of(&log)?;
-            (log.clone(), output, sink, Some(log), operation)
-        }
-        Some(path) => {
-            let output = if path == "-" {
-                Output::Stdout
-            } else {
-                Output::File(path.into())
-            };
-            refuse_clobbering(&[&Input::File(results.clone())], &output, &args.job, into)?;
-            held = hold_input(&results)?;
-            let input = scan_input(&results, &target.name, into)?.ok_or_else(empty)?;
-            let operation = operation_of(&input)?;
-            let continuing = match output {
-                Output::File(_) => Continuing::Resume,
-                Output::Stdout => Continuing::Refuse,
-            };
-            let (sink, log) = open_output(
-                &output,
-                continuing,
-                args.dry_run,
-                &target.name,
-                Some(operation),
-                into,
-            )?;
-            (Arc::new(input), output, sink, log, operation)
-        }
+    let opened = match args.output.as_deref() {
+        None => in_place(&args, &target.name)?,
+        Some(path) => into_another(&args, path, &target.name)?,
     };
+    let (input, operation) = (opened.input, opened.operation);
     let (elsewhere, other) = &input.elsewhere;
     anyhow::ensure!(
         operation != Operation::Delete || *elsewhere == 0 || args.dry_run,
@@ -105,13 +50,108 @@ pub(super) async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
     let rows = Rows {
         source: Source::Results(input),
         total,
-        output,
-        sink,
-        output_log,
+        output: opened.output,
+        sink: opened.sink,
+        output_log: opened.output_log,
         operation,
         preflight: args.job.preflight.on(),
     };
     let exit = run_job(rows, target, &args.job).await;
-    drop(held);
+    drop(opened.held);
     exit
+}
+
+/// The files of a retry, opened and locked.
+struct Opened {
+    /// The results file whose rows are re-sent.
+    input: Arc<PriorResults>,
+    output: Output,
+    sink: Sink,
+    /// The results file this retry continues, if any.
+    output_log: Option<Arc<PriorResults>>,
+    /// What the rows are re-sent as: the operation that wrote them.
+    operation: Operation,
+    /// The input's shared lock, when it is not the output.
+    held: Option<std::fs::File>,
+}
+
+/// A retry without -o: the results file is its input and its output.
+fn in_place(args: &RetryArgs, target: &str) -> anyhow::Result<Opened> {
+    let running = Running::Retry { in_place: true };
+    let output = Output::File(PathBuf::from(&args.results));
+    refuse_clobbering(&[], &output, &args.job, running)?;
+    let (sink, log) = open_output(
+        &output,
+        Continuing::Resume,
+        args.dry_run,
+        target,
+        None,
+        running,
+    )?;
+    let log = log.ok_or_else(|| nothing_to_retry(args))?;
+    let operation = operation_of(args, &log)?;
+    Ok(Opened {
+        input: log.clone(),
+        output,
+        sink,
+        output_log: Some(log),
+        operation,
+        held: None,
+    })
+}
+
+/// A retry into another file (`-o PATH`, or `-o -`): one left by an interrupted retry is
+/// carried on.
+fn into_another(args: &RetryArgs, path: &str, target: &str) -> anyhow::Result<Opened> {
+    let running = Running::Retry { in_place: false };
+    let results = PathBuf::from(&args.results);
+    let output = if path == "-" {
+        Output::Stdout
+    } else {
+        Output::File(path.into())
+    };
+    refuse_clobbering(
+        &[&Input::File(results.clone())],
+        &output,
+        &args.job,
+        running,
+    )?;
+    let held = hold_input(&results)?;
+    let input = scan_input(&results, target, running)?.ok_or_else(|| nothing_to_retry(args))?;
+    let operation = operation_of(args, &input)?;
+    let continuing = match output {
+        Output::File(_) => Continuing::Resume,
+        Output::Stdout => Continuing::Refuse,
+    };
+    let (sink, log) = open_output(
+        &output,
+        continuing,
+        args.dry_run,
+        target,
+        Some(operation),
+        running,
+    )?;
+    Ok(Opened {
+        input: Arc::new(input),
+        output,
+        sink,
+        output_log: log,
+        operation,
+        held,
+    })
+}
+
+fn nothing_to_retry(args: &RetryArgs) -> anyhow::Error {
+    anyhow::anyhow!("{} is empty: there is nothing to retry", args.results)
+}
+
+/// The rows are re-sent as the command that wrote them sent them: a delete's are deleted
+/// again, never created.
+fn operation_of(args: &RetryArgs, log: &PriorResults) -> anyhow::Result<Operation> {
+    log.written_by.operation().map_err(|both| {
+        anyhow::anyhow!(
+            "{} holds rows of {both}: retry cannot tell which to send. Split the file, or send the rows again with the command they are for",
+            args.results
+        )
+    })
 }

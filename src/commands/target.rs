@@ -8,9 +8,9 @@ use anyhow::Context;
 
 use super::running::Running;
 use crate::api::{Client, RetryPolicy};
-use crate::cli::{JobArgs, RateLimit};
+use crate::cli::JobArgs;
 use crate::job::{Mode, Sender};
-use crate::model::ApiKey;
+use crate::model::{ApiKey, RateLimit};
 use crate::pacing::PacingSettings;
 use crate::sandbox::{self, SandboxConfig};
 

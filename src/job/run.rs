@@ -60,6 +60,16 @@ pub struct Job {
 }
 
 impl Job {
+    /// Whether the workspaces are listed before any row is sent: a plan's, and a run's
+    /// with `--preflight`.
+    fn lists_first(&self) -> bool {
+        match &self.mode {
+            Mode::Plan(_) => true,
+            Mode::Send(_) => self.preflight && self.operation == Operation::Create,
+            Mode::DryRun => false,
+        }
+    }
+
     /// What settles the rows this job may leave unsent or unrecorded, in the words of the
     /// command running (`retry` has no --resume: it goes on with its file by itself), for
     /// the messages that say so.
@@ -147,11 +157,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let rerun = job.rerun();
     signals::rerun_is(rerun);
-    let streamed_input = match &job.source {
-        Source::Csv(Input::Stdin, _) => true,
-        Source::Csv(Input::File(path), _) => !std::fs::metadata(path).is_ok_and(|m| m.is_file()),
-        Source::Results(_) | Source::Created(_) => false,
-    };
+    let streamed_input = job.source.is_streamed();
+    let list_first = job.lists_first();
     let reader = match open_reader(job.source, job.shard, job.operation.names_only()).await {
         Ok(reader) => reader,
         Err(error) => {
@@ -193,11 +200,6 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         let rows_left = move || total.get().map(|rows| rows.saturating_sub(bar.position()));
         Pacer::new(sender.pacing).with_rows_left(rows_left)
     });
-    let list_first = match &job.mode {
-        Mode::Plan(_) => true,
-        Mode::Send(_) => job.preflight && job.operation == Operation::Create,
-        Mode::DryRun => false,
-    };
     let shared = Arc::new(Shared {
         mode: job.mode,
         operation: job.operation,
@@ -211,18 +213,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         streamed_input,
         rerun,
     });
-
     let (outcomes_tx, outcomes_rx) = mpsc::channel::<ToWrite>(CHANNEL_ROWS);
-    let writing = tokio::task::spawn_blocking({
-        let bar = job.progress.clone();
-        let shared = shared.clone();
-        move || {
-            let stop_sending = || {
-                shared.stop(StopReason::OutputFailed);
-            };
-            writer::write_results(writer, outcomes_rx, stop_sending, &bar, rerun)
-        }
-    });
+    let writing = writer::spawn(writer, outcomes_rx, &shared, &job.progress);
     let shown = progress::show(&shared, &job.progress, job.progress_every);
     let ctrl_c = stop_on_interrupt(&shared);
 
@@ -240,6 +232,20 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         input_ended,
     };
     settle(&shared, written, reading, ended, &job.output_name).await
+}
+
+impl Source {
+    /// Whether the rows come from a pipe or a stream, not a file: after a stop it is read
+    /// no further.
+    fn is_streamed(&self) -> bool {
+        match self {
+            Source::Csv(Input::Stdin, _) => true,
+            Source::Csv(Input::File(path), _) => {
+                !std::fs::metadata(path).is_ok_and(|m| m.is_file())
+            }
+            Source::Results(_) | Source::Created(_) => false,
+        }
+    }
 }
 
 /// Opens the rows of `source`: a tenant CSV, or a results file read as input.
@@ -291,7 +297,7 @@ fn open_writer(
                     now: names(carried_names),
                 });
             }
-            let layout = Layout::continuing(target.excel, log);
+            let layout = Layout::continuing(target.excel, log.delimiter, log.bom);
             ResultsWriter::append(file, log, carried_names, target.name, layout)
         }
         (_, sink) => ResultsWriter::create(sink, carried_names, target.name, target.layout),

@@ -1,8 +1,13 @@
 //! The writer thread: final rows in, the results file and the running counts out. The
 //! first record that cannot be written stops the sending (no request without its record).
 
+use std::sync::Arc;
+
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::shared::{Shared, StopReason};
 
 use crate::model::{RowOutcome, Status};
 use crate::records::{Final, ResultsWriter};
@@ -32,6 +37,22 @@ fn failure_text(writer: &ResultsWriter, error: &std::io::Error, rerun: &str) -> 
         rescued if rescued.is_empty() => error.to_string(),
         rescued => format!("{error}; {rescued}"),
     }
+}
+
+/// Starts the writer thread: it stops the job's sending at the first row it cannot write.
+pub(super) fn spawn(
+    writer: ResultsWriter,
+    outcomes_rx: mpsc::Receiver<ToWrite>,
+    shared: &Arc<Shared>,
+    bar: &ProgressBar,
+) -> JoinHandle<Written> {
+    let (shared, bar) = (shared.clone(), bar.clone());
+    tokio::task::spawn_blocking(move || {
+        let stop_sending = || {
+            shared.stop(StopReason::OutputFailed);
+        };
+        write_results(writer, outcomes_rx, stop_sending, &bar, shared.rerun)
+    })
 }
 
 /// Writes every final row as it comes. The first write that fails stops the job at once

@@ -13,5 +13,7 @@ pub mod status;
 pub use operation::Operation;
 pub use outcome::{LEGACY_COLUMNS, RESULT_COLUMNS, RowOutcome};
 pub use prior::{Earlier, Prior};
-pub use settings::{ApiKey, Input, LogFormat, OnExists, Output, ProgressMode, Rate, Shard};
+pub use settings::{
+    ApiKey, Input, LogFormat, MaxFailures, OnExists, Output, ProgressMode, Rate, RateLimit, Shard,
+};
 pub use status::Status;

@@ -3,8 +3,6 @@
 
 use std::io::Write;
 
-use super::prior::PriorResults;
-
 /// How a results file is laid out: `,` and LF for scripts; for a spreadsheet
 /// (`--excel`), a UTF-8 byte-order mark and CRLF, so that Excel reads it as UTF-8 and as
 /// CSV, and `;` when the input had it (Excel in most of Europe splits on `;`).
@@ -41,11 +39,11 @@ impl Layout {
 
     /// A results file continued: it keeps its delimiter and byte-order mark, so that the
     /// rows appended read back like the ones before them.
-    pub fn continuing(excel: bool, prior: &PriorResults) -> Layout {
+    pub fn continuing(excel: bool, delimiter: u8, bom: bool) -> Layout {
         Layout {
-            delimiter: prior.delimiter,
+            delimiter,
             crlf: excel,
-            bom: excel || prior.bom,
+            bom: excel || bom,
         }
     }
 

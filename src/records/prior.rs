@@ -367,7 +367,6 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::records::rewrite::upgrade_legacy;
 
     fn write(contents: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -453,24 +452,6 @@ mod tests {
         let rehearsal = PriorResults::scan(file.path(), "sandbox").unwrap().unwrap();
         assert!(rehearsal.get(Some("a"), 0).unwrap().success);
         assert!(rehearsal.get(Some("c"), 0).unwrap().maybe_created);
-    }
-
-    #[test]
-    fn a_file_from_before_targets_is_upgraded_in_place() {
-        let file = write(&format!(
-            "{HEADER}1,created,,,200,1,3,t,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,ops\n"
-        ));
-        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
-        assert!(prior.columns.is_legacy());
-        assert!(prior.get(Some("a"), 0).unwrap().success, "no target is any");
-        upgrade_legacy(&prior, file.path()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(file.path()).unwrap(),
-            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,Name,team\n1,created,,,200,1,3,t,,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,,ops\n"
-        );
-        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
-        assert!(!prior.columns.is_legacy());
-        assert!(prior.get(Some("a"), 0).unwrap().success);
     }
 
     #[test]

@@ -147,3 +147,36 @@ pub(crate) fn in_input_order(
         out.flush()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn write(contents: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
+        file
+    }
+
+    const HEADER: &str = "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,Name,team\n";
+
+    #[test]
+    fn a_file_from_before_targets_is_upgraded_in_place() {
+        let file = write(&format!(
+            "{HEADER}1,created,,,200,1,3,t,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,ops\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        assert!(prior.columns.is_legacy());
+        assert!(prior.get(Some("a"), 0).unwrap().success, "no target is any");
+        upgrade_legacy(&prior, file.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(file.path()).unwrap(),
+            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,Name,team\n1,created,,,200,1,3,t,,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,,ops\n"
+        );
+        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        assert!(!prior.columns.is_legacy());
+        assert!(prior.get(Some("a"), 0).unwrap().success);
+    }
+}

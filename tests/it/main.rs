@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per area, real HTTP on loopback.
 
+mod architecture;
 mod common;
 mod counts;
 mod faults;
