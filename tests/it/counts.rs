@@ -8,35 +8,20 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::de::Error as _;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, holding, job_args,
-    sandbox_with, signal, tenants, until_requests,
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, attempts, holding, job_args,
+    sandbox_with, summary, tenants, with_summary,
 };
-
-// ---------------------------------------------------------------------------------------
-// Helpers.
+use crate::process::{dbprov_with, signal, until_requests};
 
 /// The names `t-0001`... of [`tenants`]`("t", n)`.
 fn names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("t-{i:04}")).collect()
-}
-
-/// `args` with `--summary-json` into `dir`.
-fn with_summary(mut args: Vec<String>, dir: &JobDir) -> Vec<String> {
-    let path = dir.path("summary.json");
-    args.extend([
-        "--summary-json".to_owned(),
-        path.to_str().unwrap().to_owned(),
-    ]);
-    args
-}
-
-fn summary(dir: &JobDir) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap()
 }
 
 /// Rows per `_status` of a results file, as the summary's `by_status` spells it.
@@ -46,12 +31,6 @@ fn by_status(rows: &[ResultRow]) -> Value {
         *counts.entry(row["_status"].as_str()).or_default() += 1;
     }
     serde_json::to_value(counts).unwrap()
-}
-
-fn attempts(rows: &[ResultRow]) -> u64 {
-    rows.iter()
-        .map(|r| r["_attempts"].parse::<u64>().unwrap())
-        .sum()
 }
 
 /// What the sandbox's request log says of the writes: requests that repeated the one
@@ -200,9 +179,6 @@ fn json_lines(stderr: &str) -> Vec<Value> {
         })
         .collect()
 }
-
-// ---------------------------------------------------------------------------------------
-// Counts per status, and retries.
 
 #[tokio::test]
 async fn on_exists_update_counts_updated_rows_and_no_retries() {
@@ -408,9 +384,6 @@ async fn a_retry_counts_kept_and_sent_rows_once_each() {
     assert_eq!(json["retries"], 0);
 }
 
-// ---------------------------------------------------------------------------------------
-// The progress line.
-
 /// The progress line names every status met so far, and only those. The job is held still
 /// by the API's rate limit (two requests an hour, no headers) after an invalid row, a
 /// name that exists and a new one; then Ctrl-C ends it, and the rows it never finished
@@ -533,9 +506,6 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
         }
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// JSON logs.
 
 #[test]
 fn the_strict_parser_refuses_a_key_twice() {

@@ -4,31 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
+use dbprov::sandbox::{FaultConfig, RateLimitHeaders, WindowLimit};
 use serde_json::json;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
-    job_args_to, plain_sandbox, sandbox_with, set_flag, tenants, workspace, workspace_counts,
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, by_row, job_args, job_args_to,
+    plain_sandbox, run_against, run_through_faults, sandbox_with, set_flag, tenants, workspace,
+    workspace_counts,
 };
-
-/// `run INPUT -o results.csv` against `sandbox`, fast: no rate limit, millisecond backoff.
-async fn run_against(
-    sandbox: &dbprov::sandbox::Sandbox,
-    dir: &JobDir,
-    input: &str,
-    extra: &[&str],
-) -> crate::common::Finished {
-    let mut args = job_args(sandbox, dir, "results.csv");
-    args.extend(extra.iter().map(|a| a.to_string()));
-    dbprov_with(&["run", input], &args).await
-}
-
-fn by_row(rows: &[ResultRow]) -> BTreeMap<usize, &ResultRow> {
-    rows.iter()
-        .map(|r| (r["_row"].parse().unwrap(), r))
-        .collect()
-}
+use crate::process::{dbprov, dbprov_with};
 
 /// Rows 8, 16, 24, 32, 39 and 45 of `samples/tenants.csv` are wrong on purpose.
 fn assert_sample_results(rows: &[ResultRow]) {
@@ -117,30 +101,6 @@ async fn the_readme_command_runs_the_sample_against_the_embedded_sandbox() {
     .await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     assert_sample_results(&dir.results("results.csv").1);
-}
-
-/// Runs `n` valid tenants against a sandbox with `faults` and checks what every such test
-/// wants: exit 0, one results row per input row, all `created`, each workspace once.
-async fn run_through_faults(
-    faults: FaultConfig,
-    n: usize,
-    extra: &[&str],
-) -> (Sandbox, Vec<ResultRow>) {
-    let sandbox = sandbox_with(faults).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", n));
-    let run = run_against(&sandbox, &dir, &input, extra).await;
-    assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, n);
-    for row in &rows {
-        assert_eq!(row["_status"], "created", "{row:?}");
-    }
-    let counts = workspace_counts(&api).await;
-    assert_eq!(counts.len(), n);
-    assert!(counts.values().all(|c| *c == 1), "no workspace twice");
-    (sandbox, rows)
 }
 
 #[tokio::test]

@@ -14,130 +14,11 @@ use dbprov::sandbox::{FaultConfig, Sandbox};
 use serde_json::Value;
 
 use crate::common::{
-    Api, Finished, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, holding,
-    holding_seeded, job_args, job_args_to, set_flag, signal, spawn_dbprov, until_requests,
-    workspace_counts,
+    Api, JobDir, ResultRow, args_for, args_to, assert_one_row_per_input_row, by_method, by_name,
+    count, datasource_csv, expect, held, holding, holding_seeded, log, name_csv, names, names_sent,
+    read_summary, requests_total, set_flag, tally,
 };
-
-// ---------------------------------------------------------------------------------------
-// Helpers.
-
-/// The fast flags of `job_args`, with the preflight at its default (on): the other
-/// modules turn it off to count requests, and it is what these tests are about.
-fn args_for(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
-    default_preflight(job_args(sandbox, dir, output))
-}
-
-/// [`args_for`] against any API root.
-fn args_to(url: &str, key_file: &str, dir: &JobDir, output: &str) -> Vec<String> {
-    default_preflight(job_args_to(url, key_file, dir, output))
-}
-
-fn default_preflight(mut args: Vec<String>) -> Vec<String> {
-    args.retain(|a| a != "--no-preflight");
-    args
-}
-
-/// `prefix-001`, `prefix-002`, ...
-fn names(prefix: &str, n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}-{i:03}")).collect()
-}
-
-/// A tenant CSV with one valid `DATASOURCE` / `postgres-main` row per name.
-fn datasource_csv(names: &[String]) -> String {
-    let mut csv = String::from("name,connectionType,datasourceName\n");
-    for name in names {
-        csv.push_str(&format!("{name},DATASOURCE,postgres-main\n"));
-    }
-    csv
-}
-
-/// A CSV with only a `name` column.
-fn name_csv(names: &[String]) -> String {
-    let mut csv = String::from("name\n");
-    for name in names {
-        csv.push_str(name);
-        csv.push('\n');
-    }
-    csv
-}
-
-/// The sandbox's request log.
-async fn log(api: &Api) -> Vec<Value> {
-    api.get("/_sandbox/requests")
-        .await
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-/// Requests in the log per method (`GET`, `POST`, `PUT`, `DELETE`).
-fn by_method(log: &[Value]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for entry in log {
-        *counts
-            .entry(entry["method"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    counts
-}
-
-/// How many requests of `method` the log holds.
-fn count(log: &[Value], method: &str) -> usize {
-    log.iter().filter(|e| e["method"] == method).count()
-}
-
-/// The names the requests of `method` carried.
-fn names_sent(log: &[Value], method: &str) -> BTreeSet<String> {
-    log.iter()
-        .filter(|e| e["method"] == method)
-        .filter_map(|e| e["name"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Rows per status.
-fn tally(rows: &[ResultRow]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for row in rows {
-        *counts.entry(row["_status"].clone()).or_default() += 1;
-    }
-    counts
-}
-
-/// `[(status, n), ...]` as a tally, for comparisons.
-fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
-    pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
-}
-
-/// Each row by name.
-fn by_name(rows: &[ResultRow]) -> BTreeMap<String, ResultRow> {
-    rows.iter()
-        .map(|r| (r["name"].clone(), r.clone()))
-        .collect()
-}
-
-/// The names the sandbox holds now.
-async fn held(api: &Api) -> BTreeSet<String> {
-    let counts = workspace_counts(api).await;
-    assert!(
-        counts.values().all(|n| *n == 1),
-        "no workspace twice: {counts:?}"
-    );
-    counts.into_keys().collect()
-}
-
-/// `head` followed by `args`.
-fn line<'a>(head: &[&'a str], args: &'a [String]) -> Vec<&'a str> {
-    let mut all = head.to_vec();
-    all.extend(args.iter().map(String::as_str));
-    all
-}
-
-/// Reads a `--summary-json` file.
-fn summary(path: &std::path::Path) -> Value {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&bytes).unwrap()
-}
+use crate::process::{Finished, dbprov_with, line, signal, spawn_dbprov, until_requests};
 
 /// The row counts of a summary, by status.
 fn summary_counts(summary: &Value) -> Value {
@@ -176,13 +57,6 @@ async fn kill_9_after(api: &Api, command: &[&str], n: u64) {
     );
 }
 
-fn requests_total(stats: &Value) -> u64 {
-    stats["requests_total"].as_u64().unwrap()
-}
-
-// ---------------------------------------------------------------------------------------
-// 1. The preflight list of `run`.
-
 /// Ten names the sandbox holds and ten it does not, in one input, with these extra flags.
 /// A list of exactly ten names is one page: dbprov asks for the second page too, to be
 /// sure the API did not page it, so every run here lists with two GETs.
@@ -200,7 +74,7 @@ async fn ten_old_ten_new(extra: &[&str]) -> (Sandbox, JobDir, Finished, Vec<Resu
     let run = dbprov_with(&["run", &input], &args).await;
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 20);
-    let summary = summary(&summary_path);
+    let summary = read_summary(&summary_path);
     (sandbox, dir, run, rows, summary)
 }
 
@@ -308,9 +182,6 @@ async fn no_preflight_lists_nothing_and_posts_every_row() {
     assert_eq!(summary["listed_workspaces"], Value::Null, "{summary}");
 }
 
-// ---------------------------------------------------------------------------------------
-// 2. The preflight list settles outcomes that a lost answer leaves unknown.
-
 #[tokio::test]
 async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
     let old = names("old", 30);
@@ -373,9 +244,6 @@ async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
         "each name once, nothing else"
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// 3. A list call that fails is a warning for `run` and an error for `plan`.
 
 /// What the stub answers to a list call.
 #[derive(Clone, Copy, Debug)]
@@ -493,7 +361,7 @@ async fn a_list_call_that_fails_is_a_warning_and_every_row_is_posted() {
         assert_one_row_per_input_row(&rows, 8);
         assert_eq!(tally(&rows), expect(&[("created", 8)]), "{list:?}");
         assert_eq!(
-            summary(&summary_path)["listed_workspaces"],
+            read_summary(&summary_path)["listed_workspaces"],
             Value::Null,
             "{list:?}: no listing was made"
         );
@@ -534,9 +402,6 @@ async fn plan_stops_with_exit_3_when_the_list_call_fails() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// 4. `plan`: no write, and the counts of the run that follows.
-
 #[tokio::test]
 async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
     let old = names("old", 10);
@@ -569,7 +434,7 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
         expect(&[("planned", 15), ("exists", 10), ("invalid", 2)])
     );
     assert!(planned.iter().all(|r| r["_attempts"] == "0"), "{planned:?}");
-    let plan_summary = summary(&plan_summary);
+    let plan_summary = read_summary(&plan_summary);
 
     let mut args = args_for(&sandbox, &dir, "results.csv");
     let run_summary = dir.path("run.json");
@@ -588,7 +453,7 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
     expected.as_object_mut().unwrap().remove("planned");
     expected["created"] = planned_count;
     assert_eq!(
-        summary_counts(&summary(&run_summary)),
+        summary_counts(&read_summary(&run_summary)),
         expected,
         "the plan's counts, planned read as created"
     );
@@ -615,7 +480,7 @@ async fn plan_summary_json_has_the_counts_by_status() {
     args.extend(["--summary-json", path.to_str().unwrap()].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 0, "{}", plan.stderr);
-    let summary = summary(&path);
+    let summary = read_summary(&path);
     assert_eq!(
         summary["by_status"],
         serde_json::json!({"exists": 2, "planned": 3}),
@@ -667,9 +532,6 @@ async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
         "two plans, two list calls, no write"
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// 5. `update` over faults.
 
 fn faulty() -> FaultConfig {
     FaultConfig {
@@ -738,9 +600,6 @@ async fn update_puts_new_settings_through_faults_and_fails_a_missing_name() {
         assert_eq!(workspace["themeName"], "dark", "{workspace}");
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// 6. `delete` over faults.
 
 #[tokio::test]
 async fn delete_through_faults_deletes_what_exists_and_marks_the_rest_absent() {
@@ -831,9 +690,6 @@ async fn delete_marks_empty_and_repeated_names_invalid() {
     assert_eq!(count(&log(&api).await, "DELETE"), 2);
     assert_eq!(held(&api).await, BTreeSet::from(["w-003".to_owned()]));
 }
-
-// ---------------------------------------------------------------------------------------
-// 7. `rollback`.
 
 /// A run of 20 new and 10 listed names against a sandbox with these faults: returns the
 /// sandbox, the job folder (results in `results.csv`), and the listed names.
@@ -1015,9 +871,6 @@ async fn rollback_against_another_target_is_refused_naming_the_target() {
     assert_eq!(other_api.workspace_names().await.len(), 20);
 }
 
-// ---------------------------------------------------------------------------------------
-// 8. kill -9, then `--resume`.
-
 /// A sandbox holding `names`, answering each request after 5 ms.
 async fn slow_holding(names: &[String]) -> Sandbox {
     holding(
@@ -1031,6 +884,7 @@ async fn slow_holding(names: &[String]) -> Sandbox {
 }
 
 const KILL_ROWS: usize = 300;
+
 const KILL_CONCURRENCY: usize = 4;
 
 /// `job_args` with 4 in flight.
@@ -1151,9 +1005,6 @@ async fn rollback_killed_then_resumed_completes_the_file() {
     assert_eq!(held(&api).await, old.into_iter().collect());
 }
 
-// ---------------------------------------------------------------------------------------
-// 9. `retry` of a delete's or an update's results.
-
 #[tokio::test]
 async fn retry_of_a_delete_sends_deletes_again_never_a_post() {
     let doomed = names("w", 30);
@@ -1247,9 +1098,6 @@ async fn retry_of_an_update_sends_puts_again_never_a_post() {
             .all(|w| w["datamartName"] == "finance-mart" && w["connectionType"] == "DATAMART")
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// Default output paths.
 
 #[tokio::test]
 async fn each_command_writes_beside_its_input_by_default() {

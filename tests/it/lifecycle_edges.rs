@@ -3,35 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use dbprov::sandbox::{self, Sandbox, SandboxConfig};
+use dbprov::sandbox;
+use dbprov::sandbox::SandboxConfig;
 
-use crate::common::{Api, JobDir, ResultRow, dbprov_with, job_args, job_args_to};
-
-/// A sandbox holding these workspaces from the start.
-async fn holding(names: &[&str]) -> Sandbox {
-    crate::common::holding(names, dbprov::sandbox::FaultConfig::default()).await
-}
-
-fn statuses(rows: &[ResultRow]) -> BTreeMap<String, String> {
-    rows.iter()
-        .map(|r| (r["name"].clone(), r["_status"].clone()))
-        .collect()
-}
-
-/// The methods the sandbox has seen, in order.
-async fn methods(api: &Api) -> Vec<String> {
-    api.get("/_sandbox/requests")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["method"].as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::common::{
+    Api, JobDir, ResultRow, holding_names, job_args, job_args_to, methods, set_flag, statuses,
+    tenants,
+};
+use crate::hostile::{Hostile, HostileState, hostile_args};
+use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
 async fn a_delete_against_a_wrong_api_root_reports_no_workspace_gone() {
-    let sandbox = holding(&["a", "b"]).await;
+    let sandbox = holding_names(&["a", "b"]).await;
     let dir = JobDir::new();
     let input = dir.write("off.csv", "name\na\nb\n");
     // A path the API does not serve: every DELETE meets a 404 about the path.
@@ -51,7 +35,7 @@ async fn a_delete_against_a_wrong_api_root_reports_no_workspace_gone() {
 #[tokio::test]
 async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_name() {
     let names = ["Acme & Sons", "café=1", "a+b", "x?y#z", "Zoë Ltd"];
-    let sandbox = holding(&names).await;
+    let sandbox = holding_names(&names).await;
     let dir = JobDir::new();
     let mut csv = String::from("name\n");
     for name in names {
@@ -74,10 +58,10 @@ async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_nam
 
 #[tokio::test]
 async fn a_results_file_is_continued_only_by_the_command_that_wrote_it() {
-    let sandbox = holding(&[]).await;
+    let sandbox = holding_names(&[]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let input = dir.write("t.csv", &tenants("t", 4));
     let args = job_args(&sandbox, &dir, "r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     let before = methods(&api).await.len();
@@ -97,11 +81,11 @@ async fn a_results_file_is_continued_only_by_the_command_that_wrote_it() {
 
 #[tokio::test]
 async fn retry_sends_an_updates_failures_as_puts() {
-    let sandbox = holding(&["t-0001", "t-0002"]).await;
+    let sandbox = holding_names(&["t-0001", "t-0002"]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     // Four rows, two of which do not exist: those fail, and must never be created.
-    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let input = dir.write("t.csv", &tenants("t", 4));
     let args = job_args(&sandbox, &dir, "u.csv");
     let update = dbprov_with(&["update", &input], &args).await;
     assert_eq!(update.exit, 1, "{}", update.stderr);
@@ -120,7 +104,7 @@ async fn retry_sends_an_updates_failures_as_puts() {
 
 #[tokio::test]
 async fn rollback_refuses_a_file_that_cannot_say_where_its_rows_were_created() {
-    let sandbox = holding(&["a"]).await;
+    let sandbox = holding_names(&["a"]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let args = job_args(&sandbox, &dir, "undo.csv");
@@ -152,9 +136,9 @@ async fn rollback_refuses_a_file_that_cannot_say_where_its_rows_were_created() {
 
 #[tokio::test]
 async fn a_name_the_list_shows_taken_counts_towards_max_failures_with_on_exists_fail() {
-    let sandbox = holding(&["t-0001", "t-0002", "t-0003"]).await;
+    let sandbox = holding_names(&["t-0001", "t-0002", "t-0003"]).await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 40));
+    let input = dir.write("t.csv", &tenants("t", 40));
     let mut args = job_args(&sandbox, &dir, "r.csv");
     args.retain(|a| a != "--no-preflight");
     let flags = ["--on-exists", "fail", "--max-failures", "2"];
@@ -177,16 +161,16 @@ async fn a_name_the_list_shows_taken_counts_towards_max_failures_with_on_exists_
 
 #[tokio::test]
 async fn a_rollbacks_dry_run_lists_what_it_would_delete_and_sends_nothing() {
-    let sandbox = holding(&["t-0001"]).await;
+    let sandbox = holding_names(&["t-0001"]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 6));
+    let input = dir.write("t.csv", &tenants("t", 6));
     let args = job_args(&sandbox, &dir, "r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     let sent = methods(&api).await.len();
     let results = dir.path("r.csv").to_string_lossy().into_owned();
     let mut dry = args.clone();
-    crate::common::set_flag(&mut dry, "-o", dir.path("undo.csv").to_str().unwrap());
+    set_flag(&mut dry, "-o", dir.path("undo.csv").to_str().unwrap());
     let plan = dbprov_with(&["rollback", &results, "--dry-run"], &dry).await;
     assert_eq!(plan.exit, 0, "{}", plan.stderr);
     let (_, rows) = dir.results("undo.csv");
@@ -202,209 +186,6 @@ async fn a_rollbacks_dry_run_lists_what_it_would_delete_and_sends_nothing() {
     assert_eq!(api.workspace_names().await.len(), 6);
 }
 
-/// A hostile API: it holds `existing`, lists only what it wants to, and answers each
-/// request as its script says. Every request is logged as (method, name).
-struct Hostile {
-    url: String,
-    state: std::sync::Arc<HostileState>,
-}
-
-#[derive(Default)]
-struct HostileState {
-    existing: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// The list pages itself whatever it is asked: ten names a page.
-    pages_only: bool,
-    /// Names the list never shows (it is scoped narrower than uniqueness).
-    unlisted: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// What a POST of a name that exists is told (else "taken").
-    taken_saying: Option<&'static str>,
-    /// A list answered 502 with a long page that ends by echoing this (the key).
-    list_502_echoing: Option<String>,
-    /// The next POST of each of these names is answered too late, and does nothing.
-    slow_next_post: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// POSTs of these names are refused, 400 INVALID_DATASOURCE_NAME.
-    refused: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// The first PUT of a name is applied, then answered too late (a lost answer).
-    slow_first_put: bool,
-    /// The first POST of a name is applied, then answered 500 with this message.
-    post_500_saying: Option<&'static str>,
-    /// The second page of the list is answered 429, `Retry-After: 1`.
-    page_two_429: bool,
-    log: std::sync::Mutex<Vec<(String, String)>>,
-}
-
-impl Hostile {
-    async fn start(state: HostileState) -> Hostile {
-        use axum::extract::{Query, State};
-        use axum::http::Method;
-        let state = std::sync::Arc::new(state);
-        let app = axum::Router::new()
-            .fallback(
-                |State(state): State<std::sync::Arc<HostileState>>,
-                 method: Method,
-                 Query(query): Query<BTreeMap<String, String>>,
-                 body: axum::body::Bytes| async move {
-                    state.answer(method, query, &body).await
-                },
-            )
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Hostile { url, state }
-    }
-
-    fn log(&self) -> Vec<(String, String)> {
-        self.state.log.lock().unwrap().clone()
-    }
-}
-
-impl HostileState {
-    async fn answer(
-        &self,
-        method: axum::http::Method,
-        query: BTreeMap<String, String>,
-        body: &[u8],
-    ) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let json = |status: u16, value: serde_json::Value| {
-            (
-                axum::http::StatusCode::from_u16(status).unwrap(),
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                value.to_string(),
-            )
-                .into_response()
-        };
-        let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let name = request["name"].as_str().unwrap_or_default().to_owned();
-        let earlier = {
-            let mut log = self.log.lock().unwrap();
-            let earlier = log
-                .iter()
-                .filter(|(m, n)| *m == method.as_str() && *n == name)
-                .count();
-            log.push((method.to_string(), name.clone()));
-            earlier
-        };
-        match method.as_str() {
-            "GET" if self.page_two_429 && query.get("pageNumber").is_some_and(|p| p == "2") => {
-                let mut answer = json(
-                    429,
-                    serde_json::json!({"data": null, "error": {"code": "TOO_MANY_REQUESTS", "message": "slow down"}}),
-                );
-                answer
-                    .headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-                answer
-            }
-            "GET" if self.list_502_echoing.is_some() => {
-                let page = format!(
-                    "<html><body>Bad gateway {} Authorization: Bearer {}</body></html>",
-                    "x".repeat(118),
-                    self.list_502_echoing.as_deref().unwrap_or_default()
-                );
-                (axum::http::StatusCode::BAD_GATEWAY, page).into_response()
-            }
-            "GET" => {
-                let listed: Vec<String> = self
-                    .existing
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|n| !self.unlisted.lock().unwrap().contains(*n))
-                    .cloned()
-                    .collect();
-                let paged =
-                    self.pages_only || query.get("isPagination").is_some_and(|p| p == "true");
-                let listed: Vec<String> = if paged {
-                    let page: usize = query
-                        .get("pageNumber")
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(1);
-                    listed.into_iter().skip((page - 1) * 10).take(10).collect()
-                } else {
-                    listed
-                };
-                let data: Vec<_> = listed
-                    .iter()
-                    .map(|n| serde_json::json!({"name": n}))
-                    .collect();
-                json(200, serde_json::json!({"data": data, "error": null}))
-            }
-            "POST" => {
-                if self.slow_next_post.lock().unwrap().remove(&name) {
-                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                    return json(500, serde_json::json!({"data": null, "error": null}));
-                }
-                if self.refused.lock().unwrap().contains(&name) {
-                    return json(
-                        400,
-                        serde_json::json!({"data": null, "error": {"code": "INVALID_DATASOURCE_NAME", "message": "no such datasource"}}),
-                    );
-                }
-                if !self.existing.lock().unwrap().insert(name.clone()) {
-                    return json(
-                        400,
-                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_NAME_ALREADY_EXISTS", "message": self.taken_saying.unwrap_or("taken")}}),
-                    );
-                }
-                if let (Some(message), 0) = (self.post_500_saying, earlier) {
-                    return json(
-                        500,
-                        serde_json::json!({"data": null, "error": {"code": "INTERNAL_SERVER_ERROR", "message": message}}),
-                    );
-                }
-                json(
-                    200,
-                    serde_json::json!({"data": {"name": name}, "error": null}),
-                )
-            }
-            "PUT" => {
-                if !self.existing.lock().unwrap().contains(&name) {
-                    return json(
-                        400,
-                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_DOES_NOT_EXIST", "message": "no"}}),
-                    );
-                }
-                if self.slow_first_put && earlier == 0 {
-                    // Longer than the job's --timeout: applied, and its answer lost.
-                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                }
-                json(
-                    200,
-                    serde_json::json!({"data": {"name": name}, "error": null}),
-                )
-            }
-            "DELETE" => {
-                let name = query.get("name").cloned().unwrap_or_default();
-                self.log.lock().unwrap().last_mut().unwrap().1 = name.clone();
-                if self.existing.lock().unwrap().remove(&name) {
-                    json(
-                        200,
-                        serde_json::json!({"data": {"id": name, "message": "Workspace deleted successfully"}, "error": null}),
-                    )
-                } else {
-                    json(
-                        400,
-                        serde_json::json!({"data": null, "error": {"code": "WORKSPACE_DOES_NOT_EXIST", "message": "no"}}),
-                    )
-                }
-            }
-            _ => json(
-                405,
-                serde_json::json!({"data": null, "error": {"code": "METHOD_NOT_ALLOWED", "message": "no"}}),
-            ),
-        }
-    }
-}
-
-fn hostile_args(hostile: &Hostile, dir: &JobDir, output: &str) -> Vec<String> {
-    let key = dir.private_key("hostile-key-1\n");
-    let mut args = job_args_to(&hostile.url, &key, dir, output);
-    args.retain(|a| a != "--no-preflight");
-    args
-}
-
 #[tokio::test]
 async fn a_list_that_pages_itself_whatever_it_is_asked_is_not_trusted() {
     let existing: std::collections::BTreeSet<String> =
@@ -416,7 +197,7 @@ async fn a_list_that_pages_itself_whatever_it_is_asked_is_not_trusted() {
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 25));
+    let input = dir.write("t.csv", &tenants("t", 25));
     let mut args = hostile_args(&hostile, &dir, "r.csv");
     let summary = dir.path("s.json");
     args.extend([
@@ -452,7 +233,7 @@ async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let input = dir.write("t.csv", &tenants("t", 2));
     let mut args = hostile_args(&hostile, &dir, "r.csv");
     args.extend(["--on-exists", "update", "--timeout", "1s"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
@@ -467,7 +248,7 @@ async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
 
 #[tokio::test]
 async fn a_dry_run_of_a_delete_is_retried_as_deletes() {
-    let sandbox = holding(&["a", "b"]).await;
+    let sandbox = holding_names(&["a", "b"]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     // The whole tenant columns: read as a run's, these rows would be valid creates.
@@ -497,10 +278,10 @@ async fn a_dry_run_of_a_delete_is_retried_as_deletes() {
 
 #[tokio::test]
 async fn retrying_deletions_against_another_api_is_refused() {
-    let here = holding(&[]).await;
-    let there = holding(&["t-0001", "t-0002"]).await;
+    let here = holding_names(&[]).await;
+    let there = holding_names(&["t-0001", "t-0002"]).await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let input = dir.write("t.csv", &tenants("t", 4));
     let args = job_args(&here, &dir, "r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     let results = dir.path("r.csv").to_string_lossy().into_owned();
@@ -524,7 +305,7 @@ async fn retrying_deletions_against_another_api_is_refused() {
 
 #[tokio::test]
 async fn rows_without_a_target_are_not_rolled_back_after_their_file_is_upgraded() {
-    let sandbox = holding(&["b1", "b2"]).await;
+    let sandbox = holding_names(&["b1", "b2"]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let legacy = dir.write(
@@ -567,13 +348,13 @@ async fn a_rollback_waits_for_no_job_still_writing_its_file() {
     .unwrap();
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 40));
+    let input = dir.write("t.csv", &tenants("t", 40));
     let args = job_args(&sandbox, &dir, "r.csv");
     let mut run_args = vec!["run", input.as_str()];
     run_args.extend(args.iter().map(String::as_str));
     run_args.extend(["--concurrency", "1"]);
-    let mut child = crate::common::spawn_dbprov(&run_args);
-    crate::common::until_requests(&api, &mut child, 2).await;
+    let mut child = spawn_dbprov(&run_args);
+    until_requests(&api, &mut child, 2).await;
     let results = dir.path("r.csv").to_string_lossy().into_owned();
     let undo = dbprov_with(
         &["rollback", &results, "--yes"],
@@ -591,15 +372,15 @@ async fn a_rollback_waits_for_no_job_still_writing_its_file() {
         !methods(&api).await.contains(&"DELETE".to_owned()),
         "nothing deleted"
     );
-    crate::common::signal(&child, libc::SIGKILL);
+    signal(&child, libc::SIGKILL);
     let _ = child.wait().await;
 }
 
 #[tokio::test]
 async fn a_plan_refused_by_the_api_says_so_on_every_row() {
-    let sandbox = holding(&[]).await;
+    let sandbox = holding_names(&[]).await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let input = dir.write("t.csv", &tenants("t", 3));
     let wrong = dir.private_key("not-the-key\n");
     let args = job_args_to(&sandbox.url(), &wrong, &dir, "plan.csv");
     let plan = dbprov_with(&["plan", &input], &args).await;
@@ -623,7 +404,7 @@ async fn a_server_cannot_turn_a_runs_retry_into_deletes() {
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let input = dir.write("t.csv", &tenants("t", 3));
     let mut args = hostile_args(&hostile, &dir, "r.csv");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
@@ -657,7 +438,7 @@ async fn a_second_page_that_keeps_refusing_leaves_the_list_trusted_and_the_job_g
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 15));
+    let input = dir.write("t.csv", &tenants("t", 15));
     let mut args = hostile_args(&hostile, &dir, "r.csv");
     args.extend(["--max-attempts", "2"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
@@ -678,10 +459,10 @@ async fn a_second_page_that_keeps_refusing_leaves_the_list_trusted_and_the_job_g
 
 #[tokio::test]
 async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
-    let sandbox = holding(&[]).await;
+    let sandbox = holding_names(&[]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 5));
+    let input = dir.write("t.csv", &tenants("t", 5));
     let mut args = job_args(&sandbox, &dir, "r.csv");
     args.retain(|a| a != "--no-preflight");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
@@ -699,10 +480,10 @@ async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
 
 #[tokio::test]
 async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file() {
-    let sandbox = holding(&[]).await;
+    let sandbox = holding_names(&[]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let input = dir.write("t.csv", &tenants("t", 4));
     let args = job_args(&sandbox, &dir, "r.csv");
     let results = dir.path("r.csv").to_string_lossy().into_owned();
     let undo = || {
@@ -729,17 +510,17 @@ async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file()
         "nothing deleted, nothing claimed"
     );
     let mut fresh = undo();
-    crate::common::set_flag(&mut fresh, "-o", dir.path("undo2.csv").to_str().unwrap());
+    set_flag(&mut fresh, "-o", dir.path("undo2.csv").to_str().unwrap());
     assert_eq!(dbprov_with(&["rollback", &results], &fresh).await.exit, 0);
     assert!(api.workspace_names().await.is_empty());
 }
 
 #[tokio::test]
 async fn a_delete_does_not_continue_an_updates_file() {
-    let sandbox = holding(&["t-0001", "t-0002"]).await;
+    let sandbox = holding_names(&["t-0001", "t-0002"]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let input = dir.write("t.csv", &tenants("t", 2));
     let args = job_args(&sandbox, &dir, "x.csv");
     assert_eq!(dbprov_with(&["update", &input], &args).await.exit, 0);
     let delete = dbprov_with(&["delete", &input, "--resume"], &args).await;
@@ -749,10 +530,10 @@ async fn a_delete_does_not_continue_an_updates_file() {
 
 #[tokio::test]
 async fn readers_share_a_results_file() {
-    let sandbox = holding(&[]).await;
+    let sandbox = holding_names(&[]).await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 4));
+    let input = dir.write("t.csv", &tenants("t", 4));
     let args = job_args(&sandbox, &dir, "r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     // Another reader (a rollback of another shard) holds it shared.
@@ -781,7 +562,7 @@ async fn a_failed_list_never_shows_a_part_of_the_key() {
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let input = dir.write("t.csv", &tenants("t", 2));
     let key_file = dir.private_key(&format!("{key}\n"));
     let mut args = job_args_to(&hostile.url, &key_file, &dir, "r.csv");
     args.retain(|a| a != "--no-preflight");
@@ -803,7 +584,7 @@ async fn a_server_cannot_write_the_notes_a_rollback_reads() {
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 2));
+    let input = dir.write("t.csv", &tenants("t", 2));
     let mut args = hostile_args(&hostile, &dir, "r.csv");
     args.extend(["--no-preflight", "--on-exists", "fail"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
@@ -823,7 +604,7 @@ async fn a_server_cannot_write_the_notes_a_rollback_reads() {
 async fn a_name_the_list_misses_keeps_the_record_that_it_was_created() {
     let hostile = Hostile::start(HostileState::default()).await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let input = dir.write("t.csv", &tenants("t", 3));
     let args = hostile_args(&hostile, &dir, "r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     // The list lags: it misses one of the workspaces the run created.
@@ -858,9 +639,9 @@ async fn a_name_the_list_misses_keeps_the_record_that_it_was_created() {
 
 #[tokio::test]
 async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
-    let sandbox = holding(&[]).await;
+    let sandbox = holding_names(&[]).await;
     let dir = JobDir::new();
-    let mut csv = crate::common::tenants("t", 20);
+    let mut csv = tenants("t", 20);
     for i in 0..20 {
         csv.push_str(&format!("bad-{i},DATASOURCE,no-such-source,\n"));
     }
@@ -891,7 +672,7 @@ async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
         .map(|w| w.trim_matches('\'').to_owned())
         .collect();
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    let retry = crate::common::dbprov(&refs).await;
+    let retry = dbprov(&refs).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
 }
 
@@ -904,7 +685,7 @@ async fn a_record_the_list_misses_stands_through_a_lost_answer_of_its_resend() {
     })
     .await;
     let dir = JobDir::new();
-    let input = dir.write("t.csv", &crate::common::tenants("t", 3));
+    let input = dir.write("t.csv", &tenants("t", 3));
     let mut args = hostile_args(&hostile, &dir, "r.csv");
     args.extend(["--timeout", "1s"].map(str::to_owned));
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);

@@ -1,8 +1,16 @@
-//! Integration tests: one binary, a module per area, real HTTP on loopback.
+//! Integration tests: one binary, a module per behaviour, real HTTP on loopback.
+//!
+//! To find a test, look up the behaviour's name: `signals` (Ctrl-C, SIGTERM, kill -9),
+//! `reruns` (resume, retry), `pacing` (rate limits, 429s, outages), `rollback`, ...
 
+// Helpers shared by the tests.
 mod common;
+mod fault_server;
+mod hostile;
+mod process;
+
+// Behaviours.
 mod counts;
-mod faults;
 mod job;
 mod lifecycle;
 mod lifecycle_edges;

@@ -5,9 +5,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use serde_json::Value;
 
-use crate::common::{
-    Api, JobDir, dbprov, dbprov_with, job_args, plain_sandbox, sandbox_with, set_flag, tenants,
-};
+use crate::common::{Api, JobDir, job_args, plain_sandbox, sandbox_with, set_flag, tenants};
+use crate::process::{dbprov, dbprov_with};
 
 /// Every line of `stderr` as a JSON event; fails on any line that is not one.
 fn json_events(stderr: &str) -> Vec<Value> {

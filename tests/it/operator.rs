@@ -8,9 +8,10 @@ use dbprov::sandbox::{self, Catalog, Sandbox, SandboxConfig};
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, assert_one_row_per_input_row, dbprov, dbprov_with, job_args, job_args_to,
-    plain_sandbox, set_flag, tenants, workspace_counts,
+    Api, JobDir, assert_one_row_per_input_row, job_args, job_args_to, plain_sandbox, set_flag,
+    tenants, workspace_counts,
 };
+use crate::process::{dbprov, dbprov_with};
 
 #[tokio::test]
 async fn progress_always_draws_a_bar_and_log_lines_print_above_it() {

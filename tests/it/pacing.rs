@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 
-use crate::common::*;
-use crate::faults::{Canned, FaultServer};
+use crate::common::{
+    Api, JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args,
+    job_args_to, plain_sandbox, sandbox_with, set_flag, tenants,
+};
+use crate::fault_server::{Canned, FaultServer};
+use crate::process::{Finished, dbprov_with, spawn_dbprov, until_requests};
 
 /// Runs `dbprov run` over `rows` tenants against `url`, with the fast test flags and
 /// `extra`, and returns the process's end and the results rows.
@@ -93,16 +97,6 @@ fn default_args(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> Vec<String> 
     .to_vec();
     args.extend(extra.iter().map(|a| a.to_string()));
     args
-}
-
-/// Asserts that every row was created, and each workspace exactly once.
-async fn assert_all_created(sandbox: &Sandbox, rows: &[ResultRow], n: usize) {
-    assert_one_row_per_input_row(rows, n);
-    let not_created: Vec<_> = rows.iter().filter(|r| r["_status"] != "created").collect();
-    assert!(not_created.is_empty(), "{not_created:?}");
-    let counts = workspace_counts(&Api::new(sandbox)).await;
-    assert_eq!(counts.len(), n);
-    assert!(counts.values().all(|&c| c == 1));
 }
 
 fn rate_limited(stats: &serde_json::Value) -> u64 {

@@ -28,9 +28,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
 const BIN: &str = env!("CARGO_BIN_EXE_dbprov");
+
 /// The most one example may take (the samples' 51 rows take some 6 s at the default rate).
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Where a command that slipped through would send: nothing listens on the discard port.
 const NOWHERE: &str = "http://127.0.0.1:9";
 

@@ -10,159 +10,19 @@ use dbprov::sandbox::{FaultConfig, Sandbox};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::{
-    Answer, Api, Finished, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with,
-    job_args, job_args_to, parse_rows, plain_sandbox, sandbox_with, set_flag, signal, tenants,
-    workspace_counts,
+    Answer, Api, JobDir, ResultRow, assert_one_row_per_input_row, attempts, by_row,
+    complete_records, fifty_one_rows, job_args, job_args_to, plain_sandbox, sandbox_with, set_flag,
+    slow_sandbox, tenants, workspace_counts, writes,
 };
-use crate::faults::{Canned, FORGED, FaultServer, WORKSPACE};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dbprov");
-
-/// How long any one process of these tests may take before the test gives up on it.
-const PROCESS_DEADLINE: Duration = Duration::from_secs(90);
-
-/// Writes (`POST` and `PUT`) the sandbox received, from its request log.
-async fn writes(api: &Api) -> u64 {
-    let log = api.get("/_sandbox/requests").await;
-    log.as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["method"] == "POST" || r["method"] == "PUT")
-        .count() as u64
-}
-
-fn attempts(rows: &[ResultRow]) -> u64 {
-    rows.iter()
-        .map(|r| r["_attempts"].parse::<u64>().unwrap())
-        .sum()
-}
-
-fn by_row(rows: &[ResultRow]) -> BTreeMap<usize, &ResultRow> {
-    rows.iter()
-        .map(|r| (r["_row"].parse().unwrap(), r))
-        .collect()
-}
-
-/// `head` followed by `args`, as the `&str`s a command takes.
-fn line<'a>(head: &[&'a str], args: &'a [String]) -> Vec<&'a str> {
-    let mut all = head.to_vec();
-    all.extend(args.iter().map(String::as_str));
-    all
-}
-
-/// A `dbprov` command with the environment of the other tests, killed if the test drops it.
-fn command(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Starts `dbprov` with a pipe on its standard input, for the test to write into.
-fn spawn_fed(args: &[&str]) -> (tokio::process::Child, tokio::process::ChildStdin) {
-    let mut child = command(args).stdin(Stdio::piped()).spawn().unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (child, stdin)
-}
-
-/// Waits for a child's end, within [`PROCESS_DEADLINE`].
-async fn finish(child: tokio::process::Child) -> Finished {
-    finish_within(child, PROCESS_DEADLINE).await
-}
-
-/// Waits for a child's end, within `deadline` (the child is killed if it is not over).
-async fn finish_within(child: tokio::process::Child, deadline: Duration) -> Finished {
-    let output = tokio::time::timeout(deadline, child.wait_with_output())
-        .await
-        .expect("dbprov ends within the deadline")
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    Finished {
-        exit: output
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0)),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-    }
-}
-
-/// Runs a command to its end, within [`PROCESS_DEADLINE`].
-async fn run_to_end(mut command: tokio::process::Command) -> Finished {
-    finish(command.spawn().unwrap()).await
-}
-
-/// Polls until the sandbox has received `n` writes; fails if the child ends first.
-async fn until_writes(api: &Api, child: &mut tokio::process::Child, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while writes(api).await < n {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "dbprov ended before {n} requests"
-        );
-        assert!(Instant::now() < deadline, "no {n} requests within 60 s");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// The complete records of a results file that may end in a torn line.
-fn complete_records(path: &std::path::Path) -> Vec<ResultRow> {
-    let bytes = std::fs::read(path).unwrap();
-    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(&bytes[..end]);
-    let (header, rows) = parse_rows(reader);
-    rows.into_iter()
-        .filter(|r| r.len() == header.len())
-        .collect()
-}
-
-/// Sets a resource limit (soft and hard) in the child, between fork and exec.
-fn limit(command: &mut tokio::process::Command, resource: libc::__rlimit_resource_t, value: u64) {
-    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: value,
-                rlim_max: value,
-            };
-            if libc::setrlimit(resource, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// A key file for a fault server, readable by its owner only. The key is one that no
-/// message contains by chance (a one-letter key would be redacted from every word).
-fn fault_key(dir: &JobDir) -> String {
-    let key = dir.write("key", "fault-server-key-3a9c\n");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    key
-}
+use crate::fault_server::{Canned, FORGED, FaultServer, WORKSPACE, fault_key};
+use crate::process::{
+    BIN, Finished, PROCESS_DEADLINE, command, dbprov, dbprov_with, finish, finish_within, limit,
+    line, run_to_end, signal, spawn_fed, until_writes,
+};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
-
-fn slow_sandbox(latency_ms: u64) -> impl std::future::Future<Output = Sandbox> {
-    sandbox_with(FaultConfig {
-        latency: Duration::from_millis(latency_ms),
-        ..FaultConfig::default()
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// 1. Two processes on one results file.
 
 /// A first job runs for a few seconds; a second `run --resume` on the same results file must
 /// stop at once (exit 2), name the file and the holder, and send nothing.
@@ -233,9 +93,6 @@ async fn p1_a_second_resume_on_a_results_file_in_use_stops_before_any_request() 
 async fn p1_a_second_process_on_a_new_results_file_in_use_stops_before_any_request() {
     a_second_process_on_the_same_results_file_is_refused(false).await;
 }
-
-// ---------------------------------------------------------------------------------------
-// 2. Results that cannot be written stop the sending: exit 4.
 
 #[tokio::test]
 async fn p2a_results_to_a_closed_pipe_stop_the_sending_with_exit_4() {
@@ -352,9 +209,6 @@ async fn p2c_a_results_file_deleted_mid_run_exits_4_keeps_its_rows_and_resume_co
     assert!(held.values().all(|n| *n == 1), "no workspace twice");
 }
 
-// ---------------------------------------------------------------------------------------
-// 3. Answers that are not successes.
-
 /// Runs two rows against `url` with `--max-attempts 3`.
 async fn two_rows_against(url: &str, extra: &[&str]) -> (Finished, Vec<ResultRow>) {
     let dir = JobDir::new();
@@ -419,9 +273,6 @@ async fn p3_redirects_are_not_followed_and_are_final() {
         );
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// 4. `_target`: a rehearsal's successes do not count against another API.
 
 #[tokio::test]
 async fn p4_successes_on_another_target_are_sent_again_and_the_target_is_recorded() {
@@ -510,9 +361,6 @@ async fn p4_a_dry_run_records_no_target() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// 5. `--on-exists update` after a lost answer.
-
 /// 100 workspaces that exist as MULTI_DATAMART, in a sandbox that answers 30% of requests
 /// with a 500; a job that moves them to DATASOURCE / postgres-main with `--on-exists update`.
 async fn update_through_lost_answers() {
@@ -569,9 +417,6 @@ async fn update_through_lost_answers() {
 async fn p5_on_exists_update_puts_after_a_lost_answer() {
     update_through_lost_answers().await;
 }
-
-// ---------------------------------------------------------------------------------------
-// 6. Other ways to lose a file.
 
 /// A results file with the outcomes of sent requests: five rows created.
 async fn sent_outcomes() -> (Sandbox, JobDir, Vec<String>, String, Vec<u8>) {
@@ -793,23 +638,6 @@ async fn p6f_resume_in_a_directory_where_compaction_cannot_happen_stops_before_s
     assert_eq!(std::fs::read(dir.path("ro/results.csv")).unwrap(), before);
 }
 
-// ---------------------------------------------------------------------------------------
-// 7. An unclosed quote never swallows rows.
-
-/// 51 rows; every seventh uses a datasource the sandbox does not have.
-fn fifty_one_rows() -> String {
-    let mut csv = String::from("name,connectionType,datasourceName,note\n");
-    for i in 1..=51 {
-        let source = if i % 7 == 0 {
-            "oracle-legacy"
-        } else {
-            "postgres-main"
-        };
-        csv.push_str(&format!("q-{i:02},DATASOURCE,{source},n{i}\n"));
-    }
-    csv
-}
-
 #[tokio::test]
 async fn p7_a_stray_quote_in_a_results_file_makes_one_row_malformed_in_retry() {
     let sandbox = plain_sandbox().await;
@@ -886,9 +714,6 @@ async fn p7_a_stray_quote_in_an_input_makes_one_row_malformed_in_run() {
     }
     assert_eq!(workspace_counts(&api).await.len(), 29);
 }
-
-// ---------------------------------------------------------------------------------------
-// 8. Signals.
 
 /// Spawns a job of 400 rows, 4 in flight against 50 ms of latency, in its own process group.
 async fn a_job_in_its_own_group() -> (Sandbox, JobDir, tokio::process::Child) {
@@ -1002,7 +827,7 @@ async fn p8b_sigterm_while_a_large_input_is_counted_exits_130_with_every_row() {
         );
         tokio::task::yield_now().await;
     }
-    crate::common::signal(&child, libc::SIGTERM);
+    signal(&child, libc::SIGTERM);
     let run = finish(child).await;
     assert_eq!(run.exit, 130, "never 143: {}", run.stderr);
     let (_, rows) = dir.results("results.csv");
@@ -1012,9 +837,6 @@ async fn p8b_sigterm_while_a_large_input_is_counted_exits_130_with_every_row() {
             .all(|r| r["_status"] == "created" || r["_error_code"] == "INTERRUPTED")
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// 9. Inputs that are not regular files.
 
 #[tokio::test]
 async fn p9_a_fifo_input_streams() {
@@ -1077,9 +899,6 @@ async fn p9_dev_stdin_as_the_input_path_streams() {
     assert!(rows.iter().all(|r| r["_status"] == "created"));
     assert_eq!(writes(&api).await, 20);
 }
-
-// ---------------------------------------------------------------------------------------
-// 10. Sharding.
 
 #[tokio::test]
 async fn p10_shards_without_o_write_their_own_default_results_files() {
@@ -1162,9 +981,6 @@ async fn p10_shards_are_balanced_for_names_over_a_small_alphabet() {
         "no shard below 300 of 2000: {sizes:?}"
     );
 }
-
-// ---------------------------------------------------------------------------------------
-// 11. Panics and crashes.
 
 #[tokio::test]
 async fn p11_absurd_rates_are_refused_with_exit_2_not_a_panic() {
@@ -1261,9 +1077,6 @@ async fn p11_a_concurrency_beyond_the_file_descriptor_limit_is_raised_or_refused
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// 12. Server text in our outputs.
-
 const CANARY: &str = "canary-key-5f2b";
 
 #[tokio::test]
@@ -1347,9 +1160,6 @@ async fn p12_line_breaks_from_the_server_cannot_forge_lines() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// The retry hint repeats every option that shaped the run.
-
 #[tokio::test]
 async fn the_retry_hint_repeats_the_options_that_shaped_the_run_and_works() {
     let sandbox = plain_sandbox().await;
@@ -1425,9 +1235,6 @@ async fn the_retry_hint_repeats_the_options_that_shaped_the_run_and_works() {
     assert_eq!(writes(&api).await, sent + 7, "the seven failed rows again");
     assert_one_row_per_input_row(&dir.results("results.csv").1, 51);
 }
-
-// ---------------------------------------------------------------------------------------
-// Soak: two processes on one file, and kill -9 / --resume loops.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_two_processes_started_together_never_run_at_once() {
@@ -1532,9 +1339,6 @@ async fn soak_kill_9_then_resume_five_times_loses_nothing_and_doubles_nothing() 
         assert!(held.contains_key(&row["name"]));
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// Found by an adversarial review of the change.
 
 #[tokio::test]
 async fn the_key_leaks_neither_through_a_code_nor_through_a_cut_excerpt() {

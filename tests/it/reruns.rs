@@ -5,19 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use dbprov::sandbox::{self, Catalog, FaultConfig, Sandbox, SandboxConfig};
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov, dbprov_with, job_args,
-    plain_sandbox, set_flag, signal, spawn_dbprov, tenants, until_requests, workspace_counts,
+    Api, JobDir, ResultRow, assert_one_row_per_input_row, holding, job_args, plain_sandbox,
+    requests, sandbox_with, set_flag, statuses, tenants, workspace_counts,
 };
-
-async fn requests(api: &Api) -> u64 {
-    api.stats().await["requests_total"].as_u64().unwrap()
-}
-
-fn statuses(rows: &[ResultRow]) -> BTreeMap<String, String> {
-    rows.iter()
-        .map(|r| (r["name"].clone(), r["_status"].clone()))
-        .collect()
-}
+use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
 async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new_one() {
@@ -253,7 +244,7 @@ async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
 /// must exit 130 with every row recorded, the rest `skipped` / `INTERRUPTED`, and every
 /// workspace it made recorded `created` (requests in flight are let finish).
 async fn interrupt_midway(signal_number: i32) -> (Sandbox, JobDir, Vec<String>, String, u64) {
-    let sandbox = crate::common::sandbox_with(FaultConfig {
+    let sandbox = sandbox_with(FaultConfig {
         latency: std::time::Duration::from_millis(50),
         ..FaultConfig::default()
     })
@@ -388,7 +379,7 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
 #[tokio::test]
 async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
     use tokio::io::AsyncBufReadExt;
-    let sandbox = crate::common::sandbox_with(FaultConfig {
+    let sandbox = sandbox_with(FaultConfig {
         latency: std::time::Duration::from_secs(30),
         ..FaultConfig::default()
     })
@@ -459,7 +450,7 @@ async fn a_dry_run_neither_counts_as_done_nor_changes_earlier_results() {
 async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
     // The first row waits on the sandbox's latency; its duplicate is invalid at once, so the
     // results file holds the duplicate first.
-    let sandbox = crate::common::sandbox_with(FaultConfig {
+    let sandbox = sandbox_with(FaultConfig {
         latency: std::time::Duration::from_millis(100),
         ..FaultConfig::default()
     })
@@ -522,7 +513,7 @@ async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
 /// second request, for its second page.)
 async fn eleven_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
     let old: Vec<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
-    let sandbox = crate::common::holding(&old, FaultConfig::default()).await;
+    let sandbox = holding(&old, FaultConfig::default()).await;
     let mut csv = String::from("name,connectionType,datasourceName\n");
     for i in 1..=20 {
         csv.push_str(&format!("new-{i:02},DATASOURCE,postgres-main\n"));

@@ -12,7 +12,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Answer, Api, holding, listed, plain_sandbox, sandbox_with, workspace};
+use crate::common::{
+    Answer, Api, holding, listed, numbered, plain_sandbox, sandbox_with, workspace,
+};
 
 #[tokio::test]
 async fn create_answers_200_with_the_documented_envelope() {
@@ -1039,11 +1041,6 @@ async fn the_command_serves_a_window_limit_with_the_headers_asked_for() {
     );
     assert_eq!(text(&answers[2].1, "ratelimit-policy"), "2;w=60");
     assert!(!answers[2].1.contains_key("retry-after"));
-}
-
-/// `w00`, `w01`, ...
-fn numbered(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("w{i:02}")).collect()
 }
 
 #[tokio::test]

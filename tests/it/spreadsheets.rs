@@ -2,38 +2,11 @@
 //! the right names on the sandbox, or with exit 2 and a message that says what to do, before
 //! any request. Never a row silently wrong.
 
-use crate::common::*;
-
-/// A committed sample file, by its name in `samples/spreadsheets/`.
-fn sample(name: &str) -> String {
-    format!("{}/samples/spreadsheets/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The names of the sample spreadsheets, as they must arrive.
-const NAMES: [&str; 5] = [
-    "Café Zürich",
-    "Smörgås AB",
-    "Straße & Söhne",
-    "Crème; Brûlée",
-    "Ærø Fjord",
-];
-
-fn sorted(names: &[&str]) -> Vec<String> {
-    let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    names.sort();
-    names
-}
-
-async fn names_on(api: &Api) -> Vec<String> {
-    let mut names = api.workspace_names().await;
-    names.sort();
-    names
-}
-
-/// `_row` of each results row, in file order.
-fn row_numbers(rows: &[ResultRow]) -> Vec<u64> {
-    rows.iter().map(|r| r["_row"].parse().unwrap()).collect()
-}
+use crate::common::{
+    Api, JobDir, SPREADSHEET_NAMES, assert_one_row_per_input_row, job_args, names_on, parse_rows,
+    plain_sandbox, row_numbers, run_job, sample, sandbox_with, sorted, tenants, workspace,
+};
+use crate::process::{Finished, dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
 async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
@@ -43,7 +16,7 @@ async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
     let input = sample("excel-semicolon-utf8.csv");
     let run = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(names_on(&api).await, sorted(&NAMES));
+    assert_eq!(names_on(&api).await, sorted(&SPREADSHEET_NAMES));
     let (header, rows) = dir.results("out.csv");
     assert_eq!(
         header[9..],
@@ -91,7 +64,7 @@ async fn windows_1252_is_refused_unless_named_then_read_right() {
     args.extend(["--encoding", "windows-1252"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(names_on(&api).await, sorted(&NAMES));
+    assert_eq!(names_on(&api).await, sorted(&SPREADSHEET_NAMES));
     let (_, rows) = dir.results("out.csv");
     assert_eq!(rows[0]["Name"], "Café Zürich", "the results are UTF-8");
 }
@@ -119,7 +92,7 @@ async fn excel_unicode_text_is_read_by_its_mark() {
     let input = sample("excel-unicode-text.txt");
     let run = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let mut expected = NAMES.to_vec();
+    let mut expected = SPREADSHEET_NAMES.to_vec();
     expected.push("東京 Analytics");
     assert_eq!(names_on(&api).await, sorted(&expected));
     let (_, rows) = dir.results("out.csv");
@@ -326,7 +299,7 @@ async fn excel_results_have_a_mark_crlf_and_the_inputs_semicolon_and_read_back()
         5,
         "the resume sent nothing"
     );
-    assert_eq!(names_on(&api).await, sorted(&NAMES));
+    assert_eq!(names_on(&api).await, sorted(&SPREADSHEET_NAMES));
     assert_eq!(
         std::fs::read_to_string(dir.path("out.csv")).unwrap(),
         text,
@@ -386,21 +359,6 @@ async fn a_file_with_a_legacy_byte_far_from_its_start_is_refused_before_any_requ
     assert_eq!(api.stats().await["requests_total"], 0);
 }
 
-/// Runs `command` with the fast job flags against `sandbox`, results to `output` in `dir`
-/// (no `-o` when `output` is `None`).
-async fn job(
-    command: &[&str],
-    sandbox: &dbprov::sandbox::Sandbox,
-    dir: &JobDir,
-    output: Option<&str>,
-) -> Finished {
-    let mut args = job_args(sandbox, dir, output.unwrap_or("unused"));
-    if output.is_none() {
-        args.drain(0..2);
-    }
-    dbprov_with(command, &args).await
-}
-
 #[tokio::test]
 async fn a_results_file_saved_without_a_last_line_break_keeps_its_last_row() {
     let sandbox = plain_sandbox().await;
@@ -410,18 +368,18 @@ async fn a_results_file_saved_without_a_last_line_break_keeps_its_last_row() {
         "in.csv",
         "name,connectionType\ngs-1,MULTI_DATAMART\ngs-2,BOGUS\ngs-3,MULTI_DATAMART\n",
     );
-    let run = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let run = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     // Saved again without the line break after the last row, as Google Sheets does.
     let res = dir.path("res.csv");
     let text = std::fs::read_to_string(&res).unwrap();
     std::fs::write(&res, text.trim_end()).unwrap();
-    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
     let (_, rows) = dir.results("res.csv");
     assert_eq!(row_numbers(&rows), [1, 2, 3], "no row lost");
     assert_eq!(rows[2]["_status"], "created");
-    let rollback = job(
+    let rollback = run_job(
         &["rollback", res.to_str().unwrap(), "--yes"],
         &sandbox,
         &dir,
@@ -444,7 +402,7 @@ async fn a_value_that_could_not_be_read_is_never_sent_on_a_retry() {
     bytes.extend(units.iter().flat_map(|u| u.to_le_bytes()));
     std::fs::write(dir.path("in.csv"), bytes).unwrap();
     let input = dir.path("in.csv");
-    let run = job(
+    let run = run_job(
         &["run", input.to_str().unwrap()],
         &sandbox,
         &dir,
@@ -453,7 +411,7 @@ async fn a_value_that_could_not_be_read_is_never_sent_on_a_retry() {
     .await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let res = dir.path("res.csv");
-    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
     assert_eq!(names_on(&api).await, ["Fine"], "no garbled name created");
     let (_, rows) = dir.results("res.csv");
@@ -469,7 +427,7 @@ async fn a_results_file_saved_in_another_encoding_is_refused_before_any_request(
         "in.csv",
         "name,connectionType\nSociété Générale,MULTI_DATAMART\n",
     );
-    let run = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let run = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let res = dir.path("res.csv");
     let text = std::fs::read_to_string(&res).unwrap();
@@ -492,7 +450,7 @@ async fn a_results_file_saved_in_another_encoding_is_refused_before_any_request(
             vec!["rollback", res.to_str().unwrap(), "--yes"],
         ] {
             let output = (command[0] == "rollback").then_some("undo.csv");
-            let refused = job(&command, &sandbox, &dir, output).await;
+            let refused = run_job(&command, &sandbox, &dir, output).await;
             assert_eq!(refused.exit, 2, "{command:?}: {}", refused.stderr);
             assert!(
                 refused.stderr.contains("is not UTF-8"),
@@ -542,7 +500,7 @@ async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
     let input = dir.write("in.csv", "name,connectionType\nn-1,MULTI_DATAMART\n,MULTI_DATAMART\n,MULTI_DATAMART\nn-4,MULTI_DATAMART\n");
-    let run = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let run = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let res = dir.path("res.csv");
     let original = std::fs::read_to_string(&res).unwrap();
@@ -565,9 +523,9 @@ async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
     lines[1..].reverse();
     std::fs::write(&res, lines.join("\r\n") + "\r\n").unwrap();
     // A run over it without --overwrite still sees the sent requests it records.
-    let refused = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let refused = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
-    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
     let (_, rows) = dir.results("res.csv");
     assert_eq!(
@@ -587,7 +545,7 @@ async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
         .unwrap()
         .replacen("\n1,", "\nabc,", 1);
     std::fs::write(&res, text).unwrap();
-    let garbage = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let garbage = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
     assert_eq!(garbage.exit, 2, "{}", garbage.stderr);
     assert!(
         garbage.stderr.contains("line 2: _row is 'abc'"),
@@ -606,14 +564,14 @@ async fn a_rollback_resume_refuses_times_a_spreadsheet_rewrote() {
         "name,connectionType\nfa-A,MULTI_DATAMART\nfa-B,MULTI_DATAMART\n",
     );
     assert_eq!(
-        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
             .await
             .exit,
         0
     );
     let res = dir.path("res.csv");
     let res = res.to_str().unwrap();
-    let undo = job(
+    let undo = run_job(
         &["rollback", res, "--yes"],
         &sandbox,
         &dir,
@@ -636,7 +594,7 @@ async fn a_rollback_resume_refuses_times_a_spreadsheet_rewrote() {
         rewritten.push('\n');
     }
     std::fs::write(res, rewritten).unwrap();
-    let resumed = job(
+    let resumed = run_job(
         &["rollback", res, "--yes", "--resume"],
         &sandbox,
         &dir,
@@ -734,7 +692,7 @@ async fn a_last_row_whose_quoted_cell_spans_lines_is_kept_without_its_line_break
         "name,connectionType,notes\nq1,MULTI_DATAMART,plain\nq2,MULTI_DATAMART,\"line1\nline2\"\n",
     );
     assert_eq!(
-        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
             .await
             .exit,
         0
@@ -751,7 +709,7 @@ async fn a_last_row_whose_quoted_cell_spans_lines_is_kept_without_its_line_break
     assert_eq!(row_numbers(&rows), [1, 2]);
     assert_eq!(rows[1]["_status"], "created");
     assert_eq!(rows[1]["notes"], "line1\nline2");
-    let undo = job(
+    let undo = run_job(
         &["rollback", res.to_str().unwrap(), "--yes"],
         &sandbox,
         &dir,
@@ -773,7 +731,7 @@ async fn columns_a_spreadsheet_moved_are_put_back_before_rows_are_appended() {
     let dir = JobDir::new();
     let first = dir.write("first.csv", &tenants("m", 5));
     assert_eq!(
-        job(&["run", &first], &sandbox, &dir, Some("res.csv"))
+        run_job(&["run", &first], &sandbox, &dir, Some("res.csv"))
             .await
             .exit,
         0
@@ -827,7 +785,7 @@ async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
     let dir = JobDir::new();
     let input = dir.write("in.csv", &tenants("w", 2));
     assert_eq!(
-        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
             .await
             .exit,
         0
@@ -838,7 +796,7 @@ async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
         b"3,created,,,200,1,3,2026-11-29T00:00:00Z,x,K\xf6ln,MULTI_DATAMART,,\n",
     );
     std::fs::write(&res, &bytes).unwrap();
-    let refused = job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let refused = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("give another -o, or --overwrite"),
@@ -858,7 +816,7 @@ async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
         .map(|c| u8::try_from(u32::from(c)).unwrap())
         .collect();
     std::fs::write(&res, latin1).unwrap();
-    let retry = job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
     assert_eq!(retry.exit, 2, "{}", retry.stderr);
     assert!(
         retry.stderr.contains("its header has the byte 0xF6"),
@@ -879,7 +837,7 @@ async fn a_results_file_re_saved_as_latin1_is_refused_wherever_its_letters_are()
         "name,connectionType,owner\nj1,MULTI_DATAMART,José\nj2,MULTI_DATAMART,René\n",
     );
     assert_eq!(
-        job(&["run", &input], &sandbox, &dir, Some("jr.csv"))
+        run_job(&["run", &input], &sandbox, &dir, Some("jr.csv"))
             .await
             .exit,
         0
@@ -892,7 +850,7 @@ async fn a_results_file_re_saved_as_latin1_is_refused_wherever_its_letters_are()
         .collect();
     std::fs::write(&res, &latin1).unwrap();
     let path = res.to_str().unwrap();
-    let rollback = job(
+    let rollback = run_job(
         &["rollback", path, "--yes"],
         &sandbox,
         &dir,
@@ -971,7 +929,7 @@ async fn a_latin1_letter_in_a_last_row_without_a_line_break_is_refused_not_cut()
     let dir = JobDir::new();
     let input = dir.write("in.csv", &tenants("l", 3));
     assert_eq!(
-        job(&["run", &input], &sandbox, &dir, Some("res.csv"))
+        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
             .await
             .exit,
         0

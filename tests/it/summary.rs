@@ -4,18 +4,10 @@
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, command_words, dbprov, dbprov_with, job_args, plain_sandbox, printed_retry,
-    run_printed,
+    Api, JobDir, ONE_INVALID, command_words, job_args, plain_sandbox, printed_retry, read_json,
+    sandbox_with, set_flag, tenants,
 };
-
-/// Two valid rows and one without a name.
-const ONE_INVALID: &str =
-    "name,connectionType\na1,MULTI_DATAMART\n,MULTI_DATAMART\na3,MULTI_DATAMART\n";
-
-fn read_json(path: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
-}
+use crate::process::{dbprov, dbprov_with, run_printed, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
 async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
@@ -167,23 +159,23 @@ async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
 
 #[tokio::test]
 async fn an_interrupted_job_writes_its_summary() {
-    let sandbox = crate::common::sandbox_with(dbprov::sandbox::FaultConfig {
+    let sandbox = sandbox_with(dbprov::sandbox::FaultConfig {
         latency: std::time::Duration::from_millis(100),
         ..Default::default()
     })
     .await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("in.csv", &crate::common::tenants("t", 40));
+    let input = dir.write("in.csv", &tenants("t", 40));
     let summary = dir.path("summary.json");
     std::fs::write(&summary, STALE).unwrap();
     let mut command = vec!["run", &input, "--concurrency", "2"];
     let args = job_args(&sandbox, &dir, "results.csv");
     command.extend(args.iter().map(String::as_str));
     command.extend(["--summary-json", summary.to_str().unwrap()]);
-    let mut child = crate::common::spawn_dbprov(&command);
-    crate::common::until_requests(&api, &mut child, 1).await;
-    crate::common::signal(&child, libc::SIGINT);
+    let mut child = spawn_dbprov(&command);
+    until_requests(&api, &mut child, 1).await;
+    signal(&child, libc::SIGINT);
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));
     let json = read_json(&summary);
@@ -197,11 +189,11 @@ async fn a_refused_key_says_what_to_check_in_text_and_json() {
     const STEP: &str = "the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file";
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
-    let input = dir.write("in.csv", &crate::common::tenants("t", 3));
+    let input = dir.write("in.csv", &tenants("t", 3));
     let summary = dir.path("summary.json");
     let mut args = job_args(&sandbox, &dir, "results.csv");
     let wrong_key = dir.private_key("dbn_wrong\n");
-    crate::common::set_flag(&mut args, "--api-key-file", &wrong_key);
+    set_flag(&mut args, "--api-key-file", &wrong_key);
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
