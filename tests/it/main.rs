@@ -11,6 +11,8 @@ mod process;
 
 // Behaviours.
 mod counts;
+mod deploy;
+mod encodings;
 mod job;
 mod lifecycle;
 mod lifecycle_edges;
@@ -20,6 +22,8 @@ mod pacing;
 mod readme;
 mod records;
 mod reruns;
-mod sandbox;
+mod sandbox_api;
+mod sandbox_faults;
+mod sandbox_rate_limit;
 mod spreadsheets;
 mod summary;
