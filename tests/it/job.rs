@@ -131,25 +131,6 @@ async fn with_30_percent_500s_every_row_is_created_once() {
 }
 
 #[tokio::test]
-async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doubled() {
-    let faults = FaultConfig {
-        fail_after_commit_rate: 0.3,
-        ..FaultConfig::default()
-    };
-    let (sandbox, rows) = run_through_faults(faults, 300, &["--concurrency", "16"]).await;
-    let stats = Api::new(&sandbox).stats().await;
-    assert!(
-        stats["faults_injected"]["fail_after_commit"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
-    // Rows whose first answer was lost say how they were created.
-    assert!(rows.iter().any(|r| r["_attempts"] != "1"
-        && r["_error_message"] == "an earlier attempt, whose answer was lost, created it"));
-}
-
-#[tokio::test]
 async fn dropped_connections_are_retried_and_no_workspace_is_lost_or_doubled() {
     let faults = FaultConfig {
         drop_rate: 0.2,
@@ -588,29 +569,6 @@ async fn a_dry_run_sends_nothing_and_plans_every_valid_row() {
 }
 
 #[tokio::test]
-async fn a_results_file_is_itself_a_valid_input_file() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType,owner\na,MULTI_DATAMART,ops\n",
-    );
-    run_against(&sandbox, &dir, &input, &[]).await;
-    std::fs::rename(dir.path("results.csv"), dir.path("first.csv")).unwrap();
-    let first = dir.path("first.csv");
-    let run = run_against(&sandbox, &dir, first.to_str().unwrap(), &[]).await;
-    assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (header, rows) = dir.results("results.csv");
-    assert_eq!(
-        header[9..],
-        ["name", "connectionType", "owner"],
-        "no result columns twice"
-    );
-    assert_eq!(rows[0]["_status"], "exists");
-    assert_eq!(rows[0]["owner"], "ops");
-}
-
-#[tokio::test]
 async fn results_can_go_to_stdout_and_input_come_from_stdin() {
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
@@ -646,29 +604,6 @@ async fn results_can_go_to_stdout_and_input_come_from_stdin() {
     let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
     let statuses: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
     assert_eq!(statuses, ["created", "created", "created"]);
-}
-
-#[tokio::test]
-async fn a_results_file_that_is_the_input_is_refused() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 2));
-    let key_file = dir.key_file(&sandbox);
-    let url = sandbox.url();
-    let run = dbprov(&[
-        "run",
-        &input,
-        "-o",
-        &input,
-        "--base-url",
-        &url,
-        "--api-key-file",
-        &key_file,
-    ])
-    .await;
-    assert_eq!(run.exit, 2);
-    assert!(run.stderr.contains("is the input itself"), "{}", run.stderr);
-    assert_eq!(std::fs::read_to_string(&input).unwrap(), tenants("t", 2));
 }
 
 #[tokio::test]

@@ -3,15 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use dbprov::sandbox;
-use dbprov::sandbox::SandboxConfig;
-
 use crate::common::{
     Api, JobDir, ResultRow, holding_names, job_args, job_args_to, methods, set_flag, statuses,
     tenants,
 };
 use crate::hostile::{Hostile, HostileState, hostile_args};
-use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
+use crate::process::{dbprov, dbprov_with};
 
 #[tokio::test]
 async fn a_delete_against_a_wrong_api_root_reports_no_workspace_gone() {
@@ -54,52 +51,6 @@ async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_nam
     expected.insert("acme & sons".into(), "absent".into());
     assert_eq!(statuses(&rows), expected);
     assert!(Api::new(&sandbox).workspace_names().await.is_empty());
-}
-
-#[tokio::test]
-async fn a_results_file_is_continued_only_by_the_command_that_wrote_it() {
-    let sandbox = holding_names(&[]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 4));
-    let args = job_args(&sandbox, &dir, "r.csv");
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    let before = methods(&api).await.len();
-    // An update resumed into a run's results would keep its `created` rows as done and
-    // update nothing.
-    for command in ["update", "delete"] {
-        let refused = dbprov_with(&[command, &input, "--resume"], &args).await;
-        assert_eq!(refused.exit, 2, "{}", refused.stderr);
-        assert!(
-            refused.stderr.contains("holds the results of `dbprov run`"),
-            "{}",
-            refused.stderr
-        );
-    }
-    assert_eq!(methods(&api).await.len(), before, "nothing sent");
-}
-
-#[tokio::test]
-async fn retry_sends_an_updates_failures_as_puts() {
-    let sandbox = holding_names(&["t-0001", "t-0002"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    // Four rows, two of which do not exist: those fail, and must never be created.
-    let input = dir.write("t.csv", &tenants("t", 4));
-    let args = job_args(&sandbox, &dir, "u.csv");
-    let update = dbprov_with(&["update", &input], &args).await;
-    assert_eq!(update.exit, 1, "{}", update.stderr);
-    let results = dir.path("u.csv").to_string_lossy().into_owned();
-    let retry = dbprov_with(&["retry", &results], &args[2..]).await;
-    assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    let seen = methods(&api).await;
-    assert!(!seen.contains(&"POST".to_owned()), "{seen:?}");
-    assert_eq!(seen.iter().filter(|m| *m == "PUT").count(), 6, "{seen:?}");
-    let (_, rows) = dir.results("u.csv");
-    let got = statuses(&rows);
-    assert_eq!(got["t-0001"], "updated");
-    assert_eq!(got["t-0003"], "failed");
-    assert_eq!(api.workspace_names().await.len(), 2);
 }
 
 #[tokio::test]
@@ -222,61 +173,6 @@ async fn a_list_that_pages_itself_whatever_it_is_asked_is_not_trusted() {
 }
 
 #[tokio::test]
-async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
-    // t-0001 exists, but the list does not show it: its POST is refused, its first PUT
-    // is applied and answered too late, its second answered.
-    let hostile = Hostile::start(HostileState {
-        existing: std::sync::Mutex::new(["t-0001".to_owned()].into()),
-        unlisted: std::sync::Mutex::new(["t-0001".to_owned()].into()),
-        slow_first_put: true,
-        ..HostileState::default()
-    })
-    .await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 2));
-    let mut args = hostile_args(&hostile, &dir, "r.csv");
-    args.extend(["--on-exists", "update", "--timeout", "1s"].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 0, "{}", run.stderr);
-    let puts = hostile.log().iter().filter(|(m, _)| m == "PUT").count();
-    assert_eq!(puts, 2, "the lost PUT and its retry: {:?}", hostile.log());
-    let (_, rows) = dir.results("r.csv");
-    let got = statuses(&rows);
-    assert_eq!(got["t-0001"], "updated", "a PUT creates nothing: {rows:?}");
-    assert_eq!(got["t-0002"], "created");
-}
-
-#[tokio::test]
-async fn a_dry_run_of_a_delete_is_retried_as_deletes() {
-    let sandbox = holding_names(&["a", "b"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    // The whole tenant columns: read as a run's, these rows would be valid creates.
-    let input = dir.write(
-        "off.csv",
-        "name,connectionType,datasourceName\na,DATASOURCE,postgres-main\nc,DATASOURCE,postgres-main\n",
-    );
-    let args = job_args(&sandbox, &dir, "dry.csv");
-    let dry = dbprov_with(&["delete", &input, "--dry-run"], &args).await;
-    assert_eq!(dry.exit, 0, "{}", dry.stderr);
-    let (_, rows) = dir.results("dry.csv");
-    assert!(
-        rows.iter()
-            .all(|r| r["_error_message"] == "delete: would delete"),
-        "{rows:?}"
-    );
-    let dry_path = dir.path("dry.csv").to_string_lossy().into_owned();
-    let retry = dbprov_with(&["retry", &dry_path], &args[2..]).await;
-    assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let seen = methods(&api).await;
-    assert_eq!(seen, ["DELETE", "DELETE"], "never a POST");
-    let (_, rows) = dir.results("dry.csv");
-    let got = statuses(&rows);
-    assert_eq!((&*got["a"], &*got["c"]), ("deleted", "absent"));
-    assert_eq!(api.workspace_names().await, ["b"]);
-}
-
-#[tokio::test]
 async fn retrying_deletions_against_another_api_is_refused() {
     let here = holding_names(&[]).await;
     let there = holding_names(&["t-0001", "t-0002"]).await;
@@ -335,48 +231,6 @@ async fn rows_without_a_target_are_not_rolled_back_after_their_file_is_upgraded(
 }
 
 #[tokio::test]
-async fn a_rollback_waits_for_no_job_still_writing_its_file() {
-    let sandbox = sandbox::spawn(SandboxConfig {
-        seed: Some(1),
-        faults: dbprov::sandbox::FaultConfig {
-            latency: std::time::Duration::from_millis(200),
-            ..Default::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 40));
-    let args = job_args(&sandbox, &dir, "r.csv");
-    let mut run_args = vec!["run", input.as_str()];
-    run_args.extend(args.iter().map(String::as_str));
-    run_args.extend(["--concurrency", "1"]);
-    let mut child = spawn_dbprov(&run_args);
-    until_requests(&api, &mut child, 2).await;
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(
-        &["rollback", &results, "--yes"],
-        &job_args(&sandbox, &dir, "undo.csv"),
-    )
-    .await;
-    assert_eq!(undo.exit, 2, "{}", undo.stderr);
-    assert!(
-        undo.stderr
-            .contains("being written by another dbprov process"),
-        "{}",
-        undo.stderr
-    );
-    assert!(
-        !methods(&api).await.contains(&"DELETE".to_owned()),
-        "nothing deleted"
-    );
-    signal(&child, libc::SIGKILL);
-    let _ = child.wait().await;
-}
-
-#[tokio::test]
 async fn a_plan_refused_by_the_api_says_so_on_every_row() {
     let sandbox = holding_names(&[]).await;
     let dir = JobDir::new();
@@ -394,37 +248,6 @@ async fn a_plan_refused_by_the_api_says_so_on_every_row() {
             "{row:?}"
         );
     }
-}
-
-#[tokio::test]
-async fn a_server_cannot_turn_a_runs_retry_into_deletes() {
-    let hostile = Hostile::start(HostileState {
-        post_500_saying: Some("delete: job queue is full"),
-        ..HostileState::default()
-    })
-    .await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 3));
-    let mut args = hostile_args(&hostile, &dir, "r.csv");
-    args.extend(["--max-attempts", "1"].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (_, rows) = dir.results("r.csv");
-    assert!(
-        rows.iter()
-            .all(|r| r["_error_message"].starts_with("run: delete: job queue is full")),
-        "{rows:?}"
-    );
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let retry = dbprov_with(&["retry", &results], &args[2..]).await;
-    assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    assert!(
-        !hostile.log().iter().any(|(m, _)| m == "DELETE"),
-        "{:?}",
-        hostile.log()
-    );
-    let (_, rows) = dir.results("r.csv");
-    assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
 }
 
 #[tokio::test]
@@ -455,27 +278,6 @@ async fn a_second_page_that_keeps_refusing_leaves_the_list_trusted_and_the_job_g
     }
     let gets = hostile.log().iter().filter(|(m, _)| m == "GET").count();
     assert_eq!(gets, 3, "the list, and its second page twice");
-}
-
-#[tokio::test]
-async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
-    let sandbox = holding_names(&[]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 5));
-    let mut args = job_args(&sandbox, &dir, "r.csv");
-    args.retain(|a| a != "--no-preflight");
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
-    assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert!(api.workspace_names().await.is_empty());
-    // The results still say created; the list says otherwise, and wins.
-    let again = dbprov_with(&["run", &input, "--resume"], &args).await;
-    assert_eq!(again.exit, 0, "{}", again.stderr);
-    assert_eq!(api.workspace_names().await.len(), 5);
-    let posts = methods(&api).await.iter().filter(|m| *m == "POST").count();
-    assert_eq!(posts, 10, "five, and five again");
 }
 
 #[tokio::test]
@@ -516,44 +318,6 @@ async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file()
 }
 
 #[tokio::test]
-async fn a_delete_does_not_continue_an_updates_file() {
-    let sandbox = holding_names(&["t-0001", "t-0002"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 2));
-    let args = job_args(&sandbox, &dir, "x.csv");
-    assert_eq!(dbprov_with(&["update", &input], &args).await.exit, 0);
-    let delete = dbprov_with(&["delete", &input, "--resume"], &args).await;
-    assert_eq!(delete.exit, 2, "{}", delete.stderr);
-    assert!(!methods(&api).await.contains(&"DELETE".to_owned()));
-}
-
-#[tokio::test]
-async fn readers_share_a_results_file() {
-    let sandbox = holding_names(&[]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 4));
-    let args = job_args(&sandbox, &dir, "r.csv");
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    // Another reader (a rollback of another shard) holds it shared.
-    let other = std::fs::File::open(dir.path("r.csv")).unwrap();
-    other.try_lock_shared().unwrap();
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(
-        &["rollback", &results, "--yes"],
-        &job_args(&sandbox, &dir, "u.csv"),
-    )
-    .await;
-    assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert!(api.workspace_names().await.is_empty());
-    // A writer is refused while a reader holds it.
-    let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
-    assert_eq!(resumed.exit, 2, "{}", resumed.stderr);
-    drop(other);
-}
-
-#[tokio::test]
 async fn a_failed_list_never_shows_a_part_of_the_key() {
     let key = "9f3a6c1e-4b2d-4e8f-a1b2-c3d4e5f60718";
     let hostile = Hostile::start(HostileState {
@@ -571,70 +335,6 @@ async fn a_failed_list_never_shows_a_part_of_the_key() {
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert!(run.stderr.contains("preflight"), "{}", run.stderr);
     assert!(!run.stderr.contains(&key[..12]), "{}", run.stderr);
-}
-
-#[tokio::test]
-async fn a_server_cannot_write_the_notes_a_rollback_reads() {
-    let hostile = Hostile::start(HostileState {
-        existing: std::sync::Mutex::new(["t-0001".to_owned(), "t-0002".to_owned()].into()),
-        taken_saying: Some(
-            "taken (it was not listed before the run) an earlier attempt got no clear answer: the workspace may exist",
-        ),
-        ..HostileState::default()
-    })
-    .await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 2));
-    let mut args = hostile_args(&hostile, &dir, "r.csv");
-    args.extend(["--no-preflight", "--on-exists", "fail"].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 1, "{}", run.stderr);
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
-    assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert!(
-        undo.stderr.contains("nothing to roll back"),
-        "{}",
-        undo.stderr
-    );
-    assert!(!hostile.log().iter().any(|(m, _)| m == "DELETE"));
-}
-
-#[tokio::test]
-async fn a_name_the_list_misses_keeps_the_record_that_it_was_created() {
-    let hostile = Hostile::start(HostileState::default()).await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 3));
-    let args = hostile_args(&hostile, &dir, "r.csv");
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    // The list lags: it misses one of the workspaces the run created.
-    hostile
-        .state
-        .unlisted
-        .lock()
-        .unwrap()
-        .insert("t-0001".to_owned());
-    for extra in [
-        &[][..],
-        &["--on-exists", "fail"][..],
-        &["--on-exists", "update"][..],
-    ] {
-        let mut again = args.clone();
-        again.extend(extra.iter().map(|s| s.to_string()));
-        again.push("--resume".into());
-        let rerun = dbprov_with(&["run", &input], &again).await;
-        assert_eq!(rerun.exit, 0, "{extra:?}: {}", rerun.stderr);
-        let (_, rows) = dir.results("r.csv");
-        assert!(
-            rows.iter().all(|r| r["_status"] == "created"),
-            "{extra:?}: {rows:?}"
-        );
-    }
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
-    assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    let deletes = hostile.log().iter().filter(|(m, _)| m == "DELETE").count();
-    assert_eq!(deletes, 3, "all three, the missed one too");
 }
 
 #[tokio::test]
@@ -674,97 +374,4 @@ async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     let retry = dbprov(&refs).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-}
-
-#[tokio::test]
-async fn a_record_the_list_misses_stands_through_a_lost_answer_of_its_resend() {
-    // t-0002 is there before the job; the job creates t-0001 and t-0003.
-    let hostile = Hostile::start(HostileState {
-        existing: std::sync::Mutex::new(["t-0002".to_owned()].into()),
-        ..HostileState::default()
-    })
-    .await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 3));
-    let mut args = hostile_args(&hostile, &dir, "r.csv");
-    args.extend(["--timeout", "1s"].map(str::to_owned));
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    // The list misses two of them, and their re-sent POSTs get no answer in time.
-    for name in ["t-0001", "t-0002"] {
-        hostile
-            .state
-            .unlisted
-            .lock()
-            .unwrap()
-            .insert(name.to_owned());
-        hostile
-            .state
-            .slow_next_post
-            .lock()
-            .unwrap()
-            .insert(name.to_owned());
-    }
-    let mut again = args.clone();
-    again.push("--resume".into());
-    let rerun = dbprov_with(&["run", &input], &again).await;
-    assert_eq!(rerun.exit, 0, "{}", rerun.stderr);
-    let (_, rows) = dir.results("r.csv");
-    let got = statuses(&rows);
-    assert_eq!(
-        (&*got["t-0001"], &*got["t-0002"], &*got["t-0003"]),
-        ("created", "exists", "created"),
-        "{rows:?}"
-    );
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
-    assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert_eq!(
-        *hostile.state.existing.lock().unwrap(),
-        ["t-0002".to_owned()].into(),
-        "only what was there before is left"
-    );
-}
-
-#[tokio::test]
-async fn a_created_record_whose_resend_is_refused_claims_nothing_later() {
-    let hostile = Hostile::start(HostileState::default()).await;
-    let dir = JobDir::new();
-    let input = dir.write(
-        "t.csv",
-        "name,connectionType,datasourceName\nw1,DATASOURCE,x\n",
-    );
-    let args = hostile_args(&hostile, &dir, "r.csv");
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    // Someone deletes it, and its datasource: the resend is refused, clearly.
-    hostile.state.existing.lock().unwrap().remove("w1");
-    hostile
-        .state
-        .refused
-        .lock()
-        .unwrap()
-        .insert("w1".to_owned());
-    let mut again = args.clone();
-    again.push("--resume".into());
-    assert_eq!(dbprov_with(&["run", &input], &again).await.exit, 1);
-    let (_, rows) = dir.results("r.csv");
-    assert_eq!(
-        rows[0]["_error_code"], "INVALID_DATASOURCE_NAME",
-        "{rows:?}"
-    );
-    assert!(!rows[0]["_error_message"].contains("may"), "{rows:?}");
-    // Someone else creates it: not the job's, so neither created nor rolled back.
-    hostile.state.refused.lock().unwrap().clear();
-    hostile
-        .state
-        .existing
-        .lock()
-        .unwrap()
-        .insert("w1".to_owned());
-    assert_eq!(dbprov_with(&["run", &input], &again).await.exit, 0);
-    let (_, rows) = dir.results("r.csv");
-    assert_eq!(rows[0]["_status"], "exists", "{rows:?}");
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
-    assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert!(hostile.state.existing.lock().unwrap().contains("w1"));
 }

@@ -197,34 +197,6 @@ async fn excel_results_have_a_mark_crlf_and_the_inputs_semicolon_and_read_back()
 }
 
 #[tokio::test]
-async fn results_are_in_input_order_whatever_the_order_rows_finish_in() {
-    let sandbox = sandbox_with(dbprov::sandbox::FaultConfig {
-        latency: std::time::Duration::from_millis(1),
-        jitter: std::time::Duration::from_millis(20),
-        fail_rate: 0.3,
-        ..Default::default()
-    })
-    .await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("order", 60));
-    let mut args = job_args(&sandbox, &dir, "out.csv");
-    args.extend(["--concurrency", "8", "--max-attempts", "1"].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
-    assert!(run.exit <= 1, "{}", run.stderr);
-    let (_, rows) = dir.results("out.csv");
-    assert_eq!(row_numbers(&rows), (1..=60).collect::<Vec<_>>());
-    // A retry of the failures puts them back in their places too.
-    let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
-    assert!(failed > 0, "the faults leave failures to retry");
-    args.drain(0..2);
-    let out = dir.path("out.csv");
-    let retry = dbprov_with(&["retry", out.to_str().unwrap()], &args).await;
-    assert!(retry.exit <= 1, "{}", retry.stderr);
-    let (_, rows) = dir.results("out.csv");
-    assert_eq!(row_numbers(&rows), (1..=60).collect::<Vec<_>>());
-}
-
-#[tokio::test]
 async fn a_results_file_saved_without_a_last_line_break_keeps_its_last_row() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
