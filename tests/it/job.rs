@@ -553,22 +553,6 @@ async fn malformed_records_are_invalid_rows_and_the_job_goes_on() {
 }
 
 #[tokio::test]
-async fn a_dry_run_sends_nothing_and_plans_every_valid_row() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let run = run_against(&sandbox, &dir, "samples/tenants.csv", &["--dry-run"]).await;
-    assert_eq!(run.exit, 1, "the invalid rows still count: {}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_one_row_per_input_row(&rows, 51);
-    assert_eq!(
-        rows.iter().filter(|r| r["_status"] == "planned").count(),
-        47
-    );
-    assert_eq!(api.stats().await["requests_total"], 0);
-}
-
-#[tokio::test]
 async fn results_can_go_to_stdout_and_input_come_from_stdin() {
     let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
