@@ -1,21 +1,19 @@
-//! What the operator is told the job did (issue 11): the counts per status and the
-//! retries, in the progress line, the summary on stderr and `--summary-json`, and logs as
-//! JSON. Each count is checked against what reached the sandbox (its request log) or the
-//! results file, never against the client's word alone.
+//! What the operator is told the job did: the counts per status and the retries, in the
+//! progress line, the summary on stderr and `--summary-json`. Each count is checked against
+//! what reached the sandbox (its request log) or the results file, never against the
+//! client's word alone.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
-use serde::de::Error as _;
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::{
     Api, JobDir, ResultRow, assert_one_row_per_input_row, attempts, holding, job_args,
-    sandbox_with, summary, tenants, with_summary,
+    plain_sandbox, sandbox_with, summary, tenants, with_summary,
 };
 use crate::process::{dbprov_with, signal, until_requests};
 
@@ -91,93 +89,6 @@ async fn hourly(requests: u64, headers: RateLimitHeaders, holding_names: &[Strin
         ..FaultConfig::default()
     };
     holding(holding_names, faults).await
-}
-
-/// Parses one JSON text, refusing an object that holds a key twice (`serde_json::Value`
-/// would keep the last one silently).
-fn parse_strict(text: &str) -> Result<Value, String> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = Strict
-        .deserialize(&mut deserializer)
-        .map_err(|e| e.to_string())?;
-    deserializer.end().map_err(|e| e.to_string())?;
-    Ok(value)
-}
-
-/// Builds a `Value` like serde_json does, but fails on a duplicate key.
-struct Strict;
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Strict)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(A::Error::custom(format!("the key {key:?} twice")));
-            }
-            let value = map.next_value_seed(Strict)?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-/// Every line of `stderr` as a JSON object without duplicate keys; fails the test on the
-/// first line that is not one.
-fn json_lines(stderr: &str) -> Vec<Value> {
-    stderr
-        .lines()
-        .map(|line| {
-            let value = parse_strict(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            assert!(value.is_object(), "not an object: {line}");
-            value
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -507,93 +418,47 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
     );
 }
 
-#[test]
-fn the_strict_parser_refuses_a_key_twice() {
-    assert!(parse_strict(r#"{"span":{"name":"row","row":1,"name":"x"}}"#).is_err());
-    assert!(parse_strict(r#"[{"a":1},{"a":2,"b":[{"c":1,"c":2}]}]"#).is_err());
-    assert_eq!(
-        parse_strict(r#"{"a":[1,2.5,"x",null,true],"b":{"a":-1}}"#).unwrap(),
-        serde_json::json!({"a":[1,2.5,"x",null,true],"b":{"a":-1}})
-    );
-}
-
 #[tokio::test]
-async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_summary() {
-    // Retries log inside the row's span; -vv opens the HTTP stack's spans and events too.
-    let sandbox = sandbox_with(FaultConfig {
-        fail_rate: 0.3,
-        ..FaultConfig::default()
-    })
-    .await;
+async fn the_summary_json_agrees_with_the_results_file() {
+    let sandbox = plain_sandbox().await;
     let dir = JobDir::new();
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
-    args.extend(
-        [
-            "--log-format",
-            "json",
-            "-vv",
-            "--max-attempts",
-            "10",
-            "--progress-every",
-            "10ms",
-        ]
-        .map(str::to_owned),
-    );
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let summary = dir.path("summary.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
     let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
-    assert_eq!(run.exit, 1, "{}", run.stderr);
-    let events = json_lines(&run.stderr);
-    assert!(events.len() > 50, "{}", run.stderr);
-    let in_a_row = events
-        .iter()
-        .find(|e| e["span"]["name"] == "row" && e["fields"]["message"].is_string())
-        .expect("events inside a row's span");
-    assert!(in_a_row["span"]["workspace"].is_string(), "{in_a_row}");
-    assert!(in_a_row["span"]["row"].is_u64(), "{in_a_row}");
-    let failure = events
-        .iter()
-        .find(|e| e["fields"]["code"] == "INVALID_DATASOURCE_NAME")
-        .expect("the failed row is logged");
-    assert_eq!(failure["fields"]["workspace"], "Legacy Oracle Tenant");
-
-    let last = events.last().unwrap();
-    assert_eq!(last["level"], "INFO");
-    assert_eq!(last["target"], "dbprov::summary");
-    assert!(
-        last["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("51 rows in "),
-        "{last}"
-    );
-    let json = summary(&dir);
+    assert_eq!(run.exit, 1);
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let (_, rows) = dir.results("results.csv");
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+    for row in &rows {
+        *by_status.entry(row["_status"].clone()).or_default() += 1;
+        if !row["_error_code"].is_empty() {
+            *by_code.entry(row["_error_code"].clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(summary["rows"], rows.len() as u64);
     assert_eq!(
-        last["fields"]["summary"], json,
-        "the same figures as --summary-json"
+        serde_json::to_value(&by_status).unwrap(),
+        summary["by_status"]
     );
-    assert!(json["retries"].as_u64().unwrap() > 0, "{json}");
+    for entry in summary["top_error_codes"].as_array().unwrap() {
+        assert_eq!(by_code[entry["code"].as_str().unwrap()], entry["count"]);
+    }
+    let attempts: u64 = rows
+        .iter()
+        .map(|r| r["_attempts"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(summary["requests"], attempts);
+    assert_eq!(summary["exit_code"], 1);
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e["fields"]["summary"].is_object())
-            .count(),
-        1,
-        "one summary event"
+        summary["results"],
+        dir.path("results.csv").to_str().unwrap()
     );
-
-    // An error that stops the job before it starts is one JSON event too.
-    let missing = dir.path("missing.csv");
-    let mut args = job_args(&sandbox, &dir, "other.csv");
-    args.extend(["--log-format", "json"].map(str::to_owned));
-    let refused = dbprov_with(&["run", missing.to_str().unwrap()], &args).await;
-    assert_eq!(refused.exit, 2, "{}", refused.stderr);
-    let events = json_lines(&refused.stderr);
-    let error = events.last().unwrap();
-    assert_eq!(error["level"], "ERROR", "{error}");
-    assert!(
-        error["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("missing.csv"),
-        "{error}"
-    );
+    let retry = summary["retry_command"].as_str().unwrap();
+    assert!(retry.starts_with("dbprov retry "), "{retry}");
+    assert!(summary["latency_ms"]["p50"].is_u64());
 }

@@ -1,17 +1,197 @@
-//! Pacing: the API's rate limit (its headers, its 429s and their `Retry-After`), and an API
-//! that cannot be reached. Every job here must end with each row accounted for, and none
-//! failed for being refused "not now".
+//! Pacing: the API's rate limit (its headers, its 429s and their `Retry-After`), the job's own
+//! `--rate` and concurrency, and an API that cannot be reached. Every job here must end with
+//! each row accounted for, and none failed for being refused "not now".
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 
 use crate::common::{
     Api, JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args,
-    job_args_to, plain_sandbox, sandbox_with, set_flag, tenants,
+    job_args_to, plain_sandbox, run_against, sandbox_with, set_flag, slow_sandbox, tenants,
+    workspace_counts, writes,
 };
 use crate::fault_server::{Canned, FaultServer};
-use crate::process::{Finished, dbprov_with, spawn_dbprov, until_requests};
+use crate::process::{
+    Finished, command, dbprov_with, limit, line, run_to_end, spawn_dbprov, until_requests,
+};
+
+#[tokio::test]
+async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
+    // Without the headers that would let the job pace itself, only 429s say "not now".
+    let sandbox = sandbox_with(FaultConfig {
+        rate_limit: Some(WindowLimit {
+            requests: 25,
+            window: Duration::from_secs(1),
+        }),
+        rate_limit_headers: RateLimitHeaders::None,
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 60));
+    let run = run_against(
+        &sandbox,
+        &dir,
+        &input,
+        &["--concurrency", "16", "--max-attempts", "20"],
+    )
+    .await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 60);
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
+    assert_eq!(workspace_counts(&api).await.len(), 60);
+    assert!(
+        api.stats().await["faults_injected"]["rate_limited"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // After a 429 with Retry-After: 1, the same row waits at least a second.
+    let log = api.get("/_sandbox/requests").await;
+    let mut last_429: BTreeMap<String, u64> = BTreeMap::new();
+    for request in log.as_array().unwrap() {
+        let name = request["name"].as_str().unwrap_or_default().to_owned();
+        let at = request["at_us"].as_u64().unwrap();
+        if let Some(refused_at) = last_429.remove(&name) {
+            assert!(
+                at - refused_at >= 1_000_000,
+                "{name} came back after {} µs",
+                at - refused_at
+            );
+        }
+        if request["status"] == 429 {
+            last_429.insert(name, at);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_in_every_one_second_window() {
+    // A third of the attempts fail: retries must take permits like first attempts.
+    let sandbox = sandbox_with(FaultConfig {
+        fail_rate: 0.3,
+        ..FaultConfig::default()
+    })
+    .await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 120));
+    let mut args = job_args(&sandbox, &dir, "results.csv");
+    set_flag(&mut args, "--rate", "50/s");
+    args.extend(
+        [
+            "--burst",
+            "5",
+            "--concurrency",
+            "32",
+            "--max-attempts",
+            "12",
+        ]
+        .map(str::to_owned),
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let log = api.get("/_sandbox/requests").await;
+    let mut times: Vec<u64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at_us"].as_u64().unwrap())
+        .collect();
+    times.sort_unstable();
+    assert!(times.len() > 120, "retries happened: {}", times.len());
+    // Generous: the bound is rate + burst over any window of one second.
+    let mut first = 0;
+    for (last, t) in times.iter().enumerate() {
+        while *t - times[first] >= 1_000_000 {
+            first += 1;
+        }
+        assert!(
+            last - first < 55,
+            "{} requests within one second",
+            last - first + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_api_unreachable_from_the_start_stops_the_job_after_a_few_probes() {
+    // A port that was free a moment ago: nothing listens there now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 51));
+    let url = format!("http://127.0.0.1:{port}");
+    let args = job_args_to(&url, &dir.write("key", "k"), &dir, "results.csv");
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 3, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 51);
+    for row in &rows {
+        assert_eq!(row["_status"], "skipped");
+        assert_eq!(row["_error_code"], "ABORTED_UNREACHABLE");
+        assert_eq!(row["_http_status"], "");
+    }
+    // Three refusals open the breaker, three probes give up; at most the default eight
+    // requests were on their way meanwhile.
+    let attempts: u32 = rows
+        .iter()
+        .map(|r| r["_attempts"].parse::<u32>().unwrap())
+        .sum();
+    assert!((4..=14).contains(&attempts), "{attempts} attempts");
+    assert_eq!(
+        run.stderr.matches("the API cannot be reached: ").count(),
+        1,
+        "one clear message: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--base-url"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_concurrency_beyond_the_file_descriptor_limit_is_raised_or_refused() {
+    let sandbox = slow_sandbox(200).await;
+    let api = Api::new(&sandbox);
+    let dir = JobDir::new();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let input = dir.write("in.csv", &tenants("t", 1500));
+    let mut job = command(&line(&["run", &input, "--concurrency", "1000"], &args));
+    limit(&mut job, libc::RLIMIT_NOFILE, 256);
+    let run = run_to_end(job).await;
+    match run.exit {
+        2 => {
+            assert_eq!(writes(&api).await, 0, "refused before any request");
+            let said = run.stderr.to_lowercase();
+            assert!(
+                said.contains("limit")
+                    && (said.contains("file descriptor") || said.contains("open files")),
+                "names the file-descriptor limit: {}",
+                run.stderr
+            );
+        }
+        0 => {
+            let (_, rows) = dir.results("results.csv");
+            assert_one_row_per_input_row(&rows, 1500);
+            assert!(rows.iter().all(|r| r["_status"] == "created"));
+        }
+        other => panic!("exit {other}: {}", run.stderr),
+    }
+    assert!(
+        !run.stderr.contains("Too many open files"),
+        "{}",
+        run.stderr
+    );
+    if let Ok(text) = std::fs::read_to_string(dir.path("results.csv")) {
+        assert!(!text.contains("Too many open files"));
+    }
+}
 
 /// Runs `dbprov run` over `rows` tenants against `url`, with the fast test flags and
 /// `extra`, and returns the process's end and the results rows.
@@ -216,42 +396,6 @@ async fn a_wait_beyond_max_retry_after_stops_the_job_and_resume_finishes_it() {
     assert_eq!(second.exit, 0, "{}", second.stderr);
     let (_, rows) = dir.results("results.csv");
     assert_all_created(&sandbox, &rows, 20).await;
-}
-
-#[tokio::test]
-async fn four_shards_behind_one_limit_share_it_without_a_failure() {
-    let sandbox = limited(20, 1, RateLimitHeaders::Draft6, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 120));
-    let key = dir.key_file(&sandbox);
-    let mut shards = Vec::new();
-    for i in 0..4 {
-        let output = dir.path(&format!("shard-{i}.csv"));
-        let shard = format!("{i}/4");
-        let args = [
-            "run",
-            &input,
-            "-o",
-            output.to_str().unwrap(),
-            "--base-url",
-            &sandbox.url(),
-            "--api-key-file",
-            &key,
-            "--rate",
-            "200/s",
-            "--shard",
-            &shard,
-        ];
-        shards.push(spawn_dbprov(&args));
-    }
-    let mut rows = Vec::new();
-    for (i, shard) in shards.into_iter().enumerate() {
-        let end = shard.wait_with_output().await.unwrap();
-        let stderr = String::from_utf8_lossy(&end.stderr);
-        assert_eq!(end.status.code(), Some(0), "shard {i}: {stderr}");
-        rows.extend(dir.results(&format!("shard-{i}.csv")).1);
-    }
-    assert_all_created(&sandbox, &rows, 120).await;
 }
 
 /// Starts a job of 150 rows at 50/s against `sandbox`, with `extra` flags.

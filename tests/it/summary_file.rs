@@ -1,100 +1,61 @@
-//! The summary of a job: the retry command it prints, the `--summary-json` file at every
-//! end, and the next step after an abort.
+//! `--summary-json`: written at every end (refusals and interrupts too), never over a file
+//! that holds something else, and never onto the input, the results or a pipe nobody reads.
 
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, ONE_INVALID, command_words, job_args, plain_sandbox, printed_retry, read_json,
-    sandbox_with, set_flag, tenants,
+    Api, JobDir, ONE_INVALID, job_args, plain_sandbox, read_json, sandbox_with, set_flag, tenants,
+    writes,
 };
-use crate::process::{dbprov, dbprov_with, run_printed, signal, spawn_dbprov, until_requests};
+use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
-async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
+async fn a_summary_json_on_the_input_or_the_results_is_refused() {
     let sandbox = plain_sandbox().await;
     let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    let mut args = job_args(&sandbox, &dir, "dr.csv");
-    let summary = dir.path("summary.json");
-    args.extend([
-        "--summary-json".to_owned(),
-        summary.to_str().unwrap().to_owned(),
-    ]);
-    let planned = dbprov_with(&["run", &input, "--dry-run"], &args).await;
-    assert_eq!(planned.exit, 1, "{}", planned.stderr);
-    let words = printed_retry(&planned.stderr).expect("a retry command");
-    assert!(words.contains(&"--dry-run".to_owned()), "{words:?}");
-    let json = read_json(&summary);
-    assert_eq!(
-        command_words(json["retry_command"].as_str().unwrap()),
-        words,
-        "the file and stderr say the same"
-    );
-
-    // The printed command re-plans the file in place and sends nothing; once the row is
-    // fixed, it plans it.
-    let again = run_printed(&words).await;
-    assert_eq!(again.exit, 1, "{}", again.stderr);
-    let fixed = std::fs::read_to_string(dir.path("dr.csv"))
-        .unwrap()
-        .replace(",,MULTI_DATAMART", ",a2,MULTI_DATAMART");
-    std::fs::write(dir.path("dr.csv"), fixed).unwrap();
-    let done = run_printed(&words).await;
-    assert_eq!(done.exit, 0, "{}", done.stderr);
-    let (_, rows) = dir.results("dr.csv");
-    assert!(rows.iter().all(|r| r["_status"] == "planned"), "{rows:?}");
-    assert_eq!(api.stats().await["requests_total"], 0, "nothing was sent");
+    let input = dir.write("in.csv", &tenants("t", 5));
+    std::fs::hard_link(&input, dir.path("link.csv")).unwrap();
+    let args = job_args(&sandbox, &dir, "results.csv");
+    let results = dir.path("results.csv");
+    let link = dir.path("link.csv");
+    for summary in [
+        input.as_str(),
+        results.to_str().unwrap(),
+        link.to_str().unwrap(),
+    ] {
+        let run = dbprov_with(&["run", &input, "--summary-json", summary], &args).await;
+        assert_eq!(run.exit, 2, "--summary-json {summary}: {}", run.stderr);
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), tenants("t", 5));
+    }
+    assert_eq!(writes(&api).await, 0, "no request");
 }
 
 #[tokio::test]
-async fn a_rehearsals_retry_command_keeps_sandbox_and_dry_run_in_text_and_json() {
+async fn a_summary_json_that_leads_to_the_results_file_is_refused() {
+    let sandbox = plain_sandbox().await;
+    let api = Api::new(&sandbox);
     let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    for (extra, dry_run) in [(&["--dry-run"][..], true), (&[][..], false)] {
-        let output = dir.path("out.csv");
-        let summary = dir.path("summary.json");
-        let mut args = vec![
-            "run",
-            &input,
-            "--sandbox",
-            "--overwrite",
-            "-o",
-            output.to_str().unwrap(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let text = dbprov(&args).await;
-        assert_eq!(text.exit, 1, "{}", text.stderr);
-        let words = printed_retry(&text.stderr).expect("a retry command");
-        assert!(words.contains(&"--sandbox".to_owned()), "{words:?}");
+    let input = dir.write("in.csv", &tenants("t", 3));
+    std::fs::create_dir(dir.path("sub")).unwrap();
+    std::os::unix::fs::symlink("r2.csv", dir.path("link2")).unwrap();
+    std::os::unix::fs::symlink("r3.csv", dir.path("link3")).unwrap();
+    for (output, summary) in [
+        ("sub/../r1.csv", "r1.csv"),
+        ("r2.csv", "link2"),
+        ("link3", "r3.csv"),
+    ] {
+        let mut args = job_args(&sandbox, &dir, output);
+        args.extend(["--summary-json", dir.path(summary).to_str().unwrap()].map(str::to_owned));
+        let run = dbprov_with(&["run", &input], &args).await;
         assert_eq!(
-            words.contains(&"--dry-run".to_owned()),
-            dry_run,
-            "{words:?}"
+            run.exit, 2,
+            "-o {output} --summary-json {summary}: {}",
+            run.stderr
         );
-        assert!(!words.contains(&"--base-url".to_owned()), "{words:?}");
-        let file = read_json(&summary);
-        assert_eq!(
-            command_words(file["retry_command"].as_str().unwrap()),
-            words
-        );
-
-        args.extend(["--log-format", "json"]);
-        let json = dbprov(&args).await;
-        assert_eq!(json.exit, 1, "{}", json.stderr);
-        let event: Value = json
-            .stderr
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|e| e["target"] == "dbprov::summary")
-            .expect("the summary event");
-        let command = event["fields"]["summary"]["retry_command"]
-            .as_str()
-            .unwrap();
-        assert_eq!(command_words(command), words);
+        assert!(run.stderr.contains("--summary-json"), "{}", run.stderr);
     }
+    assert_eq!(writes(&api).await, 0);
 }
 
 /// A summary a monitor would read as last night's success.
