@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use dbprov::sandbox::FaultConfig;
 
 use crate::common::{
-    Answer, Api, JobDir, ResultRow, assert_one_row_per_input_row, by_row, job_args, job_args_to,
-    plain_sandbox, run_against, run_through_faults, sandbox_with, set_flag, tenants,
+    Answer, JobDir, ResultRow, assert_one_row_per_input_row, by_row, job_args_to, set_flag, tenants,
 };
 use crate::fault_server::{Canned, FaultServer, WORKSPACE, fault_key};
+use crate::fixture::{Job, create_through_faults};
 use crate::process::{Finished, command, dbprov_with, limit, line, run_to_end};
 
 #[tokio::test]
@@ -20,8 +20,8 @@ async fn with_30_percent_500s_every_row_is_created_once() {
         ..FaultConfig::default()
     };
     let extra = ["--max-attempts", "12", "--concurrency", "16"];
-    let (sandbox, rows) = run_through_faults(faults, 300, &extra).await;
-    let stats = Api::new(&sandbox).stats().await;
+    let (job, rows) = create_through_faults(faults, 300, &extra).await;
+    let stats = job.api.stats().await;
     let fails = stats["faults_injected"]["fail"].as_u64().unwrap();
     assert!(fails > 0);
     let attempts: u64 = rows
@@ -46,8 +46,8 @@ async fn dropped_connections_are_retried_and_no_workspace_is_lost_or_doubled() {
         drop_rate: 0.2,
         ..FaultConfig::default()
     };
-    let (sandbox, _) = run_through_faults(faults, 200, &["--max-attempts", "10"]).await;
-    let stats = Api::new(&sandbox).stats().await;
+    let (job, _) = create_through_faults(faults, 200, &["--max-attempts", "10"]).await;
+    let stats = job.api.stats().await;
     let drops = &stats["faults_injected"];
     assert!(
         drops["drop_before_commit"].as_u64().unwrap()
@@ -58,19 +58,16 @@ async fn dropped_connections_are_retried_and_no_workspace_is_lost_or_doubled() {
 
 #[tokio::test]
 async fn a_400_is_tried_once() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
+    let job = Job::new().await;
+    let input = job.input(
         "name,connectionType,datasourceName,themeName\n\
          a,DATASOURCE,oracle-old,\n\
          b,MULTI_DATAMART,,neon\n\
          c,MULTI_DATAMART,,\n",
     );
-    let run = run_against(&sandbox, &dir, &input, &["--max-attempts", "5"]).await;
+    let run = job.run(&["run", &input, "--max-attempts", "5"]).await;
     assert_eq!(run.exit, 1);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     let rows = by_row(&rows);
     assert_eq!(rows[&1]["_error_code"], "INVALID_DATASOURCE_NAME");
     assert_eq!(rows[&1]["_http_status"], "400");
@@ -83,25 +80,23 @@ async fn a_400_is_tried_once() {
         assert_eq!(rows[&n]["_status"], "failed");
         assert_eq!(rows[&n]["_attempts"], "1");
     }
-    assert_eq!(api.stats().await["requests_total"], 3);
+    assert_eq!(job.requests().await, 3);
 }
 
 #[tokio::test]
 async fn a_wrong_key_stops_the_job_with_exit_3_and_every_row_accounted_for() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 500));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 500));
+    let mut args = job.args("results.csv");
     set_flag(
         &mut args,
         "--api-key-file",
-        &dir.write("wrong-key", "dbn_live_wrong\n"),
+        &job.dir.write("wrong-key", "dbn_live_wrong\n"),
     );
     args.extend(["--concurrency", "4"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 500);
     let failed: Vec<_> = rows.iter().filter(|r| r["_status"] == "failed").collect();
     assert!(
@@ -119,10 +114,7 @@ async fn a_wrong_key_stops_the_job_with_exit_3_and_every_row_accounted_for() {
         assert_eq!(row["_error_code"], "ABORTED_UNAUTHORIZED");
         assert_eq!(row["_attempts"], "0");
     }
-    assert_eq!(
-        api.stats().await["requests_total"].as_u64(),
-        Some(failed.len() as u64)
-    );
+    assert_eq!(job.requests().await, failed.len() as u64);
     assert!(
         !run.stderr.contains("dbn_live_wrong"),
         "the key never shows"
@@ -166,29 +158,23 @@ async fn error_bodies_that_are_not_json_are_classified_by_status() {
 
 #[tokio::test]
 async fn an_answer_slower_than_the_timeout_is_a_timeout_and_is_retried() {
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         latency: std::time::Duration::from_secs(5),
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", "name,connectionType\nslow,MULTI_DATAMART\n");
-    let run = run_against(
-        &sandbox,
-        &dir,
-        &input,
-        &["--timeout", "100ms", "--max-attempts", "2"],
-    )
-    .await;
+    let input = job.input("name,connectionType\nslow,MULTI_DATAMART\n");
+    let run = job
+        .run(&["run", &input, "--timeout", "100ms", "--max-attempts", "2"])
+        .await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_eq!(rows[0]["_status"], "failed");
     assert_eq!(rows[0]["_error_code"], "TIMEOUT");
     assert_eq!(rows[0]["_error_message"], "no answer within 100ms");
     assert_eq!(rows[0]["_http_status"], "");
     assert_eq!(rows[0]["_attempts"], "2");
-    assert_eq!(api.stats().await["requests_total"], 2);
+    assert_eq!(job.requests().await, 2);
 }
 
 /// Runs two rows against `url` with `--max-attempts 3`.
@@ -258,37 +244,43 @@ async fn redirects_are_not_followed_and_are_final() {
 
 /// 100 workspaces that exist as MULTI_DATAMART, in a sandbox that answers 30% of requests
 /// with a 500; a job that moves them to DATASOURCE / postgres-main with `--on-exists update`.
-async fn update_through_lost_answers() {
-    let sandbox = sandbox_with(FaultConfig {
+#[tokio::test]
+async fn on_exists_update_puts_every_taken_name_even_through_500s() {
+    let job = Job::with_faults(FaultConfig {
         fail_rate: 0.3,
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
     let names: Vec<String> = (1..=100).map(|i| format!("w-{i:03}")).collect();
     for name in &names {
         let body = serde_json::json!({"name": name, "connectionType": "MULTI_DATAMART"});
         let mut tries = 0;
         loop {
             tries += 1;
-            match api.create(&body).await {
+            match job.api.create(&body).await {
                 Answer::Http { status: 200, .. } => break,
                 Answer::Http { status: 500, .. } if tries < 100 => continue,
                 other => panic!("setting up {name}: {other:?}"),
             }
         }
     }
-    let dir = JobDir::new();
     let mut csv = String::from("name,connectionType,datasourceName\n");
     for name in &names {
         csv.push_str(&format!("{name},DATASOURCE,postgres-main\n"));
     }
-    let input = dir.write("in.csv", &csv);
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    args.extend(["--on-exists", "update", "--max-attempts", "30"].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
+    let input = job.input(&csv);
+    let run = job
+        .run(&[
+            "run",
+            &input,
+            "--on-exists",
+            "update",
+            "--max-attempts",
+            "30",
+        ])
+        .await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 100);
     let not_updated: Vec<_> = rows
         .iter()
@@ -299,18 +291,13 @@ async fn update_through_lost_answers() {
         not_updated.is_empty(),
         "every workspace existed: each is updated, got {not_updated:?}"
     );
-    let stored = api.get("/_sandbox/workspaces").await;
+    let stored = job.api.get("/_sandbox/workspaces").await;
     let stored = stored.as_array().unwrap();
     assert_eq!(stored.len(), 100);
     for workspace in stored {
         assert_eq!(workspace["connectionType"], "DATASOURCE", "{workspace}");
         assert_eq!(workspace["datasourceName"], "postgres-main", "{workspace}");
     }
-}
-
-#[tokio::test]
-async fn on_exists_update_puts_every_taken_name_even_through_500s() {
-    update_through_lost_answers().await;
 }
 
 async fn a_500_with_a_body(canned: Canned) {
@@ -320,14 +307,14 @@ async fn a_500_with_a_body(canned: Canned) {
     let mut args = job_args_to(&server.url, &fault_key(&dir), &dir, "results.csv");
     args.extend(["--timeout", "20s", "--max-attempts", "2"].map(str::to_owned));
     let started = Instant::now();
-    let mut job = command(&line(&["run", &input], &args));
+    let mut cmd = command(&line(&["run", &input], &args));
     // Under a memory limit (as a container has), reading a 100 MB body whole is an abort.
     // One malloc arena and two runtime threads keep the address space the same on any
     // machine (each arena reserves 64 MB of it).
-    job.env("MALLOC_ARENA_MAX", "1")
+    cmd.env("MALLOC_ARENA_MAX", "1")
         .env("TOKIO_WORKER_THREADS", "2");
-    limit(&mut job, libc::RLIMIT_AS, 192 << 20);
-    let run = run_to_end(job).await;
+    limit(&mut cmd, libc::RLIMIT_AS, 192 << 20);
+    let run = run_to_end(cmd).await;
     let took = started.elapsed();
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let (_, rows) = dir.results("results.csv");

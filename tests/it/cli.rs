@@ -3,16 +3,15 @@
 
 use std::process::Stdio;
 
-use crate::common::{Api, JobDir, job_args, plain_sandbox, set_flag, tenants, writes};
+use crate::common::{set_flag, tenants};
+use crate::fixture::Job;
 use crate::process::{command, dbprov, dbprov_with, line, run_to_end};
 
 #[tokio::test]
 async fn absurd_rates_are_refused_with_exit_2_not_a_panic() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &tenants("t", 3));
+    let job = Job::new().await;
+    let mut args = job.args("results.csv");
+    let input = job.input(&tenants("t", 3));
     for rate in ["1e-20/s", "0.0000001/h"] {
         set_flag(&mut args, "--rate", rate);
         let run = dbprov_with(&["run", &input], &args).await;
@@ -20,36 +19,38 @@ async fn absurd_rates_are_refused_with_exit_2_not_a_panic() {
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
         assert!(run.stderr.contains("--rate"), "{}", run.stderr);
     }
-    assert_eq!(writes(&api).await, 0);
+    assert_eq!(job.writes().await, 0);
 }
 
 #[tokio::test]
 async fn a_base_url_with_a_query_and_a_summary_on_stdout_are_refused() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 2));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    set_flag(&mut args, "--base-url", &format!("{}/?a=b", sandbox.url()));
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let mut args = job.args("results.csv");
+    set_flag(
+        &mut args,
+        "--base-url",
+        &format!("{}/?a=b", job.sandbox.url()),
+    );
     let query = dbprov_with(&["run", &input], &args).await;
     assert_eq!(query.exit, 2, "{}", query.stderr);
     assert!(query.stderr.contains("?query"), "{}", query.stderr);
 
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "-o", "-");
-    let mut job = command(&line(
+    let mut cmd = command(&line(
         &["run", &input, "--summary-json", "/dev/stdout"],
         &args,
     ));
-    job.stdout(Stdio::piped());
-    let stdout = run_to_end(job).await;
+    cmd.stdout(Stdio::piped());
+    let stdout = run_to_end(cmd).await;
     assert_eq!(stdout.exit, 2, "{}", stdout.stderr);
     assert!(
         stdout.stderr.contains("standard output"),
         "{}",
         stdout.stderr
     );
-    assert_eq!(writes(&api).await, 0);
+    assert_eq!(job.writes().await, 0);
 }
 
 #[tokio::test]

@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, attempts, holding, job_args,
-    plain_sandbox, sandbox_with, summary, tenants, with_summary,
+    Api, ResultRow, assert_one_row_per_input_row, attempts, holding, tenants, with_summary,
 };
+use crate::fixture::Job;
 use crate::process::{dbprov_with, signal, until_requests};
 
 /// The names `t-0001`... of [`tenants`]`("t", n)`.
@@ -93,14 +93,12 @@ async fn hourly(requests: u64, headers: RateLimitHeaders, holding_names: &[Strin
 
 #[tokio::test]
 async fn on_exists_update_counts_updated_rows_and_no_retries() {
-    let sandbox = holding(&names(6), FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 6));
+    let job = Job::holding(&names(6)).await;
+    let input = job.input(&tenants("t", 6));
 
     // Without the list, each row's POST meets the taken name and the row is PUT: two
     // requests a row, and neither is a retry.
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--on-exists", "update"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
@@ -115,8 +113,8 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
         "{}",
         run.stderr
     );
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_eq!(json["by_status"], serde_json::json!({"updated": 6}));
     assert_eq!(json["by_status"], by_status(&rows));
     assert_eq!(json["requests"], 12);
@@ -124,7 +122,7 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
     assert_eq!(json["retries"], 0);
     assert_eq!(json["puts_after_name_taken"], 6);
     assert_eq!(
-        seen_by_sandbox(&api).await,
+        seen_by_sandbox(&job.api).await,
         Seen {
             writes: 12,
             repeats: 0,
@@ -138,7 +136,7 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
     args.push("--overwrite".to_owned());
     let listed = dbprov_with(&["run", &input], &args).await;
     assert_eq!(listed.exit, 0, "{}", listed.stderr);
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(json["by_status"], serde_json::json!({"updated": 6}));
     assert_eq!(json["requests"], 6);
     assert_eq!(json["retries"], 0);
@@ -153,10 +151,9 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
 
 #[tokio::test]
 async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
-    let sandbox = holding(&names(3), FaultConfig::default()).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 5));
-    let args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::holding(&names(3)).await;
+    let input = job.input(&tenants("t", 5));
+    let args = with_summary(job.args("results.csv"), &job.dir);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert!(
@@ -169,8 +166,8 @@ async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
         "{}",
         run.stderr
     );
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_eq!(
         json["by_status"],
         serde_json::json!({"created": 2, "exists": 3})
@@ -183,8 +180,8 @@ async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
 
     let mut csv = tenants("d", 3);
     csv.push_str("d-bad,DATASORCE,,\n");
-    let planned = dir.write("planned.csv", &csv);
-    let mut args = with_summary(job_args(&sandbox, &dir, "plan.csv"), &dir);
+    let planned = job.dir.write("planned.csv", &csv);
+    let mut args = with_summary(job.args("plan.csv"), &job.dir);
     args.push("--dry-run".to_owned());
     let dry = dbprov_with(&["run", &planned], &args).await;
     assert_eq!(dry.exit, 1, "{}", dry.stderr);
@@ -193,7 +190,7 @@ async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
         "{}",
         dry.stderr
     );
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(
         json["by_status"],
         serde_json::json!({"invalid": 1, "planned": 3})
@@ -219,25 +216,23 @@ async fn retries_are_the_requests_sent_again_after_500s_and_429s_and_nothing_els
         rate_limit_headers: RateLimitHeaders::None,
         ..FaultConfig::default()
     };
-    let sandbox = sandbox_with(faults).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 40));
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::with_faults(faults).await;
+    let input = job.input(&tenants("t", 40));
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--on-exists", "update", "--max-attempts", "40"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "every row ends done: {}", run.stderr);
 
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 40);
     assert_eq!(json["by_status"], by_status(&rows));
-    let stats = api.stats().await;
+    let stats = job.api.stats().await;
     let answered = |status: &str| stats["by_status"][status].as_u64().unwrap_or(0);
     assert!(answered("500") > 0 && answered("429") > 0, "{stats}");
     // Every 500 and every 429 was sent again, since every row ended done; nothing else
     // was.
-    let seen = seen_by_sandbox(&api).await;
+    let seen = seen_by_sandbox(&job.api).await;
     assert_eq!(json["retries"], answered("500") + answered("429"), "{json}");
     assert_eq!(json["retries"], seen.repeats);
     assert!(seen.puts_after_post > 0, "some lost answers took the name");
@@ -263,34 +258,32 @@ async fn a_retry_counts_kept_and_sent_rows_once_each() {
         fail_rate: 0.4,
         ..FaultConfig::default()
     };
-    let sandbox = sandbox_with(faults).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 30));
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::with_faults(faults).await;
+    let input = job.input(&tenants("t", 30));
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 1, "{}", first.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     let failed = rows.iter().filter(|r| r["_status"] == "failed").count() as u64;
     assert!(failed > 0 && failed < 30, "{failed}");
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(json["by_status"], by_status(&rows));
     assert_eq!(json["retries"], 0, "one attempt a row: nothing sent again");
 
-    sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
-    let before = api.stats().await["requests_total"].as_u64().unwrap();
-    let results = dir.path("results.csv");
-    let args = with_summary(job_args(&sandbox, &dir, "retried.csv"), &dir);
+    job.sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
+    let before = job.requests().await;
+    let results = job.dir.path("results.csv");
+    let args = with_summary(job.args("retried.csv"), &job.dir);
     let retry = dbprov_with(&["retry", results.to_str().unwrap()], &args).await;
     assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let (_, rows) = dir.results("retried.csv");
+    let rows = job.rows_of("retried.csv");
     assert_one_row_per_input_row(&rows, 30);
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(json["by_status"], serde_json::json!({"created": 30}));
     assert_eq!(json["rows"], 30);
     assert_eq!(json["kept"], 30 - failed);
-    let sent = api.stats().await["requests_total"].as_u64().unwrap() - before;
+    let sent = job.requests().await - before;
     assert_eq!((json["requests"].as_u64(), sent), (Some(failed), failed));
     assert_eq!(json["retries"], 0);
 }
@@ -301,10 +294,8 @@ async fn a_retry_counts_kept_and_sent_rows_once_each() {
 /// are counted `skipped`, once each.
 #[tokio::test]
 async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_rest_skipped() {
-    let sandbox = hourly(2, RateLimitHeaders::None, &["t-old".to_owned()]).await;
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
+    let job = Job::on(hourly(2, RateLimitHeaders::None, &["t-old".to_owned()]).await);
+    let input = job.input(
         "name,connectionType,datasourceName\n\
          t-bad,,\n\
          t-old,DATASOURCE,postgres-main\n\
@@ -312,7 +303,7 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
          t-new2,DATASOURCE,postgres-main\n\
          t-new3,DATASOURCE,postgres-main\n",
     );
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(
         [
             "--max-retry-after",
@@ -364,8 +355,8 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
         stderr.contains(" s: 1 created, 1 exists, 1 invalid, 2 skipped\n"),
         "{stderr}"
     );
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 5);
     assert_eq!(json["by_status"], by_status(&rows));
     assert_eq!(json["rows"], 5);
@@ -381,17 +372,12 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
 /// PUT waits for the next window, and Ctrl-C ends the job before it.
 #[tokio::test]
 async fn a_put_the_job_stopped_before_sending_is_not_counted() {
-    let sandbox = hourly(1, RateLimitHeaders::Draft6, &["t-old".to_owned()]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType,datasourceName\nt-old,DATASOURCE,postgres-main\n",
-    );
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::on(hourly(1, RateLimitHeaders::Draft6, &["t-old".to_owned()]).await);
+    let input = job.input("name,connectionType,datasourceName\nt-old,DATASOURCE,postgres-main\n");
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--on-exists", "update", "--max-retry-after", "2h"].map(str::to_owned));
     let mut child = spawn_run(&input, &args);
-    until_requests(&api, &mut child, 1).await;
+    until_requests(&job.api, &mut child, 1).await;
     signal(&child, libc::SIGINT);
     let ended = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
@@ -399,7 +385,7 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(130), "{stderr}");
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(
         json["by_status"],
         serde_json::json!({"skipped": 1}),
@@ -409,7 +395,7 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
     assert_eq!(json["puts_after_name_taken"], 0);
     assert_eq!(json["retries"], 0);
     assert_eq!(
-        seen_by_sandbox(&api).await,
+        seen_by_sandbox(&job.api).await,
         Seen {
             writes: 1,
             repeats: 0,
@@ -420,10 +406,9 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
 
 #[tokio::test]
 async fn the_summary_json_agrees_with_the_results_file() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    let summary = dir.path("summary.json");
+    let job = Job::new().await;
+    let mut args = job.args("results.csv");
+    let summary = job.dir.path("summary.json");
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
@@ -431,7 +416,7 @@ async fn the_summary_json_agrees_with_the_results_file() {
     let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
     assert_eq!(run.exit, 1);
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
     for row in &rows {
@@ -456,7 +441,7 @@ async fn the_summary_json_agrees_with_the_results_file() {
     assert_eq!(summary["exit_code"], 1);
     assert_eq!(
         summary["results"],
-        dir.path("results.csv").to_str().unwrap()
+        job.dir.path("results.csv").to_str().unwrap()
     );
     let retry = summary["retry_command"].as_str().unwrap();
     assert!(retry.starts_with("dbprov retry "), "{retry}");

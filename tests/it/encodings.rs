@@ -3,18 +3,17 @@
 //! message that says what to do, before any request. Never a garbled name sent.
 
 use crate::common::{
-    Api, JobDir, SPREADSHEET_NAMES, assert_one_row_per_input_row, job_args, names_on,
-    plain_sandbox, row_numbers, run_job, sample, sorted, tenants,
+    JobDir, SPREADSHEET_NAMES, assert_one_row_per_input_row, names_on, row_numbers, sample, sorted,
+    tenants,
 };
+use crate::fixture::Job;
 use crate::process::{Finished, dbprov, dbprov_with, until_requests};
 
 #[tokio::test]
 async fn windows_1252_is_refused_unless_named_then_read_right() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let input = sample("excel-windows-1252.csv");
-    let refused = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    let refused = dbprov_with(&["run", &input], &job.args("out.csv")).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("is not UTF-8 (line 2"),
@@ -27,56 +26,53 @@ async fn windows_1252_is_refused_unless_named_then_read_right() {
         refused.stderr
     );
     assert!(refused.stderr.contains("CSV UTF-8"), "{}", refused.stderr);
-    assert_eq!(api.stats().await["requests_total"], 0, "nothing sent");
-    assert!(!dir.path("out.csv").exists(), "no results file left behind");
+    assert_eq!(job.requests().await, 0, "nothing sent");
+    assert!(
+        !job.dir.path("out.csv").exists(),
+        "no results file left behind"
+    );
 
     let validate = dbprov(&["validate", &input]).await;
     assert_eq!(validate.exit, 2, "{}", validate.stderr);
 
-    let mut args = job_args(&sandbox, &dir, "out.csv");
+    let mut args = job.args("out.csv");
     args.extend(["--encoding", "windows-1252"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(names_on(&api).await, sorted(&SPREADSHEET_NAMES));
-    let (_, rows) = dir.results("out.csv");
+    assert_eq!(names_on(&job.api).await, sorted(&SPREADSHEET_NAMES));
+    let rows = job.rows_of("out.csv");
     assert_eq!(rows[0]["Name"], "Café Zürich", "the results are UTF-8");
 }
 
 #[tokio::test]
 async fn a_legacy_encoding_given_for_a_utf8_file_is_refused() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "out.csv");
+    let job = Job::new().await;
+    let mut args = job.args("out.csv");
     args.extend(["--encoding", "latin1"].map(str::to_owned));
     // (A file with a byte-order mark is read by its mark, whatever --encoding says.)
-    let input = dir.write("in.csv", "name,connectionType\nCafé,MULTI_DATAMART\n");
+    let input = job.input("name,connectionType\nCafé,MULTI_DATAMART\n");
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 2, "{}", run.stderr);
     assert!(run.stderr.contains("UTF-8 already"), "{}", run.stderr);
-    assert_eq!(api.stats().await["requests_total"], 0);
+    assert_eq!(job.requests().await, 0);
 }
 
 #[tokio::test]
 async fn excel_unicode_text_is_read_by_its_mark() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let input = sample("excel-unicode-text.txt");
-    let run = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    let run = dbprov_with(&["run", &input], &job.args("out.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let mut expected = SPREADSHEET_NAMES.to_vec();
     expected.push("東京 Analytics");
-    assert_eq!(names_on(&api).await, sorted(&expected));
-    let (_, rows) = dir.results("out.csv");
+    assert_eq!(names_on(&job.api).await, sorted(&expected));
+    let rows = job.rows_of("out.csv");
     assert_eq!(row_numbers(&rows), [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test]
 async fn a_broken_utf16_row_is_malformed_not_sent_with_a_replacement_character() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut bytes = vec![0xff, 0xfe];
     let mut units: Vec<u16> = "name\tconnectionType\r\nGood\tMULTI_DATAMART\r\nBad"
         .encode_utf16()
@@ -84,16 +80,12 @@ async fn a_broken_utf16_row_is_malformed_not_sent_with_a_replacement_character()
     units.push(0xd800); // half of a surrogate pair
     units.extend("\tMULTI_DATAMART\r\n".encode_utf16());
     bytes.extend(units.iter().flat_map(|u| u.to_le_bytes()));
-    let input = dir.path("unicode.txt");
+    let input = job.dir.path("unicode.txt");
     std::fs::write(&input, bytes).unwrap();
-    let run = dbprov_with(
-        &["run", input.to_str().unwrap()],
-        &job_args(&sandbox, &dir, "out.csv"),
-    )
-    .await;
+    let run = dbprov_with(&["run", input.to_str().unwrap()], &job.args("out.csv")).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    assert_eq!(names_on(&api).await, ["Good"]);
-    let (_, rows) = dir.results("out.csv");
+    assert_eq!(names_on(&job.api).await, ["Good"]);
+    let rows = job.rows_of("out.csv");
     assert_eq!(rows[1]["_status"], "invalid");
     assert_eq!(rows[1]["_error_code"], "MALFORMED_ROW");
     assert!(
@@ -122,68 +114,55 @@ async fn utf16_without_its_mark_is_refused() {
 
 #[tokio::test]
 async fn a_file_with_a_legacy_byte_far_from_its_start_is_refused_before_any_request() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     // 3 000 rows of ASCII names, then one in Windows-1252: far past what decode looks at.
     let mut bytes = tenants("ascii", 3000).into_bytes();
     bytes.extend_from_slice(b"Caf\xe9,MULTI_DATAMART,,\n");
-    let input = dir.path("late.csv");
+    let input = job.dir.path("late.csv");
     std::fs::write(&input, bytes).unwrap();
-    let run = dbprov_with(
-        &["run", input.to_str().unwrap()],
-        &job_args(&sandbox, &dir, "out.csv"),
-    )
-    .await;
+    let run = dbprov_with(&["run", input.to_str().unwrap()], &job.args("out.csv")).await;
     assert_eq!(run.exit, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains("line 3002 has the byte 0xE9"),
         "{}",
         run.stderr
     );
-    assert_eq!(api.stats().await["requests_total"], 0);
+    assert_eq!(job.requests().await, 0);
 }
 
 #[tokio::test]
 async fn a_value_that_could_not_be_read_is_never_sent_on_a_retry() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut bytes = vec![0xff, 0xfe];
     let mut units: Vec<u16> = "name,connectionType\r\nZo".encode_utf16().collect();
     units.push(0xd800);
     units.extend("e,MULTI_DATAMART\r\nFine,MULTI_DATAMART\r\n".encode_utf16());
     bytes.extend(units.iter().flat_map(|u| u.to_le_bytes()));
-    std::fs::write(dir.path("in.csv"), bytes).unwrap();
-    let input = dir.path("in.csv");
-    let run = run_job(
-        &["run", input.to_str().unwrap()],
-        &sandbox,
-        &dir,
-        Some("res.csv"),
-    )
-    .await;
+    std::fs::write(job.dir.path("in.csv"), bytes).unwrap();
+    let input = job.dir.path("in.csv");
+    let run = job
+        .run_to(Some("res.csv"), &["run", input.to_str().unwrap()])
+        .await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let res = dir.path("res.csv");
-    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let res = job.dir.path("res.csv");
+    let retry = job.run_to(None, &["retry", res.to_str().unwrap()]).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    assert_eq!(names_on(&api).await, ["Fine"], "no garbled name created");
-    let (_, rows) = dir.results("res.csv");
+    assert_eq!(
+        names_on(&job.api).await,
+        ["Fine"],
+        "no garbled name created"
+    );
+    let rows = job.rows_of("res.csv");
     assert_eq!(rows[0]["_error_code"], "MALFORMED_ROW");
 }
 
 #[tokio::test]
 async fn a_results_file_saved_in_another_encoding_is_refused_before_any_request() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType\nSociété Générale,MULTI_DATAMART\n",
-    );
-    let run = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let job = Job::new().await;
+    let input = job.input("name,connectionType\nSociété Générale,MULTI_DATAMART\n");
+    let run = job.run_to(Some("res.csv"), &["run", &input]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let res = dir.path("res.csv");
+    let res = job.dir.path("res.csv");
     let text = std::fs::read_to_string(&res).unwrap();
     // Excel's plain "CSV" (Windows-1252), then its "Unicode Text" (UTF-16, tabs).
     let cp1252: Vec<u8> = text
@@ -198,13 +177,13 @@ async fn a_results_file_saved_in_another_encoding_is_refused_before_any_request(
     );
     for saved in [cp1252, utf16] {
         std::fs::write(&res, &saved).unwrap();
-        let before = api.stats().await["requests_total"].as_u64().unwrap();
+        let before = job.requests().await;
         for command in [
             vec!["retry", res.to_str().unwrap()],
             vec!["rollback", res.to_str().unwrap(), "--yes"],
         ] {
             let output = (command[0] == "rollback").then_some("undo.csv");
-            let refused = run_job(&command, &sandbox, &dir, output).await;
+            let refused = job.run_to(output, &command).await;
             assert_eq!(refused.exit, 2, "{command:?}: {}", refused.stderr);
             assert!(
                 refused.stderr.contains("is not UTF-8"),
@@ -219,24 +198,19 @@ async fn a_results_file_saved_in_another_encoding_is_refused_before_any_request(
             );
             assert!(!refused.stderr.contains("--encoding"), "{}", refused.stderr);
         }
-        assert_eq!(
-            api.stats().await["requests_total"].as_u64().unwrap(),
-            before
-        );
+        assert_eq!(job.requests().await, before);
         assert_eq!(std::fs::read(&res).unwrap(), saved, "left as it was");
     }
-    assert_eq!(names_on(&api).await, ["Société Générale"]);
+    assert_eq!(names_on(&job.api).await, ["Société Générale"]);
 }
 
 #[tokio::test]
 async fn a_legacy_encoding_over_utf8_letters_far_from_the_start_is_refused() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut text = tenants("ascii", 1500);
     text.push_str("Café Müller,MULTI_DATAMART,,\n");
-    let input = dir.write("late.csv", &text);
-    let mut args = job_args(&sandbox, &dir, "out.csv");
+    let input = job.dir.write("late.csv", &text);
+    let mut args = job.args("out.csv");
     args.extend(["--encoding", "windows-1252"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 2, "{}", run.stderr);
@@ -245,7 +219,7 @@ async fn a_legacy_encoding_over_utf8_letters_far_from_the_start_is_refused() {
         "{}",
         run.stderr
     );
-    assert_eq!(api.stats().await["requests_total"], 0);
+    assert_eq!(job.requests().await, 0);
 }
 
 #[tokio::test]
@@ -289,14 +263,12 @@ async fn dbprov_fed(args: &[&str], input: Vec<u8>) -> Finished {
 
 #[tokio::test]
 async fn a_legacy_encoding_over_utf8_on_stdin_sends_no_garbled_name() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut text = tenants("ascii", 1500);
     text.push_str("Café Müller,MULTI_DATAMART,,\n");
     let mut args = vec!["run", "-"];
-    let job = job_args(&sandbox, &dir, "out.csv");
-    args.extend(job.iter().map(String::as_str));
+    let fast_flags = job.args("out.csv");
+    args.extend(fast_flags.iter().map(String::as_str));
     args.extend(["--encoding", "windows-1252"]);
     let run = dbprov_fed(&args, text.into_bytes()).await;
     assert_ne!(run.exit, 0, "{}", run.stderr);
@@ -305,14 +277,14 @@ async fn a_legacy_encoding_over_utf8_on_stdin_sends_no_garbled_name() {
         "{}",
         run.stderr
     );
-    let names = api.workspace_names().await;
+    let names = job.api.workspace_names().await;
     assert!(
         names.iter().all(|n| n.is_ascii()),
         "no garbled name: {names:?}"
     );
     // Whatever was sent before the refusal is recorded.
-    let recorded = match dir.path("out.csv").exists() {
-        true => dir.results("out.csv").1.len(),
+    let recorded = match job.dir.path("out.csv").exists() {
+        true => job.rows_of("out.csv").len(),
         false => 0,
     };
     assert_eq!(recorded, names.len());
@@ -320,29 +292,23 @@ async fn a_legacy_encoding_over_utf8_on_stdin_sends_no_garbled_name() {
 
 #[tokio::test]
 async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("w", 2));
-    assert_eq!(
-        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
-            .await
-            .exit,
-        0
-    );
-    let res = dir.path("res.csv");
+    let job = Job::new().await;
+    let input = job.input(&tenants("w", 2));
+    assert_eq!(job.run_to(Some("res.csv"), &["run", &input]).await.exit, 0);
+    let res = job.dir.path("res.csv");
     let mut bytes = std::fs::read(&res).unwrap();
     bytes.extend_from_slice(
         b"3,created,,,200,1,3,2026-11-29T00:00:00Z,x,K\xf6ln,MULTI_DATAMART,,\n",
     );
     std::fs::write(&res, &bytes).unwrap();
-    let refused = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let refused = job.run_to(Some("res.csv"), &["run", &input]).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("give another -o, or --overwrite"),
         "{}",
         refused.stderr
     );
-    let mut args = job_args(&sandbox, &dir, "res.csv");
+    let mut args = job.args("res.csv");
     args.push("--overwrite".into());
     let replaced = dbprov_with(&["run", &input], &args).await;
     assert_eq!(replaced.exit, 0, "{}", replaced.stderr);
@@ -355,7 +321,7 @@ async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
         .map(|c| u8::try_from(u32::from(c)).unwrap())
         .collect();
     std::fs::write(&res, latin1).unwrap();
-    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = job.run_to(None, &["retry", res.to_str().unwrap()]).await;
     assert_eq!(retry.exit, 2, "{}", retry.stderr);
     assert!(
         retry.stderr.contains("its header has the byte 0xF6"),
@@ -367,21 +333,14 @@ async fn overwrite_replaces_a_results_file_that_cannot_be_read_back() {
 
 #[tokio::test]
 async fn a_results_file_re_saved_as_latin1_is_refused_wherever_its_letters_are() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     // Letters beyond ASCII at the end of every row: latin-1 makes each a lone byte there.
-    let input = dir.write(
+    let input = job.dir.write(
         "j.csv",
         "name,connectionType,owner\nj1,MULTI_DATAMART,José\nj2,MULTI_DATAMART,René\n",
     );
-    assert_eq!(
-        run_job(&["run", &input], &sandbox, &dir, Some("jr.csv"))
-            .await
-            .exit,
-        0
-    );
-    let res = dir.path("jr.csv");
+    assert_eq!(job.run_to(Some("jr.csv"), &["run", &input]).await.exit, 0);
+    let res = job.dir.path("jr.csv");
     let text = std::fs::read_to_string(&res).unwrap();
     let latin1: Vec<u8> = text
         .chars()
@@ -389,13 +348,9 @@ async fn a_results_file_re_saved_as_latin1_is_refused_wherever_its_letters_are()
         .collect();
     std::fs::write(&res, &latin1).unwrap();
     let path = res.to_str().unwrap();
-    let rollback = run_job(
-        &["rollback", path, "--yes"],
-        &sandbox,
-        &dir,
-        Some("undo.csv"),
-    )
-    .await;
+    let rollback = job
+        .run_to(Some("undo.csv"), &["rollback", path, "--yes"])
+        .await;
     assert_eq!(rollback.exit, 2, "{}", rollback.stderr);
     assert!(
         rollback.stderr.contains("is not UTF-8"),
@@ -403,23 +358,21 @@ async fn a_results_file_re_saved_as_latin1_is_refused_wherever_its_letters_are()
         rollback.stderr
     );
     for extra in [&[][..], &["--dry-run"][..], &["--resume"][..]] {
-        let mut args = job_args(&sandbox, &dir, "jr.csv");
+        let mut args = job.args("jr.csv");
         args.extend(extra.iter().map(|a| a.to_string()));
         let refused = dbprov_with(&["run", &input], &args).await;
         assert_eq!(refused.exit, 2, "{extra:?}: {}", refused.stderr);
     }
     assert_eq!(std::fs::read(&res).unwrap(), latin1, "the record is intact");
-    assert_eq!(names_on(&api).await, ["j1", "j2"]);
+    assert_eq!(names_on(&job.api).await, ["j1", "j2"]);
 }
 
 #[tokio::test]
 async fn input_that_fails_after_requests_were_sent_stops_as_an_abort_and_resume_completes() {
     use tokio::io::AsyncWriteExt;
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut args = vec!["run".to_owned(), "-".to_owned()];
-    args.extend(job_args(&sandbox, &dir, "out.csv"));
+    args.extend(job.args("out.csv"));
     args.extend(["--encoding", "windows-1252"].map(str::to_owned));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
         .args(&args)
@@ -432,7 +385,7 @@ async fn input_that_fails_after_requests_were_sent_stops_as_an_abort_and_resume_
     let (head, tail) = all.split_at(all.find("e-0006").unwrap());
     stdin.write_all(head.as_bytes()).await.unwrap();
     stdin.flush().await.unwrap();
-    until_requests(&api, &mut child, 5).await;
+    until_requests(&job.api, &mut child, 5).await;
     let _ = stdin.write_all(tail.as_bytes()).await;
     drop(stdin);
     let output = child.wait_with_output().await.unwrap();
@@ -444,41 +397,35 @@ async fn input_that_fails_after_requests_were_sent_stops_as_an_abort_and_resume_
     );
     assert!(stderr.contains("UTF-8 already"), "{stderr}");
     assert!(stderr.contains("--resume"), "{stderr}");
-    let (_, rows) = dir.results("out.csv");
+    let rows = job.rows_of("out.csv");
     assert_eq!(
         rows.len(),
-        api.workspace_names().await.len(),
+        job.api.workspace_names().await.len(),
         "every request recorded"
     );
     // Without the wrong --encoding, a resume completes the file.
-    let mut args = job_args(&sandbox, &dir, "out.csv");
+    let mut args = job.args("out.csv");
     args.push("--resume".into());
     let mut line = vec!["run", "-"];
     line.extend(args.iter().map(String::as_str));
     let resumed = dbprov_fed(&line, all.into_bytes()).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    let (_, rows) = dir.results("out.csv");
+    let rows = job.rows_of("out.csv");
     assert_one_row_per_input_row(&rows, 9);
-    assert!(names_on(&api).await.contains(&"Zoë".to_owned()));
+    assert!(names_on(&job.api).await.contains(&"Zoë".to_owned()));
 }
 
 #[tokio::test]
 async fn a_latin1_letter_in_a_last_row_without_a_line_break_is_refused_not_cut() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("l", 3));
-    assert_eq!(
-        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
-            .await
-            .exit,
-        0
-    );
-    let res = dir.path("res.csv");
+    let job = Job::new().await;
+    let input = job.input(&tenants("l", 3));
+    assert_eq!(job.run_to(Some("res.csv"), &["run", &input]).await.exit, 0);
+    let res = job.dir.path("res.csv");
     let mut bytes = std::fs::read(&res).unwrap();
     bytes.pop(); // the last line break
     bytes.extend_from_slice(b"\xe9"); // "é" in Latin-1, after the last cell
     std::fs::write(&res, &bytes).unwrap();
-    let mut args = job_args(&sandbox, &dir, "res.csv");
+    let mut args = job.args("res.csv");
     args.push("--resume".into());
     let resumed = dbprov_with(&["run", &input], &args).await;
     assert_eq!(resumed.exit, 2, "{}", resumed.stderr);

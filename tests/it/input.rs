@@ -7,11 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::common::{
-    Api, JobDir, assert_one_row_per_input_row, by_row, job_args, plain_sandbox, run_against,
-    tenants, workspace_counts, writes,
-};
-use crate::process::{command, dbprov, dbprov_with, finish, finish_within, line, spawn_fed};
+use crate::common::{JobDir, assert_one_row_per_input_row, by_row, tenants, workspace_counts};
+use crate::fixture::Job;
+use crate::process::{command, dbprov, finish, finish_within, line, spawn_fed};
 
 #[tokio::test]
 async fn a_missing_input_is_told_once_with_the_next_step() {
@@ -41,36 +39,38 @@ async fn a_missing_input_is_told_once_with_the_next_step() {
 
 #[tokio::test]
 async fn input_errors_stop_the_job_with_exit_2_before_any_request() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let cases = [
         (
-            dir.path("missing.csv").to_str().unwrap().to_owned(),
+            job.dir.path("missing.csv").to_str().unwrap().to_owned(),
             "cannot open",
         ),
-        (dir.write("empty.csv", ""), "is empty"),
+        (job.dir.write("empty.csv", ""), "is empty"),
         (
-            dir.write("headless.csv", "Acme,DATASOURCE,postgres-main\n"),
+            job.dir
+                .write("headless.csv", "Acme,DATASOURCE,postgres-main\n"),
             "no 'name' column",
         ),
-        (dir.write("twice.csv", "name,Name\na,b\n"), "both mean name"),
+        (
+            job.dir.write("twice.csv", "name,Name\na,b\n"),
+            "both mean name",
+        ),
     ];
     for (input, message) in &cases {
-        let run = run_against(&sandbox, &dir, input, &[]).await;
+        let run = job.run(&["run", input]).await;
         assert_eq!(run.exit, 2, "{input}: {}", run.stderr);
         assert!(run.stderr.contains(message), "{input}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"));
     }
-    let input = dir.write("ok.csv", &tenants("t", 3));
-    let output = dir.path("r.csv");
+    let input = job.dir.write("ok.csv", &tenants("t", 3));
+    let output = job.dir.path("r.csv");
     let no_key = dbprov(&[
         "run",
         &input,
         "-o",
         output.to_str().unwrap(),
         "--base-url",
-        &sandbox.url(),
+        &job.sandbox.url(),
     ])
     .await;
     assert_eq!(no_key.exit, 2);
@@ -79,21 +79,20 @@ async fn input_errors_stop_the_job_with_exit_2_before_any_request() {
         "{}",
         no_key.stderr
     );
-    assert_eq!(api.stats().await["requests_total"], 0);
+    assert_eq!(job.requests().await, 0);
 }
 
 #[tokio::test]
 async fn malformed_records_are_invalid_rows_and_the_job_goes_on() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut bytes = b"name,connectionType,team\na,MULTI_DATAMART,x\nb,MULTI_DATAMART\n".to_vec();
     // (A byte that is not UTF-8 refuses the file when it is near the start: `spreadsheets`.)
     bytes.extend_from_slice(b"\"c,MULTI_DATAMART,z\nd,MULTI_DATAMART,w\n");
-    let input = dir.path("in.csv");
+    let input = job.dir.path("in.csv");
     std::fs::write(&input, bytes).unwrap();
-    let run = run_against(&sandbox, &dir, input.to_str().unwrap(), &[]).await;
+    let run = job.run(&["run", input.to_str().unwrap()]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     let rows = by_row(&rows);
     assert_eq!(rows[&1]["_status"], "created");
     assert_eq!(rows[&2]["_error_code"], "MALFORMED_ROW");
@@ -109,15 +108,12 @@ async fn malformed_records_are_invalid_rows_and_the_job_goes_on() {
 
 #[tokio::test]
 async fn a_stray_quote_in_an_input_makes_one_row_malformed() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
     let csv = tenants("t", 30).replace("\nt-0003,", "\n\"t-0003,");
-    let input = dir.write("in.csv", &csv);
-    let run = dbprov_with(&["run", &input], &args).await;
+    let input = job.input(&csv);
+    let run = job.run(&["run", &input]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 30);
     let rows = by_row(&rows);
     assert_eq!(rows[&3]["_status"], "invalid");
@@ -132,7 +128,7 @@ async fn a_stray_quote_in_an_input_makes_one_row_malformed() {
             assert_eq!(result["_status"], "created", "row {row}");
         }
     }
-    assert_eq!(workspace_counts(&api).await.len(), 29);
+    assert_eq!(workspace_counts(&job.api).await.len(), 29);
 }
 
 #[tokio::test]
@@ -140,10 +136,8 @@ async fn a_fifo_input_streams() {
     // Five rounds: a writer meets the first process that opens the FIFO, so a job that
     // opens it twice (to look at it, then to read it) loses the rows in some of them.
     for round in 1..=5 {
-        let sandbox = plain_sandbox().await;
-        let api = Api::new(&sandbox);
-        let dir = JobDir::new();
-        let fifo = dir.path("in.fifo");
+        let job = Job::new().await;
+        let fifo = job.dir.path("in.fifo");
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid C string and mode.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
@@ -151,7 +145,7 @@ async fn a_fifo_input_streams() {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::write(fifo, tenants("f", 20)))
         };
-        let args = job_args(&sandbox, &dir, "results.csv");
+        let args = job.args("results.csv");
         let mut child = command(&line(&["run", fifo.to_str().unwrap()], &args))
             .spawn()
             .unwrap();
@@ -173,28 +167,26 @@ async fn a_fifo_input_streams() {
             run.stderr
         );
         assert_eq!(run.exit, 0, "round {round}: {}", run.stderr);
-        let (_, rows) = dir.results("results.csv");
+        let rows = job.rows();
         assert_one_row_per_input_row(&rows, 20);
         assert!(rows.iter().all(|r| r["_status"] == "created"));
-        assert_eq!(writes(&api).await, 20);
+        assert_eq!(job.writes().await, 20);
     }
 }
 
 #[tokio::test]
 async fn dev_stdin_as_the_input_path_streams() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let args = job.args("results.csv");
     let (child, mut stdin) = spawn_fed(&line(&["run", "/dev/stdin"], &args));
     stdin.write_all(tenants("s", 20).as_bytes()).await.unwrap();
     drop(stdin);
     let run = finish_within(child, Duration::from_secs(20)).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 20);
     assert!(rows.iter().all(|r| r["_status"] == "created"));
-    assert_eq!(writes(&api).await, 20);
+    assert_eq!(job.writes().await, 20);
 }
 
 #[tokio::test]
@@ -243,8 +235,8 @@ async fn validate_lists_each_invalid_row_and_exits_0_only_when_all_are_valid() {
 
 #[tokio::test]
 async fn validate_knows_the_api_rules_of_the_metric_summary() {
-    let dir = JobDir::new();
-    let input = dir.write(
+    let job = Job::new().await;
+    let input = job.dir.write(
         "summaries.csv",
         "name,connectionType,isEnableMetricSummary,summaryType,customSummaryPrompt\n\
          on-without-type,MULTI_DATAMART,true,,\n\
@@ -279,12 +271,10 @@ async fn validate_knows_the_api_rules_of_the_metric_summary() {
 
     // `run` checks the same: only the valid rows reach the API, summary types in the
     // API's spelling, and a type given while the summary is off is sent as it is.
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let job = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "r.csv")).await;
-    assert_eq!(job.exit, 1, "{}", job.stderr);
-    assert_eq!(api.stats().await["requests_total"], 3);
-    let sent = api.get("/_sandbox/workspaces").await;
+    let ran = job.run(&["run", &input]).await;
+    assert_eq!(ran.exit, 1, "{}", ran.stderr);
+    assert_eq!(job.requests().await, 3);
+    let sent = job.api.get("/_sandbox/workspaces").await;
     let sent: BTreeMap<&str, &Value> = sent
         .as_array()
         .unwrap()

@@ -9,10 +9,10 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, assert_one_row_per_input_row, job_args, job_args_to, plain_sandbox, sandbox_with,
-    set_flag, summary, tenants, with_summary,
+    JobDir, assert_one_row_per_input_row, job_args_to, set_flag, tenants, with_summary,
 };
 use crate::fault_server::{Canned, FORGED, FaultServer, fault_key};
+use crate::fixture::Job;
 use crate::process::{dbprov, dbprov_with};
 
 #[tokio::test]
@@ -147,13 +147,12 @@ fn the_strict_parser_refuses_a_key_twice() {
 #[tokio::test]
 async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_summary() {
     // Retries log inside the row's span; -vv opens the HTTP stack's spans and events too.
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         fail_rate: 0.3,
         ..FaultConfig::default()
     })
     .await;
-    let dir = JobDir::new();
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(
         [
             "--log-format",
@@ -192,7 +191,7 @@ async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_su
             .starts_with("51 rows in "),
         "{last}"
     );
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(
         last["fields"]["summary"], json,
         "the same figures as --summary-json"
@@ -208,8 +207,8 @@ async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_su
     );
 
     // An error that stops the job before it starts is one JSON event too.
-    let missing = dir.path("missing.csv");
-    let mut args = job_args(&sandbox, &dir, "other.csv");
+    let missing = job.dir.path("missing.csv");
+    let mut args = job.args("other.csv");
     args.extend(["--log-format", "json"].map(str::to_owned));
     let refused = dbprov_with(&["run", missing.to_str().unwrap()], &args).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
@@ -241,14 +240,13 @@ fn message(event: &Value) -> &str {
 
 #[tokio::test]
 async fn json_logs_draw_no_bar_even_when_one_is_asked_for() {
-    let sandbox = sandbox_with(dbprov::sandbox::FaultConfig {
+    let job = Job::with_faults(dbprov::sandbox::FaultConfig {
         latency: std::time::Duration::from_millis(20),
         ..Default::default()
     })
     .await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 40));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let input = job.input(&tenants("t", 40));
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--rate", "unlimited");
     let json = dbprov_with(
         &[
@@ -349,15 +347,13 @@ fn pty() -> (std::fs::File, OwnedFd) {
 #[tokio::test]
 async fn a_rollback_asked_on_a_terminal_answers_in_json_among_json_logs() {
     use std::io::Write;
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 2));
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let args = job.args("results.csv");
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
 
-    let results = dir.path("results.csv");
+    let results = job.dir.path("results.csv");
     let (mut terminal, stdin) = pty();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
         .args([
@@ -392,14 +388,17 @@ async fn a_rollback_asked_on_a_terminal_answers_in_json_among_json_logs() {
         events.iter().any(|e| message(e) == "nothing was sent"),
         "{stderr}"
     );
-    assert_eq!(api.workspace_names().await.len(), 2, "nothing was deleted");
+    assert_eq!(
+        job.api.workspace_names().await.len(),
+        2,
+        "nothing was deleted"
+    );
 }
 
 #[tokio::test]
 async fn progress_always_draws_a_bar_and_log_lines_print_above_it() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--rate", "200/s");
     args.extend(["--progress", "always"].map(str::to_owned));
     let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
@@ -427,10 +426,8 @@ async fn progress_always_draws_a_bar_and_log_lines_print_above_it() {
 
 #[tokio::test]
 async fn without_a_terminal_there_is_no_bar_and_no_escape_code() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
+    let job = Job::new().await;
+    let run = job.run(&["run", "samples/tenants.csv"]).await;
     assert_eq!(run.exit, 1);
     assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
     assert!(!run.stderr.contains("/51 rows "));
@@ -439,24 +436,22 @@ async fn without_a_terminal_there_is_no_bar_and_no_escape_code() {
 
 #[tokio::test]
 async fn logs_follow_verbosity_and_format() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let quiet = dbprov_with(&["run", "samples/tenants.csv", "-q", "--overwrite"], &args).await;
+    let job = Job::new().await;
+    let quiet = job
+        .run(&["run", "samples/tenants.csv", "-q", "--overwrite"])
+        .await;
     assert!(!quiet.stderr.contains(" INFO "), "{}", quiet.stderr);
     assert!(quiet.stderr.contains(" WARN "));
 
-    let json = dbprov_with(
-        &[
+    let json = job
+        .run(&[
             "run",
             "samples/tenants.csv",
             "--log-format",
             "json",
             "--overwrite",
-        ],
-        &args,
-    )
-    .await;
+        ])
+        .await;
     let events: Vec<Value> = json
         .stderr
         .lines()

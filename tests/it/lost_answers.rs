@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
-use dbprov::sandbox::{FaultConfig, Sandbox};
+use dbprov::sandbox::FaultConfig;
 
 use crate::common::{
-    Api, JobDir, ResultRow, args_for, assert_one_row_per_input_row, by_name, datasource_csv, held,
-    holding, holding_names, holding_seeded, job_args, job_args_to, log, methods, names, names_sent,
-    plain_sandbox, requests, run_through_faults, sandbox_with, set_flag, statuses, tenants,
+    JobDir, ResultRow, assert_one_row_per_input_row, by_name, datasource_csv, held, holding_seeded,
+    log, methods, names, names_sent, set_flag, statuses, tenants,
 };
+use crate::fixture::{Job, create_through_faults};
 use crate::hostile::{Hostile, HostileState, hostile_args};
 use crate::process::{dbprov_with, spawn_dbprov, until_requests};
 
@@ -21,8 +21,8 @@ async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doub
         fail_after_commit_rate: 0.3,
         ..FaultConfig::default()
     };
-    let (sandbox, rows) = run_through_faults(faults, 300, &["--concurrency", "16"]).await;
-    let stats = Api::new(&sandbox).stats().await;
+    let (job, rows) = create_through_faults(faults, 300, &["--concurrency", "16"]).await;
+    let stats = job.api.stats().await;
     assert!(
         stats["faults_injected"]["fail_after_commit"]
             .as_u64()
@@ -37,9 +37,9 @@ async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doub
 /// A sandbox holding `old-01`..`old-11` before any run, and a CSV of those eleven and
 /// twenty new names, interleaved. (Not ten: a list of exactly one page of ten costs a
 /// second request, for its second page.)
-async fn eleven_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
+async fn eleven_old_and_twenty_new() -> (Job, String) {
     let old: Vec<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
-    let sandbox = holding(&old, FaultConfig::default()).await;
+    let job = Job::holding(&old).await;
     let mut csv = String::from("name,connectionType,datasourceName\n");
     for i in 1..=20 {
         csv.push_str(&format!("new-{i:02},DATASOURCE,postgres-main\n"));
@@ -48,37 +48,34 @@ async fn eleven_old_and_twenty_new(dir: &JobDir) -> (Sandbox, String) {
         }
     }
     csv.push_str("old-11,DATASOURCE,postgres-main\n");
-    let input = dir.write("tenants.csv", &csv);
-    (sandbox, input)
+    let input = job.dir.write("tenants.csv", &csv);
+    (job, input)
 }
 
 /// Runs `args` until the sandbox has its first request (the preflight's list, with no
 /// fault), then makes every later write apply and answer 500, and waits for the end.
 /// `--rate 2/s` keeps the first write half a second behind the list.
-async fn lose_every_answer_after_the_list(sandbox: &Sandbox, args: &[String]) -> i32 {
-    let api = Api::new(sandbox);
+async fn lose_every_answer_after_the_list(job: &Job, args: &[String]) -> i32 {
     let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
     all.extend(["--max-attempts", "1"]);
     let mut child = spawn_dbprov(&all);
-    until_requests(&api, &mut child, 1).await;
-    sandbox.set_fault_rates(0.0, 1.0, 0.0).unwrap();
+    until_requests(&job.api, &mut child, 1).await;
+    job.sandbox.set_fault_rates(0.0, 1.0, 0.0).unwrap();
     let status = child.wait().await.unwrap();
-    sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
+    job.sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
     status.code().unwrap_or(-1)
 }
 
 #[tokio::test]
 async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() {
-    let dir = JobDir::new();
-    let (sandbox, input) = eleven_old_and_twenty_new(&dir).await;
-    let api = Api::new(&sandbox);
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let (job, input) = eleven_old_and_twenty_new().await;
+    let mut args = job.args("results.csv");
     args.retain(|a| a != "--no-preflight");
     set_flag(&mut args, "--rate", "2/s");
     let mut first = vec!["run".to_owned(), input.clone()];
     first.extend(args.iter().cloned());
-    assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
-    let (_, rows) = dir.results("results.csv");
+    assert_eq!(lose_every_answer_after_the_list(&job, &first).await, 1);
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 31);
     let lost: Vec<&ResultRow> = rows.iter().filter(|r| r["_status"] == "failed").collect();
     assert!(!lost.is_empty(), "{rows:?}");
@@ -95,11 +92,11 @@ async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() 
 
     // The next run lists them: there now, not before the first run, so that run made them.
     set_flag(&mut args, "--rate", "unlimited");
-    let before = requests(&api).await;
+    let before = job.requests().await;
     let second = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
-    assert_eq!(requests(&api).await - before, 1, "the list, and no write");
-    let (_, rows) = dir.results("results.csv");
+    assert_eq!(job.requests().await - before, 1, "the list, and no write");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 31);
     for row in &rows {
         let expected = if row["name"].starts_with("new-") {
@@ -112,39 +109,29 @@ async fn a_lost_answer_is_ours_when_the_list_of_its_first_run_lacked_the_name() 
 
     // So a rollback deletes the twenty, and leaves the ten that were there before. (The
     // job's flags without `-o results.csv`: the rollback writes its own file.)
-    let undo = dbprov_with(
-        &[
-            "rollback",
-            &dir.path("results.csv").to_string_lossy(),
-            "--yes",
-        ],
-        &args[2..],
-    )
-    .await;
+    let undo = dbprov_with(&["rollback", &job.path("results.csv"), "--yes"], &args[2..]).await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    let left: BTreeSet<String> = api.workspace_names().await.into_iter().collect();
+    let left: BTreeSet<String> = job.api.workspace_names().await.into_iter().collect();
     let old: BTreeSet<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
     assert_eq!(left, old);
 }
 
 #[tokio::test]
 async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed() {
-    let dir = JobDir::new();
-    let (sandbox, input) = eleven_old_and_twenty_new(&dir).await;
-    let api = Api::new(&sandbox);
+    let (job, input) = eleven_old_and_twenty_new().await;
     // The first run does not list: whether a lost answer's workspace was there before,
     // nobody can tell.
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--rate", "2/s");
     let mut first = vec!["run".to_owned(), input.clone()];
     first.extend(args.iter().cloned());
     // Without the list, the first request is a write: let it through, lose the rest.
-    assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
+    assert_eq!(lose_every_answer_after_the_list(&job, &first).await, 1);
     args.retain(|a| a != "--no-preflight");
     set_flag(&mut args, "--rate", "unlimited");
     let second = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 31);
     // The old ones met WORKSPACE_NAME_ALREADY_EXISTS in the first run and are `exists`;
     // the new ones whose answer was lost are listed now, and may be ours or not: `exists`,
@@ -160,17 +147,9 @@ async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed(
         .count();
     assert!(unsure > 0, "{rows:?}");
     // A rollback never deletes what the runs did not know to be theirs.
-    let undo = dbprov_with(
-        &[
-            "rollback",
-            &dir.path("results.csv").to_string_lossy(),
-            "--yes",
-        ],
-        &args[2..],
-    )
-    .await;
+    let undo = dbprov_with(&["rollback", &job.path("results.csv"), "--yes"], &args[2..]).await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    let left = api.workspace_names().await;
+    let left = job.api.workspace_names().await;
     for i in 1..=11 {
         assert!(left.contains(&format!("old-{i:02}")), "{left:?}");
     }
@@ -178,21 +157,19 @@ async fn without_a_list_before_the_first_run_a_name_listed_later_is_not_claimed(
 
 #[tokio::test]
 async fn a_rollback_undoes_what_lost_answers_may_have_created_where_the_list_lacked_the_name() {
-    let dir = JobDir::new();
-    let (sandbox, input) = eleven_old_and_twenty_new(&dir).await;
-    let api = Api::new(&sandbox);
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let (job, input) = eleven_old_and_twenty_new().await;
+    let mut args = job.args("results.csv");
     args.retain(|a| a != "--no-preflight");
     set_flag(&mut args, "--rate", "2/s");
     let mut first = vec!["run".to_owned(), input.clone()];
     first.extend(args.iter().cloned());
-    assert_eq!(lose_every_answer_after_the_list(&sandbox, &first).await, 1);
+    assert_eq!(lose_every_answer_after_the_list(&job, &first).await, 1);
     // No retry first: the rollback itself deletes those rows' workspaces.
     set_flag(&mut args, "--rate", "unlimited");
-    let results = dir.path("results.csv").to_string_lossy().into_owned();
+    let results = job.path("results.csv");
     let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    let left: BTreeSet<String> = api.workspace_names().await.into_iter().collect();
+    let left: BTreeSet<String> = job.api.workspace_names().await.into_iter().collect();
     let old: BTreeSet<String> = (1..=11).map(|i| format!("old-{i:02}")).collect();
     assert_eq!(left, old);
 }
@@ -200,30 +177,28 @@ async fn a_rollback_undoes_what_lost_answers_may_have_created_where_the_list_lac
 #[tokio::test]
 async fn a_lost_answer_is_still_ours_after_a_rerun_that_sent_nothing() {
     // Every create is committed, then answered 500: all three are ours, unseen.
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         fail_after_commit_rate: 1.0,
         ..FaultConfig::default()
     })
     .await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 3));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let input = job.input(&tenants("t", 3));
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--backoff-max", "1ms");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 1, "{}", first.stderr);
     // A retry with a key the API refuses: a 401, the rest skipped with no attempt.
-    let wrong = dir.write("wrong-key", "not-the-key\n");
+    let wrong = job.dir.write("wrong-key", "not-the-key\n");
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut refused = args.clone();
     set_flag(&mut refused, "--api-key-file", &wrong);
-    let results = dir.path("results.csv");
-    let results = results.to_str().unwrap();
-    let second = dbprov_with(&["retry", results], &refused[2..]).await;
+    let results = job.path("results.csv");
+    let second = dbprov_with(&["retry", &results], &refused[2..]).await;
     assert_eq!(second.exit, 3, "{}", second.stderr);
-    let third = dbprov_with(&["retry", results], &args[2..]).await;
+    let third = dbprov_with(&["retry", &results], &args[2..]).await;
     assert_eq!(third.exit, 0, "{}", third.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 3);
     assert!(
         rows.iter().all(|r| r["_status"] == "created"),
@@ -233,8 +208,8 @@ async fn a_lost_answer_is_still_ours_after_a_rerun_that_sent_nothing() {
 
 #[tokio::test]
 async fn a_connection_never_made_is_not_a_lost_answer_on_the_next_run() {
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 2));
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
     // Nothing listens on this port (taken, then freed).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -242,26 +217,25 @@ async fn a_connection_never_made_is_not_a_lost_answer_on_the_next_run() {
         .unwrap()
         .port();
     let nowhere = format!("http://127.0.0.1:{port}");
-    let sandbox = plain_sandbox().await;
-    let mut args = job_args_to(&nowhere, &dir.key_file(&sandbox), &dir, "results.csv");
+    let mut args = job.args("results.csv");
+    set_flag(&mut args, "--base-url", &nowhere);
     let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 3, "unreachable: {}", first.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert!(
         rows.iter()
             .all(|r| r["_error_code"] == "ABORTED_UNREACHABLE")
     );
     assert!(rows.iter().any(|r| r["_attempts"] != "0"), "{rows:?}");
     // Someone else creates both names; then the run is resumed against the live API.
-    let api = Api::new(&sandbox);
     for name in ["t-0001", "t-0002"] {
         let body = serde_json::json!({"name": name, "connectionType": "MULTI_DATAMART"});
-        assert_eq!(api.create(&body).await.status(), Some(200));
+        assert_eq!(job.api.create(&body).await.status(), Some(200));
     }
-    set_flag(&mut args, "--base-url", &sandbox.url());
+    set_flag(&mut args, "--base-url", &job.sandbox.url());
     let second = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert!(
         rows.iter().all(|r| r["_status"] == "exists"),
         "nothing was ever sent to them: {rows:?}"
@@ -273,28 +247,28 @@ async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
     let old = names("old", 30);
     // Seed 1 leaves the first request (the list) alone at these rates; the premise is
     // checked below from the log.
-    let sandbox = holding_seeded(
-        &old,
-        FaultConfig {
-            fail_after_commit_rate: 0.25,
-            drop_rate: 0.15,
-            ..FaultConfig::default()
-        },
-        1,
-    )
-    .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::on(
+        holding_seeded(
+            &old,
+            FaultConfig {
+                fail_after_commit_rate: 0.25,
+                drop_rate: 0.15,
+                ..FaultConfig::default()
+            },
+            1,
+        )
+        .await,
+    );
     let new = names("new", 60);
     let mut all = old.clone();
     all.extend(new.clone());
-    let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = args_for(&sandbox, &dir, "results.csv");
+    let input = job.input(&datasource_csv(&all));
+    let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
 
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert!(
         log.iter()
             .any(|e| e["method"] == "GET" && e["status"] == 200),
@@ -303,7 +277,7 @@ async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
             .filter(|e| e["method"] == "GET")
             .collect::<Vec<_>>()
     );
-    let faults = api.stats().await["faults_injected"].clone();
+    let faults = job.api.stats().await["faults_injected"].clone();
     assert!(
         faults["fail_after_commit"].as_u64().unwrap() > 0
             && faults["drop_after_commit"].as_u64().unwrap() > 0,
@@ -314,7 +288,7 @@ async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
         old.iter().all(|n| !posted.contains(n)),
         "a listed name is never POSTed"
     );
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 90);
     let rows = by_name(&rows);
     for name in &new {
@@ -325,7 +299,7 @@ async fn preflight_keeps_lost_answers_created_and_listed_names_exists() {
         assert_eq!(rows[name]["_attempts"], "0", "{:?}", rows[name]);
     }
     assert_eq!(
-        held(&api).await,
+        held(&job.api).await,
         all.into_iter().collect(),
         "each name once, nothing else"
     );
@@ -358,22 +332,24 @@ async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
 
 #[tokio::test]
 async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
-    let sandbox = holding_names(&[]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 5));
-    let mut args = job_args(&sandbox, &dir, "r.csv");
+    let job = Job::new().await;
+    let input = job.dir.write("t.csv", &tenants("t", 5));
+    let mut args = job.args("r.csv");
     args.retain(|a| a != "--no-preflight");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let results = job.path("r.csv");
     let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert!(api.workspace_names().await.is_empty());
+    assert!(job.api.workspace_names().await.is_empty());
     // The results still say created; the list says otherwise, and wins.
     let again = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(again.exit, 0, "{}", again.stderr);
-    assert_eq!(api.workspace_names().await.len(), 5);
-    let posts = methods(&api).await.iter().filter(|m| *m == "POST").count();
+    assert_eq!(job.api.workspace_names().await.len(), 5);
+    let posts = methods(&job.api)
+        .await
+        .iter()
+        .filter(|m| *m == "POST")
+        .count();
     assert_eq!(posts, 10, "five, and five again");
 }
 

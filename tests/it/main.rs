@@ -6,6 +6,7 @@
 // Helpers shared by the tests.
 mod common;
 mod fault_server;
+mod fixture;
 mod hostile;
 mod process;
 

@@ -3,23 +3,21 @@
 
 use dbprov::sandbox::{self, Catalog, Sandbox, SandboxConfig};
 
-use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, holding_names, job_args, tenants,
-};
+use crate::common::{ResultRow, assert_one_row_per_input_row, tenants};
+use crate::fixture::Job;
 use crate::process::dbprov_with;
 
 #[tokio::test]
 async fn a_name_the_list_shows_taken_counts_towards_max_failures_with_on_exists_fail() {
-    let sandbox = holding_names(&["t-0001", "t-0002", "t-0003"]).await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 40));
-    let mut args = job_args(&sandbox, &dir, "r.csv");
+    let job = Job::holding(&["t-0001", "t-0002", "t-0003"]).await;
+    let input = job.dir.write("t.csv", &tenants("t", 40));
+    let mut args = job.args("r.csv");
     args.retain(|a| a != "--no-preflight");
     let flags = ["--on-exists", "fail", "--max-failures", "2"];
     args.extend(flags.map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
-    let (_, rows) = dir.results("r.csv");
+    let rows = job.rows_of("r.csv");
     let failed: Vec<&ResultRow> = rows.iter().filter(|r| r["_status"] == "failed").collect();
     assert_eq!(failed.len(), 3, "{rows:?}");
     for row in failed {
@@ -58,16 +56,21 @@ fn datasource_rows(n: usize) -> String {
 /// must show (exit 3, every row recorded, the unsent ones `ABORTED_MAX_FAILURES`, nothing
 /// sent for them) and returns how many rows failed.
 async fn halt_after_failures(rows: usize, limit: &str, concurrency: &str) -> usize {
-    let sandbox = failing_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &datasource_rows(rows));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    args.extend(["--max-failures", limit, "--concurrency", concurrency].map(str::to_owned));
-    let run = dbprov_with(&["run", &input], &args).await;
+    let job = Job::on(failing_sandbox().await);
+    let input = job.input(&datasource_rows(rows));
+    let run = job
+        .run(&[
+            "run",
+            &input,
+            "--max-failures",
+            limit,
+            "--concurrency",
+            concurrency,
+        ])
+        .await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
     assert!(run.stderr.contains("ABORTED_MAX_FAILURES"));
-    let (_, results) = dir.results("results.csv");
+    let results = job.rows();
     assert_one_row_per_input_row(&results, rows);
     let failed = results.iter().filter(|r| r["_status"] == "failed").count();
     for row in results.iter().filter(|r| r["_status"] != "failed") {
@@ -76,10 +79,7 @@ async fn halt_after_failures(rows: usize, limit: &str, concurrency: &str) -> usi
             ("skipped", "ABORTED_MAX_FAILURES")
         );
     }
-    assert_eq!(
-        api.stats().await["requests_total"].as_u64(),
-        Some(failed as u64)
-    );
+    assert_eq!(job.requests().await, failed as u64);
     failed
 }
 

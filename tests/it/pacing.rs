@@ -8,11 +8,11 @@ use std::time::Duration;
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args,
-    job_args_to, plain_sandbox, run_against, sandbox_with, set_flag, slow_sandbox, tenants,
-    workspace_counts, writes,
+    JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args_to, read_json,
+    sandbox_with, set_flag, slow_sandbox, tenants, workspace_counts,
 };
 use crate::fault_server::{Canned, FaultServer};
+use crate::fixture::Job;
 use crate::process::{
     Finished, command, dbprov_with, limit, line, run_to_end, spawn_dbprov, until_requests,
 };
@@ -20,7 +20,7 @@ use crate::process::{
 #[tokio::test]
 async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
     // Without the headers that would let the job pace itself, only 429s say "not now".
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         rate_limit: Some(WindowLimit {
             requests: 25,
             window: Duration::from_secs(1),
@@ -29,29 +29,23 @@ async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 60));
-    let run = run_against(
-        &sandbox,
-        &dir,
-        &input,
-        &["--concurrency", "16", "--max-attempts", "20"],
-    )
-    .await;
+    let input = job.input(&tenants("t", 60));
+    let run = job
+        .run(&["run", &input, "--concurrency", "16", "--max-attempts", "20"])
+        .await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 60);
     assert!(rows.iter().all(|r| r["_status"] == "created"));
-    assert_eq!(workspace_counts(&api).await.len(), 60);
+    assert_eq!(workspace_counts(&job.api).await.len(), 60);
     assert!(
-        api.stats().await["faults_injected"]["rate_limited"]
+        job.api.stats().await["faults_injected"]["rate_limited"]
             .as_u64()
             .unwrap()
             > 0
     );
     // After a 429 with Retry-After: 1, the same row waits at least a second.
-    let log = api.get("/_sandbox/requests").await;
+    let log = job.api.get("/_sandbox/requests").await;
     let mut last_429: BTreeMap<String, u64> = BTreeMap::new();
     for request in log.as_array().unwrap() {
         let name = request["name"].as_str().unwrap_or_default().to_owned();
@@ -72,15 +66,13 @@ async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
 #[tokio::test]
 async fn the_rate_limit_holds_in_every_one_second_window() {
     // A third of the attempts fail: retries must take permits like first attempts.
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         fail_rate: 0.3,
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 120));
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let input = job.input(&tenants("t", 120));
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--rate", "50/s");
     args.extend(
         [
@@ -95,7 +87,7 @@ async fn the_rate_limit_holds_in_every_one_second_window() {
     );
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let log = api.get("/_sandbox/requests").await;
+    let log = job.api.get("/_sandbox/requests").await;
     let mut times: Vec<u64> = log
         .as_array()
         .unwrap()
@@ -157,17 +149,15 @@ async fn an_api_unreachable_from_the_start_stops_the_job_after_a_few_probes() {
 
 #[tokio::test]
 async fn a_concurrency_beyond_the_file_descriptor_limit_is_raised_or_refused() {
-    let sandbox = slow_sandbox(200).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &tenants("t", 1500));
-    let mut job = command(&line(&["run", &input, "--concurrency", "1000"], &args));
-    limit(&mut job, libc::RLIMIT_NOFILE, 256);
-    let run = run_to_end(job).await;
+    let job = Job::on(slow_sandbox(200).await);
+    let args = job.args("results.csv");
+    let input = job.input(&tenants("t", 1500));
+    let mut cmd = command(&line(&["run", &input, "--concurrency", "1000"], &args));
+    limit(&mut cmd, libc::RLIMIT_NOFILE, 256);
+    let run = run_to_end(cmd).await;
     match run.exit {
         2 => {
-            assert_eq!(writes(&api).await, 0, "refused before any request");
+            assert_eq!(job.writes().await, 0, "refused before any request");
             let said = run.stderr.to_lowercase();
             assert!(
                 said.contains("limit")
@@ -177,7 +167,7 @@ async fn a_concurrency_beyond_the_file_descriptor_limit_is_raised_or_refused() {
             );
         }
         0 => {
-            let (_, rows) = dir.results("results.csv");
+            let rows = job.rows();
             assert_one_row_per_input_row(&rows, 1500);
             assert!(rows.iter().all(|r| r["_status"] == "created"));
         }
@@ -188,7 +178,7 @@ async fn a_concurrency_beyond_the_file_descriptor_limit_is_raised_or_refused() {
         "{}",
         run.stderr
     );
-    if let Ok(text) = std::fs::read_to_string(dir.path("results.csv")) {
+    if let Ok(text) = std::fs::read_to_string(job.dir.path("results.csv")) {
         assert!(!text.contains("Too many open files"));
     }
 }
@@ -261,17 +251,17 @@ async fn limited(
     .await
 }
 
-/// The flags of a job against `sandbox` with every option at its default but `extra`.
-fn default_args(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> Vec<String> {
+/// The flags of `job` with every option at its default but `extra` (and a summary file).
+fn default_args(job: &Job, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "-o",
-        dir.path("results.csv").to_str().unwrap(),
+        &job.path("results.csv"),
         "--base-url",
-        &sandbox.url(),
+        &job.sandbox.url(),
         "--api-key-file",
-        &dir.key_file(sandbox),
+        &job.dir.key_file(&job.sandbox),
         "--summary-json",
-        dir.path("summary.json").to_str().unwrap(),
+        &job.path("summary.json"),
     ]
     .map(str::to_owned)
     .to_vec();
@@ -290,25 +280,23 @@ async fn no_row_fails_under_a_window_limit_that_announces_itself() {
         RateLimitHeaders::Draft7,
         RateLimitHeaders::Legacy,
     ] {
-        let sandbox = limited(20, 1, headers, true).await;
-        let dir = JobDir::new();
-        let input = dir.write("in.csv", &tenants("t", 60));
+        let job = Job::on(limited(20, 1, headers, true).await);
+        let input = job.input(&tenants("t", 60));
         // Ten times the API's limit as the ceiling, and every other option at its default.
-        let args = default_args(&sandbox, &dir, &["--rate", "200/s"]);
+        let args = default_args(&job, &["--rate", "200/s"]);
         let run = dbprov_with(&["run", &input], &args).await;
         assert_eq!(run.exit, 0, "{headers}: {}", run.stderr);
-        let (_, rows) = dir.results("results.csv");
-        assert_all_created(&sandbox, &rows, 60).await;
+        let rows = job.rows();
+        assert_all_created(&job.sandbox, &rows, 60).await;
         // Paced to the window, the job meets few refusals (unpaced, it meets ~9 in 10).
-        let stats = Api::new(&sandbox).stats().await;
+        let stats = job.api.stats().await;
         let requests = stats["requests_total"].as_u64().unwrap();
         assert!(
             rate_limited(&stats) * 4 <= requests,
             "{headers}: {} 429s in {requests} requests",
             rate_limited(&stats)
         );
-        let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value = read_json(&job.dir.path("summary.json"));
         assert_eq!(summary["responses_429"], rate_limited(&stats));
         assert_eq!(summary["announced_limit"]["requests"], 20, "{headers}");
     }
@@ -317,18 +305,16 @@ async fn no_row_fails_under_a_window_limit_that_announces_itself() {
 #[tokio::test]
 async fn no_row_fails_under_a_window_limit_with_only_retry_after_or_nothing_at_all() {
     for retry_after in [true, false] {
-        let sandbox = limited(20, 1, RateLimitHeaders::None, retry_after).await;
-        let dir = JobDir::new();
-        let input = dir.write("in.csv", &tenants("t", 60));
-        let args = default_args(&sandbox, &dir, &["--rate", "200/s"]);
+        let job = Job::on(limited(20, 1, RateLimitHeaders::None, retry_after).await);
+        let input = job.input(&tenants("t", 60));
+        let args = default_args(&job, &["--rate", "200/s"]);
         let run = dbprov_with(&["run", &input], &args).await;
         assert_eq!(run.exit, 0, "Retry-After {retry_after}: {}", run.stderr);
-        let (_, rows) = dir.results("results.csv");
-        assert_all_created(&sandbox, &rows, 60).await;
-        let stats = Api::new(&sandbox).stats().await;
+        let rows = job.rows();
+        assert_all_created(&job.sandbox, &rows, 60).await;
+        let stats = job.api.stats().await;
         assert!(rate_limited(&stats) > 0, "the limit was met");
-        let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value = read_json(&job.dir.path("summary.json"));
         assert_eq!(summary["responses_429"], rate_limited(&stats));
         assert!(summary["paused_rate_limited_seconds"].as_f64().unwrap() > 0.0);
         assert_eq!(summary["announced_limit"], serde_json::Value::Null);
@@ -337,18 +323,13 @@ async fn no_row_fails_under_a_window_limit_with_only_retry_after_or_nothing_at_a
 
 #[tokio::test]
 async fn a_429_spends_none_of_a_rows_attempts() {
-    let sandbox = limited(10, 1, RateLimitHeaders::None, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 40));
-    let args = default_args(
-        &sandbox,
-        &dir,
-        &["--rate", "unlimited", "--max-attempts", "1"],
-    );
+    let job = Job::on(limited(10, 1, RateLimitHeaders::None, true).await);
+    let input = job.input(&tenants("t", 40));
+    let args = default_args(&job, &["--rate", "unlimited", "--max-attempts", "1"]);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_all_created(&sandbox, &rows, 40).await;
+    let rows = job.rows();
+    assert_all_created(&job.sandbox, &rows, 40).await;
     // Rows that met a 429 were sent again, with one attempt allowed.
     let sent_again = rows.iter().filter(|r| r["_attempts"] != "1").count();
     assert!(sent_again > 0, "{rows:?}");
@@ -356,7 +337,7 @@ async fn a_429_spends_none_of_a_rows_attempts() {
         .iter()
         .map(|r| r["_attempts"].parse::<u64>().unwrap())
         .sum();
-    let stats = Api::new(&sandbox).stats().await;
+    let stats = job.api.stats().await;
     // And the preflight's list, which counts against the limit like any request.
     assert_eq!(attempts + 1, stats["requests_total"].as_u64().unwrap());
 }
@@ -365,17 +346,12 @@ async fn a_429_spends_none_of_a_rows_attempts() {
 async fn a_wait_beyond_max_retry_after_stops_the_job_and_resume_finishes_it() {
     // 10 per 6 s: the eleventh request is told to wait for the window's end, seconds away.
     // (With the headers the job would spread the ten over the window and never be told.)
-    let sandbox = limited(10, 6, RateLimitHeaders::None, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 20));
-    let args = default_args(
-        &sandbox,
-        &dir,
-        &["--rate", "unlimited", "--max-retry-after", "1s"],
-    );
+    let job = Job::on(limited(10, 6, RateLimitHeaders::None, true).await);
+    let input = job.input(&tenants("t", 20));
+    let args = default_args(&job, &["--rate", "unlimited", "--max-retry-after", "1s"]);
     let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 3, "{}", first.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 20);
     let created = rows.iter().filter(|r| r["_status"] == "created").count();
     // The window's worth, less the preflight's list, which the limit counts too.
@@ -394,14 +370,14 @@ async fn a_wait_beyond_max_retry_after_stops_the_job_and_resume_finishes_it() {
     set_flag(&mut resume, "--max-retry-after", "15m");
     let second = dbprov_with(&["run", &input, "--resume"], &resume).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_all_created(&sandbox, &rows, 20).await;
+    let rows = job.rows();
+    assert_all_created(&job.sandbox, &rows, 20).await;
 }
 
-/// Starts a job of 150 rows at 50/s against `sandbox`, with `extra` flags.
-fn start_steady_job(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> tokio::process::Child {
-    let input = dir.write("in.csv", &tenants("t", 150));
-    let mut args = job_args(sandbox, dir, "results.csv");
+/// Starts a job of 150 rows at 50/s against `job`'s sandbox, with `extra` flags.
+fn start_steady_job(job: &Job, extra: &[&str]) -> tokio::process::Child {
+    let input = job.input(&tenants("t", 150));
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--rate", "50/s");
     let mut line = vec!["run", &input];
     line.extend(args.iter().map(String::as_str));
@@ -411,36 +387,32 @@ fn start_steady_job(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> tokio::p
 
 #[tokio::test]
 async fn an_outage_in_the_middle_is_ridden_out() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut child = start_steady_job(&sandbox, &dir, &[]);
+    let job = Job::new().await;
+    let mut child = start_steady_job(&job, &[]);
     let mut stderr = Lines::of(&mut child);
-    until_requests(&api, &mut child, 30).await;
-    sandbox.go_down();
+    until_requests(&job.api, &mut child, 30).await;
+    job.sandbox.go_down();
     stderr.until("the API cannot be reached").await;
-    sandbox.come_back().await.unwrap();
+    job.sandbox.come_back().await.unwrap();
     let end = child.wait().await.unwrap();
     let rest = stderr.rest().await;
     assert_eq!(end.code(), Some(0), "{rest}");
     assert!(rest.contains("answers again"), "{rest}");
-    let (_, rows) = dir.results("results.csv");
-    assert_all_created(&sandbox, &rows, 150).await;
+    let rows = job.rows();
+    assert_all_created(&job.sandbox, &rows, 150).await;
 }
 
 #[tokio::test]
 async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted_for() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut child = start_steady_job(&sandbox, &dir, &["--max-outage", "2s"]);
-    until_requests(&api, &mut child, 30).await;
-    sandbox.go_down();
+    let job = Job::new().await;
+    let mut child = start_steady_job(&job, &["--max-outage", "2s"]);
+    until_requests(&job.api, &mut child, 30).await;
+    job.sandbox.go_down();
     let end = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&end.stderr);
     assert_eq!(end.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("--max-outage"), "{stderr}");
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 150);
     for row in rows.iter().filter(|r| r["_status"] != "created") {
         assert_eq!(row["_status"], "skipped", "{row:?}");
@@ -448,8 +420,8 @@ async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted
     }
     // Every workspace the API made is a created row, or one that says it may exist (its
     // answer was lost when the API went down).
-    sandbox.come_back().await.unwrap();
-    for name in api.workspace_names().await {
+    job.sandbox.come_back().await.unwrap();
+    for name in job.api.workspace_names().await {
         let row = rows.iter().find(|r| r["name"] == name).unwrap();
         assert!(
             row["_status"] == "created" || row["_error_message"].contains("may exist"),
@@ -460,14 +432,9 @@ async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted
 
 #[tokio::test]
 async fn the_progress_line_shows_a_pause_and_why() {
-    let sandbox = limited(5, 3, RateLimitHeaders::None, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 10));
-    let args = default_args(
-        &sandbox,
-        &dir,
-        &["--rate", "unlimited", "--progress", "always"],
-    );
+    let job = Job::on(limited(5, 3, RateLimitHeaders::None, true).await);
+    let input = job.input(&tenants("t", 10));
+    let args = default_args(&job, &["--rate", "unlimited", "--progress", "always"]);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert!(run.stderr.contains("paused"), "{}", run.stderr);

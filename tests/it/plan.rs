@@ -3,30 +3,27 @@
 
 use std::collections::BTreeMap;
 
-use dbprov::sandbox::FaultConfig;
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, args_for, assert_one_row_per_input_row, by_method, datasource_csv, expect,
-    holding, holding_names, job_args_to, log, names, plain_sandbox, read_summary, run_against,
-    tally, tenants,
+    assert_one_row_per_input_row, by_method, datasource_csv, expect, job_args_to, log, names,
+    read_json, tally, tenants,
 };
+use crate::fixture::Job;
 use crate::process::dbprov_with;
 
 #[tokio::test]
 async fn a_dry_run_sends_nothing_and_plans_every_valid_row() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let run = run_against(&sandbox, &dir, "samples/tenants.csv", &["--dry-run"]).await;
+    let job = Job::new().await;
+    let run = job.run(&["run", "samples/tenants.csv", "--dry-run"]).await;
     assert_eq!(run.exit, 1, "the invalid rows still count: {}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 51);
     assert_eq!(
         rows.iter().filter(|r| r["_status"] == "planned").count(),
         47
     );
-    assert_eq!(api.stats().await["requests_total"], 0);
+    assert_eq!(job.requests().await, 0);
 }
 
 /// The row counts of a summary, by status.
@@ -37,43 +34,41 @@ fn summary_counts(summary: &Value) -> Value {
 #[tokio::test]
 async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
     let old = names("old", 10);
-    let sandbox = holding(&old, FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::holding(&old).await;
     let mut csv = datasource_csv(&old);
     for name in names("new", 15) {
         csv.push_str(&format!("{name},DATASOURCE,postgres-main\n"));
     }
     csv.push_str("no-type,,\n");
     csv.push_str("no-source,DATASOURCE,\n");
-    let input = dir.write("in.csv", &csv);
+    let input = job.input(&csv);
 
-    let mut args = args_for(&sandbox, &dir, "plan.csv");
-    let plan_summary = dir.path("plan.json");
+    let mut args = job.args_with_preflight("plan.csv");
+    let plan_summary = job.dir.path("plan.json");
     args.extend(["--summary-json", plan_summary.to_str().unwrap()].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 1, "two rows are invalid: {}", plan.stderr);
-    let log_after_plan = log(&api).await;
+    let log_after_plan = log(&job.api).await;
     assert_eq!(
         by_method(&log_after_plan),
         BTreeMap::from([("GET".to_owned(), 2)]),
         "a plan lists (a list of exactly one page, and its second page), and writes nothing"
     );
-    let (_, planned) = dir.results("plan.csv");
+    let planned = job.rows_of("plan.csv");
     assert_one_row_per_input_row(&planned, 27);
     assert_eq!(
         tally(&planned),
         expect(&[("planned", 15), ("exists", 10), ("invalid", 2)])
     );
     assert!(planned.iter().all(|r| r["_attempts"] == "0"), "{planned:?}");
-    let plan_summary = read_summary(&plan_summary);
+    let plan_summary = read_json(&plan_summary);
 
-    let mut args = args_for(&sandbox, &dir, "results.csv");
-    let run_summary = dir.path("run.json");
+    let mut args = job.args_with_preflight("results.csv");
+    let run_summary = job.dir.path("run.json");
     args.extend(["--summary-json", run_summary.to_str().unwrap()].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 27);
     assert_eq!(
         tally(&rows),
@@ -85,7 +80,7 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
     expected.as_object_mut().unwrap().remove("planned");
     expected["created"] = planned_count;
     assert_eq!(
-        summary_counts(&read_summary(&run_summary)),
+        summary_counts(&read_json(&run_summary)),
         expected,
         "the plan's counts, planned read as created"
     );
@@ -102,17 +97,16 @@ async fn plan_sends_no_write_and_its_counts_match_the_run_that_follows() {
 
 #[tokio::test]
 async fn plan_summary_json_has_the_counts_by_status() {
-    let sandbox = holding(&names("old", 2), FaultConfig::default()).await;
-    let dir = JobDir::new();
+    let job = Job::holding(&names("old", 2)).await;
     let mut all = names("old", 2);
     all.extend(names("new", 3));
-    let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = args_for(&sandbox, &dir, "plan.csv");
-    let path = dir.path("plan.json");
+    let input = job.input(&datasource_csv(&all));
+    let mut args = job.args_with_preflight("plan.csv");
+    let path = job.dir.path("plan.json");
     args.extend(["--summary-json", path.to_str().unwrap()].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 0, "{}", plan.stderr);
-    let summary = read_summary(&path);
+    let summary = read_json(&path);
     assert_eq!(
         summary["by_status"],
         serde_json::json!({"exists": 2, "planned": 3}),
@@ -124,18 +118,16 @@ async fn plan_summary_json_has_the_counts_by_status() {
 #[tokio::test]
 async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
     let old = names("old", 5);
-    let sandbox = holding(&old, FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::holding(&old).await;
     let mut all = old.clone();
     all.extend(names("new", 5));
-    let input = dir.write("in.csv", &datasource_csv(&all));
+    let input = job.input(&datasource_csv(&all));
 
-    let mut args = args_for(&sandbox, &dir, "update-plan.csv");
+    let mut args = job.args_with_preflight("update-plan.csv");
     args.extend(["--on-exists", "update"].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 0, "{}", plan.stderr);
-    let (_, rows) = dir.results("update-plan.csv");
+    let rows = job.rows_of("update-plan.csv");
     assert_one_row_per_input_row(&rows, 10);
     for row in &rows {
         assert_eq!(row["_status"], "planned", "{row:?}");
@@ -145,11 +137,11 @@ async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
         }
     }
 
-    let mut args = args_for(&sandbox, &dir, "fail-plan.csv");
+    let mut args = job.args_with_preflight("fail-plan.csv");
     args.extend(["--on-exists", "fail"].map(str::to_owned));
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 1, "{}", plan.stderr);
-    let (_, rows) = dir.results("fail-plan.csv");
+    let rows = job.rows_of("fail-plan.csv");
     for row in &rows {
         if row["name"].starts_with("old-") {
             assert_eq!(row["_status"], "failed", "{row:?}");
@@ -159,7 +151,7 @@ async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
         }
     }
     assert_eq!(
-        by_method(&log(&api).await),
+        by_method(&log(&job.api).await),
         BTreeMap::from([("GET".to_owned(), 2)]),
         "two plans, two list calls, no write"
     );
@@ -167,14 +159,13 @@ async fn plan_with_on_exists_update_or_fail_says_what_would_happen() {
 
 #[tokio::test]
 async fn a_plan_refused_by_the_api_says_so_on_every_row() {
-    let sandbox = holding_names(&[]).await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 3));
-    let wrong = dir.private_key("not-the-key\n");
-    let args = job_args_to(&sandbox.url(), &wrong, &dir, "plan.csv");
+    let job = Job::new().await;
+    let input = job.dir.write("t.csv", &tenants("t", 3));
+    let wrong = job.dir.private_key("not-the-key\n");
+    let args = job_args_to(&job.sandbox.url(), &wrong, &job.dir, "plan.csv");
     let plan = dbprov_with(&["plan", &input], &args).await;
     assert_eq!(plan.exit, 3, "{}", plan.stderr);
-    let (_, rows) = dir.results("plan.csv");
+    let rows = job.rows_of("plan.csv");
     assert_eq!(rows.len(), 3);
     for row in rows {
         assert_eq!(

@@ -7,43 +7,41 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dbprov::sandbox::{FaultConfig, Sandbox};
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, ResultRow, args_for, args_to, assert_one_row_per_input_row, by_method,
-    datasource_csv, expect, holding, log, names, names_sent, read_summary, statuses, tally,
-    tenants,
+    JobDir, ResultRow, args_to, assert_one_row_per_input_row, by_method, datasource_csv, expect,
+    log, names, names_sent, read_json, statuses, tally, tenants,
 };
+use crate::fixture::Job;
 use crate::hostile::{Hostile, HostileState, hostile_args};
 use crate::process::{Finished, dbprov_with};
 
 /// Ten names the sandbox holds and ten it does not, in one input, with these extra flags.
 /// A list of exactly ten names is one page: dbprov asks for the second page too, to be
 /// sure the API did not page it, so every run here lists with two GETs.
-async fn ten_old_ten_new(extra: &[&str]) -> (Sandbox, JobDir, Finished, Vec<ResultRow>, Value) {
+async fn ten_old_ten_new(extra: &[&str]) -> (Job, Finished, Vec<ResultRow>, Value) {
     let old = names("old", 10);
-    let sandbox = holding(&old, FaultConfig::default()).await;
-    let dir = JobDir::new();
+    let job = Job::holding(&old).await;
     let mut all = old.clone();
     all.extend(names("new", 10));
-    let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = args_for(&sandbox, &dir, "results.csv");
-    let summary_path = dir.path("summary.json");
-    args.extend(["--summary-json", summary_path.to_str().unwrap()].map(str::to_owned));
+    let input = job.input(&datasource_csv(&all));
+    let mut args = job.args_with_preflight("results.csv");
+    let summary_path = job.path("summary.json");
+    args.extend(["--summary-json", &summary_path].map(str::to_owned));
     args.extend(extra.iter().map(|s| s.to_string()));
     let run = dbprov_with(&["run", &input], &args).await;
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 20);
-    let summary = read_summary(&summary_path);
-    (sandbox, dir, run, rows, summary)
+    let summary = read_json(summary_path.as_ref());
+    (job, run, rows, summary)
 }
 
 #[tokio::test]
 async fn preflight_marks_listed_names_exists_without_a_post() {
-    let (sandbox, _dir, run, rows, summary) = ten_old_ten_new(&[]).await;
+    let (job, run, rows, summary) = ten_old_ten_new(&[]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let log = log(&Api::new(&sandbox)).await;
+    let log = log(&job.api).await;
     assert_eq!(
         by_method(&log),
         BTreeMap::from([("GET".to_owned(), 2), ("POST".to_owned(), 10)]),
@@ -72,9 +70,9 @@ async fn preflight_marks_listed_names_exists_without_a_post() {
 
 #[tokio::test]
 async fn preflight_with_on_exists_update_puts_listed_names_and_never_posts_them() {
-    let (sandbox, _dir, run, rows, _) = ten_old_ten_new(&["--on-exists", "update"]).await;
+    let (job, run, rows, _) = ten_old_ten_new(&["--on-exists", "update"]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let log = log(&Api::new(&sandbox)).await;
+    let log = log(&job.api).await;
     assert_eq!(
         by_method(&log),
         BTreeMap::from([
@@ -104,9 +102,9 @@ async fn preflight_with_on_exists_update_puts_listed_names_and_never_posts_them(
 
 #[tokio::test]
 async fn preflight_with_on_exists_fail_fails_listed_names_without_a_request() {
-    let (sandbox, _dir, run, rows, _) = ten_old_ten_new(&["--on-exists", "fail"]).await;
+    let (job, run, rows, _) = ten_old_ten_new(&["--on-exists", "fail"]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let log = log(&Api::new(&sandbox)).await;
+    let log = log(&job.api).await;
     assert_eq!(
         by_method(&log),
         BTreeMap::from([("GET".to_owned(), 2), ("POST".to_owned(), 10)])
@@ -131,9 +129,9 @@ async fn preflight_with_on_exists_fail_fails_listed_names_without_a_request() {
 
 #[tokio::test]
 async fn no_preflight_lists_nothing_and_posts_every_row() {
-    let (sandbox, _dir, run, rows, summary) = ten_old_ten_new(&["--no-preflight"]).await;
+    let (job, run, rows, summary) = ten_old_ten_new(&["--no-preflight"]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let log = log(&Api::new(&sandbox)).await;
+    let log = log(&job.api).await;
     assert_eq!(
         by_method(&log),
         BTreeMap::from([("POST".to_owned(), 20)]),
@@ -259,7 +257,7 @@ async fn a_list_call_that_fails_is_a_warning_and_every_row_is_posted() {
         assert_one_row_per_input_row(&rows, 8);
         assert_eq!(tally(&rows), expect(&[("created", 8)]), "{list:?}");
         assert_eq!(
-            read_summary(&summary_path)["listed_workspaces"],
+            read_json(&summary_path)["listed_workspaces"],
             Value::Null,
             "{list:?}: no listing was made"
         );

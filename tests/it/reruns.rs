@@ -7,34 +7,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 
 use crate::common::{
-    Api, JobDir, ResultRow, args_for, assert_one_row_per_input_row, by_row, count, expect,
-    fifty_one_rows, held, holding_names, holding_seeded, job_args, log, methods, name_csv, names,
-    plain_sandbox, requests, sandbox_with, set_flag, statuses, tally, tenants, workspace_counts,
-    writes,
+    JobDir, ResultRow, assert_one_row_per_input_row, by_row, count, expect, fifty_one_rows, held,
+    holding_seeded, log, methods, name_csv, names, set_flag, statuses, tally, tenants,
+    workspace_counts,
 };
+use crate::fixture::Job;
 use crate::hostile::{Hostile, HostileState, hostile_args};
 use crate::process::{dbprov, dbprov_with};
 
 #[tokio::test]
 async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new_one() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("tenants.csv", &tenants("t", 100));
+    let job = Job::new().await;
+    let input = job.dir.write("tenants.csv", &tenants("t", 100));
 
-    let first = dbprov_with(&["run", &input, "--resume"], &args).await;
+    let first = job.run(&["run", &input, "--resume"]).await;
     assert_eq!(first.exit, 0, "{}", first.stderr);
-    assert_eq!(requests(&api).await, 100);
+    assert_eq!(job.requests().await, 100);
 
-    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
+    let second = job.run(&["run", &input, "--resume"]).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
     assert_eq!(
-        requests(&api).await,
+        job.requests().await,
         100,
         "an unchanged input costs no request"
     );
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 100);
     assert!(rows.iter().all(|r| r["_status"] == "created"));
     assert!(
@@ -50,34 +47,33 @@ async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new
         grown.push('\n');
     }
     std::fs::write(&input, grown).unwrap();
-    let third = dbprov_with(&["run", &input, "--resume"], &args).await;
+    let third = job.run(&["run", &input, "--resume"]).await;
     assert_eq!(third.exit, 0, "{}", third.stderr);
     assert_eq!(
-        requests(&api).await,
+        job.requests().await,
         110,
         "exactly ten requests for ten new tenants"
     );
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 110);
     assert!(rows.iter().all(|r| r["_status"] == "created"));
-    assert_eq!(workspace_counts(&api).await.len(), 110);
+    assert_eq!(workspace_counts(&job.api).await.len(), 110);
 }
 
 #[tokio::test]
 async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
     // mysql-orders does not exist in this sandbox: rows that use it fail.
-    let sandbox = sandbox::spawn(SandboxConfig {
-        catalog: Catalog {
-            datasources: vec!["postgres-main".into()],
-            ..Catalog::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::on(
+        sandbox::spawn(SandboxConfig {
+            catalog: Catalog {
+                datasources: vec!["postgres-main".into()],
+                ..Catalog::default()
+            },
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap(),
+    );
     let mut csv = String::from("name,connectionType,datasourceName,note\n");
     for i in 1..=15 {
         csv.push_str(&format!("ok-{i:02},DATASOURCE,postgres-main,n{i}\n"));
@@ -87,19 +83,19 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
     csv.push_str("stays-2,DATASOURCE,mysql-orders,x\n"); // 18
     csv.push_str("no-type,,,x\n"); // 19
     csv.push_str("last,MULTI_DATAMART,,x\n"); // 20
-    let input = dir.write("tenants.csv", &csv);
-    let first = dbprov_with(&["run", &input], &args).await;
+    let input = job.dir.write("tenants.csv", &csv);
+    let first = job.run(&["run", &input]).await;
     assert_eq!(first.exit, 1);
     assert!(
         first.stderr.contains("dbprov retry "),
         "the summary gives the retry command: {}",
         first.stderr
     );
-    let (_, before) = dir.results("results.csv");
-    assert_eq!(requests(&api).await, 19);
+    let before = job.rows();
+    assert_eq!(job.requests().await, 19);
 
     // Fix two rows in the results file, as an operator would in a spreadsheet.
-    let results = dir.path("results.csv");
+    let results = job.dir.path("results.csv");
     let edited = std::fs::read_to_string(&results)
         .unwrap()
         .replace(
@@ -109,14 +105,16 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
         .replace("no-type,,,x", "no-type,MULTI_DATAMART,,x");
     std::fs::write(&results, edited).unwrap();
 
-    let retry = dbprov_with(&["retry", results.to_str().unwrap()], &args[2..]).await;
+    let retry = job
+        .run_to(None, &["retry", results.to_str().unwrap()])
+        .await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
     assert_eq!(
-        requests(&api).await,
+        job.requests().await,
         19 + 4,
         "only rows 16 to 19 are sent again"
     );
-    let log = api.get("/_sandbox/requests").await;
+    let log = job.api.get("/_sandbox/requests").await;
     let resent: BTreeSet<&str> = log.as_array().unwrap()[19..]
         .iter()
         .map(|r| r["name"].as_str().unwrap())
@@ -126,7 +124,7 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
         BTreeSet::from(["fix-me", "no-type", "stays-1", "stays-2"])
     );
 
-    let (_, after) = dir.results("results.csv");
+    let after = job.rows();
     assert_one_row_per_input_row(&after, 20);
     let after_by_name: BTreeMap<_, _> = after.iter().map(|r| (r["name"].clone(), r)).collect();
     assert_eq!(after_by_name["fix-me"]["_status"], "created");
@@ -143,41 +141,38 @@ async fn retry_sends_only_the_rows_that_did_not_succeed_and_picks_up_edits() {
     }
 
     // With -o, the original stays as it is and the new file gets every row.
-    let retry = dbprov_with(
-        &[
-            "retry",
-            results.to_str().unwrap(),
-            "-o",
-            dir.path("again.csv").to_str().unwrap(),
-        ],
-        &args[2..],
-    )
-    .await;
+    let retry = job
+        .run_to(
+            None,
+            &[
+                "retry",
+                results.to_str().unwrap(),
+                "-o",
+                job.dir.path("again.csv").to_str().unwrap(),
+            ],
+        )
+        .await;
     assert_eq!(retry.exit, 1);
     assert_eq!(
-        requests(&api).await,
+        job.requests().await,
         23 + 2,
         "only the two rows still failing"
     );
-    let (_, again) = dir.results("again.csv");
+    let again = job.rows_of("again.csv");
     assert_one_row_per_input_row(&again, 20);
-    assert_eq!(dir.results("results.csv").1, after);
+    assert_eq!(job.rows(), after);
 }
 
 #[tokio::test]
 async fn resume_follows_an_input_that_gained_lost_and_reordered_rows() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
     let header = "name,connectionType\n";
-    let input = dir.write(
-        "in.csv",
-        &format!("{header}a,MULTI_DATAMART\nb,MULTI_DATAMART\nc,DATAMART\nd,MULTI_DATAMART\n"),
-    );
-    let first = dbprov_with(&["run", &input], &args).await;
+    let input = job.input(&format!(
+        "{header}a,MULTI_DATAMART\nb,MULTI_DATAMART\nc,DATAMART\nd,MULTI_DATAMART\n"
+    ));
+    let first = job.run(&["run", &input]).await;
     assert_eq!(first.exit, 1, "c is invalid");
-    assert_eq!(requests(&api).await, 3);
+    assert_eq!(job.requests().await, 3);
 
     // a and d are gone, c is fixed, e and f are new, and the order changed.
     std::fs::write(
@@ -185,10 +180,10 @@ async fn resume_follows_an_input_that_gained_lost_and_reordered_rows() {
         format!("{header}f,MULTI_DATAMART\nc,MULTI_DATAMART\nb,MULTI_DATAMART\ne,MULTI_DATAMART\n"),
     )
     .unwrap();
-    let second = dbprov_with(&["run", &input, "--resume"], &args).await;
+    let second = job.run(&["run", &input, "--resume"]).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
-    assert_eq!(requests(&api).await, 3 + 3, "c, e and f");
-    let (_, rows) = dir.results("results.csv");
+    assert_eq!(job.requests().await, 3 + 3, "c, e and f");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 4);
     let by_name: BTreeMap<_, _> = rows.iter().map(|r| (r["name"].as_str(), r)).collect();
     assert_eq!(
@@ -206,23 +201,20 @@ async fn resume_follows_an_input_that_gained_lost_and_reordered_rows() {
 
 #[tokio::test]
 async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &tenants("t", 5));
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 5));
+    assert_eq!(job.run(&["run", &input]).await.exit, 0);
     // A crash in the middle of writing a row leaves half a line.
-    let results = dir.path("results.csv");
+    let results = job.dir.path("results.csv");
     let mut text = std::fs::read_to_string(&results).unwrap();
     text.push_str("6,crea");
     std::fs::write(&results, &text).unwrap();
     std::fs::write(&input, tenants("t", 6)).unwrap();
 
-    let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
+    let resumed = job.run(&["run", &input, "--resume"]).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    assert_eq!(requests(&api).await, 6);
-    let (_, rows) = dir.results("results.csv");
+    assert_eq!(job.requests().await, 6);
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 6);
     assert!(
         !std::fs::read_to_string(&results)
@@ -230,50 +222,43 @@ async fn resume_tolerates_a_torn_last_line_and_refuses_changed_columns() {
             .contains("6,crea\n")
     );
 
-    let other = dir.write("other.csv", "name,connectionType,team\nt-0001,DATAMART,x\n");
-    let refused = dbprov_with(&["run", &other, "--resume"], &args).await;
+    let other = job
+        .dir
+        .write("other.csv", "name,connectionType,team\nt-0001,DATAMART,x\n");
+    let refused = job.run(&["run", &other, "--resume"]).await;
     assert_eq!(refused.exit, 2);
     assert!(
         refused.stderr.contains("was written for the columns"),
         "{}",
         refused.stderr
     );
-    assert_eq!(
-        dir.results("results.csv").1,
-        rows,
-        "nothing recorded is lost"
-    );
+    assert_eq!(job.rows(), rows, "nothing recorded is lost");
 }
 
 #[tokio::test]
 async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
     // The first row waits on the sandbox's latency; its duplicate is invalid at once, so the
     // results file holds the duplicate first.
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         latency: std::time::Duration::from_millis(100),
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType\nx,MULTI_DATAMART\nx,MULTI_DATAMART\ny,MULTI_DATAMART\n",
-    );
-    let first = dbprov_with(&["run", &input], &args).await;
+    let input =
+        job.input("name,connectionType\nx,MULTI_DATAMART\nx,MULTI_DATAMART\ny,MULTI_DATAMART\n");
+    let first = job.run(&["run", &input]).await;
     assert_eq!(first.exit, 1);
     // The job ends with its rows in input order; a log left by a kill holds them in the
     // order they finished, the duplicate first.
-    let written = std::fs::read_to_string(dir.path("results.csv")).unwrap();
+    let written = std::fs::read_to_string(job.dir.path("results.csv")).unwrap();
     let mut lines: Vec<&str> = written.lines().collect();
     assert!(
         lines[2].starts_with("2,invalid,DUPLICATE_IN_INPUT"),
         "{written}"
     );
     lines.swap(1, 2);
-    std::fs::write(dir.path("results.csv"), lines.join("\n") + "\n").unwrap();
-    assert_eq!(requests(&api).await, 2);
+    std::fs::write(job.dir.path("results.csv"), lines.join("\n") + "\n").unwrap();
+    assert_eq!(job.requests().await, 2);
 
     let expected = |rows: &[ResultRow]| {
         let mut seen: Vec<(String, String, String)> = rows
@@ -296,15 +281,17 @@ async fn a_duplicate_written_before_its_first_row_costs_no_request_on_reruns() {
             ]
         );
     };
-    let resumed = dbprov_with(&["run", &input, "--resume"], &args).await;
+    let resumed = job.run(&["run", &input, "--resume"]).await;
     assert_eq!(resumed.exit, 1);
-    expected(&dir.results("results.csv").1);
+    expected(&job.rows());
 
-    let results = dir.path("results.csv");
-    let retried = dbprov_with(&["retry", results.to_str().unwrap()], &args[2..]).await;
+    let results = job.dir.path("results.csv");
+    let retried = job
+        .run_to(None, &["retry", results.to_str().unwrap()])
+        .await;
     assert_eq!(retried.exit, 1, "{}", retried.stderr);
-    expected(&dir.results("results.csv").1);
-    assert_eq!(requests(&api).await, 2, "neither rerun sent anything");
+    expected(&job.rows());
+    assert_eq!(job.requests().await, 2, "neither rerun sent anything");
 }
 
 #[tokio::test]
@@ -377,28 +364,27 @@ async fn retry_and_rollback_give_advice_for_themselves_not_for_run() {
 
 #[tokio::test]
 async fn a_stray_quote_in_a_results_file_makes_one_row_malformed_in_a_retry() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &fifty_one_rows());
-    let first = dbprov_with(&["run", &input], &args).await;
+    let job = Job::new().await;
+    let input = job.input(&fifty_one_rows());
+    let first = job.run(&["run", &input]).await;
     assert_eq!(first.exit, 1, "{}", first.stderr);
-    let (_, before) = dir.results("results.csv");
+    let before = job.rows();
     assert_one_row_per_input_row(&before, 51);
-    let sent = writes(&api).await;
+    let sent = job.writes().await;
 
     // Row 3 (line 4 of the file) gets a stray quote opening its name.
-    let results = dir.path("results.csv");
+    let results = job.dir.path("results.csv");
     let text = std::fs::read_to_string(&results).unwrap();
     let edited = text.replace(",q-03,", ",\"q-03,");
     assert_ne!(edited, text);
     let line_of_row_3 = 1 + edited.lines().position(|l| l.contains("\"q-03")).unwrap();
     std::fs::write(&results, edited).unwrap();
 
-    let retry = dbprov_with(&["retry", results.to_str().unwrap()], &args[2..]).await;
+    let retry = job
+        .run_to(None, &["retry", results.to_str().unwrap()])
+        .await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    let (_, after) = dir.results("results.csv");
+    let after = job.rows();
     assert_one_row_per_input_row(&after, 51);
     let after = by_row(&after);
     assert_eq!(after[&3]["_status"], "invalid");
@@ -418,7 +404,7 @@ async fn a_stray_quote_in_a_results_file_makes_one_row_malformed_in_a_retry() {
     }
     let failed = before.iter().filter(|r| r["_status"] == "failed").count() as u64;
     assert_eq!(
-        writes(&api).await,
+        job.writes().await,
         sent + failed,
         "only the failed rows were sent again"
     );
@@ -444,88 +430,88 @@ fn assert_messages_name(rows: &[ResultRow], prefix: &str) {
 #[tokio::test]
 async fn retry_of_a_delete_sends_deletes_again_never_a_post() {
     let doomed = names("w", 30);
-    let sandbox = holding_seeded(
-        &doomed,
-        FaultConfig {
-            fail_rate: 0.3,
-            ..FaultConfig::default()
-        },
-        5,
-    )
-    .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &name_csv(&doomed));
-    let mut args = args_for(&sandbox, &dir, "results.csv");
+    let job = Job::on(
+        holding_seeded(
+            &doomed,
+            FaultConfig {
+                fail_rate: 0.3,
+                ..FaultConfig::default()
+            },
+            5,
+        )
+        .await,
+    );
+    let input = job.input(&name_csv(&doomed));
+    let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 1, "some deletes failed: {}", delete.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
     assert!(failed > 0, "premise: some rows failed");
     assert_messages_name(&rows, "delete: ");
 
-    let results = dir.path("results.csv");
-    let mut retry_args = args_for(&sandbox, &dir, "results.csv");
+    let results = job.dir.path("results.csv");
+    let mut retry_args = job.args_with_preflight("results.csv");
     retry_args.drain(..2); // No -o: the retry updates the results file itself.
     retry_args.extend(["--max-attempts", "30"].map(str::to_owned));
     let retry = dbprov_with(&["retry", results.to_str().unwrap()], &retry_args).await;
     assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert_eq!(count(&log, "POST") + count(&log, "PUT"), 0, "never a POST");
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 30);
     assert_eq!(tally(&rows), expect(&[("deleted", 30)]));
-    assert!(held(&api).await.is_empty());
+    assert!(held(&job.api).await.is_empty());
 }
 
 #[tokio::test]
 async fn retry_of_an_update_sends_puts_again_never_a_post() {
     let existing = names("w", 30);
-    let sandbox = holding_seeded(
-        &existing,
-        FaultConfig {
-            fail_rate: 0.3,
-            ..FaultConfig::default()
-        },
-        6,
-    )
-    .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::on(
+        holding_seeded(
+            &existing,
+            FaultConfig {
+                fail_rate: 0.3,
+                ..FaultConfig::default()
+            },
+            6,
+        )
+        .await,
+    );
     let mut csv = String::from("name,connectionType,datamartName\n");
     for name in &existing {
         csv.push_str(&format!("{name},DATAMART,finance-mart\n"));
     }
-    let input = dir.write("in.csv", &csv);
-    let mut args = args_for(&sandbox, &dir, "results.csv");
+    let input = job.input(&csv);
+    let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let update = dbprov_with(&["update", &input], &args).await;
     assert_eq!(update.exit, 1, "some updates failed: {}", update.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert!(rows.iter().any(|r| r["_status"] == "failed"), "premise");
     assert_messages_name(&rows, "update: ");
 
-    let results = dir.path("results.csv");
-    let mut retry_args = args_for(&sandbox, &dir, "results.csv");
+    let results = job.dir.path("results.csv");
+    let mut retry_args = job.args_with_preflight("results.csv");
     set_flag(
         &mut retry_args,
         "-o",
-        dir.path("again.csv").to_str().unwrap(),
+        job.dir.path("again.csv").to_str().unwrap(),
     );
     retry_args.extend(["--max-attempts", "30"].map(str::to_owned));
     let retry = dbprov_with(&["retry", results.to_str().unwrap()], &retry_args).await;
     assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert_eq!(
         count(&log, "POST") + count(&log, "DELETE"),
         0,
         "never a POST"
     );
-    let (_, rows) = dir.results("again.csv");
+    let rows = job.rows_of("again.csv");
     assert_one_row_per_input_row(&rows, 30);
     assert_eq!(tally(&rows), expect(&[("updated", 30)]));
-    let stored = api.get("/_sandbox/workspaces").await;
+    let stored = job.api.get("/_sandbox/workspaces").await;
     assert!(
         stored
             .as_array()
@@ -537,55 +523,51 @@ async fn retry_of_an_update_sends_puts_again_never_a_post() {
 
 #[tokio::test]
 async fn retry_sends_an_updates_failures_as_puts() {
-    let sandbox = holding_names(&["t-0001", "t-0002"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::holding(&["t-0001", "t-0002"]).await;
     // Four rows, two of which do not exist: those fail, and must never be created.
-    let input = dir.write("t.csv", &tenants("t", 4));
-    let args = job_args(&sandbox, &dir, "u.csv");
-    let update = dbprov_with(&["update", &input], &args).await;
+    let input = job.dir.write("t.csv", &tenants("t", 4));
+    let update = job.run_to(Some("u.csv"), &["update", &input]).await;
     assert_eq!(update.exit, 1, "{}", update.stderr);
-    let results = dir.path("u.csv").to_string_lossy().into_owned();
-    let retry = dbprov_with(&["retry", &results], &args[2..]).await;
+    let results = job.path("u.csv");
+    let retry = job.run_to(None, &["retry", &results]).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    let seen = methods(&api).await;
+    let seen = methods(&job.api).await;
     assert!(!seen.contains(&"POST".to_owned()), "{seen:?}");
     assert_eq!(seen.iter().filter(|m| *m == "PUT").count(), 6, "{seen:?}");
-    let (_, rows) = dir.results("u.csv");
+    let rows = job.rows_of("u.csv");
     let got = statuses(&rows);
     assert_eq!(got["t-0001"], "updated");
     assert_eq!(got["t-0003"], "failed");
-    assert_eq!(api.workspace_names().await.len(), 2);
+    assert_eq!(job.api.workspace_names().await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_dry_run_of_a_delete_is_retried_as_deletes() {
-    let sandbox = holding_names(&["a", "b"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::holding(&["a", "b"]).await;
     // The whole tenant columns: read as a run's, these rows would be valid creates.
-    let input = dir.write(
+    let input = job.dir.write(
         "off.csv",
         "name,connectionType,datasourceName\na,DATASOURCE,postgres-main\nc,DATASOURCE,postgres-main\n",
     );
-    let args = job_args(&sandbox, &dir, "dry.csv");
-    let dry = dbprov_with(&["delete", &input, "--dry-run"], &args).await;
+    let dry = job
+        .run_to(Some("dry.csv"), &["delete", &input, "--dry-run"])
+        .await;
     assert_eq!(dry.exit, 0, "{}", dry.stderr);
-    let (_, rows) = dir.results("dry.csv");
+    let rows = job.rows_of("dry.csv");
     assert!(
         rows.iter()
             .all(|r| r["_error_message"] == "delete: would delete"),
         "{rows:?}"
     );
-    let dry_path = dir.path("dry.csv").to_string_lossy().into_owned();
-    let retry = dbprov_with(&["retry", &dry_path], &args[2..]).await;
+    let dry_path = job.path("dry.csv");
+    let retry = job.run_to(None, &["retry", &dry_path]).await;
     assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let seen = methods(&api).await;
+    let seen = methods(&job.api).await;
     assert_eq!(seen, ["DELETE", "DELETE"], "never a POST");
-    let (_, rows) = dir.results("dry.csv");
+    let rows = job.rows_of("dry.csv");
     let got = statuses(&rows);
     assert_eq!((&*got["a"], &*got["c"]), ("deleted", "absent"));
-    assert_eq!(api.workspace_names().await, ["b"]);
+    assert_eq!(job.api.workspace_names().await, ["b"]);
 }
 
 #[tokio::test]

@@ -6,20 +6,19 @@ use std::process::Stdio;
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, ONE_INVALID, assert_one_row_per_input_row, command_words, fifty_one_rows,
-    job_args, plain_sandbox, printed_retry, read_json, writes,
+    JobDir, ONE_INVALID, assert_one_row_per_input_row, command_words, fifty_one_rows,
+    printed_retry, read_json,
 };
+use crate::fixture::Job;
 use crate::process::{BIN, dbprov, dbprov_with, run_printed, run_to_end};
 
 #[tokio::test]
 async fn the_retry_hint_repeats_the_options_that_shaped_the_run_and_works() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &fifty_one_rows());
-    let key = dir.key_file(&sandbox);
-    let results = dir.path("results.csv");
-    let url = sandbox.url();
+    let job = Job::new().await;
+    let input = job.input(&fifty_one_rows());
+    let key = job.dir.key_file(&job.sandbox);
+    let results = job.dir.path("results.csv");
+    let url = job.sandbox.url();
     let run = dbprov(&[
         "run",
         &input,
@@ -60,8 +59,8 @@ async fn the_retry_hint_repeats_the_options_that_shaped_the_run_and_works() {
             || words.contains(&format!("{flag}={value}"));
         assert!(given, "{flag} {value} is not in {hint:?}");
     }
-    assert!(!hint.contains(sandbox.api_key()), "{hint}");
-    let sent = writes(&api).await;
+    assert!(!hint.contains(job.sandbox.api_key()), "{hint}");
+    let sent = job.writes().await;
 
     // The hint runs as printed, from a shell, with dbprov on the PATH.
     let bin_dir = std::path::Path::new(BIN).parent().unwrap();
@@ -83,18 +82,16 @@ async fn the_retry_hint_repeats_the_options_that_shaped_the_run_and_works() {
         .kill_on_drop(true);
     let retry = run_to_end(shell).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    assert_eq!(writes(&api).await, sent + 7, "the seven failed rows again");
-    assert_one_row_per_input_row(&dir.results("results.csv").1, 51);
+    assert_eq!(job.writes().await, sent + 7, "the seven failed rows again");
+    assert_one_row_per_input_row(&job.rows(), 51);
 }
 
 #[tokio::test]
 async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    let mut args = job_args(&sandbox, &dir, "dr.csv");
-    let summary = dir.path("summary.json");
+    let job = Job::new().await;
+    let input = job.input(ONE_INVALID);
+    let mut args = job.args("dr.csv");
+    let summary = job.dir.path("summary.json");
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
@@ -114,15 +111,15 @@ async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
     // fixed, it plans it.
     let again = run_printed(&words).await;
     assert_eq!(again.exit, 1, "{}", again.stderr);
-    let fixed = std::fs::read_to_string(dir.path("dr.csv"))
+    let fixed = std::fs::read_to_string(job.dir.path("dr.csv"))
         .unwrap()
         .replace(",,MULTI_DATAMART", ",a2,MULTI_DATAMART");
-    std::fs::write(dir.path("dr.csv"), fixed).unwrap();
+    std::fs::write(job.dir.path("dr.csv"), fixed).unwrap();
     let done = run_printed(&words).await;
     assert_eq!(done.exit, 0, "{}", done.stderr);
-    let (_, rows) = dir.results("dr.csv");
+    let rows = job.rows_of("dr.csv");
     assert!(rows.iter().all(|r| r["_status"] == "planned"), "{rows:?}");
-    assert_eq!(api.stats().await["requests_total"], 0, "nothing was sent");
+    assert_eq!(job.requests().await, 0, "nothing was sent");
 }
 
 #[tokio::test]

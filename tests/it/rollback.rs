@@ -3,46 +3,46 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dbprov::sandbox::{FaultConfig, Sandbox};
+use dbprov::sandbox::FaultConfig;
 
 use crate::common::{
-    Api, JobDir, args_for, datasource_csv, expect, held, holding, holding_names, job_args, log,
-    methods, name_csv, names, names_sent, requests_total, set_flag, statuses, tally, tenants,
+    Api, args_for, datasource_csv, expect, held, holding, job_args, log, methods, name_csv, names,
+    names_sent, requests, set_flag, statuses, tally, tenants,
 };
+use crate::fixture::Job;
 use crate::process::dbprov_with;
 
 /// A run of 20 new and 10 listed names against a sandbox with these faults: returns the
-/// sandbox, the job folder (results in `results.csv`), and the listed names.
-async fn a_run_to_roll_back(faults: FaultConfig) -> (Sandbox, JobDir, Vec<String>) {
+/// job (results in `results.csv`) and the listed names.
+async fn a_run_to_roll_back(faults: FaultConfig) -> (Job, Vec<String>) {
     let old = names("old", 10);
-    let sandbox = holding(&old, faults).await;
-    let dir = JobDir::new();
+    let job = Job::on(holding(&old, faults).await);
     let mut all = names("new", 20);
     all.extend(old.clone());
-    let input = dir.write("in.csv", &datasource_csv(&all));
-    let mut args = args_for(&sandbox, &dir, "results.csv");
+    let input = job.input(&datasource_csv(&all));
+    let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "30"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_eq!(tally(&rows), expect(&[("created", 20), ("exists", 10)]));
-    (sandbox, dir, old)
+    assert_eq!(
+        tally(&job.rows()),
+        expect(&[("created", 20), ("exists", 10)])
+    );
+    (job, old)
 }
 
 async fn rollback_leaves_exactly_what_was_there(faults: FaultConfig) {
-    let (sandbox, dir, old) = a_run_to_roll_back(faults).await;
-    let api = Api::new(&sandbox);
-    let results = dir.path("results.csv");
-    let results = results.to_str().unwrap();
-    let mut args = args_for(&sandbox, &dir, "undo.csv");
+    let (job, old) = a_run_to_roll_back(faults).await;
+    let results = job.path("results.csv");
+    let mut args = job.args_with_preflight("undo.csv");
     args.extend(["--max-attempts", "30"].map(str::to_owned));
-    let before = log(&api).await.len();
+    let before = log(&job.api).await.len();
 
-    let rollback = dbprov_with(&["rollback", results, "--yes"], &args).await;
+    let rollback = dbprov_with(&["rollback", &results, "--yes"], &args).await;
     assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
-    let (_, undo) = dir.results("undo.csv");
+    let undo = job.rows_of("undo.csv");
     assert_eq!(tally(&undo), expect(&[("deleted", 20)]), "{undo:?}");
-    let (_, run_rows) = dir.results("results.csv");
+    let run_rows = job.rows();
     let created_rows: BTreeSet<(String, String)> = run_rows
         .iter()
         .filter(|r| r["_status"] == "created")
@@ -56,7 +56,7 @@ async fn rollback_leaves_exactly_what_was_there(faults: FaultConfig) {
         undone_rows, created_rows,
         "one row per created row, its _row kept"
     );
-    let sent = log(&api).await.split_off(before);
+    let sent = log(&job.api).await.split_off(before);
     assert!(
         sent.iter()
             .all(|e| e["method"] == "DELETE" || e["method"] == "GET"),
@@ -68,7 +68,7 @@ async fn rollback_leaves_exactly_what_was_there(faults: FaultConfig) {
             .all(|n| n.starts_with("new-")),
         "never a DELETE of a name that was there before"
     );
-    assert_eq!(held(&api).await, old.into_iter().collect());
+    assert_eq!(held(&job.api).await, old.into_iter().collect());
 }
 
 #[tokio::test]
@@ -88,11 +88,10 @@ async fn rollback_deletes_exactly_the_created_rows_through_faults() {
 
 #[tokio::test]
 async fn rollback_without_yes_and_without_a_terminal_refuses_and_sends_nothing() {
-    let (sandbox, dir, _) = a_run_to_roll_back(FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let before = requests_total(&api.stats().await);
-    let args = args_for(&sandbox, &dir, "undo.csv");
-    let results = dir.path("results.csv");
+    let (job, _) = a_run_to_roll_back(FaultConfig::default()).await;
+    let before = job.requests().await;
+    let args = job.args_with_preflight("undo.csv");
+    let results = job.dir.path("results.csv");
     let refused = dbprov_with(&["rollback", results.to_str().unwrap()], &args).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(
@@ -100,34 +99,33 @@ async fn rollback_without_yes_and_without_a_terminal_refuses_and_sends_nothing()
         "the refusal says how to confirm: {}",
         refused.stderr
     );
-    assert_eq!(requests_total(&api.stats().await), before, "nothing sent");
-    assert_eq!(held(&api).await.len(), 30);
+    assert_eq!(job.requests().await, before, "nothing sent");
+    assert_eq!(held(&job.api).await.len(), 30);
 
     // The same command, confirmed, does it.
     let confirmed = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
     assert_eq!(confirmed.exit, 0, "{}", confirmed.stderr);
-    assert_eq!(held(&api).await.len(), 10);
+    assert_eq!(held(&job.api).await.len(), 10);
 }
 
 #[tokio::test]
 async fn rolling_back_a_record_of_deletions_is_refused() {
-    let (sandbox, dir, _) = a_run_to_roll_back(FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let results = dir.path("results.csv");
-    let args = args_for(&sandbox, &dir, "undo.csv");
+    let (job, _) = a_run_to_roll_back(FaultConfig::default()).await;
+    let results = job.dir.path("results.csv");
+    let args = job.args_with_preflight("undo.csv");
     let rollback = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
     assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
 
     // A delete's results, of names that exist.
-    let input = dir.write("offboard.csv", &name_csv(&names("old", 3)));
-    let args = args_for(&sandbox, &dir, "deleted.csv");
+    let input = job.dir.write("offboard.csv", &name_csv(&names("old", 3)));
+    let args = job.args_with_preflight("deleted.csv");
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
 
-    let before = requests_total(&api.stats().await);
+    let before = job.requests().await;
     for record in ["undo.csv", "deleted.csv"] {
-        let args = args_for(&sandbox, &dir, &format!("re-{record}"));
-        let path = dir.path(record);
+        let args = job.args_with_preflight(&format!("re-{record}"));
+        let path = job.dir.path(record);
         let refused = dbprov_with(&["rollback", path.to_str().unwrap(), "--yes"], &args).await;
         assert_eq!(refused.exit, 2, "{record}: {}", refused.stderr);
         assert!(
@@ -136,26 +134,21 @@ async fn rolling_back_a_record_of_deletions_is_refused() {
             refused.stderr
         );
     }
-    assert_eq!(requests_total(&api.stats().await), before, "nothing sent");
-    assert_eq!(held(&api).await.len(), 7);
+    assert_eq!(job.requests().await, before, "nothing sent");
+    assert_eq!(held(&job.api).await.len(), 7);
 }
 
 #[tokio::test]
 async fn rollback_of_a_run_that_created_nothing_has_nothing_to_roll_back() {
     let old = names("old", 5);
-    let sandbox = holding(&old, FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &datasource_csv(&old));
-    let run = dbprov_with(&["run", &input], &args_for(&sandbox, &dir, "results.csv")).await;
+    let job = Job::holding(&old).await;
+    let input = job.input(&datasource_csv(&old));
+    let run = dbprov_with(&["run", &input], &job.args_with_preflight("results.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(
-        tally(&dir.results("results.csv").1),
-        expect(&[("exists", 5)])
-    );
-    let before = requests_total(&api.stats().await);
-    let results = dir.path("results.csv");
-    let args = args_for(&sandbox, &dir, "undo.csv");
+    assert_eq!(tally(&job.rows()), expect(&[("exists", 5)]));
+    let before = job.requests().await;
+    let results = job.dir.path("results.csv");
+    let args = job.args_with_preflight("undo.csv");
     let rollback = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
     assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
     assert!(
@@ -163,54 +156,54 @@ async fn rollback_of_a_run_that_created_nothing_has_nothing_to_roll_back() {
         "{}",
         rollback.stderr
     );
-    assert_eq!(requests_total(&api.stats().await), before, "nothing sent");
-    assert_eq!(held(&api).await, old.into_iter().collect());
+    assert_eq!(job.requests().await, before, "nothing sent");
+    assert_eq!(held(&job.api).await, old.into_iter().collect());
 }
 
 #[tokio::test]
 async fn rollback_against_another_target_is_refused_naming_the_target() {
-    let (sandbox, dir, _) = a_run_to_roll_back(FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
+    let (job, _) = a_run_to_roll_back(FaultConfig::default()).await;
     let other = holding(&names("new", 20), FaultConfig::default()).await;
     let other_api = Api::new(&other);
-    let before = requests_total(&api.stats().await);
-    let results = dir.path("results.csv");
-    let args = args_for(&other, &dir, "undo.csv");
+    let before = job.requests().await;
+    let results = job.dir.path("results.csv");
+    let args = args_for(&other, &job.dir, "undo.csv");
     let rollback = dbprov_with(&["rollback", results.to_str().unwrap(), "--yes"], &args).await;
     // Most likely a wrong --base-url: said, with the one the rows name.
     assert_eq!(rollback.exit, 2, "{}", rollback.stderr);
     assert!(
         rollback
             .stderr
-            .contains(&format!("give --base-url {}", sandbox.url())),
+            .contains(&format!("give --base-url {}", job.sandbox.url())),
         "{}",
         rollback.stderr
     );
-    assert_eq!(requests_total(&other_api.stats().await), 0, "nothing sent");
-    assert_eq!(requests_total(&api.stats().await), before);
+    assert_eq!(requests(&other_api).await, 0, "nothing sent");
+    assert_eq!(job.requests().await, before);
     assert_eq!(other_api.workspace_names().await.len(), 20);
 }
 
 #[tokio::test]
 async fn rollback_refuses_a_file_that_cannot_say_where_its_rows_were_created() {
-    let sandbox = holding_names(&["a"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "undo.csv");
+    let job = Job::holding(&["a"]).await;
     // Written before _target existed.
-    let legacy = dir.write(
+    let legacy = job.dir.write(
         "old.csv",
         "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,name\n1,created,,,200,1,5,2026-01-01T00:00:00Z,a\n",
     );
-    let refused = dbprov_with(&["rollback", &legacy, "--yes"], &args).await;
+    let refused = job
+        .run_to(Some("undo.csv"), &["rollback", &legacy, "--yes"])
+        .await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("_target"), "{}", refused.stderr);
     // Created on another API.
-    let elsewhere = dir.write(
+    let elsewhere = job.dir.write(
         "other.csv",
         "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,name\n1,created,,,200,1,5,2026-01-01T00:00:00Z,https://api.example.com,a\n",
     );
-    let refused = dbprov_with(&["rollback", &elsewhere, "--yes"], &args).await;
+    let refused = job
+        .run_to(Some("undo.csv"), &["rollback", &elsewhere, "--yes"])
+        .await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(
         refused
@@ -219,25 +212,23 @@ async fn rollback_refuses_a_file_that_cannot_say_where_its_rows_were_created() {
         "{}",
         refused.stderr
     );
-    assert!(methods(&api).await.is_empty(), "nothing sent");
-    assert_eq!(api.workspace_names().await, ["a"]);
+    assert!(methods(&job.api).await.is_empty(), "nothing sent");
+    assert_eq!(job.api.workspace_names().await, ["a"]);
 }
 
 #[tokio::test]
 async fn a_rollbacks_dry_run_lists_what_it_would_delete_and_sends_nothing() {
-    let sandbox = holding_names(&["t-0001"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 6));
-    let args = job_args(&sandbox, &dir, "r.csv");
+    let job = Job::holding(&["t-0001"]).await;
+    let input = job.dir.write("t.csv", &tenants("t", 6));
+    let args = job.args("r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    let sent = methods(&api).await.len();
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let sent = methods(&job.api).await.len();
+    let results = job.path("r.csv");
     let mut dry = args.clone();
-    set_flag(&mut dry, "-o", dir.path("undo.csv").to_str().unwrap());
+    set_flag(&mut dry, "-o", job.dir.path("undo.csv").to_str().unwrap());
     let plan = dbprov_with(&["rollback", &results, "--dry-run"], &dry).await;
     assert_eq!(plan.exit, 0, "{}", plan.stderr);
-    let (_, rows) = dir.results("undo.csv");
+    let rows = job.rows_of("undo.csv");
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str()).collect();
     assert_eq!(
         names.len(),
@@ -246,29 +237,30 @@ async fn a_rollbacks_dry_run_lists_what_it_would_delete_and_sends_nothing() {
     );
     assert!(!names.contains(&"t-0001"));
     assert!(rows.iter().all(|r| r["_status"] == "planned"));
-    assert_eq!(methods(&api).await.len(), sent, "nothing sent");
-    assert_eq!(api.workspace_names().await.len(), 6);
+    assert_eq!(methods(&job.api).await.len(), sent, "nothing sent");
+    assert_eq!(job.api.workspace_names().await.len(), 6);
 }
 
 #[tokio::test]
 async fn retrying_deletions_against_another_api_is_refused() {
-    let here = holding_names(&[]).await;
-    let there = holding_names(&["t-0001", "t-0002"]).await;
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 4));
-    let args = job_args(&here, &dir, "r.csv");
-    assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo_args = job_args(&here, &dir, "undo.csv");
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &undo_args).await;
+    let job = Job::new().await;
+    let there = holding(&["t-0001", "t-0002"], FaultConfig::default()).await;
+    let input = job.dir.write("t.csv", &tenants("t", 4));
+    assert_eq!(job.run_to(Some("r.csv"), &["run", &input]).await.exit, 0);
+    let results = job.path("r.csv");
+    let undo = job
+        .run_to(Some("undo.csv"), &["rollback", &results, "--yes"])
+        .await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
     // The rollback's results, re-sent to an API that never had these workspaces created.
-    let undo_path = dir.path("undo.csv").to_string_lossy().into_owned();
-    let there_args = job_args(&there, &dir, "again.csv");
+    let undo_path = job.path("undo.csv");
+    let there_args = job_args(&there, &job.dir, "again.csv");
     let retry = dbprov_with(&["retry", &undo_path], &there_args).await;
     assert_eq!(retry.exit, 2, "{}", retry.stderr);
     assert!(
-        retry.stderr.contains(&format!("--base-url {}", here.url())),
+        retry
+            .stderr
+            .contains(&format!("--base-url {}", job.sandbox.url())),
         "{}",
         retry.stderr
     );
@@ -279,10 +271,8 @@ async fn retrying_deletions_against_another_api_is_refused() {
 
 #[tokio::test]
 async fn rows_without_a_target_are_not_rolled_back_after_their_file_is_upgraded() {
-    let sandbox = holding_names(&["b1", "b2"]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let legacy = dir.write(
+    let job = Job::holding(&["b1", "b2"]).await;
+    let legacy = job.dir.write(
         "old.csv",
         "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,name,connectionType\n\
          1,created,,,200,1,5,2026-01-01T00:00:00Z,b1,MULTI_DATAMART\n\
@@ -290,34 +280,28 @@ async fn rows_without_a_target_are_not_rolled_back_after_their_file_is_upgraded(
          3,failed,HTTP_500,x,500,1,5,2026-01-01T00:00:00Z,b3,MULTI_DATAMART\n",
     );
     // A retry gives the file its _target column, empty for the rows it keeps.
-    let retry = dbprov_with(&["retry", &legacy], &job_args(&sandbox, &dir, "x.csv")[2..]).await;
+    let retry = dbprov_with(&["retry", &legacy], &job.args("x.csv")[2..]).await;
     assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let undo = dbprov_with(
-        &["rollback", &legacy, "--yes"],
-        &job_args(&sandbox, &dir, "undo.csv"),
-    )
-    .await;
+    let undo = dbprov_with(&["rollback", &legacy, "--yes"], &job.args("undo.csv")).await;
     // Only b3, which the retry created (and recorded against this API), is undone: b1
     // and b2 say nothing of where they were created.
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    let (_, undone) = dir.results("undo.csv");
+    let undone = job.rows_of("undo.csv");
     assert_eq!(
         statuses(&undone),
         BTreeMap::from([("b3".into(), "deleted".into())])
     );
-    assert_eq!(api.workspace_names().await, ["b1", "b2"]);
+    assert_eq!(job.api.workspace_names().await, ["b1", "b2"]);
 }
 
 #[tokio::test]
 async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file() {
-    let sandbox = holding_names(&[]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("t.csv", &tenants("t", 4));
-    let args = job_args(&sandbox, &dir, "r.csv");
-    let results = dir.path("r.csv").to_string_lossy().into_owned();
+    let job = Job::new().await;
+    let input = job.dir.write("t.csv", &tenants("t", 4));
+    let args = job.args("r.csv");
+    let results = job.path("r.csv");
     let undo = || {
-        let mut undo = job_args(&sandbox, &dir, "undo.csv");
+        let mut undo = job.args("undo.csv");
         undo.push("--yes".into());
         undo
     };
@@ -326,7 +310,7 @@ async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file()
     let mut overwrite = args.clone();
     overwrite.push("--overwrite".into());
     assert_eq!(dbprov_with(&["run", &input], &overwrite).await.exit, 0);
-    assert_eq!(api.workspace_names().await.len(), 4);
+    assert_eq!(job.api.workspace_names().await.len(), 4);
     let stale = dbprov_with(&["rollback", &results, "--resume"], &undo()).await;
     assert_eq!(stale.exit, 2, "{}", stale.stderr);
     assert!(
@@ -335,12 +319,16 @@ async fn a_rollback_of_a_later_run_does_not_continue_an_earlier_rollbacks_file()
         stale.stderr
     );
     assert_eq!(
-        api.workspace_names().await.len(),
+        job.api.workspace_names().await.len(),
         4,
         "nothing deleted, nothing claimed"
     );
     let mut fresh = undo();
-    set_flag(&mut fresh, "-o", dir.path("undo2.csv").to_str().unwrap());
+    set_flag(
+        &mut fresh,
+        "-o",
+        job.dir.path("undo2.csv").to_str().unwrap(),
+    );
     assert_eq!(dbprov_with(&["rollback", &results], &fresh).await.exit, 0);
-    assert!(api.workspace_names().await.is_empty());
+    assert!(job.api.workspace_names().await.is_empty());
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, by_row, plain_sandbox, run_against,
-    tenants, workspace, workspace_counts,
+    JobDir, ResultRow, assert_one_row_per_input_row, by_row, tenants, workspace, workspace_counts,
 };
+use crate::fixture::Job;
 use crate::process::dbprov;
 
 /// Rows 8, 16, 24, 32, 39 and 45 of `samples/tenants.csv` are wrong on purpose.
@@ -41,12 +41,10 @@ fn assert_sample_results(rows: &[ResultRow]) {
 
 #[tokio::test]
 async fn the_sample_file_gives_its_documented_results() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let run = run_against(&sandbox, &dir, "samples/tenants.csv", &[]).await;
+    let job = Job::new().await;
+    let run = job.run(&["run", "samples/tenants.csv"]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (header, rows) = dir.results("results.csv");
+    let (header, rows) = job.dir.results("results.csv");
     assert_eq!(
         header,
         [
@@ -70,11 +68,11 @@ async fn the_sample_file_gives_its_documented_results() {
         ]
     );
     assert_sample_results(&rows);
-    let counts = workspace_counts(&api).await;
+    let counts = workspace_counts(&job.api).await;
     assert_eq!(counts.len(), 45);
     assert!(counts.values().all(|n| *n == 1));
     // The failed rows reached the server once; the invalid ones never did.
-    assert_eq!(api.stats().await["requests_total"], 47);
+    assert_eq!(job.requests().await, 47);
     assert!(
         run.stderr.contains("45 created, 2 failed, 4 invalid"),
         "{}",
@@ -102,64 +100,54 @@ async fn the_readme_command_runs_the_sample_against_the_embedded_sandbox() {
 
 #[tokio::test]
 async fn on_exists_decides_what_a_taken_name_means() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
+    let job = Job::new().await;
     for name in ["a", "b"] {
-        assert_eq!(api.create(&workspace(name)).await.status(), Some(200));
+        assert_eq!(job.api.create(&workspace(name)).await.status(), Some(200));
     }
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
+    let input = job.input(
         "name,connectionType,datamartName\na,DATAMART,finance-mart\nb,DATAMART,finance-mart\nc,DATAMART,finance-mart\n",
     );
-    let statuses = |dir: &JobDir| -> Vec<(String, String)> {
-        let (_, rows) = dir.results("results.csv");
-        by_row(&rows)
+    let statuses = || -> Vec<(String, String)> {
+        by_row(&job.rows())
             .values()
             .map(|r| (r["_status"].clone(), r["_error_code"].clone()))
             .collect()
     };
-    let run = run_against(&sandbox, &dir, &input, &[]).await;
+    let run = job.run(&["run", &input]).await;
     assert_eq!(
         run.exit, 0,
         "skip (the default) counts a taken name as success"
     );
     let pair = |s: &str, c: &str| (s.to_owned(), c.to_owned());
     assert_eq!(
-        statuses(&dir),
+        statuses(),
         [pair("exists", ""), pair("exists", ""), pair("created", "")]
     );
 
-    let run = run_against(
-        &sandbox,
-        &dir,
-        &input,
-        &["--on-exists", "fail", "--overwrite"],
-    )
-    .await;
+    let run = job
+        .run(&["run", &input, "--on-exists", "fail", "--overwrite"])
+        .await;
     assert_eq!(run.exit, 1);
     let taken = pair("failed", "WORKSPACE_NAME_ALREADY_EXISTS");
-    assert_eq!(statuses(&dir), [taken.clone(), taken.clone(), taken]);
+    assert_eq!(statuses(), [taken.clone(), taken.clone(), taken]);
 
-    let run = run_against(
-        &sandbox,
-        &dir,
-        &input,
-        &["--on-exists", "update", "--overwrite"],
-    )
-    .await;
+    let run = job
+        .run(&["run", &input, "--on-exists", "update", "--overwrite"])
+        .await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert_eq!(
-        statuses(&dir),
+        statuses(),
         [
             pair("updated", ""),
             pair("updated", ""),
             pair("updated", "")
         ]
     );
-    let (_, rows) = dir.results("results.csv");
-    assert!(rows.iter().all(|r| r["_attempts"] == "2"), "POST, then PUT");
-    let stored = api.get("/_sandbox/workspaces").await;
+    assert!(
+        job.rows().iter().all(|r| r["_attempts"] == "2"),
+        "POST, then PUT"
+    );
+    let stored = job.api.get("/_sandbox/workspaces").await;
     assert_eq!(
         stored[0],
         json!({"name": "a", "connectionType": "DATAMART", "datamartName": "finance-mart"})
@@ -168,9 +156,8 @@ async fn on_exists_decides_what_a_taken_name_means() {
 
 #[tokio::test]
 async fn results_can_go_to_stdout_and_input_come_from_stdin() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let key_file = dir.key_file(&sandbox);
+    let job = Job::new().await;
+    let key_file = job.dir.key_file(&job.sandbox);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
         .args([
             "run",
@@ -178,7 +165,7 @@ async fn results_can_go_to_stdout_and_input_come_from_stdin() {
             "-o",
             "-",
             "--base-url",
-            &sandbox.url(),
+            &job.sandbox.url(),
             "--api-key-file",
             &key_file,
         ])

@@ -6,8 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use dbprov::sandbox;
 use dbprov::sandbox::SandboxConfig;
 
-use crate::common::{Api, JobDir, job_args, job_args_to, plain_sandbox, set_flag, tenants};
+use crate::common::{JobDir, job_args_to, plain_sandbox, set_flag, tenants};
 use crate::fault_server::{Canned, FaultServer};
+use crate::fixture::Job;
 use crate::hostile::{Hostile, HostileState};
 use crate::process::dbprov_with;
 
@@ -112,15 +113,14 @@ async fn a_failed_list_never_shows_a_part_of_the_key() {
 #[tokio::test]
 async fn a_key_file_that_is_a_folder_or_empty_is_named_as_such() {
     use std::os::unix::fs::PermissionsExt;
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 2));
-    let folder = dir.path("keys");
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let folder = job.dir.path("keys");
     std::fs::create_dir(&folder).unwrap();
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let blank = dir.write("blank", " \n\t\n");
+    let blank = job.dir.write("blank", " \n\t\n");
     std::fs::set_permissions(&blank, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let mut args = job.args("results.csv");
     for (key_file, says) in [
         (folder.to_str().unwrap(), "is a directory, not a key file"),
         (
@@ -136,24 +136,23 @@ async fn a_key_file_that_is_a_folder_or_empty_is_named_as_such() {
             assert!(!refused.stderr.contains(misleading), "{}", refused.stderr);
         }
     }
-    assert_eq!(Api::new(&sandbox).stats().await["requests_total"], 0);
-    assert!(!dir.path("results.csv").exists(), "nothing started");
+    assert_eq!(job.requests().await, 0);
+    assert!(!job.dir.path("results.csv").exists(), "nothing started");
 }
 
 #[tokio::test]
 async fn a_base_url_with_a_password_is_refused_without_printing_it() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 2));
-    let summary = dir.path("summary.json");
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    let with_password = sandbox.url().replace("http://", "http://ops:PASSW0RD@");
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let summary = job.dir.path("summary.json");
+    let mut args = job.args("results.csv");
+    let with_password = job.sandbox.url().replace("http://", "http://ops:PASSW0RD@");
     set_flag(&mut args, "--base-url", &with_password);
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
     ]);
-    let results = dir.path("results.csv");
+    let results = job.dir.path("results.csv");
     for command in [
         vec!["run", &input],
         vec!["run", &input, "--dry-run"],
@@ -163,7 +162,7 @@ async fn a_base_url_with_a_password_is_refused_without_printing_it() {
     ] {
         // retry and rollback read a results file: a dry run leaves one.
         if command[0] != "run" && !results.exists() {
-            let mut plain = job_args(&sandbox, &dir, "results.csv");
+            let mut plain = job.args("results.csv");
             plain.push("--dry-run".to_owned());
             assert_eq!(dbprov_with(&["run", &input], &plain).await.exit, 0);
         }
@@ -187,21 +186,22 @@ async fn a_base_url_with_a_password_is_refused_without_printing_it() {
             assert!(!text.contains("PASSW0RD"), "{command:?}: {text}");
         }
     }
-    assert_eq!(Api::new(&sandbox).stats().await["requests_total"], 0);
+    assert_eq!(job.requests().await, 0);
 }
 
 #[tokio::test]
 async fn the_key_never_appears_in_any_output_even_at_trace() {
     const KEY: &str = "dbn_live_CANARY_4f1d9c2b7e";
-    let sandbox = sandbox::spawn(SandboxConfig {
-        api_key: KEY.into(),
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    let summary = dir.path("summary.json");
+    let job = Job::on(
+        sandbox::spawn(SandboxConfig {
+            api_key: KEY.into(),
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let mut args = job.args("results.csv");
+    let summary = job.dir.path("summary.json");
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
@@ -219,11 +219,11 @@ async fn the_key_never_appears_in_any_output_even_at_trace() {
     let other = sandbox::spawn(SandboxConfig::default()).await.unwrap();
     let refused_args: Vec<String> = [
         "-o",
-        dir.path("refused.csv").to_str().unwrap(),
+        job.dir.path("refused.csv").to_str().unwrap(),
         "--base-url",
         &other.url(),
         "--api-key-file",
-        &dir.key_file(&sandbox),
+        &job.dir.key_file(&job.sandbox),
         "-vv",
     ]
     .map(str::to_owned)
@@ -233,7 +233,7 @@ async fn the_key_never_appears_in_any_output_even_at_trace() {
 
     let mut haystacks = vec![ok.stdout, ok.stderr, refused.stdout, refused.stderr];
     for file in ["results.csv", "summary.json", "refused.csv"] {
-        haystacks.push(std::fs::read_to_string(dir.path(file)).unwrap());
+        haystacks.push(std::fs::read_to_string(job.dir.path(file)).unwrap());
     }
     for (i, text) in haystacks.iter().enumerate() {
         assert!(!text.contains(KEY), "output {i} leaks the key");

@@ -6,24 +6,20 @@ use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, WindowLimit};
 
-use crate::common::{
-    Api, JobDir, assert_all_created, complete_records, holding_names, job_args, plain_sandbox,
-    sandbox_with, tenants, workspace_counts,
-};
+use crate::common::{JobDir, assert_all_created, complete_records, tenants, workspace_counts};
+use crate::fixture::Job;
 use crate::process::{command, dbprov, dbprov_with, run_to_end, spawn_dbprov};
 
 #[tokio::test]
 async fn shards_without_o_write_their_own_default_results_files() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 200));
-    let key = dir.key_file(&sandbox);
-    let url = sandbox.url();
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 200));
+    let key = job.dir.key_file(&job.sandbox);
+    let url = job.sandbox.url();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for index in 0..4 {
         let shard = format!("{index}/4");
-        let mut job = command(&[
+        let mut cmd = command(&[
             "run",
             &input,
             "--shard",
@@ -35,22 +31,22 @@ async fn shards_without_o_write_their_own_default_results_files() {
             "--rate",
             "unlimited",
         ]);
-        job.current_dir(dir.path(""));
-        let run = run_to_end(job).await;
+        cmd.current_dir(job.dir.path(""));
+        let run = run_to_end(cmd).await;
         assert_eq!(run.exit, 0, "shard {shard}: {}", run.stderr);
         let name = format!("in.shard-{index}-of-4.results.csv");
-        assert!(dir.path(&name).exists(), "{name}: {}", run.stderr);
-        for row in dir.results(&name).1 {
+        assert!(job.dir.path(&name).exists(), "{name}: {}", run.stderr);
+        for row in job.dir.results(&name).1 {
             *seen.entry(row["_row"].clone()).or_default() += 1;
         }
     }
     assert!(
-        !dir.path("in.results.csv").exists(),
+        !job.dir.path("in.results.csv").exists(),
         "no shard writes the unsharded default"
     );
     assert_eq!(seen.len(), 200, "every row in some shard");
     assert!(seen.values().all(|n| *n == 1), "and in one only");
-    assert_eq!(workspace_counts(&api).await.len(), 200);
+    assert_eq!(workspace_counts(&job.api).await.len(), 200);
 }
 
 #[tokio::test]
@@ -96,15 +92,14 @@ async fn shards_are_balanced_for_names_over_a_small_alphabet() {
 
 #[tokio::test]
 async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
-    let sandbox = holding_names(&[]).await;
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut csv = tenants("t", 20);
     for i in 0..20 {
         csv.push_str(&format!("bad-{i},DATASOURCE,no-such-source,\n"));
     }
-    let input = dir.write("t.csv", &csv);
-    let mut args = job_args(&sandbox, &dir, "r.csv");
-    let summary = dir.path("s.json");
+    let input = job.dir.write("t.csv", &csv);
+    let mut args = job.args("r.csv");
+    let summary = job.dir.path("s.json");
     args.extend(
         [
             "--shard",
@@ -135,21 +130,19 @@ async fn a_shards_retry_command_gives_a_share_of_failures_as_rows() {
 
 #[tokio::test]
 async fn shards_together_cover_every_row_exactly_once() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let mut csv = tenants("t", 300);
     csv.push_str(",MULTI_DATAMART,,\n,DATAMART,,\n"); // rows without a name go by number
-    let input = dir.write("in.csv", &csv);
+    let input = job.input(&csv);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut sizes = Vec::new();
     for index in 0..3 {
         let output = format!("shard-{index}.csv");
-        let mut args = job_args(&sandbox, &dir, &output);
+        let mut args = job.args(&output);
         args.extend(["--shard".to_owned(), format!("{index}/3")]);
         let run = dbprov_with(&["run", &input], &args).await;
         assert!(run.exit <= 1, "{}", run.stderr);
-        let (_, rows) = dir.results(&output);
+        let (_, rows) = job.dir.results(&output);
         sizes.push(rows.len());
         for row in rows {
             *seen.entry(row["_row"].clone()).or_default() += 1;
@@ -161,12 +154,12 @@ async fn shards_together_cover_every_row_exactly_once() {
         sizes.iter().all(|n| *n > 50),
         "shards are roughly even: {sizes:?}"
     );
-    let held = workspace_counts(&api).await;
+    let held = workspace_counts(&job.api).await;
     assert_eq!(held.len(), 300);
 
     // JOB_COMPLETION_INDEX gives the index when --shard names only the count.
-    let output = dir.path("indexed.csv");
-    let key_file = dir.key_file(&sandbox);
+    let output = job.dir.path("indexed.csv");
+    let key_file = job.dir.key_file(&job.sandbox);
     let indexed = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
         .args([
             "run",
@@ -174,7 +167,7 @@ async fn shards_together_cover_every_row_exactly_once() {
             "-o",
             output.to_str().unwrap(),
             "--base-url",
-            &sandbox.url(),
+            &job.sandbox.url(),
         ])
         .args(["--api-key-file", &key_file, "--shard", "3", "--dry-run"])
         .env("JOB_COMPLETION_INDEX", "1")
@@ -182,12 +175,12 @@ async fn shards_together_cover_every_row_exactly_once() {
         .await
         .unwrap();
     assert_eq!(indexed.status.code(), Some(1));
-    assert_eq!(dir.results("indexed.csv").1.len(), sizes[1]);
+    assert_eq!(job.rows_of("indexed.csv").len(), sizes[1]);
 }
 
 #[tokio::test]
 async fn four_shards_behind_one_limit_share_it_without_a_failure() {
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         rate_limit: Some(WindowLimit {
             requests: 20,
             window: Duration::from_secs(1),
@@ -196,12 +189,11 @@ async fn four_shards_behind_one_limit_share_it_without_a_failure() {
         ..FaultConfig::default()
     })
     .await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 120));
-    let key = dir.key_file(&sandbox);
+    let input = job.input(&tenants("t", 120));
+    let key = job.dir.key_file(&job.sandbox);
     let mut shards = Vec::new();
     for i in 0..4 {
-        let output = dir.path(&format!("shard-{i}.csv"));
+        let output = job.dir.path(&format!("shard-{i}.csv"));
         let shard = format!("{i}/4");
         let args = [
             "run",
@@ -209,7 +201,7 @@ async fn four_shards_behind_one_limit_share_it_without_a_failure() {
             "-o",
             output.to_str().unwrap(),
             "--base-url",
-            &sandbox.url(),
+            &job.sandbox.url(),
             "--api-key-file",
             &key,
             "--rate",
@@ -224,7 +216,7 @@ async fn four_shards_behind_one_limit_share_it_without_a_failure() {
         let end = shard.wait_with_output().await.unwrap();
         let stderr = String::from_utf8_lossy(&end.stderr);
         assert_eq!(end.status.code(), Some(0), "shard {i}: {stderr}");
-        rows.extend(dir.results(&format!("shard-{i}.csv")).1);
+        rows.extend(job.dir.results(&format!("shard-{i}.csv")).1);
     }
-    assert_all_created(&sandbox, &rows, 120).await;
+    assert_all_created(&job.sandbox, &rows, 120).await;
 }

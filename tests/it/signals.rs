@@ -9,10 +9,11 @@ use dbprov::sandbox::{self, FaultConfig, Sandbox, SandboxConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::common::{
-    Api, JobDir, args_for, assert_one_row_per_input_row, complete_records, count, datasource_csv,
-    expect, held, holding, job_args, log, name_csv, names, plain_sandbox, requests, requests_total,
-    sandbox_with, set_flag, slow_sandbox, statuses, tally, tenants, workspace_counts, writes,
+    Api, assert_one_row_per_input_row, complete_records, count, datasource_csv, expect, held,
+    holding, log, name_csv, names, set_flag, slow_sandbox, statuses, tally, tenants,
+    workspace_counts,
 };
+use crate::fixture::Job;
 use crate::process::{
     PROCESS_DEADLINE, command, dbprov, dbprov_with, finish, finish_within, line, signal,
     spawn_dbprov, spawn_fed, until_requests, until_writes,
@@ -21,26 +22,24 @@ use crate::process::{
 /// A job of 400 rows, 4 in flight against 50 ms of latency, that gets `signal` midway: it
 /// must exit 130 with every row recorded, the rest `skipped` / `INTERRUPTED`, and every
 /// workspace it made recorded `created` (requests in flight are let finish).
-async fn interrupt_midway(signal_number: i32) -> (Sandbox, JobDir, Vec<String>, String, u64) {
-    let sandbox = sandbox_with(FaultConfig {
+async fn interrupt_midway(signal_number: i32) -> (Job, String, u64) {
+    let job = Job::with_faults(FaultConfig {
         latency: std::time::Duration::from_millis(50),
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &tenants("t", 400));
+    let args = job.args("results.csv");
+    let input = job.input(&tenants("t", 400));
     let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
     command.extend(args.iter().map(String::as_str));
     let mut child = spawn_dbprov(&command);
-    until_requests(&api, &mut child, 12).await;
+    until_requests(&job.api, &mut child, 12).await;
     signal(&child, signal_number);
     let output = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
 
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 400);
     let created: BTreeSet<&str> = rows
         .iter()
@@ -51,27 +50,28 @@ async fn interrupt_midway(signal_number: i32) -> (Sandbox, JobDir, Vec<String>, 
     assert!(skipped.iter().all(|r| r["_error_code"] == "INTERRUPTED"));
     assert_eq!(created.len() + skipped.len(), 400, "{stderr}");
     assert!(!skipped.is_empty());
-    let held = workspace_counts(&api).await;
+    let held = workspace_counts(&job.api).await;
     assert_eq!(
         held.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         created
     );
     let interrupted = skipped.len() as u64;
-    (sandbox, dir, args, input, interrupted)
+    (job, input, interrupted)
 }
 
 #[tokio::test]
 async fn ctrl_c_drains_records_the_rest_as_interrupted_and_resume_finishes() {
-    let (sandbox, dir, args, input, interrupted) = interrupt_midway(libc::SIGINT).await;
-    let api = Api::new(&sandbox);
-    let sent_before = requests(&api).await;
-    let resumed = dbprov_with(&["run", &input, "--resume", "--concurrency", "16"], &args).await;
+    let (job, input, interrupted) = interrupt_midway(libc::SIGINT).await;
+    let sent_before = job.requests().await;
+    let resumed = job
+        .run(&["run", &input, "--resume", "--concurrency", "16"])
+        .await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    assert_eq!(requests(&api).await - sent_before, interrupted);
-    let (_, rows) = dir.results("results.csv");
+    assert_eq!(job.requests().await - sent_before, interrupted);
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 400);
     assert!(rows.iter().all(|r| r["_status"] == "created"));
-    assert!(workspace_counts(&api).await.values().all(|n| *n == 1));
+    assert!(workspace_counts(&job.api).await.values().all(|n| *n == 1));
 }
 
 #[tokio::test]
@@ -82,22 +82,22 @@ async fn sigterm_drains_like_ctrl_c() {
 /// The invariants after kill -9 at several moments and a final `--resume`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
-    let sandbox = sandbox::spawn(SandboxConfig {
-        seed: Some(9),
-        faults: FaultConfig {
-            latency: std::time::Duration::from_millis(3),
-            jitter: std::time::Duration::from_millis(6),
-            fail_after_commit_rate: 0.2,
-            drop_rate: 0.05,
-            ..FaultConfig::default()
-        },
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::on(
+        sandbox::spawn(SandboxConfig {
+            seed: Some(9),
+            faults: FaultConfig {
+                latency: std::time::Duration::from_millis(3),
+                jitter: std::time::Duration::from_millis(6),
+                fail_after_commit_rate: 0.2,
+                drop_rate: 0.05,
+                ..FaultConfig::default()
+            },
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let mut args = job.args("results.csv");
     // Slower backoff than the other tests, so that retries are pending at each kill.
     set_flag(&mut args, "--backoff-base", "50ms");
     set_flag(&mut args, "--backoff-max", "500ms");
@@ -106,13 +106,13 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
     for i in 0..5 {
         csv.push_str(&format!("broken-{i},,,\n"));
     }
-    let input = dir.write("in.csv", &csv);
+    let input = job.input(&csv);
     let mut command: Vec<&str> = vec!["run", &input, "--resume"];
     command.extend(args.iter().map(String::as_str));
 
     for after_requests in [100, 1400, 2800] {
         let mut child = spawn_dbprov(&command);
-        until_requests(&api, &mut child, after_requests).await;
+        until_requests(&job.api, &mut child, after_requests).await;
         child.start_kill().unwrap();
         let output = child.wait_with_output().await.unwrap();
         use std::os::unix::process::ExitStatusExt;
@@ -126,9 +126,9 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
     let last = dbprov(&command).await;
     assert_eq!(last.exit, 1, "the five broken rows: {}", last.stderr);
 
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 3005);
-    let held = workspace_counts(&api).await;
+    let held = workspace_counts(&job.api).await;
     assert!(held.values().all(|n| *n == 1), "no workspace twice");
     let statuses = statuses(&rows);
     for (name, status) in &statuses {
@@ -147,7 +147,7 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
     }
     assert_eq!(held.len(), 3000);
     assert!(
-        api.stats().await["faults_injected"]["fail_after_commit"]
+        job.api.stats().await["faults_injected"]["fail_after_commit"]
             .as_u64()
             .unwrap()
             > 0
@@ -157,19 +157,17 @@ async fn kill_9_at_any_moment_then_resume_loses_nothing_and_doubles_nothing() {
 #[tokio::test]
 async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
     use tokio::io::AsyncBufReadExt;
-    let sandbox = sandbox_with(FaultConfig {
+    let job = Job::with_faults(FaultConfig {
         latency: std::time::Duration::from_secs(30),
         ..FaultConfig::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &format!("{}broken,,\n", tenants("t", 20)));
+    let args = job.args("results.csv");
+    let input = job.input(&format!("{}broken,,\n", tenants("t", 20)));
     let mut command: Vec<&str> = vec!["run", &input, "--concurrency", "4"];
     command.extend(args.iter().map(String::as_str));
     let mut child = spawn_dbprov(&command);
-    until_requests(&api, &mut child, 4).await;
+    until_requests(&job.api, &mut child, 4).await;
     signal(&child, libc::SIGINT);
     let first = std::time::Instant::now();
     // Wait until the first Ctrl-C is taken (the job says so), then press it again while
@@ -187,7 +185,7 @@ async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));
     // The rows written so far are whole; the in-flight ones are not there.
-    let (header, rows) = dir.results("results.csv");
+    let (header, rows) = job.dir.results("results.csv");
     assert!(
         rows.len() < 21,
         "exited without waiting for the requests in flight"
@@ -196,22 +194,20 @@ async fn a_second_ctrl_c_exits_at_once_and_what_was_written_stays_valid() {
 }
 
 /// Spawns a job of 400 rows, 4 in flight against 50 ms of latency, in its own process group.
-async fn a_job_in_its_own_group() -> (Sandbox, JobDir, tokio::process::Child) {
-    let sandbox = slow_sandbox(50).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
-    let input = dir.write("in.csv", &tenants("t", 400));
+async fn a_job_in_its_own_group() -> (Job, tokio::process::Child) {
+    let job = Job::on(slow_sandbox(50).await);
+    let args = job.args("results.csv");
+    let input = job.input(&tenants("t", 400));
     let mut child = command(&line(&["run", &input, "--concurrency", "4"], &args));
     child.process_group(0);
     let mut child = child.spawn().unwrap();
-    until_writes(&api, &mut child, 12).await;
-    (sandbox, dir, child)
+    until_writes(&job.api, &mut child, 12).await;
+    (job, child)
 }
 
 #[tokio::test]
 async fn two_sigints_back_to_back_are_one_press() {
-    let (sandbox, dir, mut child) = a_job_in_its_own_group().await;
+    let (job, mut child) = a_job_in_its_own_group().await;
     let pid = child.id().unwrap() as i32;
     // What `timeout -s INT` does: the process, then its group. The second is sent once the
     // job has taken the first (it says so), well within a second of it: one press.
@@ -246,7 +242,7 @@ async fn two_sigints_back_to_back_are_one_press() {
     rest.await.expect("stderr closes");
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 400);
     let skipped: Vec<_> = rows.iter().filter(|r| r["_status"] == "skipped").collect();
     assert!(!skipped.is_empty());
@@ -264,22 +260,21 @@ async fn two_sigints_back_to_back_are_one_press() {
         .filter(|r| r["_status"] == "created")
         .map(|r| r["name"].clone())
         .collect();
-    let held = workspace_counts(&Api::new(&sandbox)).await;
+    let held = workspace_counts(&job.api).await;
     assert_eq!(held.keys().cloned().collect::<BTreeSet<_>>(), created);
 }
 
 #[tokio::test]
 async fn sigterm_while_a_large_input_is_counted_exits_130_with_every_row() {
-    let sandbox = slow_sandbox(50).await;
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::on(slow_sandbox(50).await);
+    let args = job.args("results.csv");
     let n = 300_000;
     let mut csv = String::with_capacity(n * 32);
     csv.push_str("name,connectionType\n");
     for i in 1..=n {
         csv.push_str(&format!("big-{i:06},MULTI_DATAMART\n"));
     }
-    let input = dir.write("in.csv", &csv);
+    let input = job.input(&csv);
     drop(csv);
     let mut child = command(&line(&["run", &input, "--concurrency", "4"], &args))
         .spawn()
@@ -310,7 +305,7 @@ async fn sigterm_while_a_large_input_is_counted_exits_130_with_every_row() {
     signal(&child, libc::SIGTERM);
     let run = finish(child).await;
     assert_eq!(run.exit, 130, "never 143: {}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, n);
     assert!(
         rows.iter()
@@ -320,29 +315,29 @@ async fn sigterm_while_a_large_input_is_counted_exits_130_with_every_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_resume_five_times_through_lost_answers_loses_nothing_and_doubles_nothing() {
-    let sandbox = dbprov::sandbox::spawn(dbprov::sandbox::SandboxConfig {
-        seed: Some(8),
-        faults: FaultConfig {
-            latency: Duration::from_millis(2),
-            jitter: Duration::from_millis(4),
-            fail_after_commit_rate: 0.1,
-            drop_rate: 0.05,
-            ..FaultConfig::default()
-        },
-        ..dbprov::sandbox::SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::on(
+        dbprov::sandbox::spawn(dbprov::sandbox::SandboxConfig {
+            seed: Some(8),
+            faults: FaultConfig {
+                latency: Duration::from_millis(2),
+                jitter: Duration::from_millis(4),
+                fail_after_commit_rate: 0.1,
+                drop_rate: 0.05,
+                ..FaultConfig::default()
+            },
+            ..dbprov::sandbox::SandboxConfig::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let mut args = job.args("results.csv");
     args.extend(["--max-attempts", "12", "--concurrency", "8"].map(str::to_owned));
-    let input = dir.write("in.csv", &tenants("t", 600));
+    let input = job.input(&tenants("t", 600));
     let head = ["run", input.as_str(), "--resume"];
     for after in [30, 120, 240, 360, 480] {
         let mut child = command(&line(&head, &args)).spawn().unwrap();
         let reached = async {
-            while writes(&api).await < after {
+            while job.writes().await < after {
                 if child.try_wait().unwrap().is_some() {
                     return false;
                 }
@@ -366,9 +361,9 @@ async fn kill_9_then_resume_five_times_through_lost_answers_loses_nothing_and_do
     }
     let last = dbprov_with(&head, &args).await;
     assert_eq!(last.exit, 0, "{}", last.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 600);
-    let held = workspace_counts(&api).await;
+    let held = workspace_counts(&job.api).await;
     assert_eq!(held.len(), 600);
     assert!(held.values().all(|n| *n == 1), "no workspace twice");
     for row in &rows {
@@ -382,30 +377,26 @@ async fn kill_9_then_resume_five_times_through_lost_answers_loses_nothing_and_do
 
 #[tokio::test]
 async fn a_first_ctrl_c_ends_a_job_whose_piped_input_stalls() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let args = job.args("results.csv");
     let (mut child, mut stdin) = spawn_fed(&line(&["run", "-"], &args));
     stdin.write_all(tenants("t", 3).as_bytes()).await.unwrap();
     stdin.flush().await.unwrap();
-    until_writes(&api, &mut child, 3).await;
+    until_writes(&job.api, &mut child, 3).await;
     // The input stays open and gives nothing more, as a producer that waits would.
     signal(&child, libc::SIGINT);
     let run = finish_within(child, Duration::from_secs(30)).await;
     drop(stdin);
     assert_eq!(run.exit, 130, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r["_status"] == "created"));
 }
 
 #[tokio::test]
 async fn a_first_sigterm_ends_a_job_whose_piped_input_never_ends() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let args = job.args("results.csv");
     let (mut child, mut stdin) = spawn_fed(&line(&["run", "-", "--rate", "200/s"], &args[..6]));
     let feeding = tokio::spawn(async move {
         stdin.write_all(b"name,connectionType\n").await.unwrap();
@@ -416,12 +407,12 @@ async fn a_first_sigterm_ends_a_job_whose_piped_input_never_ends() {
             }
         }
     });
-    until_writes(&api, &mut child, 20).await;
+    until_writes(&job.api, &mut child, 20).await;
     signal(&child, libc::SIGTERM);
     let run = finish_within(child, Duration::from_secs(30)).await;
     feeding.abort();
     assert_eq!(run.exit, 130, "{}", run.stderr);
-    let rows = complete_records(&dir.path("results.csv"));
+    let rows = complete_records(&job.dir.path("results.csv"));
     let mut numbers: Vec<u64> = rows.iter().map(|r| r["_row"].parse().unwrap()).collect();
     numbers.sort_unstable();
     numbers.dedup();
@@ -463,9 +454,9 @@ const KILL_ROWS: usize = 300;
 
 const KILL_CONCURRENCY: usize = 4;
 
-/// `job_args` with 4 in flight.
-fn kill_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
-    let mut args = args_for(sandbox, dir, output);
+/// The job's flags (the preflight on) with 4 in flight.
+fn kill_args(job: &Job, output: &str) -> Vec<String> {
+    let mut args = job.args_with_preflight(output);
     args.extend(["--concurrency".to_owned(), KILL_CONCURRENCY.to_string()]);
     args
 }
@@ -473,30 +464,28 @@ fn kill_args(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
 #[tokio::test]
 async fn update_killed_then_resumed_completes_the_file() {
     let existing = names("w", KILL_ROWS);
-    let sandbox = slow_holding(&existing).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::on(slow_holding(&existing).await);
     let mut csv = String::from("name,connectionType,datasourceName\n");
     for name in &existing {
         csv.push_str(&format!("{name},DATASOURCE,bigquery-analytics\n"));
     }
-    let input = dir.write("in.csv", &csv);
-    let args = kill_args(&sandbox, &dir, "results.csv");
-    kill_9_after(&api, &line(&["update", &input], &args), 60).await;
+    let input = job.input(&csv);
+    let args = kill_args(&job, "results.csv");
+    kill_9_after(&job.api, &line(&["update", &input], &args), 60).await;
 
     let resumed = dbprov_with(&["update", &input, "--resume"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, KILL_ROWS);
     assert_eq!(tally(&rows), expect(&[("updated", KILL_ROWS)]));
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert_eq!(count(&log, "POST") + count(&log, "DELETE"), 0);
     assert!(
         count(&log, "PUT") <= KILL_ROWS + KILL_CONCURRENCY,
         "rows recorded before the kill are not sent again: {} PUTs",
         count(&log, "PUT")
     );
-    let stored = api.get("/_sandbox/workspaces").await;
+    let stored = job.api.get("/_sandbox/workspaces").await;
     let stored = stored.as_array().unwrap();
     assert_eq!(stored.len(), KILL_ROWS);
     assert!(
@@ -513,16 +502,14 @@ async fn delete_killed_then_resumed_completes_the_file() {
     let kept = names("keep", 5);
     let mut start = doomed.clone();
     start.extend(kept.clone());
-    let sandbox = slow_holding(&start).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &name_csv(&doomed));
-    let args = kill_args(&sandbox, &dir, "results.csv");
-    kill_9_after(&api, &line(&["delete", &input], &args), 60).await;
+    let job = Job::on(slow_holding(&start).await);
+    let input = job.input(&name_csv(&doomed));
+    let args = kill_args(&job, "results.csv");
+    kill_9_after(&job.api, &line(&["delete", &input], &args), 60).await;
 
     let resumed = dbprov_with(&["delete", &input, "--resume"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, KILL_ROWS);
     let statuses = tally(&rows);
     let absent = statuses.get("absent").copied().unwrap_or(0);
@@ -535,38 +522,35 @@ async fn delete_killed_then_resumed_completes_the_file() {
         absent <= KILL_CONCURRENCY,
         "only deletes in flight at the kill can be found gone: {statuses:?}"
     );
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert_eq!(count(&log, "POST") + count(&log, "PUT"), 0);
     assert!(count(&log, "DELETE") <= KILL_ROWS + KILL_CONCURRENCY);
-    assert_eq!(held(&api).await, kept.into_iter().collect());
+    assert_eq!(held(&job.api).await, kept.into_iter().collect());
 }
 
 #[tokio::test]
 async fn rollback_killed_then_resumed_completes_the_file() {
     let old = names("old", 5);
-    let sandbox = slow_holding(&old).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::on(slow_holding(&old).await);
     let mut all = names("new", KILL_ROWS);
     all.extend(old.clone());
-    let input = dir.write("in.csv", &datasource_csv(&all));
-    let run = dbprov_with(&["run", &input], &kill_args(&sandbox, &dir, "results.csv")).await;
+    let input = job.input(&datasource_csv(&all));
+    let run = dbprov_with(&["run", &input], &kill_args(&job, "results.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let results = dir.path("results.csv");
-    let results = results.to_str().unwrap();
+    let results = job.path("results.csv");
 
-    let args = kill_args(&sandbox, &dir, "undo.csv");
-    let before = requests_total(&api.stats().await);
+    let args = kill_args(&job, "undo.csv");
+    let before = job.requests().await;
     kill_9_after(
-        &api,
-        &line(&["rollback", results, "--yes"], &args),
+        &job.api,
+        &line(&["rollback", &results, "--yes"], &args),
         before + 60,
     )
     .await;
-    let resumed = dbprov_with(&["rollback", results, "--yes", "--resume"], &args).await;
+    let resumed = dbprov_with(&["rollback", &results, "--yes", "--resume"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
 
-    let (_, undo) = dir.results("undo.csv");
+    let undo = job.rows_of("undo.csv");
     assert_eq!(undo.len(), KILL_ROWS, "one row per created row");
     let undone: BTreeSet<&str> = undo.iter().map(|r| r["_row"].as_str()).collect();
     assert_eq!(undone.len(), KILL_ROWS, "no row twice");
@@ -578,5 +562,5 @@ async fn rollback_killed_then_resumed_completes_the_file() {
         "{statuses:?}"
     );
     assert!(absent <= KILL_CONCURRENCY, "{statuses:?}");
-    assert_eq!(held(&api).await, old.into_iter().collect());
+    assert_eq!(held(&job.api).await, old.into_iter().collect());
 }

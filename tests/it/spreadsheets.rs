@@ -4,21 +4,20 @@
 //! that says what to do, before any request.
 
 use crate::common::{
-    Api, JobDir, SPREADSHEET_NAMES, assert_one_row_per_input_row, job_args, names_on, parse_rows,
-    plain_sandbox, row_numbers, run_job, sample, sandbox_with, sorted, tenants, workspace,
+    JobDir, SPREADSHEET_NAMES, assert_one_row_per_input_row, names_on, parse_rows, row_numbers,
+    sample, sorted, tenants, workspace,
 };
+use crate::fixture::Job;
 use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
 async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let input = sample("excel-semicolon-utf8.csv");
-    let run = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    let run = dbprov_with(&["run", &input], &job.args("out.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(names_on(&api).await, sorted(&SPREADSHEET_NAMES));
-    let (header, rows) = dir.results("out.csv");
+    assert_eq!(names_on(&job.api).await, sorted(&SPREADSHEET_NAMES));
+    let (header, rows) = job.dir.results("out.csv");
     assert_eq!(
         header[9..],
         [
@@ -38,20 +37,22 @@ async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
 
 #[tokio::test]
 async fn another_delimiter_is_named_or_refused_with_the_flag_to_give() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("pipes.csv", "name|connectionType\nPiped|MULTI_DATAMART\n");
-    let refused = dbprov_with(&["run", &input], &job_args(&sandbox, &dir, "out.csv")).await;
+    let job = Job::new().await;
+    let input = job
+        .dir
+        .write("pipes.csv", "name|connectionType\nPiped|MULTI_DATAMART\n");
+    let refused = dbprov_with(&["run", &input], &job.args("out.csv")).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("--delimiter"), "{}", refused.stderr);
-    let mut args = job_args(&sandbox, &dir, "out.csv");
+    let mut args = job.args("out.csv");
     args.extend(["--delimiter", "|"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(names_on(&api).await, ["Piped"]);
+    assert_eq!(names_on(&job.api).await, ["Piped"]);
     // A delimiter given wins over the header's: a tab file read with ',' has no name column.
-    let tabs = dir.write("tabs.csv", "name\tconnectionType\nT\tMULTI_DATAMART\n");
+    let tabs = job
+        .dir
+        .write("tabs.csv", "name\tconnectionType\nT\tMULTI_DATAMART\n");
     let forced = dbprov(&["validate", &tabs, "--delimiter", ","]).await;
     assert_eq!(forced.exit, 2, "{}", forced.stderr);
     let sniffed = dbprov(&["validate", &tabs]).await;
@@ -100,25 +101,22 @@ fn saved_results(dir: &JobDir, url: &str, semicolons: bool) -> String {
 #[tokio::test]
 async fn a_results_file_saved_by_a_spreadsheet_is_retried_in_place() {
     for semicolons in [false, true] {
-        let sandbox = plain_sandbox().await;
-        let api = Api::new(&sandbox);
+        let job = Job::new().await;
         for name in ["North Wind", "East Wind"] {
-            api.create(&workspace(name)).await;
+            job.api.create(&workspace(name)).await;
         }
-        let dir = JobDir::new();
-        let saved = saved_results(&dir, &sandbox.url(), semicolons);
-        let mut args = job_args(&sandbox, &dir, "unused.csv");
-        args.drain(0..2); // no -o: the file itself is updated
-        let retry = dbprov_with(&["retry", &saved], &args).await;
+        let saved = saved_results(&job.dir, &job.sandbox.url(), semicolons);
+        // No -o: the file itself is updated.
+        let retry = job.run_to(None, &["retry", &saved]).await;
         assert_eq!(retry.exit, 0, "semicolons {semicolons}: {}", retry.stderr);
-        let stats = api.stats().await;
+        let stats = job.api.stats().await;
         assert_eq!(
             stats["requests_total"],
             2 + 3,
             "only rows 2, 4 and 5 are sent"
         );
         assert_eq!(
-            names_on(&api).await,
+            names_on(&job.api).await,
             sorted(&[
                 "North Wind",
                 "South Wind",
@@ -158,15 +156,13 @@ async fn a_results_file_saved_by_a_spreadsheet_is_retried_in_place() {
 
 #[tokio::test]
 async fn excel_results_have_a_mark_crlf_and_the_inputs_semicolon_and_read_back() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::new().await;
     let input = sample("excel-semicolon-utf8.csv");
-    let mut args = job_args(&sandbox, &dir, "out.csv");
+    let mut args = job.args("out.csv");
     args.push("--excel".into());
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let bytes = std::fs::read(dir.path("out.csv")).unwrap();
+    let bytes = std::fs::read(job.dir.path("out.csv")).unwrap();
     assert!(
         bytes.starts_with(b"\xef\xbb\xbf_row;_status;"),
         "{:?}",
@@ -183,14 +179,10 @@ async fn excel_results_have_a_mark_crlf_and_the_inputs_semicolon_and_read_back()
     args.push("--resume".into());
     let resumed = dbprov_with(&["run", &input], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
+    assert_eq!(job.requests().await, 5, "the resume sent nothing");
+    assert_eq!(names_on(&job.api).await, sorted(&SPREADSHEET_NAMES));
     assert_eq!(
-        api.stats().await["requests_total"],
-        5,
-        "the resume sent nothing"
-    );
-    assert_eq!(names_on(&api).await, sorted(&SPREADSHEET_NAMES));
-    assert_eq!(
-        std::fs::read_to_string(dir.path("out.csv")).unwrap(),
+        std::fs::read_to_string(job.dir.path("out.csv")).unwrap(),
         text,
         "unchanged"
     );
@@ -198,44 +190,40 @@ async fn excel_results_have_a_mark_crlf_and_the_inputs_semicolon_and_read_back()
 
 #[tokio::test]
 async fn a_results_file_saved_without_a_last_line_break_keeps_its_last_row() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType\ngs-1,MULTI_DATAMART\ngs-2,BOGUS\ngs-3,MULTI_DATAMART\n",
-    );
-    let run = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let job = Job::new().await;
+    let input =
+        job.input("name,connectionType\ngs-1,MULTI_DATAMART\ngs-2,BOGUS\ngs-3,MULTI_DATAMART\n");
+    let run = job.run_to(Some("res.csv"), &["run", &input]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     // Saved again without the line break after the last row, as Google Sheets does.
-    let res = dir.path("res.csv");
+    let res = job.dir.path("res.csv");
     let text = std::fs::read_to_string(&res).unwrap();
     std::fs::write(&res, text.trim_end()).unwrap();
-    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = job.run_to(None, &["retry", res.to_str().unwrap()]).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    let (_, rows) = dir.results("res.csv");
+    let rows = job.rows_of("res.csv");
     assert_eq!(row_numbers(&rows), [1, 2, 3], "no row lost");
     assert_eq!(rows[2]["_status"], "created");
-    let rollback = run_job(
-        &["rollback", res.to_str().unwrap(), "--yes"],
-        &sandbox,
-        &dir,
-        Some("undo.csv"),
-    )
-    .await;
+    let rollback = job
+        .run_to(
+            Some("undo.csv"),
+            &["rollback", res.to_str().unwrap(), "--yes"],
+        )
+        .await;
     assert_eq!(rollback.exit, 0, "{}", rollback.stderr);
-    assert!(names_on(&api).await.is_empty(), "both workspaces deleted");
+    assert!(
+        names_on(&job.api).await.is_empty(),
+        "both workspaces deleted"
+    );
 }
 
 #[tokio::test]
 async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", "name,connectionType\nn-1,MULTI_DATAMART\n,MULTI_DATAMART\n,MULTI_DATAMART\nn-4,MULTI_DATAMART\n");
-    let run = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let job = Job::new().await;
+    let input = job.input("name,connectionType\nn-1,MULTI_DATAMART\n,MULTI_DATAMART\n,MULTI_DATAMART\nn-4,MULTI_DATAMART\n");
+    let run = job.run_to(Some("res.csv"), &["run", &input]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let res = dir.path("res.csv");
+    let res = job.dir.path("res.csv");
     let original = std::fs::read_to_string(&res).unwrap();
     // Every number as "N.0", every cell quoted, the rows in another order.
     let mut lines: Vec<String> = original
@@ -256,11 +244,11 @@ async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
     lines[1..].reverse();
     std::fs::write(&res, lines.join("\r\n") + "\r\n").unwrap();
     // A run over it without --overwrite still sees the sent requests it records.
-    let refused = run_job(&["run", &input], &sandbox, &dir, Some("res.csv")).await;
+    let refused = job.run_to(Some("res.csv"), &["run", &input]).await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
-    let retry = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let retry = job.run_to(None, &["retry", res.to_str().unwrap()]).await;
     assert_eq!(retry.exit, 1, "{}", retry.stderr);
-    let (_, rows) = dir.results("res.csv");
+    let rows = job.rows_of("res.csv");
     assert_eq!(
         row_numbers(&rows),
         [1, 2, 3, 4],
@@ -268,17 +256,13 @@ async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
     );
     assert_eq!(rows[1]["_error_code"], "MISSING_NAME");
     assert_eq!(rows[2]["_error_code"], "MISSING_NAME");
-    assert_eq!(
-        api.stats().await["requests_total"],
-        2,
-        "the retry sent nothing"
-    );
+    assert_eq!(job.requests().await, 2, "the retry sent nothing");
     // A number cell that is not one stops a rerun, naming the line.
     let text = std::fs::read_to_string(&res)
         .unwrap()
         .replacen("\n1,", "\nabc,", 1);
     std::fs::write(&res, text).unwrap();
-    let garbage = run_job(&["retry", res.to_str().unwrap()], &sandbox, &dir, None).await;
+    let garbage = job.run_to(None, &["retry", res.to_str().unwrap()]).await;
     assert_eq!(garbage.exit, 2, "{}", garbage.stderr);
     assert!(
         garbage.stderr.contains("line 2: _row is 'abc'"),
@@ -289,34 +273,19 @@ async fn numbers_a_spreadsheet_rewrote_read_back_and_garbage_is_refused() {
 
 #[tokio::test]
 async fn a_rollback_resume_refuses_times_a_spreadsheet_rewrote() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType\nfa-A,MULTI_DATAMART\nfa-B,MULTI_DATAMART\n",
-    );
-    assert_eq!(
-        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
-            .await
-            .exit,
-        0
-    );
-    let res = dir.path("res.csv");
-    let res = res.to_str().unwrap();
-    let undo = run_job(
-        &["rollback", res, "--yes"],
-        &sandbox,
-        &dir,
-        Some("undo.csv"),
-    )
-    .await;
+    let job = Job::new().await;
+    let input = job.input("name,connectionType\nfa-A,MULTI_DATAMART\nfa-B,MULTI_DATAMART\n");
+    assert_eq!(job.run_to(Some("res.csv"), &["run", &input]).await.exit, 0);
+    let res = job.path("res.csv");
+    let undo = job
+        .run_to(Some("undo.csv"), &["rollback", &res, "--yes"])
+        .await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    let mut args = job_args(&sandbox, &dir, "res.csv");
+    let mut args = job.args("res.csv");
     args.push("--overwrite".into());
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
     // The run's file, re-saved with the spreadsheet's own date format.
-    let text = std::fs::read_to_string(res).unwrap();
+    let text = std::fs::read_to_string(&res).unwrap();
     let mut rewritten = String::new();
     for (i, line) in text.lines().enumerate() {
         let mut cells: Vec<&str> = line.split(',').collect();
@@ -326,14 +295,10 @@ async fn a_rollback_resume_refuses_times_a_spreadsheet_rewrote() {
         rewritten.push_str(&cells.join(","));
         rewritten.push('\n');
     }
-    std::fs::write(res, rewritten).unwrap();
-    let resumed = run_job(
-        &["rollback", res, "--yes", "--resume"],
-        &sandbox,
-        &dir,
-        Some("undo.csv"),
-    )
-    .await;
+    std::fs::write(&res, rewritten).unwrap();
+    let resumed = job
+        .run_to(Some("undo.csv"), &["rollback", &res, "--yes", "--resume"])
+        .await;
     assert_eq!(resumed.exit, 2, "{}", resumed.stderr);
     assert!(
         resumed
@@ -342,67 +307,51 @@ async fn a_rollback_resume_refuses_times_a_spreadsheet_rewrote() {
         "{}",
         resumed.stderr
     );
-    assert_eq!(names_on(&api).await, ["fa-A", "fa-B"]);
+    assert_eq!(names_on(&job.api).await, ["fa-A", "fa-B"]);
 }
 
 #[tokio::test]
 async fn a_last_row_whose_quoted_cell_spans_lines_is_kept_without_its_line_break() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
+    let job = Job::new().await;
+    let input = job.input(
         "name,connectionType,notes\nq1,MULTI_DATAMART,plain\nq2,MULTI_DATAMART,\"line1\nline2\"\n",
     );
-    assert_eq!(
-        run_job(&["run", &input], &sandbox, &dir, Some("res.csv"))
-            .await
-            .exit,
-        0
-    );
-    let res = dir.path("res.csv");
+    assert_eq!(job.run_to(Some("res.csv"), &["run", &input]).await.exit, 0);
+    let res = job.dir.path("res.csv");
     let text = std::fs::read_to_string(&res).unwrap();
     std::fs::write(&res, text.trim_end()).unwrap();
-    let mut args = job_args(&sandbox, &dir, "res.csv");
+    let mut args = job.args("res.csv");
     args.push("--resume".into());
     let resumed = dbprov_with(&["run", &input], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    assert_eq!(api.stats().await["requests_total"], 2, "nothing sent again");
-    let (_, rows) = dir.results("res.csv");
+    assert_eq!(job.requests().await, 2, "nothing sent again");
+    let rows = job.rows_of("res.csv");
     assert_eq!(row_numbers(&rows), [1, 2]);
     assert_eq!(rows[1]["_status"], "created");
     assert_eq!(rows[1]["notes"], "line1\nline2");
-    let undo = run_job(
-        &["rollback", res.to_str().unwrap(), "--yes"],
-        &sandbox,
-        &dir,
-        Some("undo.csv"),
-    )
-    .await;
+    let undo = job
+        .run_to(
+            Some("undo.csv"),
+            &["rollback", res.to_str().unwrap(), "--yes"],
+        )
+        .await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
-    assert!(names_on(&api).await.is_empty());
+    assert!(names_on(&job.api).await.is_empty());
 }
 
 #[tokio::test]
 async fn columns_a_spreadsheet_moved_are_put_back_before_rows_are_appended() {
-    let sandbox = sandbox_with(dbprov::sandbox::FaultConfig {
+    let job = Job::with_faults(dbprov::sandbox::FaultConfig {
         latency: std::time::Duration::from_millis(20),
         ..Default::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let first = dir.write("first.csv", &tenants("m", 5));
-    assert_eq!(
-        run_job(&["run", &first], &sandbox, &dir, Some("res.csv"))
-            .await
-            .exit,
-        0
-    );
+    let first = job.dir.write("first.csv", &tenants("m", 5));
+    assert_eq!(job.run_to(Some("res.csv"), &["run", &first]).await.exit, 0);
     // `_status` moved to the end, as a spreadsheet user may drag it.
-    let res = dir.path("res.csv");
+    let res = job.dir.path("res.csv");
     let mut reader = csv::Reader::from_path(&res).unwrap();
-    let mut writer = csv::Writer::from_path(dir.path("moved.csv")).unwrap();
+    let mut writer = csv::Writer::from_path(job.dir.path("moved.csv")).unwrap();
     let move_status = |r: &csv::StringRecord| {
         let mut cells: Vec<String> = r.iter().map(str::to_owned).collect();
         let status = cells.remove(1);
@@ -416,20 +365,20 @@ async fn columns_a_spreadsheet_moved_are_put_back_before_rows_are_appended() {
         writer.write_record(move_status(&record.unwrap())).unwrap();
     }
     writer.flush().unwrap();
-    std::fs::rename(dir.path("moved.csv"), &res).unwrap();
+    std::fs::rename(job.dir.path("moved.csv"), &res).unwrap();
     // A resume over 30 rows, killed mid-way, then resumed to its end.
-    let all = dir.write("all.csv", &tenants("m", 30));
-    let mut args = job_args(&sandbox, &dir, "res.csv");
+    let all = job.dir.write("all.csv", &tenants("m", 30));
+    let mut args = job.args("res.csv");
     args.extend(["--resume", "--concurrency", "2"].map(str::to_owned));
     let mut line = vec!["run", all.as_str()];
     line.extend(args.iter().map(String::as_str));
     let mut child = spawn_dbprov(&line);
-    until_requests(&api, &mut child, 15).await;
+    until_requests(&job.api, &mut child, 15).await;
     signal(&child, libc::SIGKILL);
     child.wait().await.unwrap();
     let resumed = dbprov_with(&["run", &all], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
-    let (header, rows) = dir.results("res.csv");
+    let (header, rows) = job.dir.results("res.csv");
     assert_eq!(header[1], "_status", "the columns are back in place");
     assert_one_row_per_input_row(&rows, 30);
     let created = rows.iter().filter(|r| r["_status"] == "created").count();
@@ -439,5 +388,5 @@ async fn columns_a_spreadsheet_moved_are_put_back_before_rows_are_appended() {
         "at most the rows in flight at the kill: {rows:?}"
     );
     assert_eq!(created + in_flight, 30);
-    assert_eq!(names_on(&api).await.len(), 30);
+    assert_eq!(names_on(&job.api).await.len(), 30);
 }

@@ -8,9 +8,10 @@ use dbprov::sandbox::FaultConfig;
 use serde_json::Value;
 
 use crate::common::{
-    Api, JobDir, ResultRow, args_for, assert_one_row_per_input_row, by_name, count, held, holding,
-    holding_names, holding_seeded, job_args, job_args_to, log, name_csv, names, statuses,
+    Api, ResultRow, assert_one_row_per_input_row, by_name, count, held, holding_seeded,
+    job_args_to, log, name_csv, names, statuses,
 };
+use crate::fixture::Job;
 use crate::process::dbprov_with;
 
 fn faulty() -> FaultConfig {
@@ -25,21 +26,19 @@ fn faulty() -> FaultConfig {
 #[tokio::test]
 async fn update_puts_new_settings_through_faults_and_fails_a_missing_name() {
     let existing = names("w", 30);
-    let sandbox = holding_seeded(&existing, faulty(), 3).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::on(holding_seeded(&existing, faulty(), 3).await);
     let mut csv = String::from("name,connectionType,datasourceName,themeName,team\n");
     for name in &existing {
         csv.push_str(&format!("{name},DATASOURCE,snowflake-warehouse,dark,ops\n"));
     }
     csv.push_str("nobody,DATASOURCE,snowflake-warehouse,dark,ops\n");
-    let input = dir.write("in.csv", &csv);
-    let mut args = args_for(&sandbox, &dir, "results.csv");
+    let input = job.input(&csv);
+    let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
     let update = dbprov_with(&["update", &input], &args).await;
     assert_eq!(update.exit, 1, "the missing name fails: {}", update.stderr);
 
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 31);
     let rows = by_name(&rows);
     for name in &existing {
@@ -57,10 +56,10 @@ async fn update_puts_new_settings_through_faults_and_fails_a_missing_name() {
         "{missing:?}"
     );
 
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert_eq!(count(&log, "POST"), 0, "an update never creates");
     assert_eq!(count(&log, "DELETE"), 0);
-    let faults = api.stats().await["faults_injected"].clone();
+    let faults = job.api.stats().await["faults_injected"].clone();
     assert!(
         faults["fail"].as_u64().unwrap() > 0
             && faults["fail_after_commit"].as_u64().unwrap() > 0
@@ -69,7 +68,7 @@ async fn update_puts_new_settings_through_faults_and_fails_a_missing_name() {
                 > 0,
         "premise: every kind of fault was met: {faults}"
     );
-    let stored = api.get("/_sandbox/workspaces").await;
+    let stored = job.api.get("/_sandbox/workspaces").await;
     let stored = stored.as_array().unwrap();
     assert_eq!(stored.len(), 30, "nothing created, nothing lost");
     for workspace in stored {
@@ -88,20 +87,18 @@ async fn delete_through_faults_deletes_what_exists_and_marks_the_rest_absent() {
     let missing = names("never", 5);
     let mut start = doomed.clone();
     start.extend(kept.clone());
-    let sandbox = holding_seeded(&start, faulty(), 4).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
+    let job = Job::on(holding_seeded(&start, faulty(), 4).await);
     let mut listed = doomed.clone();
     listed.extend(missing.clone());
-    let input = dir.write("offboard.csv", &name_csv(&listed));
-    let mut args = args_for(&sandbox, &dir, "results.csv");
+    let input = job.dir.write("offboard.csv", &name_csv(&listed));
+    let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
 
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 35);
-    let log = log(&api).await;
+    let log = log(&job.api).await;
     assert_eq!(
         count(&log, "POST") + count(&log, "PUT"),
         0,
@@ -135,14 +132,14 @@ async fn delete_through_faults_deletes_what_exists_and_marks_the_rest_absent() {
         absent += usize::from(status == "absent");
     }
     assert!(absent > 0, "premise: some missing name was met cleanly");
-    let faults = api.stats().await["faults_injected"].clone();
+    let faults = job.api.stats().await["faults_injected"].clone();
     assert!(
         faults["fail_after_commit"].as_u64().unwrap() > 0
             && faults["drop_after_commit"].as_u64().unwrap() > 0,
         "premise: deletes whose answer was lost after the delete: {faults}"
     );
     assert_eq!(
-        held(&api).await,
+        held(&job.api).await,
         kept.into_iter().collect(),
         "only the others are left"
     );
@@ -150,14 +147,12 @@ async fn delete_through_faults_deletes_what_exists_and_marks_the_rest_absent() {
 
 #[tokio::test]
 async fn delete_marks_empty_and_repeated_names_invalid() {
-    let sandbox = holding(&names("w", 3), FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", "name,note\nw-001,a\n,b\nw-002,c\nw-001,d\n");
-    let args = args_for(&sandbox, &dir, "results.csv");
+    let job = Job::holding(&names("w", 3)).await;
+    let input = job.input("name,note\nw-001,a\n,b\nw-002,c\nw-001,d\n");
+    let args = job.args_with_preflight("results.csv");
     let delete = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(delete.exit, 1, "{}", delete.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 4);
     let by_row: BTreeMap<&str, &ResultRow> = rows.iter().map(|r| (r["_row"].as_str(), r)).collect();
     assert_eq!(by_row["1"]["_status"], "deleted");
@@ -167,49 +162,51 @@ async fn delete_marks_empty_and_repeated_names_invalid() {
     assert_eq!(by_row["4"]["_status"], "invalid");
     assert_eq!(by_row["4"]["_error_code"], "DUPLICATE_IN_INPUT");
     assert_eq!(by_row["4"]["note"], "d", "other columns are carried");
-    assert_eq!(count(&log(&api).await, "DELETE"), 2);
-    assert_eq!(held(&api).await, BTreeSet::from(["w-003".to_owned()]));
+    assert_eq!(count(&log(&job.api).await, "DELETE"), 2);
+    assert_eq!(held(&job.api).await, BTreeSet::from(["w-003".to_owned()]));
 }
 
 #[tokio::test]
 async fn a_delete_against_a_wrong_api_root_reports_no_workspace_gone() {
-    let sandbox = holding_names(&["a", "b"]).await;
-    let dir = JobDir::new();
-    let input = dir.write("off.csv", "name\na\nb\n");
+    let job = Job::holding(&["a", "b"]).await;
+    let input = job.dir.write("off.csv", "name\na\nb\n");
     // A path the API does not serve: every DELETE meets a 404 about the path.
-    let url = format!("{}/v1", sandbox.url());
-    let args = job_args_to(&url, &dir.key_file(&sandbox), &dir, "off.csv.results");
+    let url = format!("{}/v1", job.sandbox.url());
+    let args = job_args_to(
+        &url,
+        &job.dir.key_file(&job.sandbox),
+        &job.dir,
+        "off.csv.results",
+    );
     let run = dbprov_with(&["delete", &input], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let (_, rows) = dir.results("off.csv.results");
+    let rows = job.rows_of("off.csv.results");
     for row in &rows {
         assert_eq!(row["_status"], "failed", "{row:?}");
         assert_eq!(row["_http_status"], "404", "{row:?}");
         assert!(row["_error_message"].starts_with("delete: "), "{row:?}");
     }
-    assert_eq!(Api::new(&sandbox).workspace_names().await.len(), 2);
+    assert_eq!(Api::new(&job.sandbox).workspace_names().await.len(), 2);
 }
 
 #[tokio::test]
 async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_name() {
     let names = ["Acme & Sons", "café=1", "a+b", "x?y#z", "Zoë Ltd"];
-    let sandbox = holding_names(&names).await;
-    let dir = JobDir::new();
+    let job = Job::holding(&names).await;
     let mut csv = String::from("name\n");
     for name in names {
         csv.push_str(&format!("\"{name}\"\n"));
     }
     csv.push_str("acme & sons\n"); // another name: the API's names are exact
-    let input = dir.write("off.csv", &csv);
-    let args = job_args(&sandbox, &dir, "out.csv");
-    let run = dbprov_with(&["delete", &input], &args).await;
+    let input = job.dir.write("off.csv", &csv);
+    let run = job.run_to(Some("out.csv"), &["delete", &input]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("out.csv");
+    let rows = job.rows_of("out.csv");
     let mut expected: BTreeMap<String, String> = names
         .iter()
         .map(|n| (n.to_string(), "deleted".to_owned()))
         .collect();
     expected.insert("acme & sons".into(), "absent".into());
     assert_eq!(statuses(&rows), expected);
-    assert!(Api::new(&sandbox).workspace_names().await.is_empty());
+    assert!(Api::new(&job.sandbox).workspace_names().await.is_empty());
 }
