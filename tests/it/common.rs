@@ -1,11 +1,16 @@
-//! Shared helpers: an in-process sandbox on port 0 and a small HTTP client for it.
+//! Shared helpers: an in-process sandbox on port 0, a small HTTP client for it, what its
+//! request log says, and the CSVs that tests write and read back.
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dbprov::sandbox::{self, FaultConfig, Sandbox, SandboxConfig};
 use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------
+// Sandboxes.
 
 /// Starts a sandbox with these faults and a fixed seed.
 pub async fn sandbox_with(faults: FaultConfig) -> Sandbox {
@@ -43,6 +48,17 @@ pub async fn holding_seeded(names: &[impl AsRef<str>], faults: FaultConfig, seed
 pub async fn holding(names: &[impl AsRef<str>], faults: FaultConfig) -> Sandbox {
     holding_seeded(names, faults, 1).await
 }
+
+/// Starts a sandbox that answers each request after `latency_ms`.
+pub fn slow_sandbox(latency_ms: u64) -> impl std::future::Future<Output = Sandbox> {
+    sandbox_with(FaultConfig {
+        latency: Duration::from_millis(latency_ms),
+        ..FaultConfig::default()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// A raw client for the sandbox's API.
 
 /// What came back for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -308,16 +324,195 @@ pub fn workspace(name: &str) -> Value {
     })
 }
 
+// ---------------------------------------------------------------------------------------
+// What the sandbox holds and saw: its workspaces, stats and request log.
+
+/// Each workspace name in the sandbox, with how many times it occurs.
+pub async fn workspace_counts(api: &Api) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for name in api.workspace_names().await {
+        *counts.entry(name).or_default() += 1;
+    }
+    counts
+}
+
+/// The names the sandbox holds now.
+pub async fn held(api: &Api) -> BTreeSet<String> {
+    let counts = workspace_counts(api).await;
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "no workspace twice: {counts:?}"
+    );
+    counts.into_keys().collect()
+}
+
+/// The names the sandbox holds, sorted.
+pub async fn names_on(api: &Api) -> Vec<String> {
+    let mut names = api.workspace_names().await;
+    names.sort();
+    names
+}
+
+/// Every request the sandbox has received (its stats).
+pub async fn requests(api: &Api) -> u64 {
+    api.stats().await["requests_total"].as_u64().unwrap()
+}
+
+/// Writes (`POST` and `PUT`) the sandbox received, from its request log.
+pub async fn writes(api: &Api) -> u64 {
+    let log = api.get("/_sandbox/requests").await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "POST" || r["method"] == "PUT")
+        .count() as u64
+}
+
+/// The sandbox's request log.
+pub async fn log(api: &Api) -> Vec<Value> {
+    api.get("/_sandbox/requests")
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The methods the sandbox has seen, in order.
+pub async fn methods(api: &Api) -> Vec<String> {
+    api.get("/_sandbox/requests")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Requests in the log per method (`GET`, `POST`, `PUT`, `DELETE`).
+pub fn by_method(log: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for entry in log {
+        *counts
+            .entry(entry["method"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// How many requests of `method` the log holds.
+pub fn count(log: &[Value], method: &str) -> usize {
+    log.iter().filter(|e| e["method"] == method).count()
+}
+
+/// The names the requests of `method` carried.
+pub fn names_sent(log: &[Value], method: &str) -> BTreeSet<String> {
+    log.iter()
+        .filter(|e| e["method"] == method)
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Asserts that every row was created, and each workspace exactly once.
+pub async fn assert_all_created(sandbox: &Sandbox, rows: &[ResultRow], n: usize) {
+    assert_one_row_per_input_row(rows, n);
+    let not_created: Vec<_> = rows.iter().filter(|r| r["_status"] != "created").collect();
+    assert!(not_created.is_empty(), "{not_created:?}");
+    let counts = workspace_counts(&Api::new(sandbox)).await;
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&c| c == 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs.
+
+/// A tenant CSV of `n` valid rows over the four connection types, names `prefix-0001`...
+pub fn tenants(prefix: &str, n: usize) -> String {
+    let mut csv = String::from("name,connectionType,datasourceName,datamartName\n");
+    for i in 1..=n {
+        let row = match i % 4 {
+            0 => format!("{prefix}-{i:04},DATASOURCE,postgres-main,\n"),
+            1 => format!("{prefix}-{i:04},DATAMART,,sales-mart\n"),
+            2 => format!("{prefix}-{i:04},MULTI_DATASOURCE,,\n"),
+            _ => format!("{prefix}-{i:04},MULTI_DATAMART,,\n"),
+        };
+        csv.push_str(&row);
+    }
+    csv
+}
+
+/// `prefix-001`, `prefix-002`, ...
+pub fn names(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}-{i:03}")).collect()
+}
+
+/// `w00`, `w01`, ...
+pub fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("w{i:02}")).collect()
+}
+
+/// A tenant CSV with one valid `DATASOURCE` / `postgres-main` row per name.
+pub fn datasource_csv(names: &[String]) -> String {
+    let mut csv = String::from("name,connectionType,datasourceName\n");
+    for name in names {
+        csv.push_str(&format!("{name},DATASOURCE,postgres-main\n"));
+    }
+    csv
+}
+
+/// A CSV with only a `name` column.
+pub fn name_csv(names: &[String]) -> String {
+    let mut csv = String::from("name\n");
+    for name in names {
+        csv.push_str(name);
+        csv.push('\n');
+    }
+    csv
+}
+
+/// 51 rows; every seventh uses a datasource the sandbox does not have.
+pub fn fifty_one_rows() -> String {
+    let mut csv = String::from("name,connectionType,datasourceName,note\n");
+    for i in 1..=51 {
+        let source = if i % 7 == 0 {
+            "oracle-legacy"
+        } else {
+            "postgres-main"
+        };
+        csv.push_str(&format!("q-{i:02},DATASOURCE,{source},n{i}\n"));
+    }
+    csv
+}
+
+/// Two valid rows and one without a name.
+pub const ONE_INVALID: &str =
+    "name,connectionType\na1,MULTI_DATAMART\n,MULTI_DATAMART\na3,MULTI_DATAMART\n";
+
+/// A committed sample file, by its name in `samples/spreadsheets/`.
+pub fn sample(name: &str) -> String {
+    format!("{}/samples/spreadsheets/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The names of the sample spreadsheets, as they must arrive.
+pub const SPREADSHEET_NAMES: [&str; 5] = [
+    "Café Zürich",
+    "Smörgås AB",
+    "Straße & Söhne",
+    "Crème; Brûlée",
+    "Ærø Fjord",
+];
+
+/// `names`, sorted.
+pub fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------------------
+// The work folder, and the results read back.
+
 /// One results row, by column name.
 pub type ResultRow = std::collections::BTreeMap<String, String>;
-
-/// What a finished `dbprov` process left.
-#[derive(Debug)]
-pub struct Finished {
-    pub exit: i32,
-    pub stderr: String,
-    pub stdout: String,
-}
 
 /// A temporary folder with the files of one job.
 pub struct JobDir {
@@ -385,37 +580,17 @@ pub fn parse_rows<R: std::io::Read>(mut reader: csv::Reader<R>) -> (Vec<String>,
     (header, rows)
 }
 
-/// Runs the `dbprov` binary to its end, without blocking the runtime the sandbox lives on.
-pub async fn dbprov(args: &[&str]) -> Finished {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    Finished {
-        exit: output.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-    }
-}
-
-/// A tenant CSV of `n` valid rows over the four connection types, names `prefix-0001`...
-pub fn tenants(prefix: &str, n: usize) -> String {
-    let mut csv = String::from("name,connectionType,datasourceName,datamartName\n");
-    for i in 1..=n {
-        let row = match i % 4 {
-            0 => format!("{prefix}-{i:04},DATASOURCE,postgres-main,\n"),
-            1 => format!("{prefix}-{i:04},DATAMART,,sales-mart\n"),
-            2 => format!("{prefix}-{i:04},MULTI_DATASOURCE,,\n"),
-            _ => format!("{prefix}-{i:04},MULTI_DATAMART,,\n"),
-        };
-        csv.push_str(&row);
-    }
-    csv
+/// The complete records of a results file that may end in a torn line.
+pub fn complete_records(path: &std::path::Path) -> Vec<ResultRow> {
+    let bytes = std::fs::read(path).unwrap();
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(&bytes[..end]);
+    let (header, rows) = parse_rows(reader);
+    rows.into_iter()
+        .filter(|r| r.len() == header.len())
+        .collect()
 }
 
 /// Asserts the invariant of every job: one results row per input row, `_row` 1..=n once each.
@@ -429,55 +604,61 @@ pub fn assert_one_row_per_input_row(rows: &[ResultRow], n: usize) {
     );
 }
 
-/// Each workspace name in the sandbox, with how many times it occurs.
-pub async fn workspace_counts(api: &Api) -> std::collections::BTreeMap<String, usize> {
-    let mut counts = std::collections::BTreeMap::new();
-    for name in api.workspace_names().await {
-        *counts.entry(name).or_default() += 1;
+/// Each row by its `_row` number.
+pub fn by_row(rows: &[ResultRow]) -> BTreeMap<usize, &ResultRow> {
+    rows.iter()
+        .map(|r| (r["_row"].parse().unwrap(), r))
+        .collect()
+}
+
+/// Each row by name.
+pub fn by_name(rows: &[ResultRow]) -> BTreeMap<String, ResultRow> {
+    rows.iter()
+        .map(|r| (r["name"].clone(), r.clone()))
+        .collect()
+}
+
+/// Each row's `_status`, by name.
+pub fn statuses(rows: &[ResultRow]) -> BTreeMap<String, String> {
+    rows.iter()
+        .map(|r| (r["name"].clone(), r["_status"].clone()))
+        .collect()
+}
+
+/// `_row` of each results row, in file order.
+pub fn row_numbers(rows: &[ResultRow]) -> Vec<u64> {
+    rows.iter().map(|r| r["_row"].parse().unwrap()).collect()
+}
+
+/// Rows per status.
+pub fn tally(rows: &[ResultRow]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        *counts.entry(row["_status"].clone()).or_default() += 1;
     }
     counts
 }
 
-/// Sends a signal to a child process.
-pub fn signal(child: &tokio::process::Child, signal: i32) {
-    let pid = child.id().expect("the child is running") as i32;
-    // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
-    let sent = unsafe { libc::kill(pid, signal) };
-    assert_eq!(sent, 0, "kill({pid}, {signal})");
+/// `[(status, n), ...]` as a tally, for comparisons.
+pub fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
 }
 
-/// Starts `dbprov` without waiting for it.
-pub fn spawn_dbprov(args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+/// The `_attempts` of all rows, summed: the requests the results file accounts for.
+pub fn attempts(rows: &[ResultRow]) -> u64 {
+    rows.iter()
+        .map(|r| r["_attempts"].parse::<u64>().unwrap())
+        .sum()
 }
 
-/// Waits until the sandbox has received at least `n` requests (polling its stats), or
-/// the process has ended.
-pub async fn until_requests(api: &Api, child: &mut tokio::process::Child, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if api.stats().await["requests_total"].as_u64().unwrap() >= n {
-            return;
-        }
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {n} requests within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Reads a JSON file (a `--summary-json`), failing the test with its text if it is not JSON.
+pub fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
 }
+
+// ---------------------------------------------------------------------------------------
+// Flags.
 
 /// The flags of a fast job against `sandbox` writing `output` in `dir`: no rate limit,
 /// millisecond backoff.
@@ -508,6 +689,23 @@ pub fn job_args_to(url: &str, key_file: &str, dir: &JobDir, output: &str) -> Vec
     .to_vec()
 }
 
+/// The fast flags of `job_args`, with the preflight at its default (on): the other
+/// modules turn it off to count requests, and it is what these tests are about.
+pub fn args_for(sandbox: &Sandbox, dir: &JobDir, output: &str) -> Vec<String> {
+    default_preflight(job_args(sandbox, dir, output))
+}
+
+/// [`args_for`] against any API root.
+pub fn args_to(url: &str, key_file: &str, dir: &JobDir, output: &str) -> Vec<String> {
+    default_preflight(job_args_to(url, key_file, dir, output))
+}
+
+/// `args` without `--no-preflight`.
+pub fn default_preflight(mut args: Vec<String>) -> Vec<String> {
+    args.retain(|a| a != "--no-preflight");
+    args
+}
+
 /// Sets the value of a flag that `args` already has (clap refuses a flag given twice).
 pub fn set_flag(args: &mut [String], flag: &str, value: &str) {
     let at = args
@@ -517,11 +715,14 @@ pub fn set_flag(args: &mut [String], flag: &str, value: &str) {
     args[at + 1] = value.to_owned();
 }
 
-/// Runs `dbprov` with `command` followed by `extra`.
-pub async fn dbprov_with(command: &[&str], extra: &[String]) -> Finished {
-    let mut args: Vec<&str> = command.to_vec();
-    args.extend(extra.iter().map(String::as_str));
-    dbprov(&args).await
+/// `args` with `--summary-json` into `summary.json` of `dir` (read it with `Job::summary`).
+pub fn with_summary(mut args: Vec<String>, dir: &JobDir) -> Vec<String> {
+    let path = dir.path("summary.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        path.to_str().unwrap().to_owned(),
+    ]);
+    args
 }
 
 /// The retry command a summary printed on stderr (`retry the rows that did not succeed:
@@ -539,11 +740,4 @@ pub fn command_words(command: &str) -> Vec<String> {
         .split_whitespace()
         .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_owned())
         .collect()
-}
-
-/// Runs a command that dbprov printed (its words, `dbprov` first).
-pub async fn run_printed(words: &[String]) -> Finished {
-    assert_eq!(words[0], "dbprov", "{words:?}");
-    let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-    dbprov(&args).await
 }

@@ -1,42 +1,25 @@
-//! What the operator is told the job did (issue 11): the counts per status and the
-//! retries, in the progress line, the summary on stderr and `--summary-json`, and logs as
-//! JSON. Each count is checked against what reached the sandbox (its request log) or the
-//! results file, never against the client's word alone.
+//! What the operator is told the job did: the counts per status and the retries, in the
+//! progress line, the summary on stderr and `--summary-json`. Each count is checked against
+//! what reached the sandbox (its request log) or the results file, never against the
+//! client's word alone.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
 use crate::common::{
-    Api, JobDir, ResultRow, assert_one_row_per_input_row, dbprov_with, holding, job_args,
-    sandbox_with, signal, tenants, until_requests,
+    Api, ResultRow, assert_one_row_per_input_row, attempts, holding, tenants, with_summary,
 };
-
-// ---------------------------------------------------------------------------------------
-// Helpers.
+use crate::fixture::Job;
+use crate::process::{dbprov_with, signal, until_requests};
 
 /// The names `t-0001`... of [`tenants`]`("t", n)`.
 fn names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("t-{i:04}")).collect()
-}
-
-/// `args` with `--summary-json` into `dir`.
-fn with_summary(mut args: Vec<String>, dir: &JobDir) -> Vec<String> {
-    let path = dir.path("summary.json");
-    args.extend([
-        "--summary-json".to_owned(),
-        path.to_str().unwrap().to_owned(),
-    ]);
-    args
-}
-
-fn summary(dir: &JobDir) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap()
 }
 
 /// Rows per `_status` of a results file, as the summary's `by_status` spells it.
@@ -46,12 +29,6 @@ fn by_status(rows: &[ResultRow]) -> Value {
         *counts.entry(row["_status"].as_str()).or_default() += 1;
     }
     serde_json::to_value(counts).unwrap()
-}
-
-fn attempts(rows: &[ResultRow]) -> u64 {
-    rows.iter()
-        .map(|r| r["_attempts"].parse::<u64>().unwrap())
-        .sum()
 }
 
 /// What the sandbox's request log says of the writes: requests that repeated the one
@@ -114,106 +91,14 @@ async fn hourly(requests: u64, headers: RateLimitHeaders, holding_names: &[Strin
     holding(holding_names, faults).await
 }
 
-/// Parses one JSON text, refusing an object that holds a key twice (`serde_json::Value`
-/// would keep the last one silently).
-fn parse_strict(text: &str) -> Result<Value, String> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = Strict
-        .deserialize(&mut deserializer)
-        .map_err(|e| e.to_string())?;
-    deserializer.end().map_err(|e| e.to_string())?;
-    Ok(value)
-}
-
-/// Builds a `Value` like serde_json does, but fails on a duplicate key.
-struct Strict;
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Strict)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(A::Error::custom(format!("the key {key:?} twice")));
-            }
-            let value = map.next_value_seed(Strict)?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-/// Every line of `stderr` as a JSON object without duplicate keys; fails the test on the
-/// first line that is not one.
-fn json_lines(stderr: &str) -> Vec<Value> {
-    stderr
-        .lines()
-        .map(|line| {
-            let value = parse_strict(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            assert!(value.is_object(), "not an object: {line}");
-            value
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------
-// Counts per status, and retries.
-
 #[tokio::test]
 async fn on_exists_update_counts_updated_rows_and_no_retries() {
-    let sandbox = holding(&names(6), FaultConfig::default()).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 6));
+    let job = Job::holding(&names(6)).await;
+    let input = job.input(&tenants("t", 6));
 
     // Without the list, each row's POST meets the taken name and the row is PUT: two
     // requests a row, and neither is a retry.
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--on-exists", "update"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
@@ -228,8 +113,8 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
         "{}",
         run.stderr
     );
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_eq!(json["by_status"], serde_json::json!({"updated": 6}));
     assert_eq!(json["by_status"], by_status(&rows));
     assert_eq!(json["requests"], 12);
@@ -237,7 +122,7 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
     assert_eq!(json["retries"], 0);
     assert_eq!(json["puts_after_name_taken"], 6);
     assert_eq!(
-        seen_by_sandbox(&api).await,
+        seen_by_sandbox(&job.api).await,
         Seen {
             writes: 12,
             repeats: 0,
@@ -251,7 +136,7 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
     args.push("--overwrite".to_owned());
     let listed = dbprov_with(&["run", &input], &args).await;
     assert_eq!(listed.exit, 0, "{}", listed.stderr);
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(json["by_status"], serde_json::json!({"updated": 6}));
     assert_eq!(json["requests"], 6);
     assert_eq!(json["retries"], 0);
@@ -266,10 +151,9 @@ async fn on_exists_update_counts_updated_rows_and_no_retries() {
 
 #[tokio::test]
 async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
-    let sandbox = holding(&names(3), FaultConfig::default()).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 5));
-    let args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::holding(&names(3)).await;
+    let input = job.input(&tenants("t", 5));
+    let args = with_summary(job.args("results.csv"), &job.dir);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert!(
@@ -282,8 +166,8 @@ async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
         "{}",
         run.stderr
     );
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_eq!(
         json["by_status"],
         serde_json::json!({"created": 2, "exists": 3})
@@ -296,8 +180,8 @@ async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
 
     let mut csv = tenants("d", 3);
     csv.push_str("d-bad,DATASORCE,,\n");
-    let planned = dir.write("planned.csv", &csv);
-    let mut args = with_summary(job_args(&sandbox, &dir, "plan.csv"), &dir);
+    let planned = job.dir.write("planned.csv", &csv);
+    let mut args = with_summary(job.args("plan.csv"), &job.dir);
     args.push("--dry-run".to_owned());
     let dry = dbprov_with(&["run", &planned], &args).await;
     assert_eq!(dry.exit, 1, "{}", dry.stderr);
@@ -306,7 +190,7 @@ async fn names_that_exist_are_counted_as_exists_and_a_dry_run_as_planned() {
         "{}",
         dry.stderr
     );
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(
         json["by_status"],
         serde_json::json!({"invalid": 1, "planned": 3})
@@ -332,25 +216,23 @@ async fn retries_are_the_requests_sent_again_after_500s_and_429s_and_nothing_els
         rate_limit_headers: RateLimitHeaders::None,
         ..FaultConfig::default()
     };
-    let sandbox = sandbox_with(faults).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 40));
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::with_faults(faults).await;
+    let input = job.input(&tenants("t", 40));
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--on-exists", "update", "--max-attempts", "40"].map(str::to_owned));
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "every row ends done: {}", run.stderr);
 
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 40);
     assert_eq!(json["by_status"], by_status(&rows));
-    let stats = api.stats().await;
+    let stats = job.api.stats().await;
     let answered = |status: &str| stats["by_status"][status].as_u64().unwrap_or(0);
     assert!(answered("500") > 0 && answered("429") > 0, "{stats}");
     // Every 500 and every 429 was sent again, since every row ended done; nothing else
     // was.
-    let seen = seen_by_sandbox(&api).await;
+    let seen = seen_by_sandbox(&job.api).await;
     assert_eq!(json["retries"], answered("500") + answered("429"), "{json}");
     assert_eq!(json["retries"], seen.repeats);
     assert!(seen.puts_after_post > 0, "some lost answers took the name");
@@ -376,40 +258,35 @@ async fn a_retry_counts_kept_and_sent_rows_once_each() {
         fail_rate: 0.4,
         ..FaultConfig::default()
     };
-    let sandbox = sandbox_with(faults).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 30));
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::with_faults(faults).await;
+    let input = job.input(&tenants("t", 30));
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--max-attempts", "1"].map(str::to_owned));
     let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 1, "{}", first.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     let failed = rows.iter().filter(|r| r["_status"] == "failed").count() as u64;
     assert!(failed > 0 && failed < 30, "{failed}");
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(json["by_status"], by_status(&rows));
     assert_eq!(json["retries"], 0, "one attempt a row: nothing sent again");
 
-    sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
-    let before = api.stats().await["requests_total"].as_u64().unwrap();
-    let results = dir.path("results.csv");
-    let args = with_summary(job_args(&sandbox, &dir, "retried.csv"), &dir);
+    job.sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
+    let before = job.requests().await;
+    let results = job.dir.path("results.csv");
+    let args = with_summary(job.args("retried.csv"), &job.dir);
     let retry = dbprov_with(&["retry", results.to_str().unwrap()], &args).await;
     assert_eq!(retry.exit, 0, "{}", retry.stderr);
-    let (_, rows) = dir.results("retried.csv");
+    let rows = job.rows_of("retried.csv");
     assert_one_row_per_input_row(&rows, 30);
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(json["by_status"], serde_json::json!({"created": 30}));
     assert_eq!(json["rows"], 30);
     assert_eq!(json["kept"], 30 - failed);
-    let sent = api.stats().await["requests_total"].as_u64().unwrap() - before;
+    let sent = job.requests().await - before;
     assert_eq!((json["requests"].as_u64(), sent), (Some(failed), failed));
     assert_eq!(json["retries"], 0);
 }
-
-// ---------------------------------------------------------------------------------------
-// The progress line.
 
 /// The progress line names every status met so far, and only those. The job is held still
 /// by the API's rate limit (two requests an hour, no headers) after an invalid row, a
@@ -417,10 +294,8 @@ async fn a_retry_counts_kept_and_sent_rows_once_each() {
 /// are counted `skipped`, once each.
 #[tokio::test]
 async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_rest_skipped() {
-    let sandbox = hourly(2, RateLimitHeaders::None, &["t-old".to_owned()]).await;
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
+    let job = Job::on(hourly(2, RateLimitHeaders::None, &["t-old".to_owned()]).await);
+    let input = job.input(
         "name,connectionType,datasourceName\n\
          t-bad,,\n\
          t-old,DATASOURCE,postgres-main\n\
@@ -428,7 +303,7 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
          t-new2,DATASOURCE,postgres-main\n\
          t-new3,DATASOURCE,postgres-main\n",
     );
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(
         [
             "--max-retry-after",
@@ -480,8 +355,8 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
         stderr.contains(" s: 1 created, 1 exists, 1 invalid, 2 skipped\n"),
         "{stderr}"
     );
-    let json = summary(&dir);
-    let (_, rows) = dir.results("results.csv");
+    let json = job.summary();
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 5);
     assert_eq!(json["by_status"], by_status(&rows));
     assert_eq!(json["rows"], 5);
@@ -497,17 +372,12 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
 /// PUT waits for the next window, and Ctrl-C ends the job before it.
 #[tokio::test]
 async fn a_put_the_job_stopped_before_sending_is_not_counted() {
-    let sandbox = hourly(1, RateLimitHeaders::Draft6, &["t-old".to_owned()]).await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write(
-        "in.csv",
-        "name,connectionType,datasourceName\nt-old,DATASOURCE,postgres-main\n",
-    );
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
+    let job = Job::on(hourly(1, RateLimitHeaders::Draft6, &["t-old".to_owned()]).await);
+    let input = job.input("name,connectionType,datasourceName\nt-old,DATASOURCE,postgres-main\n");
+    let mut args = with_summary(job.args("results.csv"), &job.dir);
     args.extend(["--on-exists", "update", "--max-retry-after", "2h"].map(str::to_owned));
     let mut child = spawn_run(&input, &args);
-    until_requests(&api, &mut child, 1).await;
+    until_requests(&job.api, &mut child, 1).await;
     signal(&child, libc::SIGINT);
     let ended = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
@@ -515,7 +385,7 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(130), "{stderr}");
-    let json = summary(&dir);
+    let json = job.summary();
     assert_eq!(
         json["by_status"],
         serde_json::json!({"skipped": 1}),
@@ -525,7 +395,7 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
     assert_eq!(json["puts_after_name_taken"], 0);
     assert_eq!(json["retries"], 0);
     assert_eq!(
-        seen_by_sandbox(&api).await,
+        seen_by_sandbox(&job.api).await,
         Seen {
             writes: 1,
             repeats: 0,
@@ -534,96 +404,46 @@ async fn a_put_the_job_stopped_before_sending_is_not_counted() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// JSON logs.
-
-#[test]
-fn the_strict_parser_refuses_a_key_twice() {
-    assert!(parse_strict(r#"{"span":{"name":"row","row":1,"name":"x"}}"#).is_err());
-    assert!(parse_strict(r#"[{"a":1},{"a":2,"b":[{"c":1,"c":2}]}]"#).is_err());
-    assert_eq!(
-        parse_strict(r#"{"a":[1,2.5,"x",null,true],"b":{"a":-1}}"#).unwrap(),
-        serde_json::json!({"a":[1,2.5,"x",null,true],"b":{"a":-1}})
-    );
-}
-
 #[tokio::test]
-async fn json_logs_are_one_object_a_line_without_a_key_twice_and_end_with_the_summary() {
-    // Retries log inside the row's span; -vv opens the HTTP stack's spans and events too.
-    let sandbox = sandbox_with(FaultConfig {
-        fail_rate: 0.3,
-        ..FaultConfig::default()
-    })
-    .await;
-    let dir = JobDir::new();
-    let mut args = with_summary(job_args(&sandbox, &dir, "results.csv"), &dir);
-    args.extend(
-        [
-            "--log-format",
-            "json",
-            "-vv",
-            "--max-attempts",
-            "10",
-            "--progress-every",
-            "10ms",
-        ]
-        .map(str::to_owned),
-    );
+async fn the_summary_json_agrees_with_the_results_file() {
+    let job = Job::new().await;
+    let mut args = job.args("results.csv");
+    let summary = job.dir.path("summary.json");
+    args.extend([
+        "--summary-json".to_owned(),
+        summary.to_str().unwrap().to_owned(),
+    ]);
     let run = dbprov_with(&["run", "samples/tenants.csv"], &args).await;
-    assert_eq!(run.exit, 1, "{}", run.stderr);
-    let events = json_lines(&run.stderr);
-    assert!(events.len() > 50, "{}", run.stderr);
-    let in_a_row = events
-        .iter()
-        .find(|e| e["span"]["name"] == "row" && e["fields"]["message"].is_string())
-        .expect("events inside a row's span");
-    assert!(in_a_row["span"]["workspace"].is_string(), "{in_a_row}");
-    assert!(in_a_row["span"]["row"].is_u64(), "{in_a_row}");
-    let failure = events
-        .iter()
-        .find(|e| e["fields"]["code"] == "INVALID_DATASOURCE_NAME")
-        .expect("the failed row is logged");
-    assert_eq!(failure["fields"]["workspace"], "Legacy Oracle Tenant");
-
-    let last = events.last().unwrap();
-    assert_eq!(last["level"], "INFO");
-    assert_eq!(last["target"], "dbprov::summary");
-    assert!(
-        last["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("51 rows in "),
-        "{last}"
-    );
-    let json = summary(&dir);
+    assert_eq!(run.exit, 1);
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let rows = job.rows();
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+    for row in &rows {
+        *by_status.entry(row["_status"].clone()).or_default() += 1;
+        if !row["_error_code"].is_empty() {
+            *by_code.entry(row["_error_code"].clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(summary["rows"], rows.len() as u64);
     assert_eq!(
-        last["fields"]["summary"], json,
-        "the same figures as --summary-json"
+        serde_json::to_value(&by_status).unwrap(),
+        summary["by_status"]
     );
-    assert!(json["retries"].as_u64().unwrap() > 0, "{json}");
+    for entry in summary["top_error_codes"].as_array().unwrap() {
+        assert_eq!(by_code[entry["code"].as_str().unwrap()], entry["count"]);
+    }
+    let attempts: u64 = rows
+        .iter()
+        .map(|r| r["_attempts"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(summary["requests"], attempts);
+    assert_eq!(summary["exit_code"], 1);
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e["fields"]["summary"].is_object())
-            .count(),
-        1,
-        "one summary event"
+        summary["results"],
+        job.dir.path("results.csv").to_str().unwrap()
     );
-
-    // An error that stops the job before it starts is one JSON event too.
-    let missing = dir.path("missing.csv");
-    let mut args = job_args(&sandbox, &dir, "other.csv");
-    args.extend(["--log-format", "json"].map(str::to_owned));
-    let refused = dbprov_with(&["run", missing.to_str().unwrap()], &args).await;
-    assert_eq!(refused.exit, 2, "{}", refused.stderr);
-    let events = json_lines(&refused.stderr);
-    let error = events.last().unwrap();
-    assert_eq!(error["level"], "ERROR", "{error}");
-    assert!(
-        error["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("missing.csv"),
-        "{error}"
-    );
+    let retry = summary["retry_command"].as_str().unwrap();
+    assert!(retry.starts_with("dbprov retry "), "{retry}");
+    assert!(summary["latency_ms"]["p50"].is_u64());
 }

@@ -1,18 +1,42 @@
-//! Integration tests: one binary, a module per area, real HTTP on loopback.
+//! Integration tests: one binary, a module per behaviour, real HTTP on loopback.
+//!
+//! To find a test, look up the behaviour's name: `signals` (Ctrl-C, SIGTERM, kill -9),
+//! `reruns` (resume, retry), `pacing` (rate limits, 429s, outages), `rollback`, ...
 
-mod architecture;
+// Helpers shared by the tests.
 mod common;
+mod fault_server;
+mod fixture;
+mod hostile;
+mod process;
+
+// Behaviours.
+mod answers;
+mod architecture;
+mod cli;
 mod counts;
-mod faults;
-mod job;
-mod lifecycle;
-mod lifecycle_edges;
-mod messages;
-mod operator;
+mod deploy;
+mod encodings;
+mod input;
+mod ledger;
+mod logs;
+mod lost_answers;
+mod max_failures;
+mod output_file;
 mod pacing;
+mod plan;
+mod preflight;
 mod readme;
-mod records;
 mod reruns;
-mod sandbox;
+mod retry_hint;
+mod rollback;
+mod run;
+mod sandbox_api;
+mod sandbox_faults;
+mod sandbox_rate_limit;
+mod secrets;
+mod shards;
+mod signals;
 mod spreadsheets;
-mod summary;
+mod summary_file;
+mod update_delete;

@@ -1,13 +1,187 @@
-//! Pacing: the API's rate limit (its headers, its 429s and their `Retry-After`), and an API
-//! that cannot be reached. Every job here must end with each row accounted for, and none
-//! failed for being refused "not now".
+//! Pacing: the API's rate limit (its headers, its 429s and their `Retry-After`), the job's own
+//! `--rate` and concurrency, and an API that cannot be reached. Every job here must end with
+//! each row accounted for, and none failed for being refused "not now".
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 
-use crate::common::*;
-use crate::faults::{Canned, FaultServer};
+use crate::common::{
+    JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args_to, read_json,
+    sandbox_with, set_flag, slow_sandbox, tenants, workspace_counts,
+};
+use crate::fault_server::{Canned, FaultServer};
+use crate::fixture::Job;
+use crate::process::{
+    Finished, command, dbprov_with, limit, line, run_to_end, spawn_dbprov, until_requests,
+};
+
+#[tokio::test]
+async fn a_429_storm_with_retry_after_is_survived_and_retry_after_honoured() {
+    // Without the headers that would let the job pace itself, only 429s say "not now".
+    let job = Job::with_faults(FaultConfig {
+        rate_limit: Some(WindowLimit {
+            requests: 25,
+            window: Duration::from_secs(1),
+        }),
+        rate_limit_headers: RateLimitHeaders::None,
+        ..FaultConfig::default()
+    })
+    .await;
+    let input = job.input(&tenants("t", 60));
+    let run = job
+        .run(&["run", &input, "--concurrency", "16", "--max-attempts", "20"])
+        .await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let rows = job.rows();
+    assert_one_row_per_input_row(&rows, 60);
+    assert!(rows.iter().all(|r| r["_status"] == "created"));
+    assert_eq!(workspace_counts(&job.api).await.len(), 60);
+    assert!(
+        job.api.stats().await["faults_injected"]["rate_limited"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // After a 429 with Retry-After: 1, the same row waits at least a second.
+    let log = job.api.get("/_sandbox/requests").await;
+    let mut last_429: BTreeMap<String, u64> = BTreeMap::new();
+    for request in log.as_array().unwrap() {
+        let name = request["name"].as_str().unwrap_or_default().to_owned();
+        let at = request["at_us"].as_u64().unwrap();
+        if let Some(refused_at) = last_429.remove(&name) {
+            assert!(
+                at - refused_at >= 1_000_000,
+                "{name} came back after {} µs",
+                at - refused_at
+            );
+        }
+        if request["status"] == 429 {
+            last_429.insert(name, at);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_in_every_one_second_window() {
+    // A third of the attempts fail: retries must take permits like first attempts.
+    let job = Job::with_faults(FaultConfig {
+        fail_rate: 0.3,
+        ..FaultConfig::default()
+    })
+    .await;
+    let input = job.input(&tenants("t", 120));
+    let mut args = job.args("results.csv");
+    set_flag(&mut args, "--rate", "50/s");
+    args.extend(
+        [
+            "--burst",
+            "5",
+            "--concurrency",
+            "32",
+            "--max-attempts",
+            "12",
+        ]
+        .map(str::to_owned),
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let log = job.api.get("/_sandbox/requests").await;
+    let mut times: Vec<u64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at_us"].as_u64().unwrap())
+        .collect();
+    times.sort_unstable();
+    assert!(times.len() > 120, "retries happened: {}", times.len());
+    // Generous: the bound is rate + burst over any window of one second.
+    let mut first = 0;
+    for (last, t) in times.iter().enumerate() {
+        while *t - times[first] >= 1_000_000 {
+            first += 1;
+        }
+        assert!(
+            last - first < 55,
+            "{} requests within one second",
+            last - first + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_api_unreachable_from_the_start_stops_the_job_after_a_few_probes() {
+    // A port that was free a moment ago: nothing listens there now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 51));
+    let url = format!("http://127.0.0.1:{port}");
+    let args = job_args_to(&url, &dir.write("key", "k"), &dir, "results.csv");
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 3, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 51);
+    for row in &rows {
+        assert_eq!(row["_status"], "skipped");
+        assert_eq!(row["_error_code"], "ABORTED_UNREACHABLE");
+        assert_eq!(row["_http_status"], "");
+    }
+    // Three refusals open the breaker, three probes give up; at most the default eight
+    // requests were on their way meanwhile.
+    let attempts: u32 = rows
+        .iter()
+        .map(|r| r["_attempts"].parse::<u32>().unwrap())
+        .sum();
+    assert!((4..=14).contains(&attempts), "{attempts} attempts");
+    assert_eq!(
+        run.stderr.matches("the API cannot be reached: ").count(),
+        1,
+        "one clear message: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--base-url"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_concurrency_beyond_the_file_descriptor_limit_is_raised_or_refused() {
+    let job = Job::on(slow_sandbox(200).await);
+    let args = job.args("results.csv");
+    let input = job.input(&tenants("t", 1500));
+    let mut cmd = command(&line(&["run", &input, "--concurrency", "1000"], &args));
+    limit(&mut cmd, libc::RLIMIT_NOFILE, 256);
+    let run = run_to_end(cmd).await;
+    match run.exit {
+        2 => {
+            assert_eq!(job.writes().await, 0, "refused before any request");
+            let said = run.stderr.to_lowercase();
+            assert!(
+                said.contains("limit")
+                    && (said.contains("file descriptor") || said.contains("open files")),
+                "names the file-descriptor limit: {}",
+                run.stderr
+            );
+        }
+        0 => {
+            let rows = job.rows();
+            assert_one_row_per_input_row(&rows, 1500);
+            assert!(rows.iter().all(|r| r["_status"] == "created"));
+        }
+        other => panic!("exit {other}: {}", run.stderr),
+    }
+    assert!(
+        !run.stderr.contains("Too many open files"),
+        "{}",
+        run.stderr
+    );
+    if let Ok(text) = std::fs::read_to_string(job.dir.path("results.csv")) {
+        assert!(!text.contains("Too many open files"));
+    }
+}
 
 /// Runs `dbprov run` over `rows` tenants against `url`, with the fast test flags and
 /// `extra`, and returns the process's end and the results rows.
@@ -77,32 +251,22 @@ async fn limited(
     .await
 }
 
-/// The flags of a job against `sandbox` with every option at its default but `extra`.
-fn default_args(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> Vec<String> {
+/// The flags of `job` with every option at its default but `extra` (and a summary file).
+fn default_args(job: &Job, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "-o",
-        dir.path("results.csv").to_str().unwrap(),
+        &job.path("results.csv"),
         "--base-url",
-        &sandbox.url(),
+        &job.sandbox.url(),
         "--api-key-file",
-        &dir.key_file(sandbox),
+        &job.dir.key_file(&job.sandbox),
         "--summary-json",
-        dir.path("summary.json").to_str().unwrap(),
+        &job.path("summary.json"),
     ]
     .map(str::to_owned)
     .to_vec();
     args.extend(extra.iter().map(|a| a.to_string()));
     args
-}
-
-/// Asserts that every row was created, and each workspace exactly once.
-async fn assert_all_created(sandbox: &Sandbox, rows: &[ResultRow], n: usize) {
-    assert_one_row_per_input_row(rows, n);
-    let not_created: Vec<_> = rows.iter().filter(|r| r["_status"] != "created").collect();
-    assert!(not_created.is_empty(), "{not_created:?}");
-    let counts = workspace_counts(&Api::new(sandbox)).await;
-    assert_eq!(counts.len(), n);
-    assert!(counts.values().all(|&c| c == 1));
 }
 
 fn rate_limited(stats: &serde_json::Value) -> u64 {
@@ -116,25 +280,23 @@ async fn no_row_fails_under_a_window_limit_that_announces_itself() {
         RateLimitHeaders::Draft7,
         RateLimitHeaders::Legacy,
     ] {
-        let sandbox = limited(20, 1, headers, true).await;
-        let dir = JobDir::new();
-        let input = dir.write("in.csv", &tenants("t", 60));
+        let job = Job::on(limited(20, 1, headers, true).await);
+        let input = job.input(&tenants("t", 60));
         // Ten times the API's limit as the ceiling, and every other option at its default.
-        let args = default_args(&sandbox, &dir, &["--rate", "200/s"]);
+        let args = default_args(&job, &["--rate", "200/s"]);
         let run = dbprov_with(&["run", &input], &args).await;
         assert_eq!(run.exit, 0, "{headers}: {}", run.stderr);
-        let (_, rows) = dir.results("results.csv");
-        assert_all_created(&sandbox, &rows, 60).await;
+        let rows = job.rows();
+        assert_all_created(&job.sandbox, &rows, 60).await;
         // Paced to the window, the job meets few refusals (unpaced, it meets ~9 in 10).
-        let stats = Api::new(&sandbox).stats().await;
+        let stats = job.api.stats().await;
         let requests = stats["requests_total"].as_u64().unwrap();
         assert!(
             rate_limited(&stats) * 4 <= requests,
             "{headers}: {} 429s in {requests} requests",
             rate_limited(&stats)
         );
-        let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value = read_json(&job.dir.path("summary.json"));
         assert_eq!(summary["responses_429"], rate_limited(&stats));
         assert_eq!(summary["announced_limit"]["requests"], 20, "{headers}");
     }
@@ -143,18 +305,16 @@ async fn no_row_fails_under_a_window_limit_that_announces_itself() {
 #[tokio::test]
 async fn no_row_fails_under_a_window_limit_with_only_retry_after_or_nothing_at_all() {
     for retry_after in [true, false] {
-        let sandbox = limited(20, 1, RateLimitHeaders::None, retry_after).await;
-        let dir = JobDir::new();
-        let input = dir.write("in.csv", &tenants("t", 60));
-        let args = default_args(&sandbox, &dir, &["--rate", "200/s"]);
+        let job = Job::on(limited(20, 1, RateLimitHeaders::None, retry_after).await);
+        let input = job.input(&tenants("t", 60));
+        let args = default_args(&job, &["--rate", "200/s"]);
         let run = dbprov_with(&["run", &input], &args).await;
         assert_eq!(run.exit, 0, "Retry-After {retry_after}: {}", run.stderr);
-        let (_, rows) = dir.results("results.csv");
-        assert_all_created(&sandbox, &rows, 60).await;
-        let stats = Api::new(&sandbox).stats().await;
+        let rows = job.rows();
+        assert_all_created(&job.sandbox, &rows, 60).await;
+        let stats = job.api.stats().await;
         assert!(rate_limited(&stats) > 0, "the limit was met");
-        let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value = read_json(&job.dir.path("summary.json"));
         assert_eq!(summary["responses_429"], rate_limited(&stats));
         assert!(summary["paused_rate_limited_seconds"].as_f64().unwrap() > 0.0);
         assert_eq!(summary["announced_limit"], serde_json::Value::Null);
@@ -163,18 +323,13 @@ async fn no_row_fails_under_a_window_limit_with_only_retry_after_or_nothing_at_a
 
 #[tokio::test]
 async fn a_429_spends_none_of_a_rows_attempts() {
-    let sandbox = limited(10, 1, RateLimitHeaders::None, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 40));
-    let args = default_args(
-        &sandbox,
-        &dir,
-        &["--rate", "unlimited", "--max-attempts", "1"],
-    );
+    let job = Job::on(limited(10, 1, RateLimitHeaders::None, true).await);
+    let input = job.input(&tenants("t", 40));
+    let args = default_args(&job, &["--rate", "unlimited", "--max-attempts", "1"]);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_all_created(&sandbox, &rows, 40).await;
+    let rows = job.rows();
+    assert_all_created(&job.sandbox, &rows, 40).await;
     // Rows that met a 429 were sent again, with one attempt allowed.
     let sent_again = rows.iter().filter(|r| r["_attempts"] != "1").count();
     assert!(sent_again > 0, "{rows:?}");
@@ -182,7 +337,7 @@ async fn a_429_spends_none_of_a_rows_attempts() {
         .iter()
         .map(|r| r["_attempts"].parse::<u64>().unwrap())
         .sum();
-    let stats = Api::new(&sandbox).stats().await;
+    let stats = job.api.stats().await;
     // And the preflight's list, which counts against the limit like any request.
     assert_eq!(attempts + 1, stats["requests_total"].as_u64().unwrap());
 }
@@ -191,17 +346,12 @@ async fn a_429_spends_none_of_a_rows_attempts() {
 async fn a_wait_beyond_max_retry_after_stops_the_job_and_resume_finishes_it() {
     // 10 per 6 s: the eleventh request is told to wait for the window's end, seconds away.
     // (With the headers the job would spread the ten over the window and never be told.)
-    let sandbox = limited(10, 6, RateLimitHeaders::None, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 20));
-    let args = default_args(
-        &sandbox,
-        &dir,
-        &["--rate", "unlimited", "--max-retry-after", "1s"],
-    );
+    let job = Job::on(limited(10, 6, RateLimitHeaders::None, true).await);
+    let input = job.input(&tenants("t", 20));
+    let args = default_args(&job, &["--rate", "unlimited", "--max-retry-after", "1s"]);
     let first = dbprov_with(&["run", &input], &args).await;
     assert_eq!(first.exit, 3, "{}", first.stderr);
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 20);
     let created = rows.iter().filter(|r| r["_status"] == "created").count();
     // The window's worth, less the preflight's list, which the limit counts too.
@@ -220,50 +370,14 @@ async fn a_wait_beyond_max_retry_after_stops_the_job_and_resume_finishes_it() {
     set_flag(&mut resume, "--max-retry-after", "15m");
     let second = dbprov_with(&["run", &input, "--resume"], &resume).await;
     assert_eq!(second.exit, 0, "{}", second.stderr);
-    let (_, rows) = dir.results("results.csv");
-    assert_all_created(&sandbox, &rows, 20).await;
+    let rows = job.rows();
+    assert_all_created(&job.sandbox, &rows, 20).await;
 }
 
-#[tokio::test]
-async fn four_shards_behind_one_limit_share_it_without_a_failure() {
-    let sandbox = limited(20, 1, RateLimitHeaders::Draft6, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 120));
-    let key = dir.key_file(&sandbox);
-    let mut shards = Vec::new();
-    for i in 0..4 {
-        let output = dir.path(&format!("shard-{i}.csv"));
-        let shard = format!("{i}/4");
-        let args = [
-            "run",
-            &input,
-            "-o",
-            output.to_str().unwrap(),
-            "--base-url",
-            &sandbox.url(),
-            "--api-key-file",
-            &key,
-            "--rate",
-            "200/s",
-            "--shard",
-            &shard,
-        ];
-        shards.push(spawn_dbprov(&args));
-    }
-    let mut rows = Vec::new();
-    for (i, shard) in shards.into_iter().enumerate() {
-        let end = shard.wait_with_output().await.unwrap();
-        let stderr = String::from_utf8_lossy(&end.stderr);
-        assert_eq!(end.status.code(), Some(0), "shard {i}: {stderr}");
-        rows.extend(dir.results(&format!("shard-{i}.csv")).1);
-    }
-    assert_all_created(&sandbox, &rows, 120).await;
-}
-
-/// Starts a job of 150 rows at 50/s against `sandbox`, with `extra` flags.
-fn start_steady_job(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> tokio::process::Child {
-    let input = dir.write("in.csv", &tenants("t", 150));
-    let mut args = job_args(sandbox, dir, "results.csv");
+/// Starts a job of 150 rows at 50/s against `job`'s sandbox, with `extra` flags.
+fn start_steady_job(job: &Job, extra: &[&str]) -> tokio::process::Child {
+    let input = job.input(&tenants("t", 150));
+    let mut args = job.args("results.csv");
     set_flag(&mut args, "--rate", "50/s");
     let mut line = vec!["run", &input];
     line.extend(args.iter().map(String::as_str));
@@ -273,36 +387,32 @@ fn start_steady_job(sandbox: &Sandbox, dir: &JobDir, extra: &[&str]) -> tokio::p
 
 #[tokio::test]
 async fn an_outage_in_the_middle_is_ridden_out() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut child = start_steady_job(&sandbox, &dir, &[]);
+    let job = Job::new().await;
+    let mut child = start_steady_job(&job, &[]);
     let mut stderr = Lines::of(&mut child);
-    until_requests(&api, &mut child, 30).await;
-    sandbox.go_down();
+    until_requests(&job.api, &mut child, 30).await;
+    job.sandbox.go_down();
     stderr.until("the API cannot be reached").await;
-    sandbox.come_back().await.unwrap();
+    job.sandbox.come_back().await.unwrap();
     let end = child.wait().await.unwrap();
     let rest = stderr.rest().await;
     assert_eq!(end.code(), Some(0), "{rest}");
     assert!(rest.contains("answers again"), "{rest}");
-    let (_, rows) = dir.results("results.csv");
-    assert_all_created(&sandbox, &rows, 150).await;
+    let rows = job.rows();
+    assert_all_created(&job.sandbox, &rows, 150).await;
 }
 
 #[tokio::test]
 async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted_for() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let mut child = start_steady_job(&sandbox, &dir, &["--max-outage", "2s"]);
-    until_requests(&api, &mut child, 30).await;
-    sandbox.go_down();
+    let job = Job::new().await;
+    let mut child = start_steady_job(&job, &["--max-outage", "2s"]);
+    until_requests(&job.api, &mut child, 30).await;
+    job.sandbox.go_down();
     let end = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&end.stderr);
     assert_eq!(end.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("--max-outage"), "{stderr}");
-    let (_, rows) = dir.results("results.csv");
+    let rows = job.rows();
     assert_one_row_per_input_row(&rows, 150);
     for row in rows.iter().filter(|r| r["_status"] != "created") {
         assert_eq!(row["_status"], "skipped", "{row:?}");
@@ -310,8 +420,8 @@ async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted
     }
     // Every workspace the API made is a created row, or one that says it may exist (its
     // answer was lost when the API went down).
-    sandbox.come_back().await.unwrap();
-    for name in api.workspace_names().await {
+    job.sandbox.come_back().await.unwrap();
+    for name in job.api.workspace_names().await {
         let row = rows.iter().find(|r| r["name"] == name).unwrap();
         assert!(
             row["_status"] == "created" || row["_error_message"].contains("may exist"),
@@ -322,14 +432,9 @@ async fn an_outage_longer_than_max_outage_stops_the_job_with_every_row_accounted
 
 #[tokio::test]
 async fn the_progress_line_shows_a_pause_and_why() {
-    let sandbox = limited(5, 3, RateLimitHeaders::None, true).await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &tenants("t", 10));
-    let args = default_args(
-        &sandbox,
-        &dir,
-        &["--rate", "unlimited", "--progress", "always"],
-    );
+    let job = Job::on(limited(5, 3, RateLimitHeaders::None, true).await);
+    let input = job.input(&tenants("t", 10));
+    let args = default_args(&job, &["--rate", "unlimited", "--progress", "always"]);
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert!(run.stderr.contains("paused"), "{}", run.stderr);

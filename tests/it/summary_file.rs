@@ -1,108 +1,54 @@
-//! The summary of a job: the retry command it prints, the `--summary-json` file at every
-//! end, and the next step after an abort.
+//! `--summary-json`: written at every end (refusals and interrupts too), never over a file
+//! that holds something else, and never onto the input, the results or a pipe nobody reads.
 
 use serde_json::Value;
 
-use crate::common::{
-    Api, JobDir, command_words, dbprov, dbprov_with, job_args, plain_sandbox, printed_retry,
-    run_printed,
-};
-
-/// Two valid rows and one without a name.
-const ONE_INVALID: &str =
-    "name,connectionType\na1,MULTI_DATAMART\n,MULTI_DATAMART\na3,MULTI_DATAMART\n";
-
-fn read_json(path: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
-}
+use crate::common::{Api, JobDir, ONE_INVALID, read_json, set_flag, tenants};
+use crate::fixture::Job;
+use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
 
 #[tokio::test]
-async fn a_dry_runs_retry_command_is_a_dry_run_that_works() {
-    let sandbox = plain_sandbox().await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    let mut args = job_args(&sandbox, &dir, "dr.csv");
-    let summary = dir.path("summary.json");
-    args.extend([
-        "--summary-json".to_owned(),
-        summary.to_str().unwrap().to_owned(),
-    ]);
-    let planned = dbprov_with(&["run", &input, "--dry-run"], &args).await;
-    assert_eq!(planned.exit, 1, "{}", planned.stderr);
-    let words = printed_retry(&planned.stderr).expect("a retry command");
-    assert!(words.contains(&"--dry-run".to_owned()), "{words:?}");
-    let json = read_json(&summary);
-    assert_eq!(
-        command_words(json["retry_command"].as_str().unwrap()),
-        words,
-        "the file and stderr say the same"
-    );
-
-    // The printed command re-plans the file in place and sends nothing; once the row is
-    // fixed, it plans it.
-    let again = run_printed(&words).await;
-    assert_eq!(again.exit, 1, "{}", again.stderr);
-    let fixed = std::fs::read_to_string(dir.path("dr.csv"))
-        .unwrap()
-        .replace(",,MULTI_DATAMART", ",a2,MULTI_DATAMART");
-    std::fs::write(dir.path("dr.csv"), fixed).unwrap();
-    let done = run_printed(&words).await;
-    assert_eq!(done.exit, 0, "{}", done.stderr);
-    let (_, rows) = dir.results("dr.csv");
-    assert!(rows.iter().all(|r| r["_status"] == "planned"), "{rows:?}");
-    assert_eq!(api.stats().await["requests_total"], 0, "nothing was sent");
-}
-
-#[tokio::test]
-async fn a_rehearsals_retry_command_keeps_sandbox_and_dry_run_in_text_and_json() {
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    for (extra, dry_run) in [(&["--dry-run"][..], true), (&[][..], false)] {
-        let output = dir.path("out.csv");
-        let summary = dir.path("summary.json");
-        let mut args = vec![
-            "run",
-            &input,
-            "--sandbox",
-            "--overwrite",
-            "-o",
-            output.to_str().unwrap(),
-            "--summary-json",
-            summary.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let text = dbprov(&args).await;
-        assert_eq!(text.exit, 1, "{}", text.stderr);
-        let words = printed_retry(&text.stderr).expect("a retry command");
-        assert!(words.contains(&"--sandbox".to_owned()), "{words:?}");
-        assert_eq!(
-            words.contains(&"--dry-run".to_owned()),
-            dry_run,
-            "{words:?}"
-        );
-        assert!(!words.contains(&"--base-url".to_owned()), "{words:?}");
-        let file = read_json(&summary);
-        assert_eq!(
-            command_words(file["retry_command"].as_str().unwrap()),
-            words
-        );
-
-        args.extend(["--log-format", "json"]);
-        let json = dbprov(&args).await;
-        assert_eq!(json.exit, 1, "{}", json.stderr);
-        let event: Value = json
-            .stderr
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|e| e["target"] == "dbprov::summary")
-            .expect("the summary event");
-        let command = event["fields"]["summary"]["retry_command"]
-            .as_str()
-            .unwrap();
-        assert_eq!(command_words(command), words);
+async fn a_summary_json_on_the_input_or_the_results_is_refused() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 5));
+    std::fs::hard_link(&input, job.dir.path("link.csv")).unwrap();
+    let results = job.dir.path("results.csv");
+    let link = job.dir.path("link.csv");
+    for summary in [
+        input.as_str(),
+        results.to_str().unwrap(),
+        link.to_str().unwrap(),
+    ] {
+        let run = job.run(&["run", &input, "--summary-json", summary]).await;
+        assert_eq!(run.exit, 2, "--summary-json {summary}: {}", run.stderr);
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), tenants("t", 5));
     }
+    assert_eq!(job.writes().await, 0, "no request");
+}
+
+#[tokio::test]
+async fn a_summary_json_that_leads_to_the_results_file_is_refused() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 3));
+    std::fs::create_dir(job.dir.path("sub")).unwrap();
+    std::os::unix::fs::symlink("r2.csv", job.dir.path("link2")).unwrap();
+    std::os::unix::fs::symlink("r3.csv", job.dir.path("link3")).unwrap();
+    for (output, summary) in [
+        ("sub/../r1.csv", "r1.csv"),
+        ("r2.csv", "link2"),
+        ("link3", "r3.csv"),
+    ] {
+        let mut args = job.args(output);
+        args.extend(["--summary-json", job.dir.path(summary).to_str().unwrap()].map(str::to_owned));
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(
+            run.exit, 2,
+            "-o {output} --summary-json {summary}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--summary-json"), "{}", run.stderr);
+    }
+    assert_eq!(job.writes().await, 0);
 }
 
 /// A summary a monitor would read as last night's success.
@@ -110,11 +56,10 @@ const STALE: &str = r#"{"rows": 3, "exit_code": 0}"#;
 
 #[tokio::test]
 async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    let summary = dir.path("summary.json");
-    let mut args = job_args(&sandbox, &dir, "results.csv");
+    let job = Job::new().await;
+    let input = job.input(ONE_INVALID);
+    let summary = job.dir.path("summary.json");
+    let mut args = job.args("results.csv");
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
@@ -122,7 +67,7 @@ async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
 
     // The results file is locked by another process.
     std::fs::write(&summary, STALE).unwrap();
-    let held = std::fs::File::create(dir.path("results.csv")).unwrap();
+    let held = std::fs::File::create(job.dir.path("results.csv")).unwrap();
     held.try_lock().unwrap();
     let locked = dbprov_with(&["run", &input], &args).await;
     assert_eq!(locked.exit, 2, "{}", locked.stderr);
@@ -139,7 +84,7 @@ async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
 
     // An input that is not there: the error, not an empty file.
     std::fs::write(&summary, STALE).unwrap();
-    let missing = dir.path("missing.csv");
+    let missing = job.dir.path("missing.csv");
     let early = dbprov_with(&["run", missing.to_str().unwrap(), "--overwrite"], &args).await;
     assert_eq!(early.exit, 2, "{}", early.stderr);
     let json = read_json(&summary);
@@ -156,7 +101,7 @@ async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
         summary.to_str().unwrap(),
         "--sandbox",
         "-o",
-        dir.path("other.csv").to_str().unwrap(),
+        job.dir.path("other.csv").to_str().unwrap(),
         "--summary-json",
         summary.to_str().unwrap(),
     ])
@@ -167,23 +112,21 @@ async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
 
 #[tokio::test]
 async fn an_interrupted_job_writes_its_summary() {
-    let sandbox = crate::common::sandbox_with(dbprov::sandbox::FaultConfig {
+    let job = Job::with_faults(dbprov::sandbox::FaultConfig {
         latency: std::time::Duration::from_millis(100),
         ..Default::default()
     })
     .await;
-    let api = Api::new(&sandbox);
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &crate::common::tenants("t", 40));
-    let summary = dir.path("summary.json");
+    let input = job.input(&tenants("t", 40));
+    let summary = job.dir.path("summary.json");
     std::fs::write(&summary, STALE).unwrap();
     let mut command = vec!["run", &input, "--concurrency", "2"];
-    let args = job_args(&sandbox, &dir, "results.csv");
+    let args = job.args("results.csv");
     command.extend(args.iter().map(String::as_str));
     command.extend(["--summary-json", summary.to_str().unwrap()]);
-    let mut child = crate::common::spawn_dbprov(&command);
-    crate::common::until_requests(&api, &mut child, 1).await;
-    crate::common::signal(&child, libc::SIGINT);
+    let mut child = spawn_dbprov(&command);
+    until_requests(&job.api, &mut child, 1).await;
+    signal(&child, libc::SIGINT);
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(130));
     let json = read_json(&summary);
@@ -195,13 +138,12 @@ async fn an_interrupted_job_writes_its_summary() {
 #[tokio::test]
 async fn a_refused_key_says_what_to_check_in_text_and_json() {
     const STEP: &str = "the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file";
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", &crate::common::tenants("t", 3));
-    let summary = dir.path("summary.json");
-    let mut args = job_args(&sandbox, &dir, "results.csv");
-    let wrong_key = dir.private_key("dbn_wrong\n");
-    crate::common::set_flag(&mut args, "--api-key-file", &wrong_key);
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 3));
+    let summary = job.dir.path("summary.json");
+    let mut args = job.args("results.csv");
+    let wrong_key = job.dir.private_key("dbn_wrong\n");
+    set_flag(&mut args, "--api-key-file", &wrong_key);
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),
@@ -259,25 +201,20 @@ async fn a_refused_key_says_what_to_check_in_text_and_json() {
             );
         }
     }
-    assert_eq!(Api::new(&sandbox).workspace_names().await.len(), 0);
+    assert_eq!(Api::new(&job.sandbox).workspace_names().await.len(), 0);
 }
 
 #[tokio::test]
 async fn a_summary_path_that_holds_a_results_file_is_refused_and_left_alone() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let first = dir.write("first.csv", ONE_INVALID);
-    let run = dbprov_with(
-        &["run", &first],
-        &job_args(&sandbox, &dir, "first.results.csv"),
-    )
-    .await;
+    let job = Job::new().await;
+    let first = job.dir.write("first.csv", ONE_INVALID);
+    let run = dbprov_with(&["run", &first], &job.args("first.results.csv")).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
-    let records = dir.path("first.results.csv");
+    let records = job.dir.path("first.results.csv");
     let before = std::fs::read(&records).unwrap();
     // A mistyped --summary-json naming another job's results file.
-    let second = dir.write("second.csv", ONE_INVALID);
-    let mut args = job_args(&sandbox, &dir, "second.results.csv");
+    let second = job.dir.write("second.csv", ONE_INVALID);
+    let mut args = job.args("second.results.csv");
     args.extend([
         "--dry-run".to_owned(),
         "--summary-json".to_owned(),
@@ -301,13 +238,12 @@ async fn a_summary_path_that_holds_a_results_file_is_refused_and_left_alone() {
 
 #[tokio::test]
 async fn an_error_before_the_job_replaces_an_earlier_summary() {
-    let sandbox = plain_sandbox().await;
-    let dir = JobDir::new();
-    let input = dir.write("in.csv", ONE_INVALID);
-    let summary = dir.path("s.json");
+    let job = Job::new().await;
+    let input = job.input(ONE_INVALID);
+    let summary = job.dir.path("s.json");
     std::fs::write(&summary, r#"{"exit_code":0,"rows":3}"#).unwrap();
     // The output is the input: refused before the summary file is claimed.
-    let mut args = job_args(&sandbox, &dir, "in.csv");
+    let mut args = job.args("in.csv");
     args.extend([
         "--summary-json".to_owned(),
         summary.to_str().unwrap().to_owned(),

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -20,6 +21,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::body::Frame;
+
+use crate::common::JobDir;
 
 /// The path every write goes to.
 pub const WORKSPACE: &str = "/api/v2/workspace";
@@ -260,6 +263,7 @@ struct Filler {
 }
 
 const CHUNK: usize = 64 * 1024;
+
 static XS: [u8; CHUNK] = [b'x'; CHUNK];
 
 impl Filler {
@@ -312,4 +316,12 @@ impl hyper::body::Body for Filler {
         this.sent += size;
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&XS[..size])))))
     }
+}
+
+/// A key file for a fault server, readable by its owner only. The key is one that no
+/// message contains by chance (a one-letter key would be redacted from every word).
+pub fn fault_key(dir: &JobDir) -> String {
+    let key = dir.write("key", "fault-server-key-3a9c\n");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    key
 }

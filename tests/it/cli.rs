@@ -1,0 +1,122 @@
+//! The command line itself: help and completions, and flag values refused with exit 2 before
+//! anything starts.
+
+use std::process::Stdio;
+
+use crate::common::{set_flag, tenants};
+use crate::fixture::Job;
+use crate::process::{command, dbprov, dbprov_with, line, run_to_end};
+
+#[tokio::test]
+async fn absurd_rates_are_refused_with_exit_2_not_a_panic() {
+    let job = Job::new().await;
+    let mut args = job.args("results.csv");
+    let input = job.input(&tenants("t", 3));
+    for rate in ["1e-20/s", "0.0000001/h"] {
+        set_flag(&mut args, "--rate", rate);
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 2, "--rate {rate}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        assert!(run.stderr.contains("--rate"), "{}", run.stderr);
+    }
+    assert_eq!(job.writes().await, 0);
+}
+
+#[tokio::test]
+async fn a_base_url_with_a_query_and_a_summary_on_stdout_are_refused() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let mut args = job.args("results.csv");
+    set_flag(
+        &mut args,
+        "--base-url",
+        &format!("{}/?a=b", job.sandbox.url()),
+    );
+    let query = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(query.exit, 2, "{}", query.stderr);
+    assert!(query.stderr.contains("?query"), "{}", query.stderr);
+
+    let mut args = job.args("results.csv");
+    set_flag(&mut args, "-o", "-");
+    let mut cmd = command(&line(
+        &["run", &input, "--summary-json", "/dev/stdout"],
+        &args,
+    ));
+    cmd.stdout(Stdio::piped());
+    let stdout = run_to_end(cmd).await;
+    assert_eq!(stdout.exit, 2, "{}", stdout.stderr);
+    assert!(
+        stdout.stderr.contains("standard output"),
+        "{}",
+        stdout.stderr
+    );
+    assert_eq!(job.writes().await, 0);
+}
+
+#[tokio::test]
+async fn help_groups_the_options_and_each_command_speaks_only_of_itself() {
+    let run = dbprov(&["run", "--help"]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let help = &run.stdout;
+    let flags_under = |heading: &str| -> Vec<String> {
+        let start = help
+            .find(&format!("\n{heading}:\n"))
+            .unwrap_or_else(|| panic!("no {heading} heading: {help}"));
+        help[start + heading.len() + 3..]
+            .lines()
+            .take_while(|line| line.is_empty() || line.starts_with(' '))
+            // `-v, --verbose...` or `--log-format <LOG_FORMAT>`, not `- text: ...`
+            .filter_map(|line| {
+                let line = line.trim_start();
+                let long = match line.as_bytes() {
+                    [b'-', short, b',', b' ', ..] if short.is_ascii_alphabetic() => &line[4..],
+                    _ => line,
+                };
+                long.starts_with("--")
+                    .then(|| long.split_whitespace().next().unwrap().to_owned())
+            })
+            .collect()
+    };
+    // The global options in a group of their own, after the run's.
+    assert_eq!(
+        flags_under("Logging"),
+        ["--verbose...", "--quiet...", "--log-format"],
+        "{help}"
+    );
+    assert!(help.find("\nLogging:\n") > help.find("\nReporting:\n"));
+    assert_eq!(
+        flags_under("Input"),
+        ["--delimiter", "--encoding"],
+        "{help}"
+    );
+    assert!(
+        flags_under("Results").contains(&"--excel".to_owned()),
+        "{help}"
+    );
+    for heading in ["API", "Sending", "Rows"] {
+        assert!(!flags_under(heading).is_empty(), "{heading}: {help}");
+    }
+    for command in ["sandbox", "validate", "completions"] {
+        let other = dbprov(&[command, "--help"]).await;
+        assert_eq!(other.exit, 0, "{command}: {}", other.stderr);
+        assert!(other.stdout.contains("\nLogging:\n"), "{}", other.stdout);
+        let text = other.stdout.to_lowercase();
+        assert!(
+            !text.contains("dry run") && !text.contains("dry-run"),
+            "{command}: {}",
+            other.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let run = dbprov(&["completions", shell]).await;
+        assert_eq!(run.exit, 0, "{shell}");
+        assert!(
+            run.stdout.contains("retry") && run.stdout.contains("max-failures"),
+            "{shell}"
+        );
+    }
+}
