@@ -334,7 +334,7 @@ pub struct JobArgs {
     #[arg(long, value_name = "PATH", help_heading = heading::API)]
     pub api_key_file: Option<std::path::PathBuf>,
     /// Requests in flight at most.
-    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, help_heading = heading::SENDING)]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = concurrency, help_heading = heading::SENDING)]
     pub concurrency: usize,
     /// The most the job sends, every attempt included: 10/s, 600/m, 2.5/s, or `unlimited`.
     /// Below it the job paces itself to the API's rate limit (its headers, or its 429s).
@@ -400,6 +400,19 @@ pub struct JobArgs {
     /// network unencrypted).
     #[arg(long, help_heading = heading::API)]
     pub allow_insecure_http: bool,
+}
+
+/// The most requests in flight that `--concurrency` takes.
+pub const MAX_CONCURRENCY: usize = 4096;
+
+/// `--concurrency`: 1 to [`MAX_CONCURRENCY`].
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=MAX_CONCURRENCY) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a number of requests from 1 to {MAX_CONCURRENCY}"
+        )),
+    }
 }
 
 /// A duration above zero (`250ms`, `10s`).

@@ -19,6 +19,8 @@ pub enum NoAnswer {
     ConnectFailed(String),
     /// The connection broke after the request went out: it may have been applied.
     Lost(String),
+    /// The request could not be built (a name too long for a URL): nothing was sent.
+    Unbuildable(String),
 }
 
 /// An HTTP answer, classified.

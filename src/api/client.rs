@@ -1,6 +1,7 @@
 //! One HTTP attempt → a classified outcome. No retries here: that is the job's, under the
 //! retry policy of [`super::retry`].
 
+use std::error::Error as _;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -179,6 +180,14 @@ async fn read_body(
 }
 
 pub(super) fn no_answer(error: reqwest::Error) -> NoAnswer {
+    // A request that could not be built went nowhere: said short, without the URL it
+    // could not make (which may hold the whole name).
+    if error.is_builder() {
+        let why = error
+            .source()
+            .map_or_else(|| "builder error".to_owned(), |e| e.to_string());
+        return NoAnswer::Unbuildable(why.chars().take(200).collect());
+    }
     // A connection that timed out before it was made sent nothing: not a lost answer.
     if error.is_connect() {
         NoAnswer::ConnectFailed(error_chain(&error))

@@ -10,8 +10,9 @@ use anyhow::Context;
 use super::running::Running;
 use super::summary_file;
 use crate::cli::JobArgs;
-use crate::model::{Input, Operation, Output};
+use crate::model::{Input, Operation, Output, Shard};
 use crate::records::file::holder;
+use crate::records::ledger::refuse_continuing;
 use crate::records::rewrite::upgrade_legacy;
 use crate::records::{FileId, OutputFile, PriorResults, ResumeError, Sink, same_file};
 
@@ -40,7 +41,9 @@ pub(crate) fn open_output(
     target: &str,
     operation: Option<Operation>,
     running: Running,
+    shard: Option<Shard>,
 ) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
+    let shard = shard.unwrap_or(Shard::ALL);
     let path = match output {
         Output::Stdout if continuing == Continuing::Resume => {
             anyhow::bail!("--resume continues a results file: give -o PATH, not stdout")
@@ -49,7 +52,7 @@ pub(crate) fn open_output(
         Output::File(path) => path,
     };
     let file = OutputFile::lock(path)?;
-    let Some(prior) = scan_existing(&file, path, target, continuing, running)? else {
+    let Some(prior) = scan_existing(&file, path, target, continuing, running, shard)? else {
         return Ok((Sink::File(file), None));
     };
     let shown = path.display();
@@ -88,11 +91,12 @@ fn scan_existing(
     target: &str,
     continuing: Continuing,
     running: Running,
+    shard: Shard,
 ) -> anyhow::Result<Option<PriorResults>> {
     let shown = path.display();
     // Without -o, a retry's results file is its input too.
     let in_place = running == (Running::Retry { in_place: true });
-    match PriorResults::scan(&file.real_path, target) {
+    match PriorResults::scan(&file.real_path, target, shard) {
         Ok(prior) => Ok(prior),
         Err(error @ ResumeError::Io { .. }) => Err(error.into()),
         Err(_) if continuing == Continuing::Overwrite => Ok(None),
@@ -145,25 +149,37 @@ fn continue_file(
         anyhow::bail!("{shown} holds the results of `dbprov {by}`, and {this}: give another -o");
     }
     if prior.columns.is_legacy() || !prior.columns.in_place() {
-        match prior.columns.is_legacy() {
-            true => tracing::info!("{shown} was written before _target was recorded: adding it"),
+        let missing = match (prior.columns.is_legacy(), prior.columns.has_operation()) {
+            (true, _) => Some("_target and _operation"),
+            (false, false) => Some("_operation"),
+            (false, true) => None,
+        };
+        match missing {
+            Some(missing) => {
+                tracing::info!("{shown} was written before {missing} were recorded: adding them")
+            }
             // A spreadsheet moved them: the rows this run appends must line up.
-            false => tracing::info!(
+            None => tracing::info!(
                 "the result columns of {shown} are not first, in dbprov's order: putting them back"
             ),
         }
-        upgrade_legacy(&prior, &file.real_path)
+        // Each row's own operation where it says one, else what wrote the file, else what
+        // continues it.
+        let fill = match (prior.written_by.operation(), operation) {
+            (Ok(written), _) => written,
+            (Err(_), Some(operation)) => operation,
+            (Err(_), None) => Operation::Create,
+        };
+        upgrade_legacy(&prior, &file.real_path, fill)
             .with_context(|| format!("cannot rewrite {shown}"))?;
         // The rewrite is a new file: the lock must be on it.
         drop(file);
         file = OutputFile::lock(path)?;
-        prior = PriorResults::scan(&file.real_path, target)?
+        prior = PriorResults::scan(&file.real_path, target, prior.shard)?
             .ok_or_else(|| anyhow::anyhow!("{shown} became empty while it was read"))?;
     }
-    if let (rows @ 1.., other) = &prior.elsewhere {
-        tracing::warn!(
-            "{rows} rows of {shown} were recorded against {other}, not {target}: their successes do not count here, and those rows are sent again"
-        );
+    if let Some(refusal) = refuse_continuing(&prior, &shown.to_string(), target) {
+        anyhow::bail!(refusal);
     }
     file.check_rewrite().with_context(|| {
         format!("{shown} is rewritten at the end of the run, and its folder does not allow that")
@@ -179,7 +195,7 @@ pub(crate) fn scan_input(
     target: &str,
     running: Running,
 ) -> anyhow::Result<Option<PriorResults>> {
-    match PriorResults::scan(path, target) {
+    match PriorResults::scan(path, target, Shard::ALL) {
         Err(ResumeError::NotResults { missing, .. }) => {
             anyhow::bail!(not_results_input(
                 &path.display().to_string(),

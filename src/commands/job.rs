@@ -13,7 +13,7 @@ use crate::model::{Input, MaxFailures, Operation, Output, Shard};
 use crate::pacing::PacingReport;
 use crate::records::{PriorResults, Sink};
 use crate::report::summary::AnnouncedLimit;
-use crate::report::{Summary, logging, progress, signals};
+use crate::report::{Summary, Tally, logging, progress, signals};
 
 /// How a command ended, as the exit codes of `DESIGN.md` tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +149,7 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     let bar = job.progress.clone();
     let report = job::run(job).await?;
     bar.finish_and_clear();
+    warn_of_the_ledger(&report.tally, &output, args);
     let mut exit = match report.stopped {
         Some(StopReason::OutputFailed) => Exit::OutputFailed,
         Some(
@@ -354,5 +355,30 @@ fn shell_quote(text: &str) -> String {
         text.to_owned()
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// What the ledger kept that the operator should know of: records of names the input lost
+/// (many of them may mean a truncated export), and kept rows whose input changed.
+fn warn_of_the_ledger(tally: &Tally, output: &Output, args: &JobArgs) {
+    let (missing, rows) = (tally.not_in_input, tally.rows());
+    if missing > 0 && missing * 10 >= rows + missing {
+        tracing::warn!(
+            "{missing} records of {output} are of names this input does not have ({rows} rows): they stay in the file, after this run's rows. If the input was cut short (a truncated export), mend it and run again"
+        );
+    } else if missing > 0 {
+        tracing::info!(
+            "{missing} records of {output} are of names this input does not have: kept after this run's rows"
+        );
+    }
+    if tally.changed_since_sent > 0 {
+        let how = match args.on_exists {
+            crate::cli::OnExistsArg::Update => "",
+            _ => "; --on-exists update PUTs the new ones",
+        };
+        tracing::warn!(
+            "{} kept rows have other values in the input than they were sent with: their records keep the values the workspaces have{how}",
+            tally.changed_since_sent
+        );
     }
 }

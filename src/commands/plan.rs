@@ -26,6 +26,7 @@ pub(super) async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
         &target.name,
         Some(Operation::Create),
         Running::Plan,
+        args.job.shard,
     )?;
     let format = CsvFormat::from(args.csv);
     let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;

@@ -87,6 +87,7 @@ fn in_place(args: &RetryArgs, target: &str) -> anyhow::Result<Opened> {
         target,
         None,
         running,
+        args.job.shard,
     )?;
     let log = log.ok_or_else(|| nothing_to_retry(args))?;
     let operation = operation_of(args, &log)?;
@@ -130,6 +131,7 @@ fn into_another(args: &RetryArgs, path: &str, target: &str) -> anyhow::Result<Op
         target,
         Some(operation),
         running,
+        args.job.shard,
     )?;
     Ok(Opened {
         input: Arc::new(input),
@@ -148,6 +150,12 @@ fn nothing_to_retry(args: &RetryArgs) -> anyhow::Error {
 /// The rows are re-sent as the command that wrote them sent them: a delete's are deleted
 /// again, never created.
 fn operation_of(args: &RetryArgs, log: &PriorResults) -> anyhow::Result<Operation> {
+    let unrecorded = log.written_by.unrecorded;
+    anyhow::ensure!(
+        unrecorded == 0,
+        "{} has {unrecorded} rows whose _operation is empty or not one of create, update, delete: retry sends each row as its _operation says, and will not guess. Write it back (the command that wrote the file: create for run, update, delete)",
+        args.results
+    );
     log.written_by.operation().map_err(|both| {
         anyhow::anyhow!(
             "{} holds rows of {both}: retry cannot tell which to send. Split the file, or send the rows again with the command they are for",

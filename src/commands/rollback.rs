@@ -65,6 +65,7 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
         &target.name,
         Some(Operation::Delete),
         Running::Rollback,
+        args.job.shard,
     )?;
     if let Some(undo) = &output_log
         && let Err(error) = refuse_another_rollbacks(undo, &source, &args.results, &output)

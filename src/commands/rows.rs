@@ -42,6 +42,7 @@ pub(super) async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow
         &target.name,
         Some(operation),
         Running::Rows(operation),
+        args.job.shard,
     )?;
     let format = CsvFormat::from(args.csv);
     let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;

@@ -4,7 +4,7 @@
 use csv::ByteRecord;
 
 use crate::api::workspace::Field;
-use crate::model::RESULT_COLUMNS;
+use crate::model::{LEGACY_COLUMNS, RESULT_COLUMNS};
 
 /// Why a header cannot be used. Each of these stops the job before any request.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,9 @@ pub struct Header {
     pub width: usize,
     /// Carried columns that are not request fields (never sent).
     pub ignored: Vec<String>,
+    /// The input is a results file: its cells are read as the values they hold (a
+    /// formula's `'` taken off).
+    pub from_results: bool,
 }
 
 impl Header {
@@ -114,6 +117,9 @@ pub fn parse_header(raw: &ByteRecord, source: &str, delimiter: u8) -> Result<Hea
         carried_names,
         width: names.len(),
         ignored,
+        from_results: RESULT_COLUMNS[..LEGACY_COLUMNS]
+            .iter()
+            .all(|column| names.iter().any(|n| n == column)),
     };
     if header.index(Field::Name).is_none() {
         let first_line: String = names

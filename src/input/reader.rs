@@ -11,10 +11,11 @@ use csv::ByteRecord;
 use super::decode::{self, CsvFormat, DecodeError, Decoded};
 use super::header::{Header, HeaderError, parse_header};
 use super::lines::{CsvLines, Kind};
-use super::row::{DUPLICATE_IN_INPUT, RowError, name_cell, parse_row};
+use super::row::{DUPLICATE_IN_INPUT, RowError, RowRules, line_text, name_cell, parse_row};
 use super::shard::shard_of;
 use crate::api::RowRequest;
 use crate::api::workspace::Field;
+use crate::model::cells::unescape;
 use crate::model::{Earlier, Input, Shard};
 
 /// Why the input cannot be read at all. Each of these stops the job before any request.
@@ -59,8 +60,23 @@ pub struct InputRow {
     pub cells: ByteRecord,
     /// The request to send, or why there is none.
     pub request: Result<RowRequest, RowError>,
+    /// A hash of the values the request is made of (`row::values`); 0 for a row that
+    /// sends only its name, or has no request.
+    pub values: u64,
     /// `retry`: the outcome the results file records for the row.
     pub earlier: Option<Earlier>,
+}
+
+/// A results file's cells as the values they hold: a formula's `'` taken off (see
+/// `model::cells`), the record's place kept.
+fn unescape_cells(record: &mut ByteRecord) {
+    if !record.iter().any(|cell| cell.first() == Some(&b'\'')) {
+        return;
+    }
+    let position = record.position().cloned();
+    let unescaped: ByteRecord = record.iter().map(unescape).collect();
+    *record = unescaped;
+    record.set_position(position);
 }
 
 /// A results file read as input (`retry`, `rollback`): the ledger, which knows the file,
@@ -101,8 +117,9 @@ pub struct InputReader {
     recorded: Option<Box<dyn Recorded>>,
     /// Only rows of this shard are read.
     shard: Shard,
-    /// Only the name is read and checked (a delete).
+    /// Only the name is read and checked (a delete); names are exact (update, delete).
     names_only: bool,
+    exact_names: bool,
     /// What the text was decoded from.
     decoded: Decoded,
 }
@@ -156,6 +173,7 @@ impl InputReader {
             recorded: None,
             shard: Shard::ALL,
             names_only: false,
+            exact_names: false,
             decoded,
         })
     }
@@ -170,6 +188,13 @@ impl InputReader {
     /// Reads and checks only each row's name: a delete needs nothing else.
     pub fn names_only(mut self, names_only: bool) -> InputReader {
         self.names_only = names_only;
+        self
+    }
+
+    /// Takes each name as exactly the workspace's (`update`, `delete`): a name with
+    /// spaces at its start or end is `INVALID_NAME`, not trimmed into another one.
+    pub fn exact_names(mut self, exact_names: bool) -> InputReader {
+        self.exact_names = exact_names;
         self
     }
 
@@ -205,6 +230,9 @@ impl InputReader {
                 }
             }
             self.rows += 1;
+            if self.header.from_results {
+                unescape_cells(&mut self.record);
+            }
             if let Some(row) = self.current_row() {
                 return Ok(Some(row));
             }
@@ -225,30 +253,33 @@ impl InputReader {
             return None;
         }
         let cells = self.carried_cells();
-        let (name, request) = match self.kind {
-            Kind::Whole => parse_row(
-                &self.header,
-                &self.record,
-                line,
-                self.names_only,
-                self.decoded,
-            ),
-            Kind::OpenQuote => (
-                None,
-                Err(RowError::new(
+        let rules = RowRules {
+            names_only: self.names_only,
+            exact_names: self.exact_names,
+            decoded: self.decoded,
+            delimiter: self.lines.delimiter(),
+        };
+        let parsed = match self.kind {
+            Kind::Whole => parse_row(&self.header, &self.record, line, rules),
+            Kind::OpenQuote => super::row::Parsed {
+                name: None,
+                request: Err(RowError::new(
                     "MALFORMED_ROW",
                     format!(
-                        "line {line}: a quote opens a field and is never closed; the lines after it are read as rows of their own"
+                        "line {line}: a quote opens a field and is never closed; the lines after it are read as rows of their own; the line as read: {}",
+                        line_text(&self.record, rules.delimiter)
                     ),
                 )),
-            ),
+                values: 0,
+            },
         };
-        let request = self.refuse_duplicate(line, name.as_deref(), request);
+        let request = self.refuse_duplicate(line, parsed.name.as_deref(), parsed.request);
         Some(InputRow {
             row,
             line,
-            name,
+            name: parsed.name,
             cells,
+            values: parsed.values,
             request,
             earlier,
         })
@@ -536,5 +567,50 @@ mod tests {
             Err(InputError::Header(HeaderError::DuplicateColumn { .. }))
         ));
         assert_eq!(read("name,connectionType\n").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn names_of_existing_workspaces_are_taken_exactly() {
+        let read_exact = |csv: &str| {
+            let reader = InputReader::from_reader(
+                Box::new(std::io::Cursor::new(csv.to_owned())),
+                "t.csv".into(),
+                CsvFormat::default(),
+            )
+            .unwrap()
+            .names_only(true)
+            .exact_names(true);
+            let mut reader = reader;
+            let mut codes = Vec::new();
+            while let Some(row) = reader.next_row().unwrap() {
+                codes.push(row.request.err().map(|e| e.code));
+            }
+            codes
+        };
+        assert_eq!(
+            read_exact("name\n\"Globex \"\n\" Trail Co\"\nAcme\n"),
+            [Some("INVALID_NAME"), Some("INVALID_NAME"), None]
+        );
+        let long = format!("name\n{}\n", "n".repeat(5000));
+        assert_eq!(read_exact(&long), [Some("INVALID_NAME")]);
+        // A run trims, as it always did.
+        let run = codes("name,connectionType\n\"Globex \",MULTI_DATASOURCE\n");
+        assert_eq!(run, ["ok"]);
+    }
+
+    #[test]
+    fn values_change_with_what_is_sent_and_not_with_letter_case_or_spaces() {
+        let values_of = |csv: &str| read(csv).unwrap()[0].values;
+        let header = "name,connectionType,themeName,owner\n";
+        let dark = values_of(&format!("{header}a,MULTI_DATASOURCE,dark,x\n"));
+        assert_eq!(
+            dark,
+            values_of(&format!("{header}b, multi_datasource , dark ,y\n"))
+        );
+        assert_ne!(
+            dark,
+            values_of(&format!("{header}a,MULTI_DATASOURCE,corporate,x\n"))
+        );
+        assert_ne!(dark, 0);
     }
 }

@@ -35,31 +35,63 @@ pub(crate) fn name_cell(record: &ByteRecord, index: usize) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Validates one record into a request; also returns its trimmed name, if any.
+/// How the rows of a job are read and checked.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRules {
+    /// Only the name is read and checked (a delete).
+    pub names_only: bool,
+    /// The name must be exactly the workspace's (`update`, `delete`): spaces at either end
+    /// make it ambiguous, and the row `INVALID_NAME`.
+    pub exact_names: bool,
+    /// What the text was decoded from.
+    pub decoded: Decoded,
+    /// The input's field separator, to show a malformed line as it was.
+    pub delimiter: u8,
+}
+
+/// The most bytes a name may take in a request URL once percent-encoded: a delete (and
+/// a rollback) names the workspace in the URL, and servers and proxies refuse request
+/// lines past a few KiB. A name longer than this could be created but never deleted.
+pub const MAX_NAME_IN_URL: usize = 4096;
+
+/// What one record came to: its trimmed name, its request or why there is none, and a
+/// hash of the values it sends.
+pub(crate) struct Parsed {
+    pub(crate) name: Option<String>,
+    pub(crate) request: Result<RowRequest, RowError>,
+    /// See [`values`]; 0 for a row that sends only its name.
+    pub(crate) values: u64,
+}
+
+/// Validates one record into a request.
 pub(crate) fn parse_row(
     header: &Header,
     record: &ByteRecord,
     line: u64,
-    names_only: bool,
-    decoded: Decoded,
-) -> (Option<String>, Result<RowRequest, RowError>) {
+    rules: RowRules,
+) -> Parsed {
+    let refused = |error: RowError| Parsed {
+        name: None,
+        request: Err(error),
+        values: 0,
+    };
     if record.len() != header.width {
-        let error = RowError::new(
+        return refused(RowError::new(
             "MALFORMED_ROW",
             format!(
-                "line {line}: has {} fields, the header has {}",
+                "line {line}: has {} fields, the header has {}; the line as read: {}",
                 record.len(),
-                header.width
+                header.width,
+                line_text(record, rules.delimiter)
             ),
-        );
-        return (None, Err(error));
+        ));
     }
-    let texts = match texts(header, record, line, names_only) {
+    let texts = match texts(header, record, line, rules.names_only) {
         Ok(texts) => texts,
-        Err(error) => return (None, Err(error)),
+        Err(error) => return refused(error),
     };
-    if let Some(error) = garbled(header, &texts, line, names_only, decoded) {
-        return (None, Err(error));
+    if let Some(error) = garbled(header, &texts, line, rules.names_only, rules.decoded) {
+        return refused(error);
     }
     let cell = |field: Field| {
         header
@@ -68,18 +100,88 @@ pub(crate) fn parse_row(
             .filter(|text| !text.is_empty())
     };
     let name = cell(Field::Name).map(str::to_owned);
+    let raw_name = header.index(Field::Name).map_or("", |i| texts[i]);
     let request = match &name {
-        Some(name) if names_only => Ok(RowRequest::Name(name.clone())),
-        None if names_only => Err(RowError::new("MISSING_NAME", "name is empty")),
+        Some(name) if rules.exact_names && raw_name != name => Err(spaced_name(raw_name, name)),
+        Some(name) if encoded_len(name) > MAX_NAME_IN_URL => Err(RowError::new(
+            "INVALID_NAME",
+            format!(
+                "name is {} bytes once encoded in a request URL; at most {MAX_NAME_IN_URL} can be sent (a delete or a rollback names the workspace in its URL)",
+                encoded_len(name)
+            ),
+        )),
+        Some(name) if rules.names_only => Ok(RowRequest::Name(name.clone())),
+        None if rules.names_only => Err(RowError::new("MISSING_NAME", "name is empty")),
         _ => build_request(cell).map(RowRequest::Settings),
     };
-    (
+    let values = match rules.names_only {
+        true => 0,
+        false => values(header, |i| texts.get(i).copied()),
+    };
+    Parsed {
         name,
-        request.map_err(|mut e| {
+        request: request.map_err(|mut e| {
             e.message = format!("line {line}: {}", e.message);
             e
         }),
+        values,
+    }
+}
+
+/// A name with spaces at its start or end, for a command that finds workspaces by name.
+fn spaced_name(raw: &str, trimmed: &str) -> RowError {
+    RowError::new(
+        "INVALID_NAME",
+        format!(
+            "name '{raw}' has spaces at its start or end: which workspace it means is ambiguous ('{trimmed}' or '{raw}'); write the workspace's name exactly, without them"
+        ),
     )
+}
+
+/// The length of a name percent-encoded in a URL's query.
+fn encoded_len(name: &str) -> usize {
+    name.bytes()
+        .map(
+            |b| match b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                true => 1,
+                false => 3,
+            },
+        )
+        .sum()
+}
+
+/// A record as its line read, its fields joined again by `delimiter` (quoted where they
+/// need it), so that a malformed row's record keeps every cell of it.
+pub(crate) fn line_text(record: &ByteRecord, delimiter: u8) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let _ = writer.write_byte_record(record);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
+/// A hash of the values a row's request is made of (every request field but the name,
+/// trimmed; letter case ignored where the request ignores it): a kept row whose values
+/// hash otherwise than those it was sent with has changed since. Never 0.
+pub fn values<'a>(header: &Header, cell: impl Fn(usize) -> Option<&'a str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    for field in Field::ALL.iter().filter(|f| **f != Field::Name) {
+        let text = header.index(*field).and_then(&cell).unwrap_or("").trim();
+        let any_case = matches!(
+            field,
+            Field::ConnectionType | Field::IsEnableMetricSuggestions | Field::IsEnableMetricSummary
+        );
+        match any_case {
+            true => text.to_ascii_lowercase().hash(&mut hasher),
+            false => text.hash(&mut hasher),
+        }
+    }
+    hasher.finish().max(1)
 }
 
 /// The record's cells as text; a cell that is not UTF-8 makes the row malformed, unless

@@ -4,13 +4,17 @@
 
 use std::time::{Instant, SystemTime};
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::shared::{Mode, Sender, Shared, StopReason};
 use super::triage::Carried;
+use super::writer::ToWrite;
 use crate::api::retry::{is_retryable_status, may_have_applied};
 use crate::api::{Answer, NoAnswer, RowRequest, Verb, says_absent};
-use crate::model::notes::{NOT_CONNECTED, NOT_LISTED};
+use crate::model::notes::{IN_FLIGHT, NOT_CONNECTED, NOT_LISTED, VALUES_UNKNOWN};
 use crate::model::{OnExists, Operation, RowOutcome, Status};
 use crate::pacing::{Next, Seen};
+use crate::records::ledger::{self, Because, Final, settle};
 use crate::report::signals;
 
 /// The message of a row an earlier run recorded done, whose name the list did not show,
@@ -23,19 +27,27 @@ const FOUND_AFTER_ALL: &str =
 /// tell; the record stands, and a rollback never deletes what may not be the job's.
 const FOUND_AFTER_A_LOST_ANSWER: &str = "recorded so by an earlier run; not in the list before this run; there after an attempt that got no clear answer, which may have made it";
 
-/// Sends one row, beginning with `verb`, until it has a final outcome.
-pub async fn provision(
+/// The message of a row whose name was taken after an attempt of this run got no clear
+/// answer, when no list from before the run says whether the name was free.
+const TAKEN_AFTER_A_LOST_ANSWER: &str = "taken after an attempt that got no clear answer: this run may have created it, or it was there before; without a list of the workspaces from before the run nobody can tell, so it is not claimed (a rollback leaves it)";
+
+/// Sends one row, beginning with `verb`, until it has a final outcome; its record.
+pub(crate) async fn provision(
     shared: &Shared,
     mut row: Carried,
     request: RowRequest,
     verb: Verb,
-) -> RowOutcome {
+    outcomes_tx: &mpsc::Sender<ToWrite>,
+) -> Final {
     let mut trail = Trail::default();
-    let verdict = attempt_until_final(shared, &request, verb, &mut row, &mut trail).await;
+    let verdict =
+        attempt_until_final(shared, (&request, verb, outcomes_tx), &mut row, &mut trail).await;
     if verdict.status == Status::Failed {
         shared.count_failure();
     }
-    RowOutcome {
+    let standing = row.standing.take();
+    let stands = verdict.stands;
+    let outcome = RowOutcome {
         row: row.row,
         name: row.name,
         status: verdict.status,
@@ -50,6 +62,55 @@ pub async fn provision(
         cells: row.cells,
         maybe_created: row.maybe_created,
         absent_before: row.absent_before,
+    };
+    match standing {
+        Some(standing) if stands => {
+            let note = outcome.error_message.clone();
+            ledger::stands(outcome, standing, &note)
+        }
+        standing => settle(outcome, standing),
+    }
+}
+
+/// The record a row gets just before its first request goes out: what a rerun reads if
+/// the process dies before the row's final record is written. Waits for it to be
+/// written; `Err` if it could not be: then the request does not go out.
+async fn record_sending(
+    row: &Carried,
+    verb: Verb,
+    outcomes_tx: &mpsc::Sender<ToWrite>,
+) -> Result<(), StopReason> {
+    // A workspace this job created stays the job's whatever this request does to it.
+    let ours = row
+        .standing
+        .as_ref()
+        .is_some_and(|s| s.status == Status::Created);
+    let pending = RowOutcome {
+        row: row.row,
+        name: row.name.clone(),
+        status: Status::Skipped,
+        error_code: StopReason::Interrupted.code().to_owned(),
+        error_message: match verb {
+            Verb::Put => format!("{IN_FLIGHT} ({VALUES_UNKNOWN})"),
+            Verb::Post | Verb::Delete => IN_FLIGHT.to_owned(),
+        },
+        http_status: None,
+        attempts: 1,
+        retries: 0,
+        put_after_taken: false,
+        latency_ms: None,
+        finished_at: SystemTime::now(),
+        cells: row.cells.clone(),
+        maybe_created: true,
+        absent_before: row.absent_before || ours,
+    };
+    let (written_tx, written_rx) = oneshot::channel();
+    let sent = outcomes_tx
+        .send(ToWrite::Sending(Box::new(pending), written_tx))
+        .await;
+    match (sent, written_rx.await) {
+        (Ok(()), Ok(true)) => Ok(()),
+        _ => Err(StopReason::OutputFailed),
     }
 }
 
@@ -88,6 +149,9 @@ struct Verdict {
     status: Status,
     code: String,
     message: String,
+    /// The workspace is in place as the record that stands says: that record is kept, with
+    /// the message after it.
+    stands: bool,
 }
 
 impl Verdict {
@@ -96,6 +160,7 @@ impl Verdict {
             status,
             code: code.to_owned(),
             message: message.into(),
+            stands: false,
         }
     }
 
@@ -139,8 +204,7 @@ enum Judged {
 /// workspace; set when one of these attempts may have.
 async fn attempt_until_final(
     shared: &Shared,
-    request: &RowRequest,
-    mut verb: Verb,
+    (request, mut verb, outcomes_tx): (&RowRequest, Verb, &mpsc::Sender<ToWrite>),
     row: &mut Carried,
     trail: &mut Trail,
 ) -> Verdict {
@@ -160,12 +224,26 @@ async fn attempt_until_final(
             Ok(ticket) => ticket,
             Err(reason) => return Verdict::stopped(reason, trail),
         };
+        // Before the row's first request, and before the PUT that follows a taken name.
+        let first_of_its_verb = trail.attempts == 0 || matches!(next, NextAttempt::PutAfterTaken);
+        if first_of_its_verb && let Err(reason) = record_sending(row, verb, outcomes_tx).await {
+            shared.pacer().release(ticket);
+            shared.stop(reason);
+            return Verdict::stopped(shared.stopped().unwrap_or(reason), trail);
+        }
         trail.going_out(next);
         next = NextAttempt::Again;
         let sent = sender
             .client
             .send(verb, request.body(verb), request.name())
             .await;
+        if let Err(NoAnswer::Unbuildable(why)) = &sent {
+            // No attempt: nothing went out, and it says nothing of the API.
+            shared.pacer().release(ticket);
+            trail.not_sent();
+            let message = format!("the request cannot be built ({why}): nothing was sent");
+            return Verdict::new(Status::Invalid, "INVALID_NAME", message);
+        }
         trail.came_back(&sent, verb, row);
         match shared.pacer().observe(ticket, seen(&sent, &timed_out)) {
             Next::Proceed => {}
@@ -212,6 +290,15 @@ impl Trail {
         }
     }
 
+    /// The attempt just counted never went out.
+    fn not_sent(&mut self) {
+        self.attempts -= 1;
+        if self.attempts == 0 {
+            self.started = None;
+            signals::recorded();
+        }
+    }
+
     /// What came back of the attempt. Whatever comes next (a retry, a pause, the job
     /// stopping), this attempt may have created (or deleted) the workspace unseen: no
     /// answer after it went out, or an error that hides the outcome (a 5xx). A PUT
@@ -222,7 +309,7 @@ impl Trail {
         row.maybe_created |= verb != Verb::Put
             && match sent {
                 Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
-                Err(NoAnswer::ConnectFailed(_)) => false,
+                Err(NoAnswer::ConnectFailed(_) | NoAnswer::Unbuildable(_)) => false,
                 Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
             };
     }
@@ -236,7 +323,9 @@ fn seen<'a>(sent: &'a Result<Answer, NoAnswer>, timed_out: &'a str) -> Seen<'a> 
             announced: answer.announced,
             retry_after: answer.retry_after,
         },
-        Err(NoAnswer::ConnectFailed(message)) => Seen::NotConnected(message),
+        Err(NoAnswer::ConnectFailed(message) | NoAnswer::Unbuildable(message)) => {
+            Seen::NotConnected(message)
+        }
         Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
         Err(NoAnswer::Timeout) => Seen::NoAnswer(timed_out),
     }
@@ -257,7 +346,7 @@ fn not_answered(no_answer: NoAnswer, timed_out: &str) -> NotYet {
             message: format!("{NOT_CONNECTED}: {message}"),
             retry_after: None,
         },
-        NoAnswer::Lost(message) => NotYet {
+        NoAnswer::Lost(message) | NoAnswer::Unbuildable(message) => NotYet {
             code: "CONNECTION_ERROR".to_owned(),
             message,
             retry_after: None,
@@ -298,12 +387,21 @@ fn judge(shared: &Shared, sender: &Sender, verb: Verb, row: &Carried, answer: An
 /// A success: what it says of the row, after what earlier attempts and runs left.
 fn succeeded(shared: &Shared, verb: Verb, row: &Carried) -> Verdict {
     let creating = shared.operation == Operation::Create;
-    match (verb, row.recorded_done) {
-        (Verb::Put, Some(Status::Created)) => {
-            return Verdict::new(Status::Created, "", FOUND_AFTER_ALL);
-        }
-        (Verb::Put, Some(_)) => return Verdict::new(Status::Updated, "", FOUND_AFTER_ALL),
-        _ => {}
+    if let (Verb::Put, Some(standing)) = (verb, &row.standing) {
+        // A workspace this job created stays the job's when it is PUT: a rollback of the
+        // file still deletes it.
+        let status = match standing.status {
+            Status::Created => Status::Created,
+            _ => Status::Updated,
+        };
+        let message = match standing.because {
+            Because::Vanished => FOUND_AFTER_ALL,
+            Because::Changed if status == Status::Created => {
+                "created by an earlier run; its values changed since, and this run PUT them"
+            }
+            Because::Changed => "its values changed since an earlier run, and this run PUT them",
+        };
+        return Verdict::new(status, "", message);
     }
     match (verb, creating && row.maybe_created, row.absent_before) {
         (Verb::Post, ..) => Verdict::new(Status::Created, "", ""),
@@ -335,25 +433,35 @@ fn name_taken(on_exists: OnExists, row: &Carried, code: &str, message: String) -
     // and the record stands (with its settings PUT if asked). A lost answer of this
     // re-send changes nothing: created stays ours, and what was there before stays not
     // ours.
-    if let Some(status) = row.recorded_done
+    if let Some(standing) = &row.standing
         && on_exists != OnExists::Update
     {
-        let message = if row.maybe_created && status == Status::Exists {
+        let message = if row.maybe_created && standing.status != Status::Created {
             FOUND_AFTER_A_LOST_ANSWER
         } else {
             FOUND_AFTER_ALL
         };
-        return Judged::Final(Verdict::new(status, "", message));
+        return Judged::Final(Verdict {
+            stands: true,
+            ..Verdict::new(standing.status, "", message)
+        });
     }
-    Judged::Final(match (on_exists, row.maybe_created) {
+    Judged::Final(match (on_exists, row.maybe_created, row.absent_before) {
         // The PUT makes the row's settings true whoever created it.
-        (OnExists::Update, _) => return Judged::PutInstead,
-        (_, true) => {
+        (OnExists::Update, ..) => return Judged::PutInstead,
+        // Ours, made by an earlier run's attempt whose values nobody knows: PUT the row's,
+        // so that the record says what the workspace has.
+        (_, true, true) if row.lost_in_an_earlier_run() => return Judged::PutInstead,
+        // The list before the run did not show it: the lost answer made it.
+        (_, true, true) => {
             let message = "an earlier attempt, whose answer was lost, created it";
             Verdict::new(Status::Created, "", message)
         }
-        (OnExists::Skip, false) => Verdict::new(Status::Exists, "", ""),
-        (OnExists::Fail, false) => Verdict::new(Status::Failed, code, message),
+        // Without a list from before the run, nobody can tell: not claimed, so that a
+        // rollback never deletes a workspace that was there before.
+        (_, true, false) => Verdict::new(Status::Exists, "", TAKEN_AFTER_A_LOST_ANSWER),
+        (OnExists::Skip, false, _) => Verdict::new(Status::Exists, "", ""),
+        (OnExists::Fail, false, _) => Verdict::new(Status::Failed, code, message),
     })
 }
 

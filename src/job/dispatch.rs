@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::attempt;
 use super::shared::{Mode, Shared, StopReason};
-use super::triage::{Carried, Triage, triage, unsent};
+use super::triage::{Carried, Triage, done, triage};
 use super::writer::ToWrite;
 use crate::api::{RowRequest, Verb};
 use crate::input::InputRow;
@@ -122,7 +122,10 @@ struct Workers {
 impl Workers {
     /// Hands a final row to the writer; `false` if the writer is gone.
     async fn record(&self, row: Final, slot: Option<OwnedSemaphorePermit>) -> bool {
-        self.outcomes_tx.send((row, slot)).await.is_ok()
+        self.outcomes_tx
+            .send(ToWrite::Final(row, slot))
+            .await
+            .is_ok()
     }
 
     /// Starts a worker for the row once a slot is free; a row the job stops before is
@@ -136,8 +139,8 @@ impl Workers {
         };
         let Some(slot) = slot else {
             let reason = shared.stopped().unwrap_or(StopReason::Interrupted);
-            let outcome = unsent(row, Status::Skipped, reason.code(), reason.message());
-            return self.record(Final::Outcome(outcome), None).await;
+            let skipped = done(row, Status::Skipped, reason.code(), reason.message());
+            return self.record(skipped, None).await;
         };
         let (worker, outcomes_tx) = (shared.clone(), self.outcomes_tx.clone());
         // Retries and the HTTP stack's own logs carry the row they belong to. Not `name`:
@@ -145,10 +148,8 @@ impl Workers {
         let span = tracing::debug_span!("row", row = row.row, workspace = row.name.as_deref());
         self.set.spawn(
             async move {
-                let outcome = attempt::provision(&worker, row, request, verb).await;
-                let _ = outcomes_tx
-                    .send((Final::Outcome(outcome), Some(slot)))
-                    .await;
+                let recorded = attempt::provision(&worker, row, request, verb, &outcomes_tx).await;
+                let _ = outcomes_tx.send(ToWrite::Final(recorded, Some(slot))).await;
             }
             .instrument(span),
         );

@@ -87,7 +87,9 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
                 announced: answer.announced,
                 retry_after: answer.retry_after,
             }),
-            Err(NoAnswer::ConnectFailed(message)) => Some(Seen::NotConnected(message)),
+            Err(NoAnswer::ConnectFailed(message) | NoAnswer::Unbuildable(message)) => {
+                Some(Seen::NotConnected(message))
+            }
             // A list that gives no answer in time (or breaks off) says nothing of whether
             // the writes are answered: it does not count towards an outage.
             Err(NoAnswer::Lost(_) | NoAnswer::Timeout) => None,
@@ -176,7 +178,11 @@ fn what_came(shared: &Shared, listed: Result<Listed, NoAnswer>, timeout: Duratio
             None,
             format!("no answer within {}", humantime::format_duration(timeout)),
         ),
-        Err(NoAnswer::Lost(message) | NoAnswer::ConnectFailed(message)) => (None, message),
+        Err(
+            NoAnswer::Lost(message)
+            | NoAnswer::ConnectFailed(message)
+            | NoAnswer::Unbuildable(message),
+        ) => (None, message),
     };
     Came::Again { retry_after, why }
 }

@@ -20,7 +20,7 @@ use crate::input::{CsvFormat, InputError, InputReader, InputRow};
 use crate::model::{Input, Operation, Shard};
 use crate::pacing::{Pacer, PacingReport};
 use crate::records::as_input::read_log;
-use crate::records::{Layout, PriorResults, ResultsWriter, ResumeError, Sink};
+use crate::records::{Finished, Layout, PriorResults, ResultsWriter, ResumeError, Sink};
 use crate::report::signals;
 use crate::report::{Tally, error_line};
 
@@ -159,7 +159,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     signals::rerun_is(rerun);
     let streamed_input = job.source.is_streamed();
     let list_first = job.lists_first();
-    let reader = match open_reader(job.source, job.shard, job.operation.names_only()).await {
+    let reader = match open_reader(job.source, job.shard, job.operation).await {
         Ok(reader) => reader,
         Err(error) => {
             job.sink.discard_if_unused();
@@ -176,7 +176,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let layout = Layout::new(job.excel, reader.delimiter());
     let writer = open_writer(
         job.sink,
-        job.output_log.as_deref(),
+        job.output_log.as_ref(),
         header.carried_names(),
         &job.output_name,
         Target {
@@ -252,15 +252,22 @@ impl Source {
 async fn open_reader(
     source: Source,
     shard: Shard,
-    names_only: bool,
+    operation: Operation,
 ) -> Result<InputReader, InputError> {
+    // An update or a delete names a workspace that exists, exactly; a rollback deletes
+    // what a run created, under the name the run sent (trimmed).
+    let exact_names = operation != Operation::Create && !matches!(source, Source::Created(_));
     tokio::task::spawn_blocking(move || {
         let reader = match source {
             Source::Csv(input, format) => InputReader::open(&input, format),
             Source::Results(log) => read_log(log, false),
             Source::Created(log) => read_log(log, true),
         };
-        reader.map(|r| r.with_shard(shard).names_only(names_only))
+        reader.map(|r| {
+            r.with_shard(shard)
+                .names_only(operation.names_only())
+                .exact_names(exact_names)
+        })
     })
     .await
     .expect("the input reader does not panic")
@@ -277,7 +284,7 @@ struct Target<'a> {
 /// be the input's), or a new file.
 fn open_writer(
     sink: Sink,
-    output_log: Option<&PriorResults>,
+    output_log: Option<&Arc<PriorResults>>,
     carried_names: &csv::ByteRecord,
     output_name: &str,
     target: Target<'_>,
@@ -409,19 +416,19 @@ async fn settle(
             written.unrecorded,
         ));
     }
-    // An input that could not be read to its end leaves a resumed log as it is: compacted,
-    // it would lose the earlier successes of the rows not read.
-    if !ended.input_ended {
-        return Ok(report(written.tally, shared.stopped(), None, 0));
-    }
-    if let Err(error) = reading.await.expect("the input reader does not panic") {
+    // An input read only in part (a stop, a pipe given up, a read error) still leaves one
+    // row per row read: the records of the rows not read stay in a continued file, after
+    // them (a ledger never forgets).
+    let mut stopped = shared.stopped();
+    if ended.input_ended
+        && let Err(error) = reading.await.expect("the input reader does not panic")
+    {
         if written.tally.requests == 0 {
             return Err(error.into()); // before any request: a usage error
         }
-        // After requests: the job stops as an abort, its log as it stands (see above).
+        // After requests: the job stops as an abort.
         tracing::error!("{}", error_line(&anyhow::Error::new(error)));
-        let stopped = Some(StopReason::InputFailed);
-        return Ok(report(written.tally, stopped, None, 0));
+        stopped = Some(StopReason::InputFailed);
     }
     let writer = written.writer;
     let finished = tokio::task::spawn_blocking(move || writer.finish())
@@ -429,11 +436,19 @@ async fn settle(
         .expect("the results writer does not panic");
     // Every row is recorded, in the log as it stands: it is valid for --resume, only not
     // rewritten to one row per input row.
-    let output_failure = finished.err().map(|error| {
-        format!("cannot rewrite it at the end ({error}); it holds every row of this run as a log, which {rerun} reads")
-    });
+    let (finished, output_failure) = match finished {
+        Ok(finished) => (finished, None),
+        Err(error) => (
+            Finished::default(),
+            Some(format!(
+                "cannot rewrite it at the end ({error}); it holds every row of this run as a log, which {rerun} reads"
+            )),
+        ),
+    };
     let stopped = output_failure
         .as_ref()
-        .map_or(shared.stopped(), |_| Some(StopReason::OutputFailed));
-    Ok(report(written.tally, stopped, output_failure, 0))
+        .map_or(stopped, |_| Some(StopReason::OutputFailed));
+    let mut tally = written.tally;
+    tally.not_in_input = finished.not_in_input;
+    Ok(report(tally, stopped, output_failure, 0))
 }

@@ -10,7 +10,7 @@ use crate::api::{RowRequest, Verb};
 use crate::input::{DUPLICATE_IN_INPUT, InputRow};
 use crate::model::notes::NOT_LISTED;
 use crate::model::{Earlier, OnExists, Operation, Prior, RowOutcome, Status};
-use crate::records::Final;
+use crate::records::ledger::{Because, Final, Held, Kept, Standing, settle};
 
 /// What becomes of one input row before any request.
 pub(crate) enum Triage {
@@ -31,6 +31,7 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         name,
         cells,
         request,
+        values,
         earlier,
         ..
     } = input_row;
@@ -49,24 +50,28 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         duplicate,
         vanished,
     };
-    let cells = match history.kept(row, name.as_deref(), cells) {
-        Ok(kept) => return Triage::Done(kept),
-        Err(cells) => cells,
+    let on_exists = shared.mode.sender().map_or(OnExists::Skip, |s| s.on_exists);
+    // An update PUTs a row's values; a run with --on-exists update PUTs a taken name's.
+    let puts_changes = matches!(shared.mode, Mode::Send(_))
+        && (shared.operation == Operation::Update
+            || (shared.operation == Operation::Create && on_exists == OnExists::Update));
+    let (standing, cells) = match history.fate(row, name.as_deref(), values, cells, puts_changes) {
+        Fate::Keep(kept) => return Triage::Done(Final::Kept(kept)),
+        Fate::Send(standing, cells) => (standing, cells),
     };
-    let row = history.carried(row, name, cells, before);
+    let row = history.carried((row, name, values), cells, before, standing);
     let request = match request {
-        Err(error) => {
-            return Triage::Done(Final::Outcome(unsent(
-                row,
-                Status::Invalid,
-                error.code,
-                &error.message,
-            )));
-        }
+        Err(error) => return Triage::Done(done(row, Status::Invalid, error.code, &error.message)),
         Ok(request) => request,
     };
-    let on_exists = shared.mode.sender().map_or(OnExists::Skip, |s| s.on_exists);
     let mut verb = Verb::first_of(shared.operation);
+    if row
+        .standing
+        .as_ref()
+        .is_some_and(|s| s.because == Because::Changed)
+    {
+        verb = Verb::Put;
+    }
     let row = match shared.operation == Operation::Create && before == Before::Listed {
         false => row,
         true => match listed_before(shared, row, on_exists) {
@@ -81,9 +86,9 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         Mode::Send(_) => Triage::Send { row, request, verb },
         // A plan whose list was refused (a 401, a rate limit beyond its bound) says so on
         // every row, rather than plan rows it knows nothing about.
-        Mode::Plan(_) if let Some(reason) = shared.stopped() => Triage::Done(Final::Outcome(
-            unsent(row, Status::Skipped, reason.code(), reason.message()),
-        )),
+        Mode::Plan(_) if let Some(reason) = shared.stopped() => {
+            Triage::Done(done(row, Status::Skipped, reason.code(), reason.message()))
+        }
         Mode::Plan(_) | Mode::DryRun => planned(shared, row, &request, verb, before),
     }
 }
@@ -99,48 +104,77 @@ struct History<'a> {
     vanished: bool,
 }
 
+/// Whether a row is kept from an earlier run or sent.
+enum Fate {
+    /// Kept, as the record says.
+    Keep(Kept),
+    /// Sent; over a record that stands unless this run learns otherwise, if any.
+    Send(Option<Standing>, ByteRecord),
+}
+
 impl History<'_> {
-    /// A success of an earlier run, kept as it is, even if the row has changed since: the
-    /// workspace exists. Only a second row of the same name is not a success, nor one
-    /// whose workspace has vanished. `Err` gives the cells back for a row that is not kept.
-    fn kept(&self, row: u64, name: Option<&str>, cells: ByteRecord) -> Result<Final, ByteRecord> {
+    /// A success of an earlier run is kept as its record says, with the values it was
+    /// sent with, even if the row has changed since: the workspace has those. It is sent
+    /// again when its workspace has vanished from the list, or when its values changed and
+    /// the job PUTs them (`puts_changes`); its record then stands unless this run learns
+    /// otherwise. A second row of a name is never a success.
+    fn fate(
+        &self,
+        row: u64,
+        name: Option<&str>,
+        values: u64,
+        cells: ByteRecord,
+        puts_changes: bool,
+    ) -> Fate {
         if self.duplicate {
-            return Err(cells);
+            return Fate::Send(None, cells);
         }
-        let logged_success = self.logged.filter(|p| p.success);
-        let earlier_success = self.earlier.filter(|e| e.prior.success);
-        if self.vanished && (logged_success.is_some() || earlier_success.is_some()) {
+        let (prior, held) = match (self.logged.filter(|p| p.success), self.earlier) {
+            (Some(prior), _) => (prior, Held::At(prior.offset)),
+            (None, Some(earlier)) if earlier.prior.success => (
+                earlier.prior,
+                Held::Cells {
+                    results: earlier.results.clone(),
+                    cells: cells.clone(),
+                },
+            ),
+            _ => return Fate::Send(None, cells),
+        };
+        let standing = |because| Standing {
+            status: prior.status.unwrap_or(Status::Exists),
+            held: held.clone(),
+            because,
+        };
+        if self.vanished {
             tracing::debug!(
                 row,
                 workspace = name,
                 "recorded done by an earlier run, but not listed now: sent again"
             );
-            return Err(cells);
+            return Fate::Send(Some(standing(Because::Vanished)), cells);
         }
-        if let Some(prior) = logged_success {
-            return Ok(Final::KeptAt {
-                row,
-                offset: prior.offset,
-                cells,
-            });
+        let changed = prior.values != 0 && values != 0 && prior.values != values;
+        if changed && puts_changes {
+            return Fate::Send(Some(standing(Because::Changed)), cells);
         }
-        match earlier_success {
-            Some(earlier) => Ok(Final::Kept {
-                row,
-                results: earlier.results.clone(),
-                cells,
-            }),
-            None => Err(cells),
-        }
+        Fate::Keep(Kept {
+            row,
+            name: name.map(str::to_owned),
+            held,
+            changed,
+            note: None,
+            sent: None,
+            unsettled: false,
+        })
     }
 
     /// The row as it is carried to its outcome, with what earlier attempts left unknown.
     fn carried(
         &self,
-        row: u64,
-        name: Option<String>,
+        (row, name, values): (u64, Option<String>, u64),
         cells: ByteRecord,
         before: Before,
+        standing: Option<Standing>,
     ) -> Carried {
         // A second row of a name was never sent: what the first row's attempts left is not
         // its own; nor is what came before a workspace that has vanished since.
@@ -151,32 +185,37 @@ impl History<'_> {
             priors
         };
         let maybe_created = earlier_priors.iter().flatten().any(|p| p.maybe_created);
-        // What an earlier run recorded of a workspace the list no longer shows: if its POST
-        // finds it in place after all (a list that lags, or misses names), that record
-        // stands.
-        let recorded_done = priors
-            .into_iter()
+        let lost_values = earlier_priors
+            .iter()
             .flatten()
-            .find(|p| self.vanished && !self.duplicate && p.success)
-            .map(|p| {
-                if p.created {
-                    Status::Created
-                } else {
-                    Status::Exists
-                }
-            });
+            .filter(|p| p.maybe_created)
+            .map(|p| p.values)
+            .find(|v| *v != 0)
+            .unwrap_or(0);
+        // One the record says was there before the job (exists, updated) is never ours.
+        let there_before = standing
+            .as_ref()
+            .is_some_and(|s| s.status != Status::Created);
         Carried {
             row,
             name,
             cells,
             maybe_created,
-            // One the record says was there (exists, updated) was there before: never ours.
-            absent_before: recorded_done != Some(Status::Exists)
+            absent_before: !there_before
                 && (before == Before::NotListed
                     || earlier_priors.iter().flatten().any(|p| p.absent_before)),
-            recorded_done,
+            standing,
+            values,
+            lost_values,
         }
     }
+}
+
+/// The final record of a row settled without a request: its outcome, unless it stands
+/// over a record this outcome cannot replace.
+pub(crate) fn done(mut row: Carried, status: Status, code: &str, message: &str) -> Final {
+    let standing = row.standing.take();
+    settle(unsent(row, status, code, message), standing)
 }
 
 /// A run's row whose name the list showed before the run: settled without a request
@@ -187,6 +226,10 @@ fn listed_before(shared: &Shared, mut row: Carried, on_exists: OnExists) -> Resu
     let ours = row.maybe_created && row.absent_before;
     let (status, code, message) = match (on_exists, ours, row.maybe_created) {
         (OnExists::Update, ..) => return Err(row),
+        // Ours, made by an earlier run's attempt whose values nobody knows: PUT the row's.
+        (_, true, _) if row.lost_in_an_earlier_run() && matches!(shared.mode, Mode::Send(_)) => {
+            return Err(row);
+        }
         (_, true, _) => (
             Status::Created,
             "",
@@ -213,7 +256,7 @@ fn listed_before(shared: &Shared, mut row: Carried, on_exists: OnExists) -> Resu
     }
     // Whatever an earlier attempt left unknown is settled now.
     row.maybe_created = false;
-    Ok(Final::Outcome(unsent(row, status, code, &message)))
+    Ok(done(row, status, code, &message))
 }
 
 /// A row of a plan or a dry run: what it would do.
@@ -235,7 +278,7 @@ fn planned(
         (.., Before::Unknown) => "would be sent; whether it exists is unknown",
         _ => "would create (POST)",
     };
-    Triage::Done(Final::Outcome(unsent(row, Status::Planned, "", message)))
+    Triage::Done(done(row, Status::Planned, "", message))
 }
 
 /// What a row's results line needs besides its outcome.
@@ -250,9 +293,24 @@ pub(crate) struct Carried {
     /// A preflight list, of this run or of the one that first sent the row, did not show
     /// the name: if it exists now, a run of ours created it.
     pub(crate) absent_before: bool,
-    /// An earlier run recorded the row done (`created`, or in place), but the list does
-    /// not show it now: sent again, and if it is there after all, that record stands.
-    pub(crate) recorded_done: Option<Status>,
+    /// An earlier run recorded what the API did to the workspace, and this run sends the
+    /// row again (its workspace not listed now, or its values changed): that record stands
+    /// unless this run learns otherwise.
+    pub(crate) standing: Option<Standing>,
+    /// The row's values now, and those an earlier run's attempt that may have created the
+    /// workspace sent (0 where there was none, or they are unknown).
+    pub(crate) values: u64,
+    pub(crate) lost_values: u64,
+}
+
+impl Carried {
+    /// Whether the workspace may have been made (or last changed) by an earlier run's
+    /// attempt whose answer was lost, with other values than the row's (or values nobody
+    /// knows: a PUT cut short): a workspace of ours is then PUT with the row's, to make
+    /// the record true.
+    pub(crate) fn lost_in_an_earlier_run(&self) -> bool {
+        self.lost_values != 0 && self.values != 0 && self.lost_values != self.values
+    }
 }
 
 /// The outcome of a row that was never sent.

@@ -15,9 +15,15 @@ use crate::report::Tally;
 use crate::report::progress;
 use crate::report::signals;
 
-/// A final row on its way to the writer, with the concurrency slot of its request, if
-/// it was sent.
-pub type ToWrite = (Final, Option<tokio::sync::OwnedSemaphorePermit>);
+/// What goes to the writer.
+pub enum ToWrite {
+    /// A row's final record, with the concurrency slot of its request, if it was sent.
+    Final(Final, Option<tokio::sync::OwnedSemaphorePermit>),
+    /// A row about to be sent for the first time, recorded first: a process killed while
+    /// its request is in flight leaves a record that a rerun (and a rollback) reads as a
+    /// lost answer. The answer says whether it was written; no request goes out without.
+    Sending(Box<RowOutcome>, tokio::sync::oneshot::Sender<bool>),
+}
 
 /// What the writer thread leaves.
 pub struct Written {
@@ -70,8 +76,28 @@ pub fn write_results(
     let mut unrecorded = 0;
     // A sent row's slot is given back only once its record is written (when `_slot` is
     // dropped), so no more requests than --concurrency are ever without a record.
-    while let Some((row, _slot)) = outcomes_rx.blocking_recv() {
-        let sent = matches!(&row, Final::Outcome(outcome) if outcome.attempts > 0);
+    while let Some(to_write) = outcomes_rx.blocking_recv() {
+        let (row, _slot) = match to_write {
+            ToWrite::Final(row, slot) => (row, slot),
+            ToWrite::Sending(pending, written_tx) => {
+                let written = failure.is_none() && {
+                    match writer.write_pending(&pending) {
+                        Ok(()) => true,
+                        Err(error) => {
+                            stop_sending();
+                            failure = Some(failure_text(&writer, &error, rerun));
+                            false
+                        }
+                    }
+                };
+                let _ = written_tx.send(written);
+                continue;
+            }
+        };
+        let sent = match &row {
+            Final::Outcome(outcome) => outcome.attempts > 0,
+            Final::Kept(kept) => kept.sent.as_ref().is_some_and(|o| o.attempts > 0),
+        };
         if sent {
             signals::recorded();
         }
@@ -86,7 +112,12 @@ pub fn write_results(
                         log_outcome(outcome);
                         tally.add(outcome);
                     }
-                    Final::Kept { .. } | Final::KeptAt { .. } => tally.add_kept(status),
+                    Final::Kept(kept) => {
+                        if let Some(sent) = &kept.sent {
+                            log_kept(sent, kept.note.as_deref());
+                        }
+                        tally.add_kept(status, kept.changed, kept.sent.as_deref(), kept.unsettled);
+                    }
                 }
                 progress::show_progress(bar, &tally);
             }
@@ -131,6 +162,23 @@ fn log_outcome(outcome: &RowOutcome) {
             workspace,
             status = %outcome.status,
             attempts = outcome.attempts
+        ),
+    }
+}
+
+/// A row sent again whose earlier record stands: at warn when this run's outcome settled
+/// nothing, with why the record stands.
+fn log_kept(sent: &RowOutcome, note: Option<&str>) {
+    let workspace = sent.name.as_deref().unwrap_or("");
+    match sent.status.is_done() {
+        true => tracing::debug!(row = sent.row, workspace, "{}", note.unwrap_or("")),
+        false => tracing::warn!(
+            row = sent.row,
+            workspace,
+            status = %sent.status,
+            code = sent.error_code,
+            "{}; the earlier record stands",
+            sent.error_message
         ),
     }
 }

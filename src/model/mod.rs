@@ -3,6 +3,7 @@
 //! settings the command line was turned into. Nothing here does I/O, and nothing here
 //! imports another module of the crate.
 
+pub mod cells;
 pub mod notes;
 pub mod operation;
 pub mod outcome;

@@ -18,6 +18,21 @@ pub const NOT_CONNECTED: &str = "could not connect, nothing was sent";
 /// listed knows the run created it.
 pub const NOT_LISTED: &str = "it was not listed before the run";
 
+/// The message of a row whose request was in flight when the process died: the record a
+/// row gets just before its request goes out, which its final record supersedes.
+pub const IN_FLIGHT: &str =
+    "the job ended while this row's request was in flight: it may have been sent";
+
+/// Said after [`IN_FLIGHT`] when that request was a `PUT`: the workspace may hold the
+/// values sent before it or those it sent.
+pub const VALUES_UNKNOWN: &str = "a PUT: which values the workspace holds is unknown";
+
 /// The words a results row is read back by. Server text never holds them (see
 /// `client::clean`): only our notes do.
-pub const READ_BACK: [&str; 4] = [MAY_EXIST, MAY_BE_DELETED, NOT_LISTED, NOT_CONNECTED];
+pub const READ_BACK: [&str; 5] = [
+    MAY_EXIST,
+    MAY_BE_DELETED,
+    NOT_LISTED,
+    NOT_CONNECTED,
+    VALUES_UNKNOWN,
+];

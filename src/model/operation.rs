@@ -23,6 +23,22 @@ impl Operation {
         }
     }
 
+    /// The spelling in the results file's `_operation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+
+    /// Reads the spelling of `_operation`.
+    pub fn parse(text: &str) -> Option<Operation> {
+        [Operation::Create, Operation::Update, Operation::Delete]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+
     /// Whether a row needs only its name (a delete): no other column is read or checked.
     pub fn names_only(self) -> bool {
         self == Operation::Delete

@@ -7,7 +7,7 @@ use csv::ByteRecord;
 use super::status::Status;
 
 /// The result columns, in order; the input's columns follow them.
-pub const RESULT_COLUMNS: [&str; 9] = [
+pub const RESULT_COLUMNS: [&str; 10] = [
     "_row",
     "_status",
     "_error_code",
@@ -17,9 +17,11 @@ pub const RESULT_COLUMNS: [&str; 9] = [
     "_latency_ms",
     "_finished_at",
     "_target",
+    "_operation",
 ];
 
-/// The result columns of files written before `_target` was recorded.
+/// The result columns every results file has: files written before `_target` (and
+/// `_operation`) were recorded have only these.
 pub const LEGACY_COLUMNS: usize = 8;
 
 /// The final outcome of one row, as workers hand it to the writer.

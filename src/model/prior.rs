@@ -3,11 +3,15 @@
 
 use csv::ByteRecord;
 
+use super::status::Status;
+
 /// The latest row of one identity in a results log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Prior {
     /// Where the row starts in the file.
     pub offset: u64,
+    /// Its status, when it is one.
+    pub status: Option<Status>,
     /// Its status says the workspace is in place (created, updated, exists), on the API
     /// this run talks to.
     pub success: bool,
@@ -19,26 +23,53 @@ pub struct Prior {
     pub absent_before: bool,
     /// Its status is `created`, on the API this run talks to: what a rollback deletes.
     pub created: bool,
+    /// The row has a name (rows without one go by their `_row`).
+    pub named: bool,
+    /// A hash of the request values the row was sent with (see `input::row::values`);
+    /// 0 where they cannot be read. Not packed.
+    pub values: u64,
 }
 
 impl Prior {
-    /// The offset in the high 60 bits, the flags in the low four.
+    /// The offset in the high 55 bits, the status in the next four, the flags in the low
+    /// five.
     pub fn pack(self) -> u64 {
-        (self.offset << 4)
+        let status = self
+            .status
+            .and_then(|s| Status::ALL.iter().position(|a| *a == s))
+            .map_or(0, |i| i as u64 + 1);
+        (self.offset << 9)
+            | (status << 5)
+            | (u64::from(self.named) << 4)
             | (u64::from(self.created) << 3)
             | (u64::from(self.absent_before) << 2)
             | (u64::from(self.success) << 1)
             | u64::from(self.maybe_created)
     }
 
+    /// What [`Prior::pack`] packed.
     pub fn unpack(packed: u64) -> Prior {
+        let status = ((packed >> 5) & 0xf) as usize;
         Prior {
-            offset: packed >> 4,
+            values: 0,
+            offset: packed >> 9,
+            status: status.checked_sub(1).map(|i| Status::ALL[i]),
+            named: packed & 16 != 0,
             created: packed & 8 != 0,
             absent_before: packed & 4 != 0,
             success: packed & 2 != 0,
             maybe_created: packed & 1 != 0,
         }
+    }
+
+    /// The record says what the API did to the workspace (`created`, `updated`, `deleted`):
+    /// only another outcome the API gave for it may replace it (the ledger's rule).
+    pub fn is_strong(&self) -> bool {
+        self.success
+            && matches!(
+                self.status,
+                Some(Status::Created | Status::Updated | Status::Deleted)
+            )
     }
 }
 

@@ -9,8 +9,9 @@ use super::markers::strip_marker;
 use crate::api::retry::may_have_applied;
 use crate::api::workspace::is_name_column;
 use crate::input::DUPLICATE_IN_INPUT;
+use crate::model::cells::{unescape, unescape_str};
 use crate::model::notes::{MAY_BE_DELETED, MAY_EXIST, NOT_CONNECTED, NOT_LISTED};
-use crate::model::{LEGACY_COLUMNS, Prior, RESULT_COLUMNS, Status};
+use crate::model::{LEGACY_COLUMNS, Operation, Prior, RESULT_COLUMNS, Status};
 
 /// Where the result columns and the name are in a results file's header.
 #[derive(Debug, Clone)]
@@ -23,14 +24,17 @@ pub struct ResultColumns {
     http_status: usize,
     attempts: usize,
     target: Option<usize>,
-    /// Indices of the result columns, in `RESULT_COLUMNS` order; `None` for a `_target`
-    /// that a file written before targets were recorded lacks.
+    operation: Option<usize>,
+    /// Indices of the result columns, in `RESULT_COLUMNS` order; `None` for a `_target` or
+    /// an `_operation` that a file written before they were recorded lacks.
     all: [Option<usize>; RESULT_COLUMNS.len()],
+    /// Indices of the input's columns, after the result columns.
+    carried: Vec<usize>,
 }
 
 impl ResultColumns {
-    /// Finds every result column, or names the first one missing (`_target` may be: files
-    /// written before it was recorded lack it).
+    /// Finds every result column, or names the first one missing (`_target` and
+    /// `_operation` may be: files written before they were recorded lack them).
     pub fn find(header: &ByteRecord) -> Result<ResultColumns, String> {
         let names: Vec<String> = header
             .iter()
@@ -55,13 +59,23 @@ impl ResultColumns {
             http_status: required(4),
             attempts: required(5),
             target: all[8],
+            operation: all[9],
             all,
+            carried: (0..names.len())
+                .filter(|i| !RESULT_COLUMNS.contains(&names[*i].as_str()))
+                .collect(),
         })
     }
 
     /// Whether the file was written before `_target` was recorded.
     pub fn is_legacy(&self) -> bool {
         self.target.is_none()
+    }
+
+    /// Whether the file records each row's `_operation`: then that, and never a message,
+    /// says which command a row is for.
+    pub fn has_operation(&self) -> bool {
+        self.operation.is_some()
     }
 
     /// Whether the result columns come first, in the order dbprov writes them: rows
@@ -72,9 +86,28 @@ impl ResultColumns {
 
     /// The trimmed name, if any.
     pub fn name<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
-        let cell = record.get(self.name?)?;
-        let name = std::str::from_utf8(cell).ok()?.trim();
+        let name = text(record, self.name?);
         (!name.is_empty()).then_some(name)
+    }
+
+    /// The name cell as written (but for a formula's `'`), spaces and all: what `update`
+    /// and `delete` must find exactly.
+    pub fn exact_name<'r>(&self, record: &'r ByteRecord) -> Option<&'r str> {
+        let cell = record.get(self.name?)?;
+        Some(unescape_str(std::str::from_utf8(cell).ok()?))
+    }
+
+    /// `_operation`, where the file records it and the cell says one.
+    pub fn operation(&self, record: &ByteRecord) -> Option<Operation> {
+        Operation::parse(text(record, self.operation?))
+    }
+
+    /// The input's cells, after the result columns, as the values they hold.
+    pub fn carried(&self, record: &ByteRecord) -> ByteRecord {
+        self.carried
+            .iter()
+            .map(|&i| unescape(record.get(i).unwrap_or_default()))
+            .collect()
     }
 
     /// The name a row is known by in a log, or `None` when it goes by its `_row`: rows
@@ -140,12 +173,12 @@ impl ResultColumns {
         number(text(record, self.attempts)).map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// The result cells, in `RESULT_COLUMNS` order (an empty `_target` where the file has
-    /// none).
+    /// The result cells, in `RESULT_COLUMNS` order, as the values they hold (an empty
+    /// `_target` or `_operation` where the file has none).
     pub fn results(&self, record: &ByteRecord) -> ByteRecord {
         self.all
             .iter()
-            .map(|i| i.and_then(|i| record.get(i)).unwrap_or_default())
+            .map(|i| unescape(i.and_then(|i| record.get(i)).unwrap_or_default()))
             .collect()
     }
 
@@ -160,9 +193,12 @@ impl ResultColumns {
         let recorded = self.target(record);
         let same_target = recorded.is_empty() || same_target(recorded, target);
         let message = text(record, self.message);
+        let status = self.status(record);
         Prior {
             offset,
-            success: same_target && self.status(record).is_some_and(Status::is_done),
+            status,
+            named: self.identity(record).is_some(),
+            success: same_target && status.is_some_and(Status::is_done),
             maybe_created: same_target
                 && (shows_unknown_outcome(attempts, http_status, message)
                     || message.contains(MAY_EXIST)
@@ -170,9 +206,8 @@ impl ResultColumns {
             absent_before: same_target && message.contains(NOT_LISTED),
             // A rollback deletes only what a row says it created there: a row without a
             // target (a file written before targets were recorded) says nothing of where.
-            created: !recorded.is_empty()
-                && same_target
-                && self.status(record) == Some(Status::Created),
+            created: !recorded.is_empty() && same_target && status == Some(Status::Created),
+            values: 0,
         }
     }
 }
@@ -216,13 +251,11 @@ pub fn number(text: &str) -> Option<u64> {
         .flatten()
 }
 
-/// A result cell as trimmed text; empty when absent or not UTF-8.
+/// A cell as the trimmed text it holds (without a formula's `'`); empty when absent or
+/// not UTF-8.
 pub fn text(record: &ByteRecord, i: usize) -> &str {
-    record
-        .get(i)
-        .and_then(|c| std::str::from_utf8(c).ok())
-        .unwrap_or("")
-        .trim()
+    let cell = record.get(i).and_then(|c| std::str::from_utf8(c).ok());
+    unescape_str(cell.unwrap_or("")).trim()
 }
 
 #[cfg(test)]

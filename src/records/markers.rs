@@ -44,6 +44,19 @@ pub fn strip_marker(message: &str) -> (Option<Operation>, &str) {
     (None, message)
 }
 
+/// The operation a row of a file written before `_operation` was recorded is for, as far
+/// as its status and message say (an `updated` row says nothing: a run's or an update's).
+pub fn row_operation(status: Option<Status>, message: &str) -> Option<Operation> {
+    match status? {
+        Status::Created | Status::Exists => Some(Operation::Create),
+        Status::Deleted | Status::Absent => Some(Operation::Delete),
+        Status::Updated => None,
+        Status::Planned | Status::Failed | Status::Invalid | Status::Skipped => {
+            Some(strip_marker(message).0.unwrap_or(Operation::Create))
+        }
+    }
+}
+
 /// What the rows of a results file say of the operation that wrote it: `retry` must
 /// re-send a delete's rows as deletes, and `rollback` must not undo a rollback.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +66,9 @@ pub struct OperationsSeen {
     delete: bool,
     /// An `updated` row: a run's (`--on-exists update`) or an update's; no delete's.
     updated: bool,
+    /// Rows of a file with an `_operation` column whose cell names none (an operator
+    /// cleared it): `retry` cannot tell what to send them as.
+    pub unrecorded: u64,
 }
 
 impl OperationsSeen {
@@ -72,6 +88,17 @@ impl OperationsSeen {
                     Some(Operation::Create) | None => self.create = true,
                 }
             }
+        }
+    }
+
+    /// Notes a row's `_operation`, in a file that records it: that, and never the
+    /// message, says which command the row is for.
+    pub fn note_recorded(&mut self, operation: Option<Operation>) {
+        match operation {
+            Some(Operation::Create) => self.create = true,
+            Some(Operation::Update) => self.update = true,
+            Some(Operation::Delete) => self.delete = true,
+            None => self.unrecorded += 1,
         }
     }
 

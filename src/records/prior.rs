@@ -14,9 +14,14 @@ use std::time::SystemTime;
 use csv::ByteRecord;
 
 use super::format::{ResultColumns, same_target};
-use super::markers::OperationsSeen;
+use super::markers::{OperationsSeen, strip_marker};
+use crate::input::header::parse_header;
 use crate::input::lines::{CsvLines, Kind};
-use crate::model::{Prior, RESULT_COLUMNS, Status};
+use crate::input::row::values;
+use crate::input::{Header, shard_of};
+use crate::model::cells::unescape;
+use crate::model::notes::{NOT_CONNECTED, VALUES_UNKNOWN};
+use crate::model::{Prior, RESULT_COLUMNS, Shard, Status};
 
 /// Why earlier results cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +72,9 @@ pub enum ResumeError {
 
 /// The latest row of each identity in a results file.
 pub struct PriorResults {
-    /// Per identity hash, its latest [`Prior`] packed into one word (see [`Prior::pack`]):
-    /// 17 bytes a name in the table instead of 25.
-    latest: HashMap<u64, u64>,
+    /// Per identity hash, its latest [`Prior`] packed into one word (see [`Prior::pack`]),
+    /// and the hash of the values it was sent with.
+    latest: HashMap<u64, (u64, u64)>,
     hasher: RandomState,
     /// Bytes of whole rows: a torn last line (a crash mid-write) is not counted.
     pub valid_len: u64,
@@ -86,6 +91,9 @@ pub struct PriorResults {
     pub sent: bool,
     /// Rows obtained from another API than `target`, and one such API.
     pub elsewhere: (u64, String),
+    /// Of those, the rows whose requests reached that API (some answer, or none in time):
+    /// records of what was done there, which tie the file to it.
+    pub reached_elsewhere: (u64, String),
     /// What the rows say of the operation that wrote them.
     pub written_by: OperationsSeen,
     /// The file's field separator, as its header shows it (a spreadsheet may have saved
@@ -105,12 +113,23 @@ pub struct PriorResults {
     /// The first `_finished_at` that is not a time, as the error it makes where times are
     /// compared.
     pub unreadable_time: Option<ResumeError>,
+    /// The shard the file is read for, and how many of its records fall in each shard of
+    /// that many (empty for the whole input): a file is continued only by the shard that
+    /// wrote it.
+    pub shard: Shard,
+    pub per_shard: Vec<u64>,
+    /// The file's columns as a tenant CSV's, to hash each row's values.
+    values_header: Option<Header>,
 }
 
 impl PriorResults {
     /// Reads a results file for a run against `target`. `Ok(None)` if it is empty (or
     /// holds only a torn header).
-    pub fn scan(path: &Path, target: &str) -> Result<Option<PriorResults>, ResumeError> {
+    pub fn scan(
+        path: &Path,
+        target: &str,
+        shard: Shard,
+    ) -> Result<Option<PriorResults>, ResumeError> {
         let Some(Opened {
             mut lines,
             header,
@@ -139,6 +158,7 @@ impl PriorResults {
             target: target.to_owned(),
             sent: false,
             elsewhere: (0, String::new()),
+            reached_elsewhere: (0, String::new()),
             written_by: OperationsSeen::default(),
             delimiter: lines.delimiter(),
             bom,
@@ -146,6 +166,16 @@ impl PriorResults {
             newest_created_at: None,
             oldest_done_at: None,
             unreadable_time: None,
+            shard,
+            per_shard: vec![
+                0;
+                if shard.count > 1 {
+                    shard.count as usize
+                } else {
+                    0
+                }
+            ],
+            values_header: parse_header(&header, &path.display().to_string(), b',').ok(),
         };
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io_error(path))? {
@@ -181,6 +211,40 @@ impl PriorResults {
     /// Takes in one whole row at `offset`: the file's figures, and the latest record of
     /// its identity.
     fn note(&mut self, record: &ByteRecord, line: u64, offset: u64) -> Result<(), ResumeError> {
+        let finished = self.readable(record, line)?;
+        let columns = &self.columns;
+        self.sent |= columns.attempts(record) > 0;
+        match columns.has_operation() {
+            true => self.written_by.note_recorded(columns.operation(record)),
+            false => self
+                .written_by
+                .note(columns.status(record), columns.message(record)),
+        }
+        if let Some(count) = self.per_shard.get_mut(shard_of(
+            columns.name(record),
+            columns.row(record),
+            self.shard.count,
+        ) as usize)
+        {
+            *count += 1;
+        }
+        let done = columns.status(record).is_some_and(Status::is_done);
+        let on_target = self.note_target(record);
+        if done && finished.is_some() {
+            self.oldest_done_at = self.oldest_done_at.min(finished).or(finished);
+        }
+        self.note_latest(record, offset, on_target, finished);
+        Ok(())
+    }
+
+    /// The row's time of finishing, once its cells are known to read back: a number that
+    /// is not one refuses the file; a time that is not one is noted, for the one command
+    /// that compares times.
+    fn readable(
+        &mut self,
+        record: &ByteRecord,
+        line: u64,
+    ) -> Result<Option<SystemTime>, ResumeError> {
         let columns = &self.columns;
         let unreadable = |column, value: &str, expected| ResumeError::Unreadable {
             path: self.path.display().to_string(),
@@ -200,25 +264,51 @@ impl PriorResults {
             self.unreadable_time =
                 Some(unreadable("_finished_at", finished_at, "an RFC 3339 time"));
         }
-        self.sent |= columns.attempts(record) > 0;
-        self.written_by
-            .note(columns.status(record), columns.message(record));
+        Ok(finished)
+    }
+
+    /// Counts a row obtained from another API than this run's; says whether it was
+    /// obtained from this run's.
+    fn note_target(&mut self, record: &ByteRecord) -> bool {
+        let columns = &self.columns;
         let recorded = columns.target(record);
         let on_target = !recorded.is_empty() && same_target(recorded, &self.target);
         if !recorded.is_empty() && !on_target {
-            self.elsewhere.0 += 1;
-            if self.elsewhere.1.is_empty() {
-                self.elsewhere.1 = recorded.to_owned();
+            let (_, message) = strip_marker(columns.message(record));
+            let reached = columns.attempts(record) > 0 && !message.starts_with(NOT_CONNECTED);
+            for (seen, count) in [
+                (true, &mut self.elsewhere),
+                (reached, &mut self.reached_elsewhere),
+            ] {
+                if seen {
+                    count.0 += 1;
+                    if count.1.is_empty() {
+                        count.1 = recorded.to_owned();
+                    }
+                }
             }
         }
-        if columns.status(record).is_some_and(Status::is_done) && finished.is_some() {
-            self.oldest_done_at = self.oldest_done_at.min(finished).or(finished);
-        }
+        on_target
+    }
+
+    /// Makes the row the latest record of its identity, with what earlier records of it
+    /// said of lost answers.
+    fn note_latest(
+        &mut self,
+        record: &ByteRecord,
+        offset: u64,
+        on_target: bool,
+        finished: Option<SystemTime>,
+    ) {
+        let columns = &self.columns;
         let key = self.key(columns.identity(record), columns.row(record));
         let mut latest = columns.prior(record, offset, &self.target);
         // The last row wins, but a lost answer of any earlier row still counts: a later run
         // that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it.
-        let earlier = self.latest.get(&key).map(|packed| Prior::unpack(*packed));
+        let earlier = self
+            .latest
+            .get(&key)
+            .map(|(packed, _)| Prior::unpack(*packed));
         latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
         latest.absent_before |= earlier.is_some_and(|e| e.absent_before);
         // Not created as far as the row says, but an attempt of it may have created the
@@ -231,8 +321,18 @@ impl PriorResults {
         if latest.created {
             self.newest_created_at = self.newest_created_at.max(finished);
         }
-        self.latest.insert(key, latest.pack());
-        Ok(())
+        // A PUT cut short left values nobody knows: they match no row's.
+        let unknown = columns.message(record).contains(VALUES_UNKNOWN);
+        let values = match (&self.values_header, unknown) {
+            (_, true) => u64::MAX,
+            (None, false) => 0,
+            (Some(header), false) => values(header, |i| {
+                record
+                    .get(i)
+                    .and_then(|c| std::str::from_utf8(unescape(c)).ok())
+            }),
+        };
+        self.latest.insert(key, (latest.pack(), values));
     }
 
     /// How many identities (distinct names, or rows without one) the file records.
@@ -244,7 +344,7 @@ impl PriorResults {
     pub fn created(&self) -> u64 {
         self.latest
             .values()
-            .filter(|packed| Prior::unpack(**packed).created)
+            .filter(|(packed, _)| Prior::unpack(*packed).created)
             .count() as u64
     }
 
@@ -265,7 +365,18 @@ impl PriorResults {
     pub fn get(&self, name: Option<&str>, row: u64) -> Option<Prior> {
         self.latest
             .get(&self.key(name, row))
-            .map(|packed| Prior::unpack(*packed))
+            .map(|(packed, values)| Prior {
+                values: *values,
+                ..Prior::unpack(*packed)
+            })
+    }
+
+    /// The latest record of each name, with its identity.
+    pub fn named(&self) -> impl Iterator<Item = (u64, Prior)> + '_ {
+        self.latest
+            .iter()
+            .map(|(key, (packed, _))| (*key, Prior::unpack(*packed)))
+            .filter(|(_, prior)| prior.named)
     }
 }
 
@@ -383,7 +494,9 @@ mod tests {
         // can leave one.
         let text = format!("{HEADER}1,created,,,200,1,3,t,a,ops\n2,created,,,200,1,3,t,\"b\",ops");
         let file = write(&text);
-        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(prior.get(Some("b"), 0).unwrap().success);
         assert!(prior.unterminated);
         assert_eq!(prior.valid_len as usize, text.len());
@@ -394,7 +507,9 @@ mod tests {
         let file = write(&format!(
             "{HEADER}1,failed,HTTP_500,x,500,5,9,t,a,ops\n2,created,,,200,1,3,t,b,ops\n1,created,,,200,1,3,t,a,ops\n3,created,,,200,1,3,t,c"
         ));
-        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(prior.get(Some("a"), 0).unwrap().success);
         assert!(prior.get(Some("b"), 0).unwrap().success);
         assert_eq!(prior.get(Some("c"), 0), None, "the torn row does not count");
@@ -410,7 +525,9 @@ mod tests {
         let file = write(&format!(
             "{HEADER}24,invalid,DUPLICATE_IN_INPUT,x,,0,,t,a,\n2,created,,,200,1,3,t,a,\n"
         ));
-        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(prior.get(Some("a"), 2).unwrap().success);
         assert!(!prior.get(None, 24).unwrap().success);
         assert_eq!(prior.len(), 2);
@@ -421,7 +538,9 @@ mod tests {
         let file = write(&format!(
             "{HEADER}1,failed,TIMEOUT,x,,5,9,t,a,\n2,failed,INVALID_THEME_NAME,x,400,1,9,t,b,\n3,skipped,INTERRUPTED,x,503,2,9,t,c,\n4,failed,HTTP_429,x,429,5,9,t,d,\n5,invalid,MISSING_NAME,x,,0,,t,,\n"
         ));
-        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t", Shard::ALL)
+            .unwrap()
+            .unwrap();
         let maybe = |name| prior.get(Some(name), 0).unwrap().maybe_created;
         assert!(maybe("a"));
         assert!(!maybe("b"));
@@ -439,7 +558,7 @@ mod tests {
         let file = write(&format!(
             "{WITH_TARGET}1,created,,,200,1,3,t,sandbox,a\n2,created,,,200,1,3,t,https://api.example.com,b\n3,failed,TIMEOUT,x,,5,9,t,sandbox,c\n"
         ));
-        let prior = PriorResults::scan(file.path(), "https://api.example.com")
+        let prior = PriorResults::scan(file.path(), "https://api.example.com", Shard::ALL)
             .unwrap()
             .unwrap();
         assert!(!prior.get(Some("a"), 0).unwrap().success, "a rehearsal's");
@@ -449,7 +568,9 @@ mod tests {
             "a lost answer of the sandbox says nothing of production"
         );
         assert!(prior.sent);
-        let rehearsal = PriorResults::scan(file.path(), "sandbox").unwrap().unwrap();
+        let rehearsal = PriorResults::scan(file.path(), "sandbox", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(rehearsal.get(Some("a"), 0).unwrap().success);
         assert!(rehearsal.get(Some("c"), 0).unwrap().maybe_created);
     }
@@ -459,7 +580,9 @@ mod tests {
         let file = write(&format!(
             "{HEADER}1,failed,HTTP_500,x,500,1,9,t,a,\n1,skipped,ABORTED_UNAUTHORIZED,x,,0,,t,a,\n1,failed,HTTP_429,x,429,5,9,t,a,\n"
         ));
-        let prior = PriorResults::scan(file.path(), "t").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "t", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(prior.get(Some("a"), 0).unwrap().maybe_created);
     }
 
@@ -468,6 +591,9 @@ mod tests {
         for prior in [
             Prior {
                 offset: 0,
+                status: None,
+                named: false,
+                values: 0,
                 success: false,
                 maybe_created: false,
                 absent_before: false,
@@ -475,13 +601,19 @@ mod tests {
             },
             Prior {
                 offset: 123_456_789_012,
+                status: Some(Status::Exists),
+                named: true,
+                values: 0,
                 success: true,
                 maybe_created: false,
                 absent_before: false,
                 created: false,
             },
             Prior {
-                offset: (1 << 60) - 1,
+                offset: (1 << 55) - 1,
+                status: Some(Status::Planned),
+                named: true,
+                values: 0,
                 success: true,
                 maybe_created: true,
                 absent_before: true,
@@ -495,14 +627,20 @@ mod tests {
     #[test]
     fn files_that_are_not_results_are_refused() {
         let file = write("name,connectionType\na,DATAMART\n");
-        let error = PriorResults::scan(file.path(), "t").err().unwrap();
+        let error = PriorResults::scan(file.path(), "t", Shard::ALL)
+            .err()
+            .unwrap();
         assert!(
             error.to_string().contains("not a dbprov results file"),
             "{error}"
         );
-        assert!(PriorResults::scan(write("").path(), "t").unwrap().is_none());
         assert!(
-            PriorResults::scan(write("_row,_sta").path(), "t")
+            PriorResults::scan(write("").path(), "t", Shard::ALL)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            PriorResults::scan(write("_row,_sta").path(), "t", Shard::ALL)
                 .unwrap()
                 .is_none()
         );

@@ -9,16 +9,25 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use super::layout::{BOM, Layout};
+use super::markers::row_operation;
 use super::prior::PriorResults;
 use crate::input::lines::CsvLines;
-use crate::model::RESULT_COLUMNS;
+use crate::model::cells::{escape, unescape};
+use crate::model::notes::IN_FLIGHT;
+use crate::model::{Operation, RESULT_COLUMNS, Status};
 use crate::report::signals;
 
 /// Rewrites a results file into today's columns, in dbprov's order: a file written before
-/// `_target` was recorded (an empty `_target`, which counts as any target), or one whose
-/// columns a spreadsheet moved. Atomically (see [`rewrite`]), keeping its delimiter and
-/// byte-order mark.
-pub fn upgrade_legacy(prior: &PriorResults, real_path: &Path) -> std::io::Result<()> {
+/// `_target` was recorded (an empty `_target`, which counts as any target) or before
+/// `_operation` was (each row's is read from its status and message as before, else
+/// `operation`), or one whose columns a spreadsheet moved. Every cell a spreadsheet would
+/// run as a formula is written as text. Atomically (see [`rewrite`]), keeping its
+/// delimiter and byte-order mark.
+pub fn upgrade_legacy(
+    prior: &PriorResults,
+    real_path: &Path,
+    operation: Operation,
+) -> std::io::Result<()> {
     let file = File::open(real_path)?;
     let mut lines = CsvLines::new(file.take(prior.valid_len)).with_delimiter(Some(prior.delimiter));
     let mut record = ByteRecord::new();
@@ -50,8 +59,24 @@ pub fn upgrade_legacy(prior: &PriorResults, real_path: &Path) -> std::io::Result
                 continue;
             }
             upgraded.clear();
-            upgraded.extend(&prior.columns.results(&record));
-            upgraded.extend(carried.iter().map(|&i| &record[i]));
+            let columns = &prior.columns;
+            let recorded = columns.operation(&record).or_else(|| {
+                let message = columns.message(&record);
+                row_operation(columns.status(&record), message)
+            });
+            let results = columns.results(&record);
+            for (i, cell) in results.iter().enumerate() {
+                match RESULT_COLUMNS[i] {
+                    "_operation" => {
+                        let operation = recorded.unwrap_or(operation);
+                        upgraded.push_field(operation.as_str().as_bytes());
+                    }
+                    _ => upgraded.push_field(&escape(cell)),
+                }
+            }
+            for &i in &carried {
+                upgraded.push_field(&escape(unescape(&record[i])));
+            }
             csv.write_byte_record(&upgraded)?;
         }
         csv.flush()
@@ -100,6 +125,7 @@ pub(crate) fn in_input_order(
     real_path: &std::path::Path,
     header: &ByteRecord,
     from: u64,
+    kept_before: &[u64],
     layout: Layout,
     always: bool,
 ) -> std::io::Result<()> {
@@ -115,19 +141,28 @@ pub(crate) fn in_input_order(
     // none) sorts last.
     let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u32)>::new());
     let mut record = ByteRecord::new();
+    let mut in_flight = 0;
     while lines.read(&mut record)?.is_some() {
         let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
         starts.push(record.position().map_or(from, |p| p.byte()));
+        // A row recorded in flight has its final record later in this run's rows (the
+        // job ended normally, or this would not run): that one is kept.
+        if is_in_flight(&record) {
+            in_flight += 1;
+            continue;
+        }
         let row = std::str::from_utf8(&record[0])
             .ok()
             .and_then(|r| r.parse().ok());
         order.push((row.unwrap_or(u32::MAX), place));
     }
     starts.push(end);
-    if !always && order.is_sorted_by_key(|r| r.0) {
+    // Already one row per number, in order: nothing to do for a file this run created.
+    if !always && in_flight == 0 && order.is_sorted_by_key(|r| r.0) {
         return Ok(());
     }
     order.sort_by_key(|r| r.0);
+    let kept = record_spans(&file, kept_before, layout.delimiter)?;
     rewrite(real_path, |out| {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
         if layout.bom {
@@ -138,8 +173,10 @@ pub(crate) fn in_input_order(
         csv.flush()?;
         drop(csv);
         let mut bytes = Vec::new();
-        for &(_, place) in &order {
-            let (start, end) = (starts[place as usize], starts[place as usize + 1]);
+        let spans = order
+            .iter()
+            .map(|&(_, place)| (starts[place as usize], starts[place as usize + 1]));
+        for (start, end) in spans.chain(kept.iter().copied()) {
             bytes.resize((end - start) as usize, 0);
             file.read_exact_at(&mut bytes, start)?;
             out.write_all(&bytes)?;
@@ -148,11 +185,40 @@ pub(crate) fn in_input_order(
     })
 }
 
+/// Whether a row of this run (result columns first, in dbprov's order) is the record it
+/// got just before its request went out.
+fn is_in_flight(record: &ByteRecord) -> bool {
+    record.get(1) == Some(Status::Skipped.as_str().as_bytes())
+        && record
+            .get(3)
+            .is_some_and(|message| message.starts_with(IN_FLIGHT.as_bytes()))
+}
+
+/// Where each record that starts at one of `offsets` ends.
+fn record_spans(file: &File, offsets: &[u64], delimiter: u8) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut spans = Vec::with_capacity(offsets.len());
+    let mut record = ByteRecord::new();
+    for &offset in offsets {
+        let mut reading = file.try_clone()?;
+        reading.seek(SeekFrom::Start(offset))?;
+        let mut lines = CsvLines::at(reading, offset).with_delimiter(Some(delimiter));
+        if lines.read(&mut record)?.is_none() {
+            continue;
+        }
+        let end = lines
+            .next_offset()
+            .ok_or_else(|| std::io::Error::other(format!("no record ends after byte {offset}")))?;
+        spans.push((offset, end));
+    }
+    Ok(spans)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::model::Shard;
 
     fn write(contents: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -167,16 +233,45 @@ mod tests {
         let file = write(&format!(
             "{HEADER}1,created,,,200,1,3,t,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,ops\n"
         ));
-        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "x", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(prior.columns.is_legacy());
         assert!(prior.get(Some("a"), 0).unwrap().success, "no target is any");
-        upgrade_legacy(&prior, file.path()).unwrap();
+        upgrade_legacy(&prior, file.path(), Operation::Create).unwrap();
         assert_eq!(
             std::fs::read_to_string(file.path()).unwrap(),
-            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,Name,team\n1,created,,,200,1,3,t,,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,,ops\n"
+            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,_operation,Name,team\n1,created,,,200,1,3,t,,create,a,ops\n2,invalid,MISSING_NAME,x,,0,,t,,create,,ops\n"
         );
-        let prior = PriorResults::scan(file.path(), "x").unwrap().unwrap();
+        let prior = PriorResults::scan(file.path(), "x", Shard::ALL)
+            .unwrap()
+            .unwrap();
         assert!(!prior.columns.is_legacy());
         assert!(prior.get(Some("a"), 0).unwrap().success);
+    }
+
+    #[test]
+    fn an_upgrade_reads_each_rows_operation_and_writes_formulas_as_text() {
+        let file = write(&format!(
+            "{HEADER}1,deleted,,,200,1,3,t,a,ops\n2,failed,HTTP_500,delete: boom,500,5,9,t,b,=cmd\n3,updated,,,200,1,3,t,c,\n"
+        ));
+        let prior = PriorResults::scan(file.path(), "x", Shard::ALL)
+            .unwrap()
+            .unwrap();
+        upgrade_legacy(&prior, file.path(), Operation::Update).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            rows,
+            [
+                "1,deleted,,,200,1,3,t,,delete,a,ops",
+                "2,failed,HTTP_500,delete: boom,500,5,9,t,,delete,b,'=cmd",
+                "3,updated,,,200,1,3,t,,update,c,",
+            ]
+        );
+        let prior = PriorResults::scan(file.path(), "x", Shard::ALL)
+            .unwrap()
+            .unwrap();
+        assert!(prior.columns.has_operation() && prior.columns.in_place());
     }
 }

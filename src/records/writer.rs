@@ -1,6 +1,8 @@
 //! The results file: one row per input row, written and flushed as soon as it is final.
 
+use std::collections::HashSet;
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csv::ByteRecord;
@@ -8,108 +10,19 @@ use csv::ByteRecord;
 use super::file::{FileId, OutputFile};
 use super::format::{ResultColumns, shows_unknown_outcome};
 use super::layout::{BOM, Layout};
-use super::markers::marker_for;
+use super::ledger::{Final, Held, Kept, STANDS};
 use super::prior::PriorResults;
 use super::rewrite::in_input_order;
+use super::sink::Counted;
+pub use super::sink::Sink;
 use crate::input::lines::CsvLines;
+use crate::model::cells::escape;
 use crate::model::notes::{MAY_BE_DELETED, MAY_EXIST, NOT_LISTED};
 use crate::model::{Operation, RESULT_COLUMNS, RowOutcome, Status};
-
-/// What the writer receives for each input row.
-#[derive(Debug, Clone)]
-pub enum Final {
-    /// This run's outcome.
-    Outcome(RowOutcome),
-    /// A success of an earlier run, kept as it was, under this run's row number.
-    Kept {
-        /// Row number.
-        row: u64,
-        /// The result cells of the earlier row.
-        results: ByteRecord,
-        /// The input's carried cells.
-        cells: ByteRecord,
-    },
-    /// A success of an earlier run found in the results log at `offset`.
-    KeptAt {
-        /// Row number.
-        row: u64,
-        /// Where the earlier row starts in the log.
-        offset: u64,
-        /// The input's carried cells.
-        cells: ByteRecord,
-    },
-}
 
 /// How often the writer checks that its file is still at its path. Rows written meanwhile
 /// are not lost: they are in the file, and a removed file is written back whole.
 const LOOK_AGAIN: Duration = Duration::from_millis(100);
-
-/// Where the results go.
-pub enum Sink {
-    /// The results file, locked for this run.
-    File(OutputFile),
-    /// Standard output (`-o -`).
-    Stdout,
-}
-
-impl Sink {
-    /// Removes a results file that this run created and never wrote, when the job cannot
-    /// start after all (its input cannot be read): nothing is left behind.
-    pub fn discard_if_unused(self) {
-        if let Sink::File(output) = self
-            && output.file.metadata().is_ok_and(|m| m.len() == 0)
-            && output.still_there()
-        {
-            let _ = std::fs::remove_file(&output.path);
-        }
-    }
-}
-
-/// The results file's writer: counts the bytes that reached it (from where it started),
-/// and after a write failed, fails every later one, so that nothing lands after a torn row
-/// is cut off (the CSV writer flushes what it holds when it is dropped).
-pub struct Counted {
-    out: Box<dyn Write + Send>,
-    /// Offset in the file: where writing started, plus the bytes written since.
-    written: u64,
-    failed: bool,
-}
-
-impl Counted {
-    fn new(out: Box<dyn Write + Send>) -> Counted {
-        Counted {
-            out,
-            written: 0,
-            failed: false,
-        }
-    }
-}
-
-impl Write for Counted {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if self.failed {
-            return Err(std::io::Error::other(
-                "an earlier write of the results failed",
-            ));
-        }
-        let written = self.out.write(bytes);
-        match &written {
-            Ok(n) => self.written += *n as u64,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => self.failed = true,
-        }
-        written
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.failed {
-            return Err(std::io::Error::other(
-                "an earlier write of the results failed",
-            ));
-        }
-        self.out.flush()
-    }
-}
 
 /// Writes results rows, flushing each one.
 pub struct ResultsWriter {
@@ -131,17 +44,31 @@ pub struct ResultsWriter {
     seen_at: Instant,
     /// Set when appending to an earlier results file (`--resume`, `retry`).
     log: Option<Log>,
-    /// What the job does: the messages of rows that did not succeed say it.
+    /// What the job does: every row's `_operation`.
     operation: Operation,
+    /// The row being written, its cells escaped (see `model::cells`).
+    escaped: ByteRecord,
 }
 
-/// An earlier results file this run appends to, then rewrites to this run's rows.
+/// An earlier results file this run appends to, then rewrites to this run's rows and the
+/// records of names this run's input no longer has.
 struct Log {
     /// Reads earlier rows back by offset.
     reader: Option<CsvLines<std::fs::File>>,
     columns: ResultColumns,
     /// The earlier rows' field separator.
     delimiter: u8,
+    /// What the file held when the run began.
+    prior: Arc<PriorResults>,
+    /// The identities of the names this run wrote a row for, among those the file held.
+    seen: HashSet<u64>,
+}
+
+/// How a results file ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Finished {
+    /// Records of names that this run's input did not have, kept after its rows.
+    pub not_in_input: u64,
 }
 
 impl ResultsWriter {
@@ -178,6 +105,7 @@ impl ResultsWriter {
             seen_at: Instant::now(),
             log: None,
             operation: Operation::Create,
+            escaped: ByteRecord::new(),
         };
         writer.csv.write_byte_record(&writer.header)?;
         writer.flush()?;
@@ -189,7 +117,7 @@ impl ResultsWriter {
     /// crash is cut off). [`ResultsWriter::finish`] then rewrites it to this run's rows.
     pub fn append(
         output: OutputFile,
-        prior: &PriorResults,
+        prior: &Arc<PriorResults>,
         carried_names: &ByteRecord,
         target: &str,
         layout: Layout,
@@ -218,29 +146,35 @@ impl ResultsWriter {
                 reader: None,
                 columns: prior.columns.clone(),
                 delimiter: prior.delimiter,
+                prior: prior.clone(),
+                seen: HashSet::new(),
             }),
             operation: Operation::Create,
+            escaped: ByteRecord::new(),
         })
     }
 
-    /// Writes one final row; returns its status.
+    /// Writes one final row; returns the status it records.
     pub fn write_final(&mut self, row: &Final) -> std::io::Result<Option<Status>> {
+        let name = match row {
+            Final::Outcome(outcome) => outcome.name.as_deref(),
+            Final::Kept(kept) => kept.name.as_deref(),
+        };
+        if let (Some(log), Some(name)) = (self.log.as_mut(), name) {
+            let key = log.prior.key(Some(name), 0);
+            if log.prior.get(Some(name), 0).is_some() {
+                log.seen.insert(key);
+            }
+        }
         match row {
             Final::Outcome(outcome) => self.write(outcome).map(|()| Some(outcome.status)),
-            Final::Kept {
-                row,
-                results,
-                cells,
-            } => self.write_kept(*row, results, cells),
-            Final::KeptAt { row, offset, cells } => {
-                let results = self.read_back(*offset)?;
-                self.write_kept(*row, &results, cells)
-            }
+            Final::Kept(kept) => self.write_kept(kept),
         }
     }
 
-    /// The result cells of the earlier row at `offset` in the log.
-    fn read_back(&mut self, offset: u64) -> std::io::Result<ByteRecord> {
+    /// The earlier row at `offset` in the log: its result cells and its input's cells, as
+    /// the values they hold.
+    fn read_back(&mut self, offset: u64) -> std::io::Result<(ByteRecord, ByteRecord)> {
         let (Some(log), Some(output)) = (self.log.as_mut(), self.file.as_ref()) else {
             return Err(std::io::Error::other(
                 "a row was kept from a results log that is not open",
@@ -263,45 +197,75 @@ impl ResultsWriter {
                 "the results log has no row at byte {offset}"
             )));
         }
-        Ok(log.columns.results(&earlier))
+        Ok((log.columns.results(&earlier), log.columns.carried(&earlier)))
     }
 
-    fn write_kept(
-        &mut self,
-        row: u64,
-        results: &ByteRecord,
-        cells: &ByteRecord,
-    ) -> std::io::Result<Option<Status>> {
+    /// Writes a record the file held again, under this run's row number, with the values
+    /// it was sent with; says why it stands if this run sent the row again.
+    fn write_kept(&mut self, kept: &Kept) -> std::io::Result<Option<Status>> {
+        let (results, cells) = match &kept.held {
+            Held::At(offset) => self.read_back(*offset)?,
+            Held::Cells { results, cells } => (results.clone(), cells.clone()),
+        };
         let record = &mut self.record;
         record.clear();
-        record.push_field(row.to_string().as_bytes());
-        for cell in results.iter().skip(1) {
-            record.push_field(cell);
+        record.push_field(kept.row.to_string().as_bytes());
+        for (i, cell) in results.iter().enumerate().skip(1) {
+            match RESULT_COLUMNS[i] {
+                "_error_message" => match &kept.note {
+                    Some(note) => {
+                        let message = String::from_utf8_lossy(cell);
+                        // One note at a time: an earlier run's gives way to this one's.
+                        let message = match message.rfind(" [") {
+                            Some(at) if message.ends_with(STANDS) => &message[..at],
+                            _ if message.starts_with('[') && message.ends_with(STANDS) => "",
+                            _ => &message,
+                        };
+                        let noted = match message.is_empty() {
+                            true => note.clone(),
+                            false => format!("{message} {note}"),
+                        };
+                        record.push_field(noted.as_bytes());
+                    }
+                    None => record.push_field(cell),
+                },
+                // A file written before the column: the operation continuing it wrote it.
+                "_operation" if cell.is_empty() => {
+                    record.push_field(self.operation.as_str().as_bytes())
+                }
+                _ => record.push_field(cell),
+            }
         }
-        record.extend(cells);
+        record.extend(&cells);
         self.put()?;
         let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
         Ok(status.and_then(Status::parse))
     }
 
     /// Ends the file: it is rewritten atomically to this run's rows, one per input row,
-    /// in input order (standard output stays in completion order). The lock is held until
-    /// the rewrite is done.
+    /// in input order (standard output stays in completion order), then, in a file this
+    /// run continued, the records of names its input did not have (a ledger never
+    /// forgets). The lock is held until the rewrite is done.
     ///
     /// A file this run created holds one row per input row already: if it cannot be
     /// rewritten, it stays in completion order with a warning. A log appended to must be
     /// rewritten to drop the rows this run superseded: that failure is an error.
-    pub fn finish(mut self) -> std::io::Result<()> {
+    pub fn finish(mut self) -> std::io::Result<Finished> {
         self.flush()?;
         drop(self.csv);
         let Some(output) = &self.file else {
-            return Ok(());
+            return Ok(Finished::default());
+        };
+        let not_in_input = self.log.as_ref().map(Log::not_in_input).unwrap_or_default();
+        let finished = Finished {
+            not_in_input: not_in_input.len() as u64,
         };
         let continued = self.log.is_some();
         match in_input_order(
             &output.real_path,
             &self.header,
             self.rows_start,
+            &not_in_input,
             self.layout,
             continued,
         ) {
@@ -310,9 +274,9 @@ impl ResultsWriter {
                     "{} holds every row, in the order they finished: sorting it into input order failed: {error}",
                     output.path.display()
                 );
-                Ok(())
+                Ok(finished)
             }
-            result => result,
+            result => result.map(|()| finished),
         }
     }
 
@@ -350,11 +314,20 @@ impl ResultsWriter {
         }
     }
 
-    /// Marks the rows that do not succeed with what the job does (see
-    /// [`Operation::marker`]).
+    /// Records `operation` as every row's `_operation`.
     pub fn for_operation(mut self, operation: Operation) -> ResultsWriter {
         self.operation = operation;
         self
+    }
+
+    /// Records a row whose request is about to go out, as the interrupted row it is until
+    /// its final record comes (which supersedes it). Standard output, read by no rerun,
+    /// gets none.
+    pub fn write_pending(&mut self, pending: &RowOutcome) -> std::io::Result<()> {
+        match self.file {
+            Some(_) => self.write(pending),
+            None => Ok(()),
+        }
     }
 
     /// Writes one row and flushes it to the operating system, so a crash of this process
@@ -390,12 +363,6 @@ impl ResultsWriter {
                 message = format!("{message} ({note})");
             }
         }
-        // Every row that leaves something to do says which command it is for, a dry run's
-        // too: `retry` sends those rows again as that command.
-        if !outcome.status.is_done() {
-            let marker = marker_for(self.operation, &message);
-            message.insert_str(0, marker);
-        }
         record.push_field(message.as_bytes());
         push_optional(record, outcome.http_status.map(u64::from));
         record.push_field(outcome.attempts.to_string().as_bytes());
@@ -403,6 +370,9 @@ impl ResultsWriter {
         let finished_at = humantime::format_rfc3339_millis(outcome.finished_at).to_string();
         record.push_field(finished_at.as_bytes());
         record.push_field(self.target.as_bytes());
+        // Every row says which command it is for, a dry run's too: `retry` sends the rows
+        // that did not succeed again as that command.
+        record.push_field(self.operation.as_str().as_bytes());
         record.extend(&outcome.cells);
         self.put()
     }
@@ -410,7 +380,11 @@ impl ResultsWriter {
     /// Writes `record` (the one in `self.record`) and flushes it; a failure cuts off what
     /// of it reached the file.
     fn put(&mut self) -> std::io::Result<()> {
-        if let Err(error) = self.csv.write_byte_record(&self.record) {
+        self.escaped.clear();
+        for cell in &self.record {
+            self.escaped.push_field(&escape(cell));
+        }
+        if let Err(error) = self.csv.write_byte_record(&self.escaped) {
             self.cut_torn_row();
             return Err(error.into());
         }
@@ -485,5 +459,19 @@ fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
         message.replace(['\n', '\r'], " ").into()
     } else {
         message.into()
+    }
+}
+
+impl Log {
+    /// Where the file's records of names this run wrote no row for start, in file order.
+    fn not_in_input(&self) -> Vec<u64> {
+        let mut offsets: Vec<u64> = self
+            .prior
+            .named()
+            .filter(|(key, _)| !self.seen.contains(key))
+            .map(|(_, prior)| prior.offset)
+            .collect();
+        offsets.sort_unstable();
+        offsets
     }
 }

@@ -27,6 +27,13 @@ pub struct Summary {
     pub puts_after_name_taken: u64,
     /// Successes of an earlier run kept without a request.
     pub kept: u64,
+    /// Kept rows whose values in the input differ from those they were sent with (their
+    /// records keep the values sent).
+    pub changed_since_sent: u64,
+    /// Rows sent again over an earlier record that stands, whose outcome settled nothing.
+    pub unsettled: u64,
+    /// Records of names not in this run's input, kept in the results file after its rows.
+    pub not_in_input: u64,
     /// Wall time of the job.
     pub elapsed_seconds: f64,
     /// Requests per second over the job.
@@ -112,6 +119,9 @@ impl Summary {
             retries: tally.retries,
             puts_after_name_taken: tally.puts_after_name_taken,
             kept: tally.kept,
+            changed_since_sent: tally.changed_since_sent,
+            unsettled: tally.unsettled,
+            not_in_input: tally.not_in_input,
             elapsed_seconds: seconds,
             requests_per_second: tally.requests as f64 / seconds.max(1e-9),
             latency_ms: Percentiles {
@@ -162,6 +172,24 @@ impl Summary {
             );
         }
         let lines = [
+            (self.changed_since_sent > 0).then(|| {
+                format!(
+                    "values changed since sent: {} kept rows (their records keep the values sent)",
+                    self.changed_since_sent
+                )
+            }),
+            (self.unsettled > 0).then(|| {
+                format!(
+                    "sent again without settling anything: {} rows (their earlier records stand)",
+                    self.unsettled
+                )
+            }),
+            (self.not_in_input > 0).then(|| {
+                format!(
+                    "not in this input: {} records of the results file, kept after its rows",
+                    self.not_in_input
+                )
+            }),
             self.stopped_line(),
             self.next_step.map(str::to_owned),
             self.errors_line(),

@@ -22,6 +22,15 @@ pub struct Tally {
     pub puts_after_name_taken: u64,
     /// Successes of an earlier run, kept without a request.
     pub kept: u64,
+    /// Kept rows whose values in the input differ from those they were sent with: their
+    /// records keep the values sent.
+    pub changed_since_sent: u64,
+    /// Rows sent again over a record that stands, whose outcome settled nothing (a failure,
+    /// the job stopping): counted as not done.
+    pub unsettled: u64,
+    /// Records of a continued file whose names this run's input did not have: kept in the
+    /// file, after the input's rows.
+    pub not_in_input: u64,
     latencies: LatencyHistogram,
 }
 
@@ -40,11 +49,34 @@ impl Tally {
         }
     }
 
-    /// Counts one success kept from an earlier run.
-    pub fn add_kept(&mut self, status: Option<Status>) {
-        self.kept += 1;
+    /// Counts one record kept from an earlier run, recorded with `status`: kept without a
+    /// request, or after this run `sent` the row again; `unsettled` when that settled
+    /// nothing.
+    pub fn add_kept(
+        &mut self,
+        status: Option<Status>,
+        changed: bool,
+        sent: Option<&RowOutcome>,
+        unsettled: bool,
+    ) {
         if let Some(status) = status {
             *self.by_status.entry(status).or_default() += 1;
+        }
+        self.changed_since_sent += u64::from(changed);
+        self.unsettled += u64::from(unsettled);
+        match sent {
+            None => self.kept += 1,
+            Some(sent) => {
+                if !sent.error_code.is_empty() {
+                    *self.by_code.entry(sent.error_code.clone()).or_default() += 1;
+                }
+                self.requests += u64::from(sent.attempts);
+                self.retries += u64::from(sent.retries);
+                self.puts_after_name_taken += u64::from(sent.put_after_taken);
+                if let Some(ms) = sent.latency_ms {
+                    self.latencies.add(ms);
+                }
+            }
         }
     }
 
@@ -58,13 +90,15 @@ impl Tally {
         self.by_status.get(&status).copied().unwrap_or(0)
     }
 
-    /// Rows that did not succeed.
+    /// Rows that did not succeed, or whose re-send settled nothing.
     pub fn unsuccessful(&self) -> u64 {
-        self.by_status
+        let not_done: u64 = self
+            .by_status
             .iter()
             .filter(|(status, _)| !status.is_success())
             .map(|(_, n)| n)
-            .sum()
+            .sum();
+        not_done + self.unsettled
     }
 
     /// The most frequent error codes, most frequent first (ties by name).

@@ -46,7 +46,8 @@ async fn dropped_connections_are_retried_and_no_workspace_is_lost_or_doubled() {
         drop_rate: 0.2,
         ..FaultConfig::default()
     };
-    let (job, _) = create_through_faults(faults, 200, &["--max-attempts", "10"]).await;
+    let extra = ["--max-attempts", "10", "--preflight"];
+    let (job, _) = create_through_faults(faults, 200, &extra).await;
     let stats = job.api.stats().await;
     let drops = &stats["faults_injected"];
     assert!(

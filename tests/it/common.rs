@@ -645,6 +645,21 @@ pub fn expect(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 /// The `_attempts` of all rows, summed: the requests the results file accounts for.
+/// The last record of each row of a results log (a row recorded in flight, then final,
+/// is its final record), in file order of those last records.
+pub fn latest_records(rows: Vec<ResultRow>) -> Vec<ResultRow> {
+    let mut last = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(row["_row"].clone(), i);
+    }
+    let keep: BTreeSet<usize> = last.into_values().collect();
+    rows.into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, row)| row)
+        .collect()
+}
+
 pub fn attempts(rows: &[ResultRow]) -> u64 {
     rows.iter()
         .map(|r| r["_attempts"].parse::<u64>().unwrap())

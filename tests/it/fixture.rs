@@ -22,7 +22,7 @@ use crate::common::{
 use crate::process::{Finished, dbprov_with};
 
 /// Where a job writes its results unless a test says otherwise.
-const RESULTS: &str = "results.csv";
+pub const RESULTS: &str = "results.csv";
 
 /// One job's world: a sandbox, a client for it, and a work folder of its own.
 pub struct Job {
@@ -123,6 +123,8 @@ impl Job {
 
 /// Runs `n` valid tenants through a sandbox with `faults` and checks what every such test
 /// wants: exit 0, one results row per input row, all `created`, each workspace once.
+/// `--preflight` among `extra` lists the workspaces first (which a lost answer needs, for
+/// the job to know the workspace it finds is its own).
 pub async fn create_through_faults(
     faults: FaultConfig,
     n: usize,
@@ -132,7 +134,11 @@ pub async fn create_through_faults(
     let input = job.input(&tenants("t", n));
     let mut command = vec!["run", input.as_str()];
     command.extend(extra);
-    let run = job.run(&command).await;
+    let mut args = job.args(RESULTS);
+    if extra.contains(&"--preflight") {
+        args.retain(|a| a != "--no-preflight");
+    }
+    let run = dbprov_with(&command, &args).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let rows = job.rows();
     assert_one_row_per_input_row(&rows, n);

@@ -98,7 +98,7 @@ async fn malformed_records_are_invalid_rows_and_the_job_goes_on() {
     assert_eq!(rows[&2]["_error_code"], "MALFORMED_ROW");
     assert_eq!(
         rows[&2]["_error_message"],
-        "line 3: has 2 fields, the header has 3"
+        "line 3: has 2 fields, the header has 3; the line as read: b,MULTI_DATAMART"
     );
     assert_eq!(rows[&2]["team"], "", "a short row is padded");
     assert_eq!(rows[&3]["_error_code"], "MALFORMED_ROW");

@@ -21,7 +21,8 @@ async fn with_30_percent_500s_after_commit_no_row_fails_and_no_workspace_is_doub
         fail_after_commit_rate: 0.3,
         ..FaultConfig::default()
     };
-    let (job, rows) = create_through_faults(faults, 300, &["--concurrency", "16"]).await;
+    let extra = ["--concurrency", "16", "--preflight"];
+    let (job, rows) = create_through_faults(faults, 300, &extra).await;
     let stats = job.api.stats().await;
     assert!(
         stats["faults_injected"]["fail_after_commit"]
@@ -176,18 +177,17 @@ async fn a_rollback_undoes_what_lost_answers_may_have_created_where_the_list_lac
 
 #[tokio::test]
 async fn a_lost_answer_is_still_ours_after_a_rerun_that_sent_nothing() {
-    // Every create is committed, then answered 500: all three are ours, unseen.
-    let job = Job::with_faults(FaultConfig {
-        fail_after_commit_rate: 1.0,
-        ..FaultConfig::default()
-    })
-    .await;
+    // The list before the run says the names are free; then every create is committed and
+    // answered 500: all three are ours, unseen.
+    let job = Job::new().await;
     let input = job.input(&tenants("t", 3));
     let mut args = job.args("results.csv");
-    set_flag(&mut args, "--backoff-max", "1ms");
-    args.extend(["--max-attempts", "1"].map(str::to_owned));
-    let first = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(first.exit, 1, "{}", first.stderr);
+    args.retain(|a| a != "--no-preflight");
+    set_flag(&mut args, "--rate", "2/s");
+    let mut first = vec!["run".to_owned(), input.clone()];
+    first.extend(args.iter().cloned());
+    assert_eq!(lose_every_answer_after_the_list(&job, &first).await, 1);
+    set_flag(&mut args, "--rate", "unlimited");
     // A retry with a key the API refuses: a 401, the rest skipped with no attempt.
     let wrong = job.dir.write("wrong-key", "not-the-key\n");
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -10,7 +10,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::common::{
     assert_one_row_per_input_row, attempts, complete_records, datasource_csv, expect, held,
-    methods, names, set_flag, slow_sandbox, tally, tenants, workspace_counts,
+    latest_records, methods, names, set_flag, slow_sandbox, tally, tenants, workspace_counts,
 };
 use crate::fixture::Job;
 use crate::process::{
@@ -418,7 +418,7 @@ async fn a_results_file_replaced_mid_run_keeps_this_runs_rows_beside_it() {
         "{}",
         run.stderr
     );
-    let kept = complete_records(&rescued[0]);
+    let kept = latest_records(complete_records(&rescued[0]));
     let sent = job.writes().await;
     assert!(sent < 600, "sending stopped");
     assert!(

@@ -57,6 +57,7 @@ async fn the_sample_file_gives_its_documented_results() {
             "_latency_ms",
             "_finished_at",
             "_target",
+            "_operation",
             "name",
             "connectionType",
             "datasourceName",

@@ -19,7 +19,7 @@ async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
     assert_eq!(names_on(&job.api).await, sorted(&SPREADSHEET_NAMES));
     let (header, rows) = job.dir.results("out.csv");
     assert_eq!(
-        header[9..],
+        header[10..],
         [
             "Name",
             "Connection Type",
