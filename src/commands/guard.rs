@@ -27,22 +27,41 @@ pub(crate) enum Continuing {
     Refuse,
 }
 
+/// How a command opens its results file.
+pub(crate) struct Opening<'a> {
+    /// What to do with a file of sent outcomes already there.
+    pub(crate) continuing: Continuing,
+    /// Nothing will be sent.
+    pub(crate) dry_run: bool,
+    /// This run's `_target`.
+    pub(crate) target: &'a str,
+    /// What this job appends (a file another command wrote is not continued), if known.
+    pub(crate) operation: Option<Operation>,
+    /// The command running, for the advice of a refusal.
+    pub(crate) running: Running,
+    /// This run's shard (a file is continued only by the shard that wrote it).
+    pub(crate) shard: Option<Shard>,
+}
+
 /// Opens and locks the results file, and reads what it holds before any request: the
 /// earlier results to continue, if any. Refuses to replace a file of sent outcomes without
 /// `--overwrite`, a dry run over one at all, and a rewrite that could not be done.
 ///
-/// `operation`, when given, is what this job will append: a file that another command
-/// wrote is not continued (a run's `created` rows are no update's successes). A refusal
-/// advises only the options of the command `running`.
+/// A file that another command wrote is not continued (a run's `created` rows are no
+/// update's successes), nor one of another API or shard. A refusal advises only the
+/// options of the command running.
 pub(crate) fn open_output(
     output: &Output,
-    continuing: Continuing,
-    dry_run: bool,
-    target: &str,
-    operation: Option<Operation>,
-    running: Running,
-    shard: Option<Shard>,
+    opening: Opening<'_>,
 ) -> anyhow::Result<(Sink, Option<Arc<PriorResults>>)> {
+    let Opening {
+        continuing,
+        dry_run,
+        target,
+        operation,
+        running,
+        shard,
+    } = opening;
     let shard = shard.unwrap_or(Shard::ALL);
     let path = match output {
         Output::Stdout if continuing == Continuing::Resume => {

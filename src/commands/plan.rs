@@ -1,6 +1,6 @@
 //! `plan`: what `run` would do, from local checks and one list; no write is sent.
 
-use super::guard::{Continuing, open_output, refuse_clobbering};
+use super::guard::{Continuing, Opening, open_output, refuse_clobbering};
 use super::job::{Exit, Rows, count_rows, run_job};
 use super::running::Running;
 use super::target::Target;
@@ -21,12 +21,14 @@ pub(super) async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
     let target = Target::new(false, Running::Plan, args.sandbox, &args.job).await?;
     let (sink, _) = open_output(
         &output,
-        Continuing::Refuse,
-        true,
-        &target.name,
-        Some(Operation::Create),
-        Running::Plan,
-        args.job.shard,
+        Opening {
+            continuing: Continuing::Refuse,
+            dry_run: true,
+            target: &target.name,
+            operation: Some(Operation::Create),
+            running: Running::Plan,
+            shard: args.job.shard,
+        },
     )?;
     let format = CsvFormat::from(args.csv);
     let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
+use super::guard::{Continuing, Opening, hold_input, open_output, refuse_clobbering, scan_input};
 use super::job::{Exit, Rows, run_job};
 use super::running::Running;
 use super::target::Target;
@@ -82,12 +82,14 @@ fn in_place(args: &RetryArgs, target: &str) -> anyhow::Result<Opened> {
     refuse_clobbering(&[], &output, &args.job, running)?;
     let (sink, log) = open_output(
         &output,
-        Continuing::Resume,
-        args.dry_run,
-        target,
-        None,
-        running,
-        args.job.shard,
+        Opening {
+            continuing: Continuing::Resume,
+            dry_run: args.dry_run,
+            target,
+            operation: None,
+            running,
+            shard: args.job.shard,
+        },
     )?;
     let log = log.ok_or_else(|| nothing_to_retry(args))?;
     let operation = operation_of(args, &log)?;
@@ -126,12 +128,14 @@ fn into_another(args: &RetryArgs, path: &str, target: &str) -> anyhow::Result<Op
     };
     let (sink, log) = open_output(
         &output,
-        continuing,
-        args.dry_run,
-        target,
-        Some(operation),
-        running,
-        args.job.shard,
+        Opening {
+            continuing,
+            dry_run: args.dry_run,
+            target,
+            operation: Some(operation),
+            running,
+            shard: args.job.shard,
+        },
     )?;
     Ok(Opened {
         input: Arc::new(input),

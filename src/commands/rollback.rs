@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::guard::{Continuing, hold_input, open_output, refuse_clobbering, scan_input};
+use super::guard::{Continuing, Opening, hold_input, open_output, refuse_clobbering, scan_input};
 use super::job::{Exit, Rows, run_job};
 use super::running::Running;
 use super::target::{Target, target_of};
@@ -60,12 +60,14 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
     };
     let (sink, output_log) = open_output(
         &output,
-        continuing,
-        args.dry_run,
-        &target.name,
-        Some(Operation::Delete),
-        Running::Rollback,
-        args.job.shard,
+        Opening {
+            continuing,
+            dry_run: args.dry_run,
+            target: &target.name,
+            operation: Some(Operation::Delete),
+            running: Running::Rollback,
+            shard: args.job.shard,
+        },
     )?;
     if let Some(undo) = &output_log
         && let Err(error) = refuse_another_rollbacks(undo, &source, &args.results, &output)

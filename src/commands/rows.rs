@@ -1,6 +1,6 @@
 //! `run`, `update` and `delete`: one job over a tenant CSV, with another request.
 
-use super::guard::{Continuing, open_output, refuse_clobbering};
+use super::guard::{Continuing, Opening, open_output, refuse_clobbering};
 use super::job::{Exit, Rows, count_rows, run_job};
 use super::running::Running;
 use super::target::Target;
@@ -37,12 +37,14 @@ pub(super) async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow
     .await?;
     let (sink, output_log) = open_output(
         &output,
-        continuing,
-        args.dry_run,
-        &target.name,
-        Some(operation),
-        Running::Rows(operation),
-        args.job.shard,
+        Opening {
+            continuing,
+            dry_run: args.dry_run,
+            target: &target.name,
+            operation: Some(operation),
+            running: Running::Rows(operation),
+            shard: args.job.shard,
+        },
     )?;
     let format = CsvFormat::from(args.csv);
     let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
