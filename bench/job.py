@@ -211,13 +211,18 @@ def bench_resume_memory(work):
     # Write the earlier results in the columns this build writes: with `_target` (the API
     # of each outcome) since issue 8, without it before. A file without it would make
     # today's build upgrade it in place first, which is not the nightly rerun measured here.
-    has_target = "_target" in result_columns(work)
+    columns = result_columns(work)
+    has_target = "_target" in columns
+    # Since issue 18, each row's `_operation` too.
+    has_operation = "_operation" in columns
     rss = {}
     for n in (10_000, 1_000_000):
         input_csv = os.path.join(work, f"resume-{n}.csv")
         results = os.path.join(work, f"resume-{n}.results.csv")
         tenants(input_csv, n, "res")
         target_header, target = (",_target", f",{base_url}") if has_target else ("", "")
+        if has_operation:
+            target_header, target = target_header + ",_operation", target + ",create"
         with open(results, "w") as f:
             f.write("_row,_status,_error_code,_error_message,_http_status,_attempts,"
                     f"_latency_ms,_finished_at{target_header},"

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use csv::ByteRecord;
@@ -73,8 +74,9 @@ pub enum ResumeError {
 /// The latest row of each identity in a results file.
 pub struct PriorResults {
     /// Per identity hash, its latest [`Prior`] packed into one word (see [`Prior::pack`]),
-    /// and the hash of the values it was sent with.
-    latest: HashMap<u64, (u64, u64)>,
+    /// and a word that holds the hash of the values it was sent with (63 bits) and whether
+    /// this run wrote a row of that identity (the top bit, set by the writer).
+    latest: HashMap<u64, (u64, AtomicU64)>,
     hasher: RandomState,
     /// Bytes of whole rows: a torn last line (a crash mid-write) is not counted.
     pub valid_len: u64,
@@ -332,7 +334,8 @@ impl PriorResults {
                     .and_then(|c| std::str::from_utf8(unescape(c)).ok())
             }),
         };
-        self.latest.insert(key, (latest.pack(), values));
+        self.latest
+            .insert(key, (latest.pack(), AtomicU64::new(values & VALUES)));
     }
 
     /// How many identities (distinct names, or rows without one) the file records.
@@ -366,19 +369,33 @@ impl PriorResults {
         self.latest
             .get(&self.key(name, row))
             .map(|(packed, values)| Prior {
-                values: *values,
+                values: values.load(Ordering::Relaxed) & VALUES,
                 ..Prior::unpack(*packed)
             })
     }
 
-    /// The latest record of each name, with its identity.
-    pub fn named(&self) -> impl Iterator<Item = (u64, Prior)> + '_ {
+    /// Notes that this run wrote a row of the name, if the file has a record of it.
+    pub fn mark_written(&self, name: &str) {
+        if let Some((_, word)) = self.latest.get(&self.key(Some(name), 0)) {
+            word.fetch_or(WRITTEN, Ordering::Relaxed);
+        }
+    }
+
+    /// Where the latest record of each name that this run wrote no row for starts.
+    pub fn not_written(&self) -> impl Iterator<Item = u64> + '_ {
         self.latest
-            .iter()
-            .map(|(key, (packed, _))| (*key, Prior::unpack(*packed)))
-            .filter(|(_, prior)| prior.named)
+            .values()
+            .filter(|(_, word)| word.load(Ordering::Relaxed) & WRITTEN == 0)
+            .map(|(packed, _)| Prior::unpack(*packed))
+            .filter(|prior| prior.named)
+            .map(|prior| prior.offset)
     }
 }
+
+/// The bits of a value word that hold the values' hash, and the one that says this run
+/// wrote a row of the identity.
+const VALUES: u64 = !WRITTEN;
+const WRITTEN: u64 = 1 << 63;
 
 /// A results file opened for reading, its header read and checked.
 struct Opened {

@@ -1,6 +1,5 @@
 //! The results file: one row per input row, written and flushed as soon as it is final.
 
-use std::collections::HashSet;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,10 +57,8 @@ struct Log {
     columns: ResultColumns,
     /// The earlier rows' field separator.
     delimiter: u8,
-    /// What the file held when the run began.
+    /// What the file held when the run began, and which of its names this run wrote.
     prior: Arc<PriorResults>,
-    /// The identities of the names this run wrote a row for, among those the file held.
-    seen: HashSet<u64>,
 }
 
 /// How a results file ended.
@@ -147,7 +144,6 @@ impl ResultsWriter {
                 columns: prior.columns.clone(),
                 delimiter: prior.delimiter,
                 prior: prior.clone(),
-                seen: HashSet::new(),
             }),
             operation: Operation::Create,
             escaped: ByteRecord::new(),
@@ -160,11 +156,8 @@ impl ResultsWriter {
             Final::Outcome(outcome) => outcome.name.as_deref(),
             Final::Kept(kept) => kept.name.as_deref(),
         };
-        if let (Some(log), Some(name)) = (self.log.as_mut(), name) {
-            let key = log.prior.key(Some(name), 0);
-            if log.prior.get(Some(name), 0).is_some() {
-                log.seen.insert(key);
-            }
+        if let (Some(log), Some(name)) = (self.log.as_ref(), name) {
+            log.prior.mark_written(name);
         }
         match row {
             Final::Outcome(outcome) => self.write(outcome).map(|()| Some(outcome.status)),
@@ -465,12 +458,7 @@ fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
 impl Log {
     /// Where the file's records of names this run wrote no row for start, in file order.
     fn not_in_input(&self) -> Vec<u64> {
-        let mut offsets: Vec<u64> = self
-            .prior
-            .named()
-            .filter(|(key, _)| !self.seen.contains(key))
-            .map(|(_, prior)| prior.offset)
-            .collect();
+        let mut offsets: Vec<u64> = self.prior.not_written().collect();
         offsets.sort_unstable();
         offsets
     }
