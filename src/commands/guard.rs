@@ -200,6 +200,11 @@ fn continue_file(
     if let Some(refusal) = refuse_continuing(&prior, &shown.to_string(), target) {
         anyhow::bail!(refusal);
     }
+    let unrecorded = prior.written_by.unrecorded;
+    anyhow::ensure!(
+        unrecorded == 0,
+        "{shown} has {unrecorded} rows whose _operation is empty or not one of create, update, delete: which command wrote them cannot be told, and continuing the file would stamp them with this one's. Write it back (create for run, update, delete), or give another -o"
+    );
     file.check_rewrite().with_context(|| {
         format!("{shown} is rewritten at the end of the run, and its folder does not allow that")
     })?;

@@ -99,6 +99,9 @@ pub struct Admitted {
     pub row: Option<u64>,
     /// What the file recorded of it, when that is to be kept or built on.
     pub earlier: Option<Earlier>,
+    /// Why the row stays refused whatever its cells now say: a malformed row's cells are
+    /// what was left of its line (the message holds it whole).
+    pub refused: Option<String>,
 }
 
 /// Reads an input CSV one row at a time.
@@ -117,9 +120,11 @@ pub struct InputReader {
     recorded: Option<Box<dyn Recorded>>,
     /// Only rows of this shard are read.
     shard: Shard,
-    /// Only the name is read and checked (a delete); names are exact (update, delete).
+    /// Only the name is read and checked (a delete); names are exact (update, delete);
+    /// the name cell carried is the name as sent (a rollback of a run that trimmed it).
     names_only: bool,
     exact_names: bool,
+    names_as_sent: bool,
     /// What the text was decoded from.
     decoded: Decoded,
 }
@@ -174,6 +179,7 @@ impl InputReader {
             shard: Shard::ALL,
             names_only: false,
             exact_names: false,
+            names_as_sent: false,
             decoded,
         })
     }
@@ -195,6 +201,14 @@ impl InputReader {
     /// spaces at its start or end is `INVALID_NAME`, not trimmed into another one.
     pub fn exact_names(mut self, exact_names: bool) -> InputReader {
         self.exact_names = exact_names;
+        self
+    }
+
+    /// Carries each row's name cell as the name the row sends (trimmed), rather than as it
+    /// was written: a rollback's record then names the workspace it deleted exactly, and a
+    /// retry of it (which takes names exactly) deletes that one.
+    pub fn names_as_sent(mut self, names_as_sent: bool) -> InputReader {
+        self.names_as_sent = names_as_sent;
         self
     }
 
@@ -248,11 +262,10 @@ impl InputReader {
             .cloned()
             .unwrap_or_else(csv::Position::new);
         let line = position.line();
-        let (row, earlier) = self.admit(position.byte())?;
+        let (row, earlier, refused) = self.admit(position.byte())?;
         if !self.in_shard(row) {
             return None;
         }
-        let cells = self.carried_cells();
         let rules = RowRules {
             names_only: self.names_only,
             exact_names: self.exact_names,
@@ -273,7 +286,11 @@ impl InputReader {
                 values: 0,
             },
         };
-        let request = self.refuse_duplicate(line, parsed.name.as_deref(), parsed.request);
+        let request = match refused {
+            Some(message) => Err(RowError::new("MALFORMED_ROW", message)),
+            None => self.refuse_duplicate(line, parsed.name.as_deref(), parsed.request),
+        };
+        let cells = self.carried_cells(parsed.name.as_deref());
         Some(InputRow {
             row,
             line,
@@ -285,17 +302,17 @@ impl InputReader {
         })
     }
 
-    /// The record's row number and what a results file read as input recorded of it;
-    /// `None` when the file's ledger passes it over.
-    fn admit(&self, offset: u64) -> Option<(u64, Option<Earlier>)> {
+    /// The record's row number, what a results file read as input recorded of it, and
+    /// why it stays refused if it does; `None` when the file's ledger passes it over.
+    fn admit(&self, offset: u64) -> Option<(u64, Option<Earlier>, Option<String>)> {
         let Some(recorded) = &self.recorded else {
-            return Some((self.rows, None));
+            return Some((self.rows, None, None));
         };
         // Only a retry reads a results file as a log; `run` given one just sends its rows.
         let whole = self.kind == Kind::Whole && self.record.len() == self.header.width;
         let admitted = recorded.admit(&self.record, offset, whole)?;
         let row = admitted.row.filter(|r| *r > 0).unwrap_or(self.rows);
-        Some((row, admitted.earlier))
+        Some((row, admitted.earlier, admitted.refused))
     }
 
     /// Whether the row falls in this job's shard.
@@ -312,13 +329,22 @@ impl InputReader {
 
     /// The carried cells, verbatim, except that bytes which are not UTF-8 become U+FFFD:
     /// the results file stays readable text, and the row says which column was broken.
-    fn carried_cells(&self) -> ByteRecord {
+    /// With [`InputReader::names_as_sent`], the name cell is `name`, as it was sent.
+    fn carried_cells(&self, name: Option<&str>) -> ByteRecord {
         let record = &self.record;
+        let name_column = self
+            .header
+            .index(Field::Name)
+            .filter(|_| self.names_as_sent);
         let mut cells =
             ByteRecord::with_capacity(record.as_slice().len(), self.header.carried.len());
         for &i in &self.header.carried {
-            let cell = record.get(i).unwrap_or_default();
-            cells.push_field(String::from_utf8_lossy(cell).as_bytes());
+            match name {
+                Some(name) if Some(i) == name_column => cells.push_field(name.as_bytes()),
+                _ => cells.push_field(
+                    String::from_utf8_lossy(record.get(i).unwrap_or_default()).as_bytes(),
+                ),
+            }
         }
         cells
     }
@@ -345,7 +371,10 @@ impl InputReader {
         {
             return duplicate();
         }
-        if !self.names_seen.insert(self.hasher.hash_one(name)) {
+        // A name taken exactly that is refused for its spaces is another name than the
+        // same without them: it takes no name for the rows after it.
+        let spaced = self.exact_names && matches!(&request, Err(e) if e.code == "INVALID_NAME");
+        if !spaced && !self.names_seen.insert(self.hasher.hash_one(name)) {
             return request.and(duplicate());
         }
         request

@@ -11,7 +11,7 @@ use super::triage::Carried;
 use super::writer::ToWrite;
 use crate::api::retry::{is_retryable_status, may_have_applied};
 use crate::api::{Answer, NoAnswer, RowRequest, Verb, says_absent};
-use crate::model::notes::{IN_FLIGHT, NOT_CONNECTED, NOT_LISTED, VALUES_UNKNOWN};
+use crate::model::notes::{IN_FLIGHT, NOT_CONNECTED, NOT_LISTED};
 use crate::model::{OnExists, Operation, RowOutcome, Status};
 use crate::pacing::{Next, Seen};
 use crate::records::ledger::{self, Because, Final, settle};
@@ -57,6 +57,7 @@ pub(crate) async fn provision(
         attempts: trail.attempts,
         retries: trail.retries,
         put_after_taken: trail.put_after_taken,
+        values_unknown: trail.last_verb == Some(Verb::Put) && !verdict.status.is_done(),
         latency_ms: trail.started.map(|t| t.elapsed().as_millis() as u64),
         finished_at: SystemTime::now(),
         cells: row.cells,
@@ -72,37 +73,36 @@ pub(crate) async fn provision(
     }
 }
 
-/// The record a row gets just before its first request goes out: what a rerun reads if
-/// the process dies before the row's final record is written. Waits for it to be
-/// written; `Err` if it could not be: then the request does not go out.
+/// The record a row gets just before its first request goes out (and before the PUT
+/// that follows a taken name): what a rerun reads if the process dies before the row's
+/// final record is written. A row sent again over a record that stands gets that record
+/// again, with a note. Waits for it to be written; `Err` if it could not be: then the
+/// request does not go out.
 async fn record_sending(
     row: &Carried,
     verb: Verb,
     outcomes_tx: &mpsc::Sender<ToWrite>,
 ) -> Result<(), StopReason> {
-    // A workspace this job created stays the job's whatever this request does to it.
-    let ours = row
-        .standing
-        .as_ref()
-        .is_some_and(|s| s.status == Status::Created);
-    let pending = RowOutcome {
-        row: row.row,
-        name: row.name.clone(),
-        status: Status::Skipped,
-        error_code: StopReason::Interrupted.code().to_owned(),
-        error_message: match verb {
-            Verb::Put => format!("{IN_FLIGHT} ({VALUES_UNKNOWN})"),
-            Verb::Post | Verb::Delete => IN_FLIGHT.to_owned(),
-        },
-        http_status: None,
-        attempts: 1,
-        retries: 0,
-        put_after_taken: false,
-        latency_ms: None,
-        finished_at: SystemTime::now(),
-        cells: row.cells.clone(),
-        maybe_created: true,
-        absent_before: row.absent_before || ours,
+    let pending = match &row.standing {
+        Some(standing) => ledger::in_flight(row.row, row.name.clone(), standing, verb == Verb::Put),
+        None => Final::Outcome(RowOutcome {
+            row: row.row,
+            name: row.name.clone(),
+            status: Status::Skipped,
+            error_code: StopReason::Interrupted.code().to_owned(),
+            error_message: IN_FLIGHT.to_owned(),
+            http_status: None,
+            attempts: 1,
+            retries: 0,
+            put_after_taken: false,
+            latency_ms: None,
+            finished_at: SystemTime::now(),
+            cells: row.cells.clone(),
+            // A PUT creates nothing: it leaves the row's own question where it was.
+            maybe_created: verb != Verb::Put || row.maybe_created,
+            absent_before: row.absent_before,
+            values_unknown: verb == Verb::Put,
+        }),
     };
     let (written_tx, written_rx) = oneshot::channel();
     let sent = outcomes_tx
@@ -123,6 +123,8 @@ struct Trail {
     retries: u32,
     /// A PUT went out after the POST met a taken name ([`NextAttempt::PutAfterTaken`]).
     put_after_taken: bool,
+    /// The verb of the last request that went out.
+    last_verb: Option<Verb>,
     /// Status of the last attempt; `None` if it got no answer.
     http_status: Option<u16>,
     /// The last attempt could not connect: it sent nothing.
@@ -232,6 +234,7 @@ async fn attempt_until_final(
             return Verdict::stopped(shared.stopped().unwrap_or(reason), trail);
         }
         trail.going_out(next);
+        trail.last_verb = Some(verb);
         next = NextAttempt::Again;
         let sent = sender
             .client
@@ -396,6 +399,9 @@ fn succeeded(shared: &Shared, verb: Verb, row: &Carried) -> Verdict {
         };
         let message = match standing.because {
             Because::Vanished => FOUND_AFTER_ALL,
+            Because::Changed if standing.status == Status::Exists => {
+                "the name was taken before; this run PUT the row's values"
+            }
             Because::Changed if status == Status::Created => {
                 "created by an earlier run; its values changed since, and this run PUT them"
             }

@@ -34,7 +34,7 @@ pub(crate) async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing>
     match &shared.mode {
         Mode::Plan(_) => tracing::warn!("preflight: the list of workspaces failed ({failure})"),
         _ => tracing::warn!(
-            "preflight: the list of workspaces failed ({failure}), so every row is sent; names that exist are found by their POST, and after a lost answer a name that exists counts as created (--no-preflight skips the list)"
+            "preflight: the list of workspaces failed ({failure}), so every row is sent; names that exist are found by their POST, and a name found taken after a lost answer is recorded exists, not created, since nobody can tell whether it was there before (--no-preflight skips the list)"
         ),
     }
     None

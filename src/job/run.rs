@@ -255,8 +255,9 @@ async fn open_reader(
     operation: Operation,
 ) -> Result<InputReader, InputError> {
     // An update or a delete names a workspace that exists, exactly; a rollback deletes
-    // what a run created, under the name the run sent (trimmed).
-    let exact_names = operation != Operation::Create && !matches!(source, Source::Created(_));
+    // what a run created, under the name the run sent (trimmed), and records it so.
+    let rollback = matches!(source, Source::Created(_));
+    let exact_names = operation != Operation::Create && !rollback;
     tokio::task::spawn_blocking(move || {
         let reader = match source {
             Source::Csv(input, format) => InputReader::open(&input, format),
@@ -267,6 +268,7 @@ async fn open_reader(
             r.with_shard(shard)
                 .names_only(operation.names_only())
                 .exact_names(exact_names)
+                .names_as_sent(rollback)
         })
     })
     .await
@@ -296,8 +298,13 @@ fn open_writer(
     match (output_log, sink) {
         (Some(log), Sink::File(file)) => {
             if &log.carried_names != carried_names {
-                let names =
-                    |r: &csv::ByteRecord| String::from_utf8_lossy(r.as_slice()).into_owned();
+                let names = |r: &csv::ByteRecord| {
+                    let names: Vec<String> = r
+                        .iter()
+                        .map(|n| String::from_utf8_lossy(n).into_owned())
+                        .collect();
+                    names.join(",")
+                };
                 return Err(JobError::ColumnsChanged {
                     output: output_name.to_owned(),
                     earlier: names(&log.carried_names),

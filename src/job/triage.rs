@@ -153,8 +153,10 @@ impl History<'_> {
             );
             return Fate::Send(Some(standing(Because::Vanished)), cells);
         }
-        let changed = prior.values != 0 && values != 0 && prior.values != values;
-        if changed && puts_changes {
+        // A name that was taken (`exists`) was sent nothing: its values are only the row's.
+        let never_put = prior.status == Some(Status::Exists);
+        let changed = !never_put && prior.values != 0 && values != 0 && prior.values != values;
+        if puts_changes && (changed || never_put) {
             return Fate::Send(Some(standing(Because::Changed)), cells);
         }
         Fate::Keep(Kept {
@@ -325,6 +327,7 @@ pub(crate) fn unsent(row: Carried, status: Status, code: &str, message: &str) ->
         attempts: 0,
         retries: 0,
         put_after_taken: false,
+        values_unknown: false,
         latency_ms: None,
         finished_at: SystemTime::now(),
         cells: row.cells,

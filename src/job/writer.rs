@@ -22,7 +22,7 @@ pub enum ToWrite {
     /// A row about to be sent for the first time, recorded first: a process killed while
     /// its request is in flight leaves a record that a rerun (and a rollback) reads as a
     /// lost answer. The answer says whether it was written; no request goes out without.
-    Sending(Box<RowOutcome>, tokio::sync::oneshot::Sender<bool>),
+    Sending(Box<Final>, tokio::sync::oneshot::Sender<bool>),
 }
 
 /// What the writer thread leaves.

@@ -60,4 +60,7 @@ pub struct RowOutcome {
     /// The preflight list showed that the workspace did not exist before the run (or
     /// before the earlier run that first sent it); said with `maybe_created`.
     pub absent_before: bool,
+    /// The row's last request was a `PUT` whose outcome is not a success: which values
+    /// the workspace holds is unknown (said in the message, so that a rerun knows).
+    pub values_unknown: bool,
 }

@@ -30,6 +30,10 @@ pub fn read_log(log: Arc<PriorResults>, only_created: bool) -> Result<InputReade
     Ok(reader.with_recorded(Box::new(LogRows { log, only_created })))
 }
 
+/// Said of a row recorded as malformed that a retry keeps refused.
+const MALFORMED_ADVICE: &str =
+    "recorded as malformed: mend its cells, then clear its _error_code, to send it";
+
 /// The ledger's view of a results file read as input.
 struct LogRows {
     log: Arc<PriorResults>,
@@ -59,9 +63,19 @@ impl Recorded for LogRows {
             }
             earlier = None;
         }
+        // A malformed row's cells are what fitted of its line: sent as they are, they would
+        // be another row. It stays refused until its code is cleared (its cells mended).
+        let refused = (columns.code(record) == "MALFORMED_ROW").then(|| {
+            let message = columns.message(record);
+            match message.contains(MALFORMED_ADVICE) {
+                true => message.to_owned(),
+                false => format!("{message} ({MALFORMED_ADVICE})"),
+            }
+        });
         Some(Admitted {
             row: Some(columns.row(record)),
             earlier,
+            refused,
         })
     }
 

@@ -10,7 +10,7 @@ use crate::api::retry::may_have_applied;
 use crate::api::workspace::is_name_column;
 use crate::input::DUPLICATE_IN_INPUT;
 use crate::model::cells::{unescape, unescape_str};
-use crate::model::notes::{MAY_BE_DELETED, MAY_EXIST, NOT_CONNECTED, NOT_LISTED};
+use crate::model::notes::{MAY_BE_DELETED, MAY_EXIST, NOT_CONNECTED, NOT_LISTED, VALUES_UNKNOWN};
 use crate::model::{LEGACY_COLUMNS, Operation, Prior, RESULT_COLUMNS, Status};
 
 /// Where the result columns and the name are in a results file's header.
@@ -153,6 +153,11 @@ impl ResultColumns {
         Status::parse(text(record, self.status))
     }
 
+    /// `_error_code`, trimmed.
+    pub fn code<'r>(&self, record: &'r ByteRecord) -> &'r str {
+        text(record, self.code)
+    }
+
     /// `_error_message`, trimmed.
     pub fn message<'r>(&self, record: &'r ByteRecord) -> &'r str {
         text(record, self.message)
@@ -217,6 +222,10 @@ impl ResultColumns {
 /// answer that hides the outcome (a 5xx).
 /// Where they do not, a row that may have created it says [`MAY_EXIST`] in its message.
 pub fn shows_unknown_outcome(attempts: u32, http_status: Option<u16>, message: &str) -> bool {
+    // The last request was a PUT: it created nothing, whatever became of it.
+    if message.contains(VALUES_UNKNOWN) {
+        return false;
+    }
     match http_status {
         Some(status) => attempts > 0 && may_have_applied(status),
         None => {

@@ -14,6 +14,7 @@
 use csv::ByteRecord;
 
 use super::prior::PriorResults;
+use crate::model::notes::{IN_FLIGHT, VALUES_UNKNOWN};
 use crate::model::{RowOutcome, Shard, Status};
 
 /// Where a record the file holds is: at an offset of the log this run continues, or
@@ -112,13 +113,18 @@ pub fn settle(outcome: RowOutcome, standing: Option<Standing>) -> Final {
                 (code, message) => format!("{} {code}: {message}", outcome.status),
             };
             let why = standing.because.why();
+            // A PUT that went out and settled nothing may have changed the values.
+            let unknown = match standing.because == Because::Changed && outcome.attempts > 0 {
+                true => format!(" ({VALUES_UNKNOWN})"),
+                false => String::new(),
+            };
             Final::Kept(Kept {
                 row: outcome.row,
                 name: outcome.name.clone(),
                 held: standing.held,
                 changed: standing.because == Because::Changed,
                 note: Some(format!(
-                    "[{why}; this run's outcome ({met}) says nothing of the workspace{STANDS}"
+                    "[{why}; this run's outcome ({met}) says nothing of the workspace{unknown}{STANDS}"
                 )),
                 unsettled: outcome.status != Status::Planned,
                 sent: Some(Box::new(outcome)),
@@ -126,6 +132,26 @@ pub fn settle(outcome: RowOutcome, standing: Option<Standing>) -> Final {
         }
         _ => Final::Outcome(outcome),
     }
+}
+
+/// The record a row sent again over a record that stands gets just before its request
+/// goes out: that record, with a note that a request is in flight (and, for a PUT, that
+/// the values may change), so that a process that dies meanwhile leaves the record
+/// standing, not weakened.
+pub fn in_flight(row: u64, name: Option<String>, standing: &Standing, put: bool) -> Final {
+    let unknown = match put {
+        true => format!(" ({VALUES_UNKNOWN})"),
+        false => String::new(),
+    };
+    Final::Kept(Kept {
+        row,
+        name,
+        held: standing.held.clone(),
+        changed: false,
+        note: Some(format!("[{IN_FLIGHT}{unknown}]")),
+        sent: None,
+        unsettled: false,
+    })
 }
 
 /// A row sent again whose workspace turned out to be in place: the record stands, with
@@ -225,6 +251,7 @@ mod tests {
             cells: ByteRecord::new(),
             maybe_created: false,
             absent_before: false,
+            values_unknown: false,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod ledger;
 pub mod markers;
 pub mod prior;
+mod reading;
 pub mod rewrite;
 pub mod sink;
 pub mod writer;

@@ -5,71 +5,25 @@
 //! one) the byte offset of its latest row and four flags. Never whole rows.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use csv::ByteRecord;
 
-use super::format::{ResultColumns, same_target};
+use super::format::ResultColumns;
+use super::format::same_target;
 use super::markers::{OperationsSeen, strip_marker};
+pub use super::reading::ResumeError;
+use super::reading::{Opened, io_error, not_utf8, open};
 use crate::input::header::parse_header;
-use crate::input::lines::{CsvLines, Kind};
+use crate::input::lines::Kind;
 use crate::input::row::values;
 use crate::input::{Header, shard_of};
 use crate::model::cells::unescape;
 use crate::model::notes::{NOT_CONNECTED, VALUES_UNKNOWN};
 use crate::model::{Prior, RESULT_COLUMNS, Shard, Status};
-
-/// Why earlier results cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ResumeError {
-    /// The file cannot be read.
-    #[error("cannot read the earlier results {path}")]
-    Io {
-        /// The results file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a results file.
-    #[error("{path} is not a dbprov results file: its header lacks {missing}")]
-    NotResults {
-        /// The file.
-        path: String,
-        /// The missing column.
-        missing: String,
-    },
-    /// The file is not UTF-8: re-saved by a spreadsheet in another encoding.
-    #[error(
-        "{path} is not UTF-8 ({what}): a spreadsheet saved it in another encoding. dbprov reads results files in UTF-8 only: save it as \"CSV UTF-8\", or use the results file dbprov wrote"
-    )]
-    NotUtf8 {
-        /// The file.
-        path: String,
-        /// Where, or what it is instead.
-        what: String,
-    },
-    /// A cell that dbprov reads back does not hold what it wrote.
-    #[error(
-        "{path}, line {line}: {column} is '{value}', which dbprov cannot read back ({expected}). A spreadsheet may have changed the column: restore it from the results file dbprov wrote"
-    )]
-    Unreadable {
-        /// The file.
-        path: String,
-        /// The line of the row.
-        line: u64,
-        /// The column.
-        column: &'static str,
-        /// The cell.
-        value: String,
-        /// What the column holds.
-        expected: &'static str,
-    },
-}
 
 /// The latest row of each identity in a results file.
 pub struct PriorResults {
@@ -93,8 +47,8 @@ pub struct PriorResults {
     pub sent: bool,
     /// Rows obtained from another API than `target`, and one such API.
     pub elsewhere: (u64, String),
-    /// Of those, the rows whose requests reached that API (some answer, or none in time):
-    /// records of what was done there, which tie the file to it.
+    /// Of those, the records of what was done there (successes) or of requests that
+    /// reached it (some answer, or none in time): they tie the file to that API.
     pub reached_elsewhere: (u64, String),
     /// What the rows say of the operation that wrote them.
     pub written_by: OperationsSeen,
@@ -276,8 +230,12 @@ impl PriorResults {
         let recorded = columns.target(record);
         let on_target = !recorded.is_empty() && same_target(recorded, &self.target);
         if !recorded.is_empty() && !on_target {
+            // A record of what was done there (a success, even one settled by the list
+            // without a request), or of a request that reached it.
             let (_, message) = strip_marker(columns.message(record));
-            let reached = columns.attempts(record) > 0 && !message.starts_with(NOT_CONNECTED);
+            let done = columns.status(record).is_some_and(Status::is_done);
+            let reached =
+                done || (columns.attempts(record) > 0 && !message.starts_with(NOT_CONNECTED));
             for (seen, count) in [
                 (true, &mut self.elsewhere),
                 (reached, &mut self.reached_elsewhere),
@@ -306,11 +264,15 @@ impl PriorResults {
         let key = self.key(columns.identity(record), columns.row(record));
         let mut latest = columns.prior(record, offset, &self.target);
         // The last row wins, but a lost answer of any earlier row still counts: a later run
-        // that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it.
+        // that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it. A record of a
+        // PUT says all its run knew (a POST before it in that run was answered: the name
+        // was taken), and stands alone.
+        let complete = columns.message(record).contains(VALUES_UNKNOWN);
         let earlier = self
             .latest
             .get(&key)
-            .map(|(packed, _)| Prior::unpack(*packed));
+            .map(|(packed, _)| Prior::unpack(*packed))
+            .filter(|_| !complete);
         latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
         latest.absent_before |= earlier.is_some_and(|e| e.absent_before);
         // Not created as far as the row says, but an attempt of it may have created the
@@ -396,99 +358,6 @@ impl PriorResults {
 /// wrote a row of the identity.
 const VALUES: u64 = !WRITTEN;
 const WRITTEN: u64 = 1 << 63;
-
-/// A results file opened for reading, its header read and checked.
-struct Opened {
-    lines: CsvLines<std::io::Take<File>>,
-    header: ByteRecord,
-    columns: ResultColumns,
-    /// It starts with a UTF-8 byte-order mark.
-    bom: bool,
-    file_len: u64,
-    /// Its length up to its last line break.
-    whole_len: u64,
-}
-
-fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ResumeError + '_ {
-    move |source| ResumeError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn not_utf8(path: &Path, what: String) -> ResumeError {
-    ResumeError::NotUtf8 {
-        path: path.display().to_string(),
-        what,
-    }
-}
-
-/// Opens a results file and reads its header: `None` if it holds none (empty, or a torn
-/// header); refused if it is not UTF-8 or not a results file.
-fn open(path: &Path) -> Result<Option<Opened>, ResumeError> {
-    let io = io_error(path);
-    let mut file = File::open(path).map_err(&io)?;
-    let file_len = file.metadata().map_err(&io)?.len();
-    let whole_len = whole_lines_len(&mut file).map_err(&io)?;
-    if whole_len == 0 {
-        return Ok(None);
-    }
-    file.seek(SeekFrom::Start(0)).map_err(&io)?;
-    let mut start = [0; 3];
-    let read = file.read(&mut start).map_err(&io)?;
-    let start = &start[..read];
-    let bom = start == b"\xef\xbb\xbf";
-    if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
-        return Err(not_utf8(
-            path,
-            "it is UTF-16, Excel's \"Unicode Text\"".into(),
-        ));
-    }
-    file.seek(SeekFrom::Start(0)).map_err(&io)?;
-    let mut lines = CsvLines::new(file.try_clone().map_err(&io)?.take(file_len));
-    let mut header = ByteRecord::new();
-    if lines.read(&mut header).map_err(&io)?.is_none() {
-        return Ok(None);
-    }
-    if let Err(error) = std::str::from_utf8(header.as_slice()) {
-        let byte = header.as_slice()[error.valid_up_to()];
-        return Err(not_utf8(
-            path,
-            format!("its header has the byte 0x{byte:02X}"),
-        ));
-    }
-    lines.width = Some(header.len());
-    let columns = ResultColumns::find(&header).map_err(|missing| ResumeError::NotResults {
-        path: path.display().to_string(),
-        missing,
-    })?;
-    Ok(Some(Opened {
-        lines,
-        header,
-        columns,
-        bom,
-        file_len,
-        whole_len,
-    }))
-}
-
-/// The length of the file up to and including its last line break.
-fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
-    let mut end = file.seek(SeekFrom::End(0))?;
-    let mut chunk = vec![0; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let buf = &mut chunk[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(buf)?;
-        // A `\r` alone ends a line too (what Excel for Mac writes).
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n' || b == b'\r') {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
-}
 
 #[cfg(test)]
 mod tests {

@@ -3,18 +3,19 @@
 //! an older file.
 
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use csv::ByteRecord;
 
+use super::format::ResultColumns;
 use super::layout::{BOM, Layout};
 use super::markers::row_operation;
 use super::prior::PriorResults;
 use crate::input::lines::CsvLines;
 use crate::model::cells::{escape, unescape};
-use crate::model::notes::IN_FLIGHT;
-use crate::model::{Operation, RESULT_COLUMNS, Status};
+use crate::model::{Operation, RESULT_COLUMNS};
 use crate::report::signals;
 
 /// Rewrites a results file into today's columns, in dbprov's order: a file written before
@@ -139,29 +140,38 @@ pub(crate) fn in_input_order(
     // Where each row starts, in file order, then where the last one ends; and each row's
     // number with its place in that order. A number past u32 (a hand-edited `_row`, or
     // none) sorts last.
-    let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u32)>::new());
+    // Each row's number, the name it has (a hash of it; 0 without one) and its place in
+    // file order.
+    let columns = ResultColumns::find(header).ok();
+    let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
+    let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u64, u32)>::new());
     let mut record = ByteRecord::new();
-    let mut in_flight = 0;
     while lines.read(&mut record)?.is_some() {
         let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
         starts.push(record.position().map_or(from, |p| p.byte()));
-        // A row recorded in flight has its final record later in this run's rows (the
-        // job ended normally, or this would not run): that one is kept.
-        if is_in_flight(&record) {
-            in_flight += 1;
-            continue;
-        }
         let row = std::str::from_utf8(&record[0])
             .ok()
             .and_then(|r| r.parse().ok());
-        order.push((row.unwrap_or(u32::MAX), place));
+        let name = columns.as_ref().and_then(|c| c.name(&record));
+        let name = name.map_or(0, |name| hasher.hash_one(name) | 1);
+        order.push((row.unwrap_or(u32::MAX), name, place));
     }
     starts.push(end);
     // Already one row per number, in order: nothing to do for a file this run created.
-    if !always && in_flight == 0 && order.is_sorted_by_key(|r| r.0) {
+    if !always && order.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         return Ok(());
     }
     order.sort_by_key(|r| r.0);
+    // A row recorded twice (in flight, then final) keeps its last record: the same
+    // number and name. Rows of one number with other names (a retry of a file that keeps
+    // records of names an input lost) are different rows.
+    order.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0 && later.1 == earlier.1 && later.1 != 0;
+        if same {
+            *earlier = *later;
+        }
+        same
+    });
     let kept = record_spans(&file, kept_before, layout.delimiter)?;
     rewrite(real_path, |out| {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
@@ -175,7 +185,7 @@ pub(crate) fn in_input_order(
         let mut bytes = Vec::new();
         let spans = order
             .iter()
-            .map(|&(_, place)| (starts[place as usize], starts[place as usize + 1]));
+            .map(|&(.., place)| (starts[place as usize], starts[place as usize + 1]));
         for (start, end) in spans.chain(kept.iter().copied()) {
             bytes.resize((end - start) as usize, 0);
             file.read_exact_at(&mut bytes, start)?;
@@ -185,30 +195,29 @@ pub(crate) fn in_input_order(
     })
 }
 
-/// Whether a row of this run (result columns first, in dbprov's order) is the record it
-/// got just before its request went out.
-fn is_in_flight(record: &ByteRecord) -> bool {
-    record.get(1) == Some(Status::Skipped.as_str().as_bytes())
-        && record
-            .get(3)
-            .is_some_and(|message| message.starts_with(IN_FLIGHT.as_bytes()))
-}
-
-/// Where each record that starts at one of `offsets` ends.
+/// Where each record that starts at one of `offsets` (ascending) ends: one pass over the
+/// file from the first of them.
 fn record_spans(file: &File, offsets: &[u64], delimiter: u8) -> std::io::Result<Vec<(u64, u64)>> {
     let mut spans = Vec::with_capacity(offsets.len());
+    let Some(&first) = offsets.first() else {
+        return Ok(spans);
+    };
+    let mut reading = file.try_clone()?;
+    reading.seek(SeekFrom::Start(first))?;
+    let mut lines =
+        CsvLines::at(std::io::BufReader::new(reading), first).with_delimiter(Some(delimiter));
     let mut record = ByteRecord::new();
-    for &offset in offsets {
-        let mut reading = file.try_clone()?;
-        reading.seek(SeekFrom::Start(offset))?;
-        let mut lines = CsvLines::at(reading, offset).with_delimiter(Some(delimiter));
-        if lines.read(&mut record)?.is_none() {
-            continue;
+    let mut wanted = offsets.iter().copied().peekable();
+    while wanted.peek().is_some() && lines.read(&mut record)?.is_some() {
+        let start = record.position().map_or(u64::MAX, |p| p.byte());
+        // An offset no record starts at (none should be) is passed over.
+        while wanted.next_if(|&w| w < start).is_some() {}
+        if wanted.next_if_eq(&start).is_some() {
+            let end = lines.next_offset().ok_or_else(|| {
+                std::io::Error::other(format!("no record ends after byte {start}"))
+            })?;
+            spans.push((start, end));
         }
-        let end = lines
-            .next_offset()
-            .ok_or_else(|| std::io::Error::other(format!("no record ends after byte {offset}")))?;
-        spans.push((offset, end));
     }
     Ok(spans)
 }

@@ -9,14 +9,14 @@ use csv::ByteRecord;
 use super::file::{FileId, OutputFile};
 use super::format::{ResultColumns, shows_unknown_outcome};
 use super::layout::{BOM, Layout};
-use super::ledger::{Final, Held, Kept, STANDS};
+use super::ledger::{Final, Held, Kept};
 use super::prior::PriorResults;
 use super::rewrite::in_input_order;
 use super::sink::Counted;
 pub use super::sink::Sink;
 use crate::input::lines::CsvLines;
 use crate::model::cells::escape;
-use crate::model::notes::{MAY_BE_DELETED, MAY_EXIST, NOT_LISTED};
+use crate::model::notes::{MAY_BE_DELETED, MAY_EXIST, NOT_LISTED, VALUES_UNKNOWN};
 use crate::model::{Operation, RESULT_COLUMNS, RowOutcome, Status};
 
 /// How often the writer checks that its file is still at its path. Rows written meanwhile
@@ -47,6 +47,9 @@ pub struct ResultsWriter {
     operation: Operation,
     /// The row being written, its cells escaped (see `model::cells`).
     escaped: ByteRecord,
+    /// Rows were recorded in flight: the file holds two records of them until the rewrite
+    /// at the end.
+    wrote_pending: bool,
 }
 
 /// An earlier results file this run appends to, then rewrites to this run's rows and the
@@ -103,6 +106,7 @@ impl ResultsWriter {
             log: None,
             operation: Operation::Create,
             escaped: ByteRecord::new(),
+            wrote_pending: false,
         };
         writer.csv.write_byte_record(&writer.header)?;
         writer.flush()?;
@@ -147,6 +151,7 @@ impl ResultsWriter {
             }),
             operation: Operation::Create,
             escaped: ByteRecord::new(),
+            wrote_pending: false,
         })
     }
 
@@ -209,9 +214,8 @@ impl ResultsWriter {
                     Some(note) => {
                         let message = String::from_utf8_lossy(cell);
                         // One note at a time: an earlier run's gives way to this one's.
-                        let message = match message.rfind(" [") {
-                            Some(at) if message.ends_with(STANDS) => &message[..at],
-                            _ if message.starts_with('[') && message.ends_with(STANDS) => "",
+                        let message = match message.rfind('[') {
+                            Some(at) if message.ends_with(']') => message[..at].trim_end(),
                             _ => &message,
                         };
                         let noted = match message.is_empty() {
@@ -262,7 +266,8 @@ impl ResultsWriter {
             self.layout,
             continued,
         ) {
-            Err(error) if !continued => {
+            // Two records of a row are no results file: that is a failure too.
+            Err(error) if !continued && !self.wrote_pending => {
                 tracing::warn!(
                     "{} holds every row, in the order they finished: sorting it into input order failed: {error}",
                     output.path.display()
@@ -316,11 +321,12 @@ impl ResultsWriter {
     /// Records a row whose request is about to go out, as the interrupted row it is until
     /// its final record comes (which supersedes it). Standard output, read by no rerun,
     /// gets none.
-    pub fn write_pending(&mut self, pending: &RowOutcome) -> std::io::Result<()> {
-        match self.file {
-            Some(_) => self.write(pending),
-            None => Ok(()),
+    pub fn write_pending(&mut self, pending: &Final) -> std::io::Result<()> {
+        if self.file.is_none() {
+            return Ok(());
         }
+        self.wrote_pending = true;
+        self.write_final(pending).map(drop)
     }
 
     /// Writes one row and flushes it to the operating system, so a crash of this process
@@ -332,11 +338,13 @@ impl ResultsWriter {
         record.push_field(outcome.status.as_str().as_bytes());
         record.push_field(outcome.error_code.as_bytes());
         let mut message = one_line(&outcome.error_message).into_owned();
-        let unsaid = !shows_unknown_outcome(
-            outcome.attempts,
-            outcome.http_status,
-            &outcome.error_message,
-        );
+        if outcome.values_unknown {
+            message = match message.is_empty() {
+                true => VALUES_UNKNOWN.to_owned(),
+                false => format!("{message} ({VALUES_UNKNOWN})"),
+            };
+        }
+        let unsaid = !shows_unknown_outcome(outcome.attempts, outcome.http_status, &message);
         let mut notes = Vec::new();
         if outcome.maybe_created && !outcome.status.is_done() {
             if unsaid {

@@ -19,6 +19,7 @@ mod deploy;
 mod encodings;
 mod input;
 mod ledger;
+mod ledger_edges;
 mod ledger_property;
 mod logs;
 mod lost_answers;
