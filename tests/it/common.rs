@@ -49,6 +49,95 @@ pub async fn holding(names: &[impl AsRef<str>], faults: FaultConfig) -> Sandbox 
     holding_seeded(names, faults, 1).await
 }
 
+/// A loopback port for this test binary alone, outside the kernel's ephemeral range: no
+/// `bind(…:0)` and no outgoing connection of a test running beside it can be given it, so a
+/// sandbox on it can go down and come back without another test taking its address.
+pub fn reserved_port() -> u16 {
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (ephemeral_low / 2, ephemeral_low);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    // Another test binary beside this one starts elsewhere in the range.
+    let mut port =
+        next.unwrap_or_else(|| low + (std::process::id() % u32::from(high - low)) as u16);
+    for _ in low..high {
+        let candidate = port;
+        port = if port + 1 >= high { low } else { port + 1 };
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// A loopback port where nothing listens, for as long as this lives: a socket is bound to it
+/// but never listens, so a connection to it is refused and no other socket can take the port
+/// meanwhile. (A port taken from `bind(…:0)` and freed again can be handed to the next test
+/// that binds port 0, and answer.)
+pub struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: a new socket, owned once; bind and getsockname get a sockaddr_in and its
+        // size, and write no more than that.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let socket = OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let bound = libc::bind(
+                socket.as_raw_fd(),
+                (&raw const addr).cast::<libc::sockaddr>(),
+                size,
+            );
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut len = size;
+            let named = libc::getsockname(
+                socket.as_raw_fd(),
+                (&raw mut addr).cast::<libc::sockaddr>(),
+                &mut len,
+            );
+            assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+            ClosedPort {
+                _socket: socket,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts a sandbox without faults on a [`reserved_port`], for a test that takes it down and
+/// brings it back: no other test can take its address meanwhile.
+pub async fn sandbox_on_reserved_port() -> Sandbox {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", reserved_port()))
+        .await
+        .expect("the reserved port is free");
+    sandbox::serve(
+        listener,
+        SandboxConfig {
+            seed: Some(1),
+            ..SandboxConfig::default()
+        },
+    )
+    .expect("sandbox starts")
+}
+
 /// Starts a sandbox that answers each request after `latency_ms`.
 pub fn slow_sandbox(latency_ms: u64) -> impl std::future::Future<Output = Sandbox> {
     sandbox_with(FaultConfig {
