@@ -49,29 +49,26 @@ pub async fn holding(names: &[impl AsRef<str>], faults: FaultConfig) -> Sandbox 
     holding_seeded(names, faults, 1).await
 }
 
-/// A loopback port for this test binary alone, outside the kernel's ephemeral range: no
-/// `bind(…:0)` and no outgoing connection of a test running beside it can be given it, so a
-/// sandbox on it can go down and come back without another test taking its address.
-pub fn reserved_port() -> u16 {
+/// Loopback ports for this test binary alone, outside the kernel's ephemeral range: no
+/// `bind(…:0)` and no outgoing connection of a test running beside it can be given one, so
+/// a sandbox on it can go down and come back without another test taking its address. Each
+/// call hands out ports no earlier call has.
+fn reserved_ports() -> impl Iterator<Item = u16> {
     static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
     let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse().ok())
         .unwrap_or(32768);
     let (low, high) = (ephemeral_low / 2, ephemeral_low);
-    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
-    // Another test binary beside this one starts elsewhere in the range.
-    let mut port =
-        next.unwrap_or_else(|| low + (std::process::id() % u32::from(high - low)) as u16);
-    for _ in low..high {
-        let candidate = port;
-        port = if port + 1 >= high { low } else { port + 1 };
-        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
-            *next = Some(port);
-            return candidate;
-        }
-    }
-    panic!("no free loopback port in {low}..{high}");
+    std::iter::from_fn(move || {
+        let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+        // Another test binary beside this one starts elsewhere in the range.
+        let port =
+            next.unwrap_or_else(|| low + (std::process::id() % u32::from(high - low)) as u16);
+        *next = Some(if port + 1 >= high { low } else { port + 1 });
+        Some(port)
+    })
+    .take(usize::from(high - low))
 }
 
 /// A loopback port where nothing listens, for as long as this lives: a socket is bound to it
@@ -122,20 +119,20 @@ impl ClosedPort {
     }
 }
 
-/// Starts a sandbox without faults on a [`reserved_port`], for a test that takes it down and
-/// brings it back: no other test can take its address meanwhile.
+/// Starts a sandbox without faults on one of the [`reserved_ports`], for a test that takes
+/// it down and brings it back: no other test can take its address meanwhile.
 pub async fn sandbox_on_reserved_port() -> Sandbox {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", reserved_port()))
-        .await
-        .expect("the reserved port is free");
-    sandbox::serve(
-        listener,
-        SandboxConfig {
-            seed: Some(1),
-            ..SandboxConfig::default()
-        },
-    )
-    .expect("sandbox starts")
+    for port in reserved_ports() {
+        // Bound here, not checked and bound again: nothing can take the port in between.
+        if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            let config = SandboxConfig {
+                seed: Some(1),
+                ..SandboxConfig::default()
+            };
+            return sandbox::serve(listener, config).expect("sandbox starts");
+        }
+    }
+    panic!("no free loopback port outside the ephemeral range");
 }
 
 /// Starts a sandbox that answers each request after `latency_ms`.

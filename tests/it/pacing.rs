@@ -73,9 +73,14 @@ async fn the_rate_limit_holds_in_every_one_second_window() {
         ..FaultConfig::default()
     })
     .await;
-    let input = job.input(&tenants("t", 120));
+    let input = job.input(&tenants("t", 60));
     let mut args = job.args("results.csv");
-    set_flag(&mut args, "--rate", "50/s");
+    // The limiter lets at most burst + 9 requests go in any second at 10/s (burst + 49 at
+    // 50/s); the bound below, rate + burst, leaves room for one more. The sandbox stamps a
+    // request when it gets to it, and on a busy machine a stamp can be tens of milliseconds
+    // late, which moves a request into a later window: at 10/s the room covers stamps up to
+    // 100 ms late, at 50/s only 20 ms.
+    set_flag(&mut args, "--rate", "10/s");
     args.extend(
         [
             "--burst",
@@ -97,15 +102,15 @@ async fn the_rate_limit_holds_in_every_one_second_window() {
         .map(|r| r["at_us"].as_u64().unwrap())
         .collect();
     times.sort_unstable();
-    assert!(times.len() > 120, "retries happened: {}", times.len());
-    // Generous: the bound is rate + burst over any window of one second.
+    assert!(times.len() > 60, "retries happened: {}", times.len());
+    // The bound is rate + burst over any window of one second.
     let mut first = 0;
     for (last, t) in times.iter().enumerate() {
         while *t - times[first] >= 1_000_000 {
             first += 1;
         }
         assert!(
-            last - first < 55,
+            last - first < 15,
             "{} requests within one second",
             last - first + 1
         );
