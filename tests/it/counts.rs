@@ -15,7 +15,7 @@ use crate::common::{
     Api, ResultRow, assert_one_row_per_input_row, attempts, holding, tenants, with_summary,
 };
 use crate::fixture::Job;
-use crate::process::{dbprov_with, signal, until_requests};
+use crate::process::{dbprov_with, signal, start, until_requests};
 
 /// The names `t-0001`... of [`tenants`]`("t", n)`.
 fn names(n: usize) -> Vec<String> {
@@ -62,19 +62,19 @@ async fn seen_by_sandbox(api: &Api) -> Seen {
 /// Starts `dbprov run input args...` with stderr piped; killed if the test fails first
 /// (these jobs wait on an hour-long rate limit).
 fn spawn_run(input: &str, args: &[String]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .arg("run")
-        .arg(input)
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .arg("run")
+            .arg(input)
+            .args(args)
+            .env_remove("DATABRAIN_API_KEY")
+            .env_remove("DATABRAIN_BASE_URL")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true),
+    )
 }
 
 /// A sandbox that allows `requests` an hour per client, and says so in its headers

@@ -7,7 +7,7 @@ use crate::common::{
     tenants,
 };
 use crate::fixture::Job;
-use crate::process::{Finished, dbprov, dbprov_with, until_requests};
+use crate::process::{Finished, dbprov, dbprov_with, start, until_requests};
 
 #[tokio::test]
 async fn windows_1252_is_refused_unless_named_then_read_right() {
@@ -240,15 +240,15 @@ async fn validate_refuses_a_file_that_is_not_utf8_wherever_the_byte_is() {
 /// Runs `dbprov` with `args`, `input` on its standard input.
 async fn dbprov_fed(args: &[&str], input: Vec<u8>) -> Finished {
     use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args(args)
+            .env_remove("DATABRAIN_API_KEY")
+            .env_remove("DATABRAIN_BASE_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     let mut stdin = child.stdin.take().unwrap();
     // The process may stop reading early (a refusal): a closed pipe is no failure here.
     let _ = stdin.write_all(&input).await;
@@ -374,12 +374,12 @@ async fn input_that_fails_after_requests_were_sent_stops_as_an_abort_and_resume_
     let mut args = vec!["run".to_owned(), "-".to_owned()];
     args.extend(job.args("out.csv"));
     args.extend(["--encoding", "windows-1252"].map(str::to_owned));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(&args)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let all = tenants("e", 8) + "Zoë,MULTI_DATAMART,,\n";
     let (head, tail) = all.split_at(all.find("e-0006").unwrap());

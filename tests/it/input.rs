@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::common::{JobDir, assert_one_row_per_input_row, by_row, tenants, workspace_counts};
 use crate::fixture::Job;
-use crate::process::{command, dbprov, finish, finish_within, line, spawn_fed};
+use crate::process::{command, dbprov, finish, finish_within, line, spawn_fed, start};
 
 #[tokio::test]
 async fn a_missing_input_is_told_once_with_the_next_step() {
@@ -146,9 +146,7 @@ async fn a_fifo_input_streams() {
             std::thread::spawn(move || std::fs::write(fifo, tenants("f", 20)))
         };
         let args = job.args("results.csv");
-        let mut child = command(&line(&["run", fifo.to_str().unwrap()], &args))
-            .spawn()
-            .unwrap();
+        let mut child = start(&mut command(&line(&["run", fifo.to_str().unwrap()], &args)));
         let ended = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
         if ended.is_err() {
             child.start_kill().unwrap();

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use dbprov::sandbox::FaultConfig;
 
 use crate::common::{
-    JobDir, ResultRow, assert_one_row_per_input_row, by_name, datasource_csv, held, holding_seeded,
-    log, methods, names, names_sent, set_flag, statuses, tenants,
+    ClosedPort, JobDir, ResultRow, assert_one_row_per_input_row, by_name, datasource_csv, held,
+    holding_seeded, log, methods, names, names_sent, set_flag, statuses, tenants,
 };
 use crate::fixture::{Job, create_through_faults};
 use crate::hostile::{Hostile, HostileState, hostile_args};
@@ -210,13 +210,9 @@ async fn a_lost_answer_is_still_ours_after_a_rerun_that_sent_nothing() {
 async fn a_connection_never_made_is_not_a_lost_answer_on_the_next_run() {
     let job = Job::new().await;
     let input = job.input(&tenants("t", 2));
-    // Nothing listens on this port (taken, then freed).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let nowhere = format!("http://127.0.0.1:{port}");
+    // Nothing listens on this port.
+    let closed = ClosedPort::new();
+    let nowhere = closed.url();
     let mut args = job.args("results.csv");
     set_flag(&mut args, "--base-url", &nowhere);
     let first = dbprov_with(&["run", &input], &args).await;

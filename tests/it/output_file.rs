@@ -14,8 +14,8 @@ use crate::common::{
 };
 use crate::fixture::Job;
 use crate::process::{
-    command, dbprov, dbprov_with, finish, limit, line, run_to_end, signal, spawn_dbprov,
-    until_requests, until_writes,
+    close_at_once, command, dbprov, dbprov_with, finish, limit, line, run_to_end, signal,
+    spawn_dbprov, start, start_std, until_requests, until_writes,
 };
 
 #[tokio::test]
@@ -62,7 +62,7 @@ async fn a_second_process_on_the_same_results_file_is_refused(existing: bool) {
     } else {
         &["run", &input]
     };
-    let mut first = command(&line(first_head, &args)).spawn().unwrap();
+    let mut first = start(&mut command(&line(first_head, &args)));
     let first_pid = first.id().unwrap();
     until_writes(&job.api, &mut first, if existing { 25 } else { 5 }).await;
 
@@ -118,7 +118,7 @@ async fn results_to_a_closed_pipe_stop_the_sending_with_exit_4() {
     let input = job.input(&tenants("t", 1000));
     let key = job.dir.key_file(&job.sandbox);
     let url = job.sandbox.url();
-    let mut child = command(&[
+    let mut child = start(&mut command(&[
         "run",
         &input,
         "-o",
@@ -131,9 +131,7 @@ async fn results_to_a_closed_pipe_stop_the_sending_with_exit_4() {
         "unlimited",
         "--concurrency",
         "4",
-    ])
-    .spawn()
-    .unwrap();
+    ]));
     // As `| head -2` would: read two lines, then close the pipe.
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for _ in 0..2 {
@@ -143,7 +141,8 @@ async fn results_to_a_closed_pipe_stop_the_sending_with_exit_4() {
             .unwrap()
             .expect("a line of results");
     }
-    drop(stdout);
+    // Closed at once: no child started meanwhile keeps a copy of the read end open.
+    close_at_once(|| drop(stdout));
     let sent_when_closed = job.writes().await;
     let run = finish(child).await;
     assert_eq!(run.exit, 4, "{}", run.stderr);
@@ -194,7 +193,7 @@ async fn a_results_file_deleted_mid_run_exits_4_keeps_its_rows_and_resume_comple
     let args = job.args("results.csv");
     let input = job.input(&tenants("t", 600));
     let head = ["run", input.as_str(), "--resume", "--concurrency", "4"];
-    let mut child = command(&line(&head, &args)).spawn().unwrap();
+    let mut child = start(&mut command(&line(&head, &args)));
     until_writes(&job.api, &mut child, 30).await;
     let results = job.dir.path("results.csv");
     std::fs::remove_file(&results).unwrap();
@@ -294,12 +293,14 @@ impl Unwritable {
                 immutable: false,
             });
         }
-        let done = std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let done = start_std(
+            std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(dir)
+                .stderr(Stdio::null()),
+        )
+        .and_then(|mut chattr| chattr.wait())
+        .is_ok_and(|s| s.success());
         let guard = Unwritable {
             dir: dir.to_owned(),
             immutable: true,
@@ -314,10 +315,12 @@ impl Unwritable {
 impl Drop for Unwritable {
     fn drop(&mut self) {
         if self.immutable {
-            let _ = std::process::Command::new("chattr")
-                .arg("-i")
-                .arg(&self.dir)
-                .status();
+            let _ = start_std(
+                std::process::Command::new("chattr")
+                    .arg("-i")
+                    .arg(&self.dir),
+            )
+            .and_then(|mut chattr| chattr.wait());
         } else {
             let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755));
         }
@@ -360,8 +363,8 @@ async fn two_processes_started_together_on_one_results_file_never_run_at_once() 
     for round in 1..=5 {
         rows += 60;
         std::fs::write(&input, tenants("t", rows)).unwrap();
-        let a = command(&line(&head, &args)).spawn().unwrap();
-        let b = command(&line(&head, &args)).spawn().unwrap();
+        let a = start(&mut command(&line(&head, &args)));
+        let b = start(&mut command(&line(&head, &args)));
         let (a, b) = tokio::join!(finish(a), finish(b));
         for run in [&a, &b] {
             assert!(
@@ -395,7 +398,7 @@ async fn a_results_file_replaced_mid_run_keeps_this_runs_rows_beside_it() {
     let args = job.args("results.csv");
     let input = job.input(&tenants("t", 600));
     let head = ["run", input.as_str(), "--concurrency", "4"];
-    let mut child = command(&line(&head, &args)).spawn().unwrap();
+    let mut child = start(&mut command(&line(&head, &args)));
     until_writes(&job.api, &mut child, 30).await;
     let results = job.dir.path("results.csv");
     let newcomer = job.dir.write("newcomer.csv", "someone else's file\n");

@@ -16,17 +16,48 @@ pub struct Finished {
     pub stdout: String,
 }
 
+/// Taken (shared) while a child process is started, and (exclusively) by a test that closes
+/// a socket, a pipe or a locked file and counts on it being closed at once: a child between
+/// its fork and its exec holds a copy of every descriptor of this process (those of the tests
+/// running beside it too), so a descriptor closed meanwhile stays open until that exec.
+static STARTING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Starts `command`, with no descriptor being [closed at once](close_at_once) meanwhile.
+pub fn start(command: &mut tokio::process::Command) -> tokio::process::Child {
+    let _starting = STARTING.read().unwrap_or_else(|e| e.into_inner());
+    // Returns once the child has reached its exec (or failed to).
+    command.spawn().unwrap()
+}
+
+/// [`start`] for a `std::process::Command`.
+pub fn start_std(command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let _starting = STARTING.read().unwrap_or_else(|e| e.into_inner());
+    command.spawn()
+}
+
+/// Runs `close` (a sandbox going down, a pipe or a locked file dropped) while no child
+/// process is being started, so that what it closes is closed at once rather than left open
+/// in a child that has not reached its exec yet.
+pub fn close_at_once<T>(close: impl FnOnce() -> T) -> T {
+    let _alone = STARTING.write().unwrap_or_else(|e| e.into_inner());
+    close()
+}
+
 /// Runs the `dbprov` binary to its end, without blocking the runtime the sandbox lives on.
 pub async fn dbprov(args: &[&str]) -> Finished {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
+    let output = start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args(args)
+            .env_remove("DATABRAIN_API_KEY")
+            .env_remove("DATABRAIN_BASE_URL")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .wait_with_output()
+    .await
+    .unwrap();
     Finished {
         exit: output.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -44,16 +75,16 @@ pub fn signal(child: &tokio::process::Child, signal: i32) {
 
 /// Starts `dbprov` without waiting for it.
 pub fn spawn_dbprov(args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(args)
-        .env_remove("DATABRAIN_API_KEY")
-        .env_remove("DATABRAIN_BASE_URL")
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+    start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args(args)
+            .env_remove("DATABRAIN_API_KEY")
+            .env_remove("DATABRAIN_BASE_URL")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
 }
 
 /// Waits until the sandbox has received at least `n` requests (polling its stats), or
@@ -111,7 +142,7 @@ pub fn command(args: &[&str]) -> tokio::process::Command {
 
 /// Starts `dbprov` with a pipe on its standard input, for the test to write into.
 pub fn spawn_fed(args: &[&str]) -> (tokio::process::Child, tokio::process::ChildStdin) {
-    let mut child = command(args).stdin(Stdio::piped()).spawn().unwrap();
+    let mut child = start(command(args).stdin(Stdio::piped()));
     let stdin = child.stdin.take().unwrap();
     (child, stdin)
 }
@@ -140,7 +171,7 @@ pub async fn finish_within(child: tokio::process::Child, deadline: Duration) -> 
 
 /// Runs a command to its end, within [`PROCESS_DEADLINE`].
 pub async fn run_to_end(mut command: tokio::process::Command) -> Finished {
-    finish(command.spawn().unwrap()).await
+    finish(start(&mut command)).await
 }
 
 /// Polls until the sandbox has received `n` writes; fails if the child ends first.

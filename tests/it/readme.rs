@@ -27,6 +27,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::process::start_std;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 const BIN: &str = env!("CARGO_BIN_EXE_dbprov");
@@ -337,11 +339,15 @@ fn documents() -> Vec<(String, String)> {
 /// The files of `samples/` a fresh clone has: git's tracked files, or, without git, every
 /// file but results files (which `.gitignore` keeps out).
 fn tracked_samples() -> Vec<PathBuf> {
-    let listed = Command::new("git")
-        .args(["ls-files", "-z", "--", "samples"])
-        .current_dir(ROOT)
-        .stderr(Stdio::null())
-        .output();
+    let listed = start_std(
+        Command::new("git")
+            .args(["ls-files", "-z", "--", "samples"])
+            .current_dir(ROOT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .and_then(|git| git.wait_with_output());
     if let Ok(output) = listed
         && output.status.success()
         && !output.stdout.is_empty()
@@ -407,11 +413,12 @@ fn tail(text: &str) -> String {
 fn run_example(example: &Example, cwd: &Path, logs: &Path) -> Result<(), String> {
     let out_path = logs.join("stdout");
     let err_path = logs.join("stderr");
-    let mut child = dbprov(&example.args, cwd)
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .map_err(|e| format!("cannot start {BIN}: {e}"))?;
+    let mut child = start_std(
+        dbprov(&example.args, cwd)
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap()),
+    )
+    .map_err(|e| format!("cannot start {BIN}: {e}"))?;
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -452,17 +459,22 @@ fn run_server(example: &Example, cwd: &Path, logs: &Path) -> Result<(), String> 
     }
     args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
     let err_path = logs.join("stderr");
-    let mut child = dbprov(&args, cwd)
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .map_err(|e| format!("cannot start {BIN}: {e}"))?;
+    let mut child = start_std(
+        dbprov(&args, cwd)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&err_path).unwrap()),
+    )
+    .map_err(|e| format!("cannot start {BIN}: {e}"))?;
     let stdout = child.stdout.take().unwrap();
     let (sender, first_line) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = reader.read_line(&mut line);
         let _ = sender.send(line);
+        // Keep reading until the sandbox is stopped: a pipe closed after the first line would
+        // fail its next one (the key), and it would exit on its own before it is checked.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
     });
     let line = first_line.recv_timeout(Duration::from_secs(30));
     let exited = child.try_wait().unwrap();

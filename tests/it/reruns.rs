@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 
 use crate::common::{
-    JobDir, ResultRow, assert_one_row_per_input_row, by_row, count, expect, fifty_one_rows, held,
-    holding_seeded, log, methods, name_csv, names, set_flag, statuses, tally, tenants,
-    workspace_counts,
+    ClosedPort, JobDir, ResultRow, assert_one_row_per_input_row, by_row, count, expect,
+    fifty_one_rows, held, holding_seeded, log, methods, name_csv, names, set_flag, statuses, tally,
+    tenants, workspace_counts,
 };
 use crate::fixture::Job;
 use crate::hostile::{Hostile, HostileState, hostile_args};
@@ -341,12 +341,9 @@ async fn retry_and_rollback_give_advice_for_themselves_not_for_run() {
         "{}",
         onto_itself.stderr
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let unreachable = format!("http://127.0.0.1:{port}");
+    // Nothing listens on this port.
+    let closed = ClosedPort::new();
+    let unreachable = closed.url();
     let key = dir.private_key("k");
     let retry = dbprov(&[
         "retry",

@@ -9,7 +9,7 @@ use crate::common::{
     JobDir, ResultRow, assert_one_row_per_input_row, by_row, tenants, workspace, workspace_counts,
 };
 use crate::fixture::Job;
-use crate::process::dbprov;
+use crate::process::{dbprov, start};
 
 /// Rows 8, 16, 24, 32, 39 and 45 of `samples/tenants.csv` are wrong on purpose.
 fn assert_sample_results(rows: &[ResultRow]) {
@@ -159,23 +159,23 @@ async fn on_exists_decides_what_a_taken_name_means() {
 async fn results_can_go_to_stdout_and_input_come_from_stdin() {
     let job = Job::new().await;
     let key_file = job.dir.key_file(&job.sandbox);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args([
-            "run",
-            "-",
-            "-o",
-            "-",
-            "--base-url",
-            &job.sandbox.url(),
-            "--api-key-file",
-            &key_file,
-        ])
-        .args(["--rate", "unlimited"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args([
+                "run",
+                "-",
+                "-o",
+                "-",
+                "--base-url",
+                &job.sandbox.url(),
+                "--api-key-file",
+                &key_file,
+            ])
+            .args(["--rate", "unlimited"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     use tokio::io::AsyncWriteExt;
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(tenants("s", 3).as_bytes()).await.unwrap();

@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::{Api, holding, listed, numbered, plain_sandbox, workspace};
+use crate::process::start_std;
 
 #[tokio::test]
 async fn create_answers_200_with_the_documented_envelope() {
@@ -363,21 +364,22 @@ async fn unknown_paths_and_methods_answer_with_the_envelope() {
 /// The command line: `dbprov sandbox --listen 127.0.0.1:0` prints the URL, then the key.
 #[tokio::test]
 async fn the_command_prints_its_url_and_key_and_serves() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args([
-            "sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-key",
-            "dbn_test_cli",
-            "--seed",
-            "5",
-        ])
-        .args(["--datasources", "pg-one,pg-two"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_std(
+        Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args([
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--api-key",
+                "dbn_test_cli",
+                "--seed",
+                "5",
+            ])
+            .args(["--datasources", "pg-one,pg-two"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap();
     let key = lines.next().unwrap().unwrap();

@@ -1,14 +1,18 @@
 //! The sandbox's faults: 500s before and after commit, dropped connections, latency, outages,
 //! uniqueness under concurrency, and seeded reproducibility.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dbprov::sandbox::{self, FaultConfig, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Answer, Api, holding, numbered, plain_sandbox, sandbox_with, workspace};
+use crate::common::{
+    Answer, Api, holding, numbered, plain_sandbox, sandbox_on_reserved_port, sandbox_with,
+    workspace,
+};
+use crate::process::{close_at_once, start_std};
 
 #[tokio::test]
 async fn fail_rate_answers_500_without_creating() {
@@ -178,10 +182,15 @@ fn impossible_fault_rates_are_refused() {
 
 #[test]
 fn the_command_refuses_bad_fault_flags_with_exit_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--fail-rate", "1.5"])
-        .output()
-        .unwrap();
+    let output = start_std(
+        Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args(["sandbox", "--listen", "127.0.0.1:0", "--fail-rate", "1.5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .and_then(|sandbox| sandbox.wait_with_output())
+    .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -193,7 +202,8 @@ fn the_command_refuses_bad_fault_flags_with_exit_2() {
 
 #[tokio::test]
 async fn an_outage_refuses_connections_and_the_sandbox_comes_back_with_its_state() {
-    let sandbox = plain_sandbox().await;
+    // On a port no other test can take while it is down.
+    let sandbox = sandbox_on_reserved_port().await;
     let api = Api::new(&sandbox);
     assert_eq!(api.create(&workspace("before")).await.status(), Some(200));
     // A keep-alive connection open when the sandbox goes down.
@@ -208,7 +218,8 @@ async fn an_outage_refuses_connections_and_the_sandbox_comes_back_with_its_state
     let mut buffer = vec![0; 4096];
     assert!(open.read(&mut buffer).await.unwrap() > 0, "answered");
 
-    sandbox.go_down();
+    // No child started meanwhile keeps a copy of the listening socket open.
+    close_at_once(|| sandbox.go_down());
     assert!(sandbox.is_down());
     // Refused at once: connecting without yielding gives no task a chance to close it later.
     let refused = std::net::TcpStream::connect(sandbox.addr()).unwrap_err();

@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::{Answer, Api, plain_sandbox, sandbox_with, workspace};
+use crate::process::start_std;
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after() {
@@ -366,11 +367,16 @@ async fn introspection_is_neither_counted_nor_limited() {
 #[test]
 fn the_command_refuses_impossible_limits_and_header_flags_without_one() {
     let refused = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_dbprov"))
-            .args(["sandbox", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .output()
-            .unwrap();
+        let output = start_std(
+            Command::new(env!("CARGO_BIN_EXE_dbprov"))
+                .args(["sandbox", "--listen", "127.0.0.1:0"])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .and_then(|sandbox| sandbox.wait_with_output())
+        .unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
@@ -386,13 +392,14 @@ fn the_command_refuses_impossible_limits_and_header_flags_without_one() {
 
 #[tokio::test]
 async fn the_command_serves_a_window_limit_with_the_headers_asked_for() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "2/1m"])
-        .args(["--rate-limit-headers", "draft7", "--no-retry-after"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_std(
+        Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args(["sandbox", "--listen", "127.0.0.1:0", "--rate-limit", "2/1m"])
+            .args(["--rate-limit-headers", "draft7", "--no-retry-after"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = lines.next().unwrap().unwrap();
     let key = lines.next().unwrap().unwrap();

@@ -8,7 +8,7 @@ use dbprov::sandbox::{FaultConfig, RateLimitHeaders, WindowLimit};
 
 use crate::common::{JobDir, assert_all_created, complete_records, tenants, workspace_counts};
 use crate::fixture::Job;
-use crate::process::{command, dbprov, dbprov_with, run_to_end, spawn_dbprov};
+use crate::process::{command, dbprov, dbprov_with, run_to_end, spawn_dbprov, start};
 
 #[tokio::test]
 async fn shards_without_o_write_their_own_default_results_files() {
@@ -160,20 +160,25 @@ async fn shards_together_cover_every_row_exactly_once() {
     // JOB_COMPLETION_INDEX gives the index when --shard names only the count.
     let output = job.dir.path("indexed.csv");
     let key_file = job.dir.key_file(&job.sandbox);
-    let indexed = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
-        .args([
-            "run",
-            &input,
-            "-o",
-            output.to_str().unwrap(),
-            "--base-url",
-            &job.sandbox.url(),
-        ])
-        .args(["--api-key-file", &key_file, "--shard", "3", "--dry-run"])
-        .env("JOB_COMPLETION_INDEX", "1")
-        .output()
-        .await
-        .unwrap();
+    let indexed = start(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_dbprov"))
+            .args([
+                "run",
+                &input,
+                "-o",
+                output.to_str().unwrap(),
+                "--base-url",
+                &job.sandbox.url(),
+            ])
+            .args(["--api-key-file", &key_file, "--shard", "3", "--dry-run"])
+            .env("JOB_COMPLETION_INDEX", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .wait_with_output()
+    .await
+    .unwrap();
     assert_eq!(indexed.status.code(), Some(1));
     assert_eq!(job.rows_of("indexed.csv").len(), sizes[1]);
 }

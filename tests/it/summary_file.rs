@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use crate::common::{Api, JobDir, ONE_INVALID, read_json, set_flag, tenants};
 use crate::fixture::Job;
-use crate::process::{dbprov, dbprov_with, signal, spawn_dbprov, until_requests};
+use crate::process::{
+    close_at_once, dbprov, dbprov_with, signal, spawn_dbprov, start_std, until_requests,
+};
 
 #[tokio::test]
 async fn a_summary_json_on_the_input_or_the_results_is_refused() {
@@ -80,7 +82,7 @@ async fn a_job_refused_before_it_starts_leaves_no_stale_summary() {
             .contains("in use by another"),
         "{json}"
     );
-    drop(held);
+    close_at_once(|| drop(held));
 
     // An input that is not there: the error, not an empty file.
     std::fs::write(&summary, STALE).unwrap();
@@ -302,9 +304,8 @@ async fn an_early_error_never_writes_over_a_file_that_is_not_a_summary() {
 async fn a_summary_to_a_pipe_nothing_reads_is_refused_at_once() {
     let dir = JobDir::new();
     let fifo = dir.path("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
+    let made = start_std(std::process::Command::new("mkfifo").arg(&fifo))
+        .and_then(|mut mkfifo| mkfifo.wait())
         .unwrap();
     assert!(made.success());
     let input = dir.write("in.csv", ONE_INVALID);
