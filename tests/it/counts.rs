@@ -340,6 +340,10 @@ async fn the_progress_line_names_every_status_met_and_an_interrupt_counts_the_re
         !progress.contains("failed") && !progress.contains("retries"),
         "{progress}"
     );
+    // Those counts are written before the third request goes, and the test can read them
+    // first: wait until the sandbox has the request (refused at once, the hour's two are
+    // spent), so that Ctrl-C finds it in flight or answered, and the job drains it.
+    until_requests(&job.api, &mut child, 3).await;
 
     signal(&child, libc::SIGINT);
     while let Some(line) = lines.next_line().await.unwrap() {

@@ -8,11 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use dbprov::sandbox::FaultConfig;
 
 use crate::common::{
-    ClosedPort, JobDir, ResultRow, assert_one_row_per_input_row, by_name, datasource_csv, held,
-    holding_seeded, log, methods, names, names_sent, set_flag, statuses, tenants,
+    JobDir, ResultRow, assert_one_row_per_input_row, by_name, datasource_csv, held, holding_seeded,
+    log, methods, names, names_sent, set_flag, statuses, tenants,
 };
 use crate::fixture::{Job, create_through_faults};
 use crate::hostile::{Hostile, HostileState, hostile_args};
+use crate::ports::ClosedPort;
 use crate::process::{dbprov_with, spawn_dbprov, until_requests};
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod common;
 mod fault_server;
 mod fixture;
 mod hostile;
+mod ports;
 mod process;
 
 // Behaviours.

@@ -8,12 +8,12 @@ use std::time::Duration;
 use dbprov::sandbox::{FaultConfig, RateLimitHeaders, Sandbox, WindowLimit};
 
 use crate::common::{
-    ClosedPort, JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args_to,
-    read_json, sandbox_on_reserved_port, sandbox_with, set_flag, slow_sandbox, tenants,
-    workspace_counts,
+    JobDir, ResultRow, assert_all_created, assert_one_row_per_input_row, job_args_to, read_json,
+    sandbox_with, set_flag, slow_sandbox, tenants, workspace_counts,
 };
 use crate::fault_server::{Canned, FaultServer};
 use crate::fixture::Job;
+use crate::ports::{ClosedPort, sandbox_on_reserved_port};
 use crate::process::{
     Finished, close_at_once, command, dbprov_with, limit, line, run_to_end, spawn_dbprov,
     until_requests,

@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 
 use crate::common::{
-    ClosedPort, JobDir, ResultRow, assert_one_row_per_input_row, by_row, count, expect,
-    fifty_one_rows, held, holding_seeded, log, methods, name_csv, names, set_flag, statuses, tally,
-    tenants, workspace_counts,
+    JobDir, ResultRow, assert_one_row_per_input_row, by_row, count, expect, fifty_one_rows, held,
+    holding_seeded, log, methods, name_csv, names, set_flag, statuses, tally, tenants,
+    workspace_counts,
 };
 use crate::fixture::Job;
 use crate::hostile::{Hostile, HostileState, hostile_args};
+use crate::ports::ClosedPort;
 use crate::process::{dbprov, dbprov_with};
 
 #[tokio::test]

@@ -8,10 +8,8 @@ use dbprov::sandbox::{self, FaultConfig, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{
-    Answer, Api, holding, numbered, plain_sandbox, sandbox_on_reserved_port, sandbox_with,
-    workspace,
-};
+use crate::common::{Answer, Api, holding, numbered, plain_sandbox, sandbox_with, workspace};
+use crate::ports::sandbox_on_reserved_port;
 use crate::process::{close_at_once, start_std};
 
 #[tokio::test]
