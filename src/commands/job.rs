@@ -226,6 +226,7 @@ fn print_summary(summary: &Summary) {
     } else {
         eprint!("{}", summary.text());
     }
+    logging::summary_written();
 }
 
 /// Adds what pacing met to the summary: 429s, pauses, the announced limit.

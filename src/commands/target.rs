@@ -10,7 +10,7 @@ use super::running::Running;
 use crate::api::{Client, RetryPolicy};
 use crate::cli::JobArgs;
 use crate::job::{Mode, Sender};
-use crate::model::{ApiKey, RateLimit};
+use crate::model::{ApiKey, RateLimit, Shard};
 use crate::pacing::PacingSettings;
 use crate::sandbox::{self, SandboxConfig};
 
@@ -206,6 +206,7 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
             max_retry_after: args.max_retry_after,
             max_outage: args.max_outage,
             backoff: retry,
+            shard: args.shard.unwrap_or(Shard::ALL),
         },
         retry,
         timeout: args.timeout,

@@ -188,18 +188,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     .for_operation(job.operation);
 
     let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
-    // Once a stream (stdin, a pipe) has ended, the job knows its total, and the pacer how
-    // many rows are left.
-    let input_total: Arc<OnceLock<u64>> = Arc::new(OnceLock::new());
-    if let Some(total) = job.progress.length() {
-        let _ = input_total.set(total);
-    }
-    let reading = read_rows(reader, rows_tx, input_total.clone());
-    let pacer = job.mode.sender().map(|sender| {
-        let (bar, total) = (job.progress.clone(), input_total.clone());
-        let rows_left = move || total.get().map(|rows| rows.saturating_sub(bar.position()));
-        Pacer::new(sender.pacing).with_rows_left(rows_left)
-    });
+    let reading = read_rows(reader, rows_tx);
+    let pacer = job.mode.sender().map(|sender| Pacer::new(sender.pacing));
     let shared = Arc::new(Shared {
         mode: job.mode,
         operation: job.operation,
@@ -319,22 +309,17 @@ fn open_writer(
     .map_err(output_error)
 }
 
-/// Reads the input on a thread of its own into `rows_tx`; sets `input_total` once the
-/// input has ended.
+/// Reads the input on a thread of its own into `rows_tx`.
 fn read_rows(
     mut reader: InputReader,
     rows_tx: mpsc::Sender<InputRow>,
-    input_total: Arc<OnceLock<u64>>,
 ) -> JoinHandle<Result<(), InputError>> {
     tokio::task::spawn_blocking(move || {
-        let mut rows_read = 0;
         while let Some(row) = reader.next_row()? {
-            rows_read += 1;
             if rows_tx.blocking_send(row).is_err() {
                 return Ok(());
             }
         }
-        let _ = input_total.set(rows_read);
         Ok(())
     })
 }

@@ -22,8 +22,6 @@ pub struct Pacer {
     /// Rings when what is allowed may have changed (a probe answered, a window learned).
     changed: Notify,
     state: Mutex<State>,
-    /// How many rows the job has still to finish, when it knows.
-    rows_left: Box<dyn Fn() -> Option<u64> + Send + Sync>,
 }
 
 impl Pacer {
@@ -38,31 +36,12 @@ impl Pacer {
             queue: tokio::sync::Mutex::new(()),
             changed: Notify::new(),
             state: Mutex::new(State::new(&settings, Instant::now())),
-            rows_left: Box::new(|| None),
         }
-    }
-
-    /// Tells the pacer how to learn how many rows the job has still to finish: while they
-    /// fit in what the API's window has left, nothing needs spreading.
-    pub fn with_rows_left(
-        mut self,
-        rows_left: impl Fn() -> Option<u64> + Send + Sync + 'static,
-    ) -> Pacer {
-        self.rows_left = Box::new(rows_left);
-        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         // Every change is a few assignments: a panic cannot leave it half-made.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The state, told the rows left as they are now, to decide what may go.
-    fn deciding(&self) -> MutexGuard<'_, State> {
-        let rows_left = (self.rows_left)();
-        let mut state = self.state();
-        state.rows_left = rows_left;
-        state
     }
 
     /// Waits until one more request may go. Cancel-safe: dropping the future gives up
@@ -78,7 +57,7 @@ impl Pacer {
             // The gate is checked again as the request is issued: a pause may have begun
             // while the ceiling held it back.
             let now = Instant::now();
-            if let Some(ticket) = self.deciding().try_issue(now, &self.settings) {
+            if let Some(ticket) = self.state().try_issue(now, &self.settings) {
                 return ticket;
             }
             let changed = self.changed.notified();
@@ -99,7 +78,7 @@ impl Pacer {
     }
 
     fn gate(&self) -> Gate {
-        self.deciding().gate(Instant::now(), &self.settings)
+        self.state().gate(Instant::now(), &self.settings)
     }
 
     /// Ends the request `ticket` let out without judging the API by it: a long list that

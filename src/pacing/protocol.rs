@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use crate::api::{Announced, RetryPolicy};
-use crate::model::Rate;
+use crate::model::{Rate, Shard};
 
 /// How a job is paced.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +20,9 @@ pub struct PacingSettings {
     pub max_outage: Duration,
     /// The backoff of 429s that say nothing of when to come back.
     pub backoff: RetryPolicy,
+    /// `--shard`: shards of one job behind one address split each window's last few
+    /// requests between them by their index, not by chance.
+    pub shard: Shard,
 }
 
 /// Leave to send one request; hand it back to [`Pacer::observe`] with what came of it.

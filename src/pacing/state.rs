@@ -39,8 +39,6 @@ pub(super) struct State {
     responses_429: u64,
     /// Whether the API's answers announce its window.
     announces: bool,
-    /// Rows the job has still to finish, when it knows.
-    pub(super) rows_left: Option<u64>,
     latest_announced: Option<Announced>,
     budget: Budget,
     adaptive: Adaptive,
@@ -72,9 +70,8 @@ impl State {
             limited_since: None,
             responses_429: 0,
             announces: false,
-            rows_left: None,
             latest_announced: None,
-            budget: Budget::default(),
+            budget: Budget::for_shard(settings.shard),
             adaptive: Adaptive::new(settings.ceiling.map(|r| r.per_second)),
             breaker: Breaker::default(),
         }
@@ -112,11 +109,8 @@ impl State {
         let paced = if self.announces {
             // A window that resets later than the job would wait is the server's to
             // refuse: its 429 then says how long, and --max-retry-after decides.
-            // Rows whose request is out already need no more of the window.
-            let in_flight = self.issued - self.observed;
-            let rows_to_send = self.rows_left.map(|rows| rows.saturating_sub(in_flight));
             self.budget
-                .earliest(now, self.issued, self.last_sent, rows_to_send)
+                .earliest(now, self.issued)
                 .filter(|at| at.saturating_duration_since(now) <= settings.max_retry_after)
         } else {
             self.adaptive
@@ -432,6 +426,7 @@ mod tests {
                 backoff_base: 500 * MS,
                 backoff_max: 30 * S,
             },
+            shard: crate::model::Shard::ALL,
         }
     }
 

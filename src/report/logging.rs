@@ -3,16 +3,22 @@
 
 use std::io::{IsTerminal, Write as _};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use serde::Serialize;
 use tracing::Level;
+use tracing_subscriber::fmt::writer::EitherWriter;
 
 use super::stderr;
 use crate::model::LogFormat;
 
 /// `--log-format`, once logging is set up; text before.
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Set once the summary is out: what the HTTP stack still says while its connections close
+/// (at `-vv`) is not written after it, so that the summary stays the last line.
+static SUMMARY_OUT: AtomicBool = AtomicBool::new(false);
 
 /// Sets up logging on stderr: `-v`/`-q` pick the level unless `RUST_LOG` is set.
 pub fn init(verbose: u8, quiet: u8, format: LogFormat) {
@@ -29,7 +35,7 @@ pub fn init(verbose: u8, quiet: u8, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| LogWriter(Vec::new()));
+        .with_writer(Events);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
@@ -139,6 +145,31 @@ fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
 #[derive(Serialize)]
 struct Message<'a> {
     message: &'a str,
+}
+
+/// Says that the summary is out: from now on only dbprov's own events are written.
+pub fn summary_written() {
+    SUMMARY_OUT.store(true, Ordering::SeqCst);
+}
+
+/// Where tracing writes its events: a [`LogWriter`] each, or nothing for a dependency's
+/// event after the summary.
+struct Events;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Events {
+    type Writer = EitherWriter<LogWriter, std::io::Sink>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EitherWriter::A(LogWriter(Vec::new()))
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        let ours = meta.target() == "dbprov" || meta.target().starts_with("dbprov::");
+        if SUMMARY_OUT.load(Ordering::SeqCst) && !ours {
+            return EitherWriter::B(std::io::sink());
+        }
+        self.make_writer()
+    }
 }
 
 /// A line on its way to stderr: written in one piece when dropped, with the progress bar
