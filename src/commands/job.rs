@@ -46,6 +46,10 @@ pub(crate) struct Rows {
     pub(crate) operation: Operation,
     /// List the workspaces first (a run's rows only).
     pub(crate) preflight: bool,
+    /// Some row is known before the job to need a request (not recorded done in the
+    /// results file it continues): the list, if any, is made before the first row rather
+    /// than at the first row that needs it.
+    pub(crate) to_send: bool,
 }
 
 /// Everything `run` and `retry` have in common, from the target to the exit code.
@@ -72,6 +76,7 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         mode,
         operation: rows.operation,
         preflight: rows.preflight,
+        to_send: rows.to_send,
         shard: args.shard.unwrap_or(Shard::ALL),
         max_failures: failure_limit,
         progress,
@@ -90,22 +95,43 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
     exit
 }
 
-/// Counts the input's rows (of the shard) before the job, for the progress bar and
-/// `--max-failures P%`; a results file opened for nothing is removed if that fails.
+/// The input's rows (of the shard), counted before the job for the progress bar and
+/// `--max-failures P%`, and whether any of them is known to need a request.
+pub(super) struct Counted {
+    pub(super) total: Option<u64>,
+    /// Some row with a name is not recorded done in `output_log`; `false` when unknown
+    /// (stdin).
+    pub(super) to_send: bool,
+    pub(super) sink: Sink,
+}
+
+/// Counts the input's rows (of the shard) before the job; a results file opened for
+/// nothing is removed if that fails.
 pub(super) async fn count_rows(
     input: &Input,
     format: CsvFormat,
     shard: Option<Shard>,
     sink: Sink,
-) -> anyhow::Result<(Option<u64>, Sink)> {
+    output_log: Option<&Arc<PriorResults>>,
+) -> anyhow::Result<Counted> {
     let (counting, shard) = (input.clone(), shard.unwrap_or(Shard::ALL));
-    let total = tokio::task::spawn_blocking(move || {
-        input::count_rows(&counting, format, shard, signals::interrupted_flag())
+    let log = output_log.cloned();
+    let counted = tokio::task::spawn_blocking(move || {
+        let done = |name: &str, row| {
+            log.as_ref()
+                .and_then(|log| log.get(Some(name), row))
+                .is_some_and(|prior| prior.success)
+        };
+        input::count_rows_to_send(&counting, format, shard, signals::interrupted_flag(), done)
     })
     .await
     .expect("counting rows does not panic");
-    match total {
-        Ok(total) => Ok((total, sink)),
+    match counted {
+        Ok(counted) => Ok(Counted {
+            total: counted.map(|c| c.rows),
+            to_send: counted.is_some_and(|c| c.to_send),
+            sink,
+        }),
         Err(error) => {
             sink.discard_if_unused();
             Err(error.into())

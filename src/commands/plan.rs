@@ -31,15 +31,16 @@ pub(super) async fn plan_command(args: PlanArgs) -> anyhow::Result<Exit> {
         },
     )?;
     let format = CsvFormat::from(args.csv);
-    let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
+    let counted = count_rows(&input, format, args.job.shard, sink, None).await?;
     let rows = Rows {
         source: Source::Csv(input, format),
-        total,
+        total: counted.total,
         output,
-        sink,
+        sink: counted.sink,
         output_log: None,
         operation: Operation::Create,
         preflight: true,
+        to_send: true,
     };
     run_job(rows, target, &args.job).await
 }

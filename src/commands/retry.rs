@@ -47,6 +47,7 @@ pub(super) async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         );
     }
     let total = args.job.shard.is_none().then(|| input.len() as u64);
+    let to_send = input.has_unfinished();
     let rows = Rows {
         source: Source::Results(input),
         total,
@@ -55,6 +56,7 @@ pub(super) async fn retry_command(args: RetryArgs) -> anyhow::Result<Exit> {
         output_log: opened.output_log,
         operation,
         preflight: args.job.preflight.on(),
+        to_send,
     };
     let exit = run_job(rows, target, &args.job).await;
     drop(opened.held);

@@ -94,6 +94,7 @@ pub(crate) async fn rollback_command(args: RollbackArgs) -> anyhow::Result<Exit>
         output_log,
         operation: Operation::Delete,
         preflight: false,
+        to_send: true,
     };
     let exit = run_job(rows, target, &args.job).await;
     drop(held);

@@ -47,15 +47,16 @@ pub(super) async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow
         },
     )?;
     let format = CsvFormat::from(args.csv);
-    let (total, sink) = count_rows(&input, format, args.job.shard, sink).await?;
+    let counted = count_rows(&input, format, args.job.shard, sink, output_log.as_ref()).await?;
     let rows = Rows {
         source: Source::Csv(input, format),
-        total,
+        total: counted.total,
         output,
-        sink,
+        sink: counted.sink,
         output_log,
         operation,
         preflight: args.job.preflight.on(),
+        to_send: counted.to_send,
     };
     run_job(rows, target, &args.job).await
 }

@@ -22,6 +22,29 @@ pub fn count_rows(
     shard: Shard,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<u64>, InputError> {
+    let counted = count_rows_to_send(input, format, shard, stop, |_, _| false)?;
+    Ok(counted.map(|c| c.rows))
+}
+
+/// The rows of an input in its shard, and whether any of them may need a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// Data rows in the shard.
+    pub rows: u64,
+    /// Some row with a name is not `done`: it may need a request. (One without a name
+    /// is invalid, and never sent.)
+    pub to_send: bool,
+}
+
+/// [`count_rows`], and whether any row with a name is not `done(name, row)` (recorded
+/// done by the results file a job continues, say).
+pub fn count_rows_to_send(
+    input: &Input,
+    format: CsvFormat,
+    shard: Shard,
+    stop: &std::sync::atomic::AtomicBool,
+    done: impl Fn(&str, u64) -> bool,
+) -> Result<Option<Counted>, InputError> {
     let Input::File(path) = input else {
         return Ok(None);
     };
@@ -48,13 +71,16 @@ pub fn count_rows(
         .map_err(|e| read_error(0, e))?
         .is_none()
     {
-        return Ok(Some(0));
+        return Ok(Some(Counted {
+            rows: 0,
+            to_send: false,
+        }));
     }
     lines.width = Some(record.len());
     let name = record
         .iter()
         .position(|h| is_name_column(String::from_utf8_lossy(h).trim()));
-    let (mut rows, mut in_shard) = (0, 0);
+    let (mut rows, mut in_shard, mut to_send) = (0, 0, false);
     while lines
         .read(&mut record)
         .map_err(|e| read_error(rows, e))?
@@ -74,10 +100,14 @@ pub fn count_rows(
         let name = name.and_then(|i| name_cell(&record, i));
         if shard.count == 1 || shard_of(name, rows, shard.count) == shard.index {
             in_shard += 1;
+            to_send = to_send || name.is_some_and(|name| !done(name, rows));
         }
         if rows % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);
         }
     }
-    Ok(Some(in_shard))
+    Ok(Some(Counted {
+        rows: in_shard,
+        to_send,
+    }))
 }

@@ -12,7 +12,7 @@ pub mod reader;
 pub mod row;
 pub mod shard;
 
-pub use count::count_rows;
+pub use count::{Counted, count_rows, count_rows_to_send};
 pub use decode::CsvFormat;
 pub use header::Header;
 pub use reader::{Admitted, InputError, InputReader, InputRow, Recorded};

@@ -10,8 +10,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::attempt;
+use super::preflight;
 use super::shared::{Mode, Shared, StopReason};
-use super::triage::{Carried, Triage, done, triage};
+use super::triage::{Carried, Triage, done, needs_a_request, triage};
 use super::writer::ToWrite;
 use crate::api::{RowRequest, Verb};
 use crate::input::InputRow;
@@ -22,7 +23,8 @@ use crate::records::Final;
 const STALLED_INPUT: Duration = Duration::from_secs(1);
 
 /// Reads rows until the input ends, and sends each to its fate. Returns once every
-/// worker has handed its outcome to the writer.
+/// worker has handed its outcome to the writer. With `list_on_demand`, the workspaces are
+/// listed at the first row that needs a request, before it is sent.
 ///
 /// Returns whether the input was read to its end. After a stop, an input that gives no row
 /// for [`STALLED_INPUT`] (a pipe whose writer waits) is given up: the rows not yet read
@@ -31,6 +33,7 @@ pub(super) async fn dispatch(
     shared: &Arc<Shared>,
     rows_rx: &mut mpsc::Receiver<InputRow>,
     outcomes_tx: mpsc::Sender<ToWrite>,
+    mut list_on_demand: bool,
 ) -> bool {
     let concurrency = match &shared.mode {
         Mode::Send(sender) => sender.concurrency,
@@ -60,6 +63,10 @@ pub(super) async fn dispatch(
         if shared.stopped() == Some(StopReason::OutputFailed) {
             ended = false; // nothing more can be recorded
             break;
+        }
+        if list_on_demand && needs_a_request(shared, &input_row) {
+            list_on_demand = false;
+            preflight::list_now(shared).await;
         }
         let handed = match triage(shared, input_row) {
             Triage::Done(final_row) => workers.record(final_row, None).await,

@@ -8,12 +8,28 @@ use crate::api::retry::is_retryable_status;
 use crate::api::{Listed, Listing, NoAnswer};
 use crate::pacing::{Next, Seen};
 
+/// Lists the workspaces now, unless the job has stopped; what it lists is the job's
+/// listing from then on.
+pub(crate) async fn list_now(shared: &Shared) {
+    if shared.stopped().is_some() {
+        return;
+    }
+    let mut requests = 0;
+    let listing = list(shared, &mut requests).await;
+    shared
+        .list_requests
+        .fetch_add(requests, std::sync::atomic::Ordering::Relaxed);
+    if let Some(listing) = listing {
+        let _ = shared.listing.set(listing);
+    }
+}
+
 /// Lists every workspace through the pacer (the list counts against the rate limit),
 /// with the job's retries. `None`, with a warning, when the list cannot be had: the job
 /// goes on without it. A 401 stops the job, as it would on the first write.
 ///
 /// `requests` counts the list requests sent.
-pub(crate) async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing> {
+async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing> {
     let failure = match fetch(shared, None, requests).await {
         Err(Failed::Stopped) => return None,
         Err(Failed::Because(why)) => why,

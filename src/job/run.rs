@@ -47,6 +47,10 @@ pub struct Job {
     pub operation: Operation,
     /// List every workspace before sending (`run`'s `--preflight`).
     pub preflight: bool,
+    /// Some row is known beforehand to need a request: the list, if any, is made before
+    /// the first row is read. Otherwise it waits for the first row that needs a request,
+    /// so that a rerun with nothing to send sends nothing.
+    pub to_send: bool,
     /// Only the rows of this shard.
     pub shard: Shard,
     /// Stop dispatching once more rows than this have failed.
@@ -59,14 +63,31 @@ pub struct Job {
     pub excel: bool,
 }
 
+/// When a job lists the workspaces that exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListWhen {
+    /// Never: no preflight (`--no-preflight`, a dry run, an update, a delete).
+    Never,
+    /// Before the first row: a plan, and a run with rows known to need a request.
+    First,
+    /// At the first row that needs a request, if one does: a run whose rows are all
+    /// recorded done (or cannot be known beforehand: stdin).
+    OnDemand,
+}
+
 impl Job {
-    /// Whether the workspaces are listed before any row is sent: a plan's, and a run's
-    /// with `--preflight`.
-    fn lists_first(&self) -> bool {
+    /// When the workspaces are listed: a plan's before any row, a run's with
+    /// `--preflight` before the first row that needs a request.
+    fn list_when(&self) -> ListWhen {
         match &self.mode {
-            Mode::Plan(_) => true,
-            Mode::Send(_) => self.preflight && self.operation == Operation::Create,
-            Mode::DryRun => false,
+            Mode::Plan(_) => ListWhen::First,
+            Mode::Send(_) if self.preflight && self.operation == Operation::Create => {
+                match self.to_send {
+                    true => ListWhen::First,
+                    false => ListWhen::OnDemand,
+                }
+            }
+            Mode::Send(_) | Mode::DryRun => ListWhen::Never,
         }
     }
 
@@ -158,7 +179,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let rerun = job.rerun();
     signals::rerun_is(rerun);
     let streamed_input = job.source.is_streamed();
-    let list_first = job.lists_first();
+    let list_when = job.list_when();
     let reader = match open_reader(job.source, job.shard, job.operation).await {
         Ok(reader) => reader,
         Err(error) => {
@@ -194,6 +215,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         mode: job.mode,
         operation: job.operation,
         listing: OnceLock::new(),
+        list_requests: AtomicU64::new(0),
         output_log: job.output_log,
         pacer,
         stop_tx: watch::channel(None).0,
@@ -208,8 +230,15 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let shown = progress::show(&shared, &job.progress, job.progress_every);
     let ctrl_c = stop_on_interrupt(&shared);
 
-    let listed = list_first_if_asked(&shared, list_first).await;
-    let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx).await;
+    if list_when == ListWhen::First {
+        preflight::list_now(&shared).await;
+    }
+    let on_demand = list_when == ListWhen::OnDemand;
+    let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx, on_demand).await;
+    let listed = Listed {
+        workspaces: shared.listing.get().map(|l| l.len() as u64),
+        requests: shared.list_requests.load(Ordering::Relaxed),
+    };
     drop(rows_rx);
     ctrl_c.abort();
     progress::stop(shown).await;
@@ -342,21 +371,6 @@ fn stop_on_interrupt(shared: &Arc<Shared>) -> JoinHandle<()> {
         shared.stop(StopReason::Interrupted);
     }
     task
-}
-
-/// Lists the workspaces that exist before any row is sent, when the job asks for it.
-async fn list_first_if_asked(shared: &Shared, list_first: bool) -> Listed {
-    let mut requests = 0;
-    if list_first
-        && shared.stopped().is_none()
-        && let Some(listing) = preflight::list(shared, &mut requests).await
-    {
-        let _ = shared.listing.set(listing);
-    }
-    Listed {
-        workspaces: shared.listing.get().map(|l| l.len() as u64),
-        requests,
-    }
 }
 
 /// What is known once the dispatcher has returned.

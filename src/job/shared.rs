@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) operation: Operation,
     /// The workspaces that existed before the run, when the preflight listed them.
     pub(super) listing: std::sync::OnceLock<Listing>,
+    /// List requests sent.
+    pub(super) list_requests: AtomicU64,
     pub(crate) output_log: Option<Arc<PriorResults>>,
     /// When each attempt may go; `None` for a dry run.
     pub(super) pacer: Option<Pacer>,

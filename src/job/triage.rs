@@ -25,6 +25,17 @@ pub(crate) enum Triage {
     },
 }
 
+/// Whether a row may need a request: it can be sent, and no earlier run recorded it done.
+/// (A row recorded done is kept, or PUT, which needs no list.)
+pub(crate) fn needs_a_request(shared: &Shared, input_row: &InputRow) -> bool {
+    let logged = shared
+        .output_log
+        .as_ref()
+        .and_then(|log| log.get(input_row.name.as_deref(), input_row.row));
+    let earlier = input_row.earlier.as_ref().map(|e| e.prior);
+    input_row.request.is_ok() && ![logged, earlier].iter().flatten().any(|p| p.success)
+}
+
 pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     let InputRow {
         row,

@@ -313,6 +313,13 @@ impl PriorResults {
             .count() as u64
     }
 
+    /// Whether some identity's latest record is not a success on the target.
+    pub fn has_unfinished(&self) -> bool {
+        self.latest
+            .values()
+            .any(|(packed, _)| !Prior::unpack(*packed).success)
+    }
+
     /// Whether the file records no row.
     pub fn is_empty(&self) -> bool {
         self.latest.is_empty()

@@ -328,7 +328,7 @@ async fn a_lost_put_claims_no_workspace_the_list_did_not_show() {
 }
 
 #[tokio::test]
-async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
+async fn after_a_rollback_a_resumed_run_that_lists_creates_its_tenants_again() {
     let job = Job::new().await;
     let input = job.dir.write("t.csv", &tenants("t", 5));
     let mut args = job.args("r.csv");
@@ -341,13 +341,21 @@ async fn after_a_rollback_a_resumed_run_creates_its_tenants_again() {
     // The results still say created; the list says otherwise, and wins.
     let again = dbprov_with(&["run", &input, "--resume"], &args).await;
     assert_eq!(again.exit, 0, "{}", again.stderr);
-    assert_eq!(job.api.workspace_names().await.len(), 5);
+    // Nothing to send: nothing is sent, not even the list, and the records stand.
+    assert_eq!(methods(&job.api).await.len(), 5 + 1 + 5, "{}", again.stderr);
+    assert!(job.api.workspace_names().await.is_empty());
+    // A rerun with a new tenant lists the workspaces first, and the list wins over the
+    // records: what it does not show is created again.
+    let more = job.dir.write("more.csv", &tenants("t", 6));
+    let again = dbprov_with(&["run", &more, "--resume"], &args).await;
+    assert_eq!(again.exit, 0, "{}", again.stderr);
+    assert_eq!(job.api.workspace_names().await.len(), 6);
     let posts = methods(&job.api)
         .await
         .iter()
         .filter(|m| *m == "POST")
         .count();
-    assert_eq!(posts, 10, "five, and five again");
+    assert_eq!(posts, 11, "five, and six: five again and the new one");
 }
 
 #[tokio::test]
@@ -473,6 +481,11 @@ async fn a_created_record_whose_resend_is_refused_claims_nothing_later() {
     );
     let args = hostile_args(&hostile, &dir, "r.csv");
     assert_eq!(dbprov_with(&["run", &input], &args).await.exit, 0);
+    // A new tenant: the rerun lists the workspaces.
+    let input = dir.write(
+        "t2.csv",
+        "name,connectionType,datasourceName\nw1,DATASOURCE,x\nw2,DATASOURCE,x\n",
+    );
     // Someone deletes it, and its datasource: the resend is refused, clearly.
     hostile.state.existing.lock().unwrap().remove("w1");
     hostile

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dbprov::sandbox::{self, Catalog, FaultConfig, SandboxConfig};
 
+use crate::common::with_summary;
 use crate::common::{
     JobDir, ResultRow, assert_one_row_per_input_row, by_row, count, expect, fifty_one_rows, held,
     holding_seeded, log, methods, name_csv, names, set_flag, statuses, tally, tenants,
@@ -14,7 +15,8 @@ use crate::common::{
 use crate::fixture::Job;
 use crate::hostile::{Hostile, HostileState, hostile_args};
 use crate::ports::ClosedPort;
-use crate::process::{dbprov, dbprov_with};
+use crate::process::{dbprov, dbprov_with, finish, spawn_fed};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn a_nightly_rerun_sends_nothing_for_known_tenants_and_one_request_per_new_one() {
@@ -598,4 +600,89 @@ async fn a_server_cannot_turn_a_runs_retry_into_deletes() {
     );
     let (_, rows) = dir.results("r.csv");
     assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+}
+
+/// `run --resume` of `input` with the preflight on (its default) and a summary; the
+/// sandbox's requests by method, counted from `before` requests on.
+async fn resume_listing(job: &Job, input: &str) -> (crate::process::Finished, Vec<String>) {
+    let before = methods(&job.api).await.len();
+    let args = with_summary(job.args_with_preflight(RESULTS), &job.dir);
+    let run = dbprov_with(&["run", input, "--resume"], &args).await;
+    let sent = methods(&job.api).await.split_off(before);
+    (run, sent)
+}
+
+const RESULTS: &str = "results.csv";
+
+#[tokio::test]
+async fn a_rerun_with_nothing_to_send_sends_nothing_not_even_the_list() {
+    let job = Job::new().await;
+    let input = job.dir.write("tenants.csv", &tenants("t", 20));
+    let (first, sent) = resume_listing(&job, &input).await;
+    assert_eq!(first.exit, 0, "{}", first.stderr);
+    assert_eq!(sent[0], "GET", "a first run lists first");
+    assert_eq!(sent[1..], ["POST"; 20]);
+
+    // Every row done, plus rows that need no request: one without a name, a repeat.
+    let mut same = tenants("t", 20);
+    same.push_str(",DATASOURCE,postgres-main,\nt-0003,MULTI_DATAMART,,\n");
+    std::fs::write(&input, same).unwrap();
+    let (again, sent) = resume_listing(&job, &input).await;
+    assert_eq!(again.exit, 1, "two rows invalid: {}", again.stderr);
+    assert!(sent.is_empty(), "no request at all: {sent:?}");
+    let summary = job.summary();
+    assert_eq!(summary["list_requests"], 0, "{summary}");
+    assert_eq!(summary["listed_workspaces"], serde_json::Value::Null);
+    let rows = job.rows();
+    assert_eq!(rows.len(), 22);
+    assert_eq!(
+        rows.iter().filter(|r| r["_status"] == "created").count(),
+        20
+    );
+}
+
+#[tokio::test]
+async fn the_list_is_made_once_and_only_when_a_row_needs_a_request() {
+    let job = Job::new().await;
+    let input = job.dir.write("tenants.csv", &tenants("t", 20));
+    let (first, _) = resume_listing(&job, &input).await;
+    assert_eq!(first.exit, 0, "{}", first.stderr);
+
+    // Three new tenants, the first of them in the middle: one list, before any of them.
+    let mut grown = tenants("t", 10);
+    grown.push_str("new-1,MULTI_DATASOURCE,,\n");
+    for line in tenants("t", 20).lines().skip(11) {
+        grown.push_str(line);
+        grown.push('\n');
+    }
+    grown.push_str("new-2,MULTI_DATASOURCE,,\nnew-3,MULTI_DATASOURCE,,\n");
+    std::fs::write(&input, &grown).unwrap();
+    let (again, sent) = resume_listing(&job, &input).await;
+    assert_eq!(again.exit, 0, "{}", again.stderr);
+    assert_eq!(sent, ["GET", "POST", "POST", "POST"], "{}", again.stderr);
+    assert_eq!(job.summary()["list_requests"], 1);
+    assert_eq!(job.summary()["listed_workspaces"], 20);
+
+    // Read from a pipe, the rows cannot be looked at beforehand: the list waits for the
+    // first row that needs a request, and is made then, once.
+    grown.push_str("new-4,MULTI_DATASOURCE,,\nnew-5,MULTI_DATASOURCE,,\n");
+    for (piped, expected) in [
+        (tenants("t", 20), vec![]),
+        (grown, vec!["GET", "POST", "POST"]),
+    ] {
+        let before = methods(&job.api).await.len();
+        let mut args = with_summary(job.args_with_preflight(RESULTS), &job.dir);
+        args.push("--resume".into());
+        let mut fed: Vec<&str> = vec!["run", "-"];
+        fed.extend(args.iter().map(String::as_str));
+        let (child, mut stdin) = spawn_fed(&fed);
+        stdin.write_all(piped.as_bytes()).await.unwrap();
+        drop(stdin);
+        let run = finish(child).await;
+        assert_eq!(run.exit, 0, "{}", run.stderr);
+        let sent = methods(&job.api).await.split_off(before);
+        assert_eq!(sent, expected, "{}", run.stderr);
+    }
+    assert_eq!(job.rows().len(), 25);
+    assert!(job.rows().iter().all(|r| r["_status"] == "created"));
 }
