@@ -166,7 +166,7 @@ pub(crate) fn line_text(record: &ByteRecord, delimiter: u8) -> String {
 
 /// A hash of the values a row's request is made of (every request field but the name,
 /// trimmed; letter case ignored where the request ignores it): a kept row whose values
-/// hash otherwise than those it was sent with has changed since. Never 0, and below 2^63.
+/// hash otherwise than those it was sent with has changed since. Never 0, and below 2^60.
 pub fn values<'a>(header: &Header, cell: impl Fn(usize) -> Option<&'a str>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
@@ -181,8 +181,8 @@ pub fn values<'a>(header: &Header, cell: impl Fn(usize) -> Option<&'a str>) -> u
             false => text.hash(&mut hasher),
         }
     }
-    // 63 bits: the ledger keeps a flag beside it in the same word.
-    (hasher.finish() >> 1).max(1)
+    // 60 bits: the ledger keeps flags beside it in the same word.
+    (hasher.finish() >> 4).max(1)
 }
 
 /// The record's cells as text; a cell that is not UTF-8 makes the row malformed, unless

@@ -8,6 +8,7 @@
 pub mod as_input;
 pub mod file;
 pub mod format;
+mod latest;
 pub mod layout;
 pub mod ledger;
 pub mod markers;

@@ -4,16 +4,16 @@
 //! What is kept of it is compact: per identity (the name, or `_row` for a row without
 //! one) the byte offset of its latest row and four flags. Never whole rows.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use csv::ByteRecord;
 
 use super::format::ResultColumns;
 use super::format::same_target;
+use super::latest::{Latest, Record, VALUES, WRITTEN, becomes_created};
 use super::markers::{OperationsSeen, strip_marker};
 pub use super::reading::ResumeError;
 use super::reading::{Opened, io_error, not_utf8, open};
@@ -27,10 +27,10 @@ use crate::model::{Prior, RESULT_COLUMNS, Shard, Status};
 
 /// The latest row of each identity in a results file.
 pub struct PriorResults {
-    /// Per identity hash, its latest [`Prior`] packed into one word (see [`Prior::pack`]),
-    /// and a word that holds the hash of the values it was sent with (63 bits) and whether
-    /// this run wrote a row of that identity (the top bit, set by the writer).
-    latest: HashMap<u64, (u64, AtomicU64)>,
+    /// Per identity hash, its latest [`Prior`], and a word that holds the hash of the
+    /// values it was sent with and whether this run wrote a row of that identity (set by
+    /// the writer).
+    latest: Latest,
     hasher: RandomState,
     /// Bytes of whole rows: a torn last line (a crash mid-write) is not counted.
     pub valid_len: u64,
@@ -102,7 +102,7 @@ impl PriorResults {
         let mut whole_end = lines.next_offset().unwrap_or(whole_len);
         let mut last_was_whole = false;
         let mut prior = PriorResults {
-            latest: HashMap::new(),
+            latest: Latest::default(),
             hasher: RandomState::new(),
             valid_len: whole_len,
             carried_names: header
@@ -161,7 +161,31 @@ impl PriorResults {
             prior.valid_len = whole_end;
             prior.unterminated = whole_end == file_len;
         }
+        let created_late = prior.latest.settle();
+        prior.note_created_late(&created_late)?;
         Ok(Some(prior))
+    }
+
+    /// Takes in the times of the records that are `created` only by what earlier records
+    /// of their name said (rare: a lost answer, then a later run that settled nothing).
+    fn note_created_late(&mut self, offsets: &[u64]) -> Result<(), ResumeError> {
+        for &offset in offsets {
+            let mut file = std::fs::File::open(&self.path).map_err(io_error(&self.path))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+                .map_err(io_error(&self.path))?;
+            let mut lines = crate::input::lines::CsvLines::at(file, offset)
+                .with_delimiter(Some(self.delimiter));
+            let mut record = ByteRecord::new();
+            if lines
+                .read(&mut record)
+                .map_err(io_error(&self.path))?
+                .is_some()
+            {
+                let finished = humantime::parse_rfc3339_weak(self.columns.finished_at(&record));
+                self.newest_created_at = self.newest_created_at.max(finished.ok());
+            }
+        }
+        Ok(())
     }
 
     /// Takes in one whole row at `offset`: the file's figures, and the latest record of
@@ -263,30 +287,16 @@ impl PriorResults {
         let columns = &self.columns;
         let key = self.key(columns.identity(record), columns.row(record));
         let mut latest = columns.prior(record, offset, &self.target);
-        // The last row wins, but a lost answer of any earlier row still counts: a later run
-        // that sent nothing (a 401, Ctrl-C) or got a refusal did not undo it. A record of a
-        // PUT says all its run knew (a POST before it in that run was answered: the name
-        // was taken), and stands alone.
-        let complete = columns.message(record).contains(VALUES_UNKNOWN);
-        let earlier = self
-            .latest
-            .get(&key)
-            .map(|(packed, _)| Prior::unpack(*packed))
-            .filter(|_| !complete);
-        latest.maybe_created |= earlier.is_some_and(|e| e.maybe_created);
-        latest.absent_before |= earlier.is_some_and(|e| e.absent_before);
-        // Not created as far as the row says, but an attempt of it may have created the
-        // workspace, which the list before that run did not show: if it exists, it is
-        // ours, and a rollback deletes it (absent, if that attempt made none).
-        latest.created |=
-            !latest.success && latest.maybe_created && latest.absent_before && on_target;
+        // A record of a PUT cut short says all its run knew (a POST before it in that run
+        // was answered: the name was taken), and stands alone; its values nobody knows:
+        // they match no row's.
+        let unknown = columns.message(record).contains(VALUES_UNKNOWN);
+        latest.created |= becomes_created(&latest, on_target);
         // Whatever a rollback would delete for this row: `created`, or what a lost answer
-        // may have created.
+        // may have created. (What earlier records of its name add, `settle` tells.)
         if latest.created {
             self.newest_created_at = self.newest_created_at.max(finished);
         }
-        // A PUT cut short left values nobody knows: they match no row's.
-        let unknown = columns.message(record).contains(VALUES_UNKNOWN);
         let values = match (&self.values_header, unknown) {
             (_, true) => u64::MAX,
             (None, false) => 0,
@@ -296,8 +306,13 @@ impl PriorResults {
                     .and_then(|c| std::str::from_utf8(unescape(c)).ok())
             }),
         };
-        self.latest
-            .insert(key, (latest.pack(), AtomicU64::new(values & VALUES)));
+        self.latest.push(Record {
+            key,
+            prior: latest,
+            values,
+            complete: unknown,
+            on_target,
+        });
     }
 
     /// How many identities (distinct names, or rows without one) the file records.
@@ -308,21 +323,19 @@ impl PriorResults {
     /// How many identities are recorded `created` on the target, as their latest row.
     pub fn created(&self) -> u64 {
         self.latest
-            .values()
-            .filter(|(packed, _)| Prior::unpack(*packed).created)
+            .iter()
+            .filter(|(prior, _)| prior.created)
             .count() as u64
     }
 
     /// Whether some identity's latest record is not a success on the target.
     pub fn has_unfinished(&self) -> bool {
-        self.latest
-            .values()
-            .any(|(packed, _)| !Prior::unpack(*packed).success)
+        self.latest.iter().any(|(prior, _)| !prior.success)
     }
 
     /// Whether the file records no row.
     pub fn is_empty(&self) -> bool {
-        self.latest.is_empty()
+        self.latest.len() == 0
     }
 
     /// The identity of a row: its name, or its `_row` when it has none.
@@ -336,16 +349,16 @@ impl PriorResults {
     /// The latest row of this identity, if the file has one.
     pub fn get(&self, name: Option<&str>, row: u64) -> Option<Prior> {
         self.latest
-            .get(&self.key(name, row))
-            .map(|(packed, values)| Prior {
-                values: values.load(Ordering::Relaxed) & VALUES,
-                ..Prior::unpack(*packed)
+            .get(self.key(name, row))
+            .map(|(prior, word)| Prior {
+                values: word.load(Ordering::Relaxed) & VALUES,
+                ..prior
             })
     }
 
     /// Notes that this run wrote a row of the name, if the file has a record of it.
     pub fn mark_written(&self, name: &str) {
-        if let Some((_, word)) = self.latest.get(&self.key(Some(name), 0)) {
+        if let Some((_, word)) = self.latest.get(self.key(Some(name), 0)) {
             word.fetch_or(WRITTEN, Ordering::Relaxed);
         }
     }
@@ -353,18 +366,11 @@ impl PriorResults {
     /// Where the latest record of each name that this run wrote no row for starts.
     pub fn not_written(&self) -> impl Iterator<Item = u64> + '_ {
         self.latest
-            .values()
-            .filter(|(_, word)| word.load(Ordering::Relaxed) & WRITTEN == 0)
-            .map(|(packed, _)| Prior::unpack(*packed))
-            .filter(|prior| prior.named)
-            .map(|prior| prior.offset)
+            .iter()
+            .filter(|(prior, word)| prior.named && word.load(Ordering::Relaxed) & WRITTEN == 0)
+            .map(|(prior, _)| prior.offset)
     }
 }
-
-/// The bits of a value word that hold the values' hash, and the one that says this run
-/// wrote a row of the identity.
-const VALUES: u64 = !WRITTEN;
-const WRITTEN: u64 = 1 << 63;
 
 #[cfg(test)]
 mod tests {
