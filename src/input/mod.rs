@@ -15,6 +15,6 @@ pub mod shard;
 pub use count::{Counted, count_rows, count_rows_to_send};
 pub use decode::CsvFormat;
 pub use header::Header;
-pub use reader::{Admitted, InputError, InputReader, InputRow, Recorded};
+pub use reader::{Admitted, InputError, InputReader, InputRow, Logbook, Recorded};
 pub use row::{DUPLICATE_IN_INPUT, RowError};
 pub use shard::shard_of;

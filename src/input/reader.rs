@@ -16,7 +16,7 @@ use super::shard::shard_of;
 use crate::api::RowRequest;
 use crate::api::workspace::Field;
 use crate::model::cells::unescape;
-use crate::model::{Earlier, Input, Shard};
+use crate::model::{Earlier, Input, Prior, Shard};
 
 /// Why the input cannot be read at all. Each of these stops the job before any request.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,9 @@ pub struct InputRow {
     pub values: u64,
     /// `retry`: the outcome the results file records for the row.
     pub earlier: Option<Earlier>,
+    /// What the results file the job continues recorded last of the row's name (see
+    /// [`InputReader::with_logbook`]).
+    pub logged: Option<Prior>,
 }
 
 /// A results file's cells as the values they hold: a formula's `'` taken off (see
@@ -90,6 +93,19 @@ pub trait Recorded: Send {
     /// Whether a record refused as a second row of its name stays refused: the first row
     /// of that name is still in the file, whichever of the two comes first in it.
     fn still_duplicate(&self, record: &ByteRecord, name: &str) -> bool;
+}
+
+/// The results file a job continues, in which the reader looks each row up once as it
+/// reads it: what the file recorded last of the row's name (for the job), and whether an
+/// earlier row of this input had the name (so that duplicates need no set of their own
+/// for the names the file has). Implemented in `records`.
+pub trait Logbook: Send + Sync {
+    /// What the file recorded last of the identity (the name, or `row` without one).
+    fn look_up(&self, name: Option<&str>, row: u64) -> Option<Prior>;
+
+    /// Notes that a row of the input has the name of `prior` (one `look_up` gave); says
+    /// whether it is the first to.
+    fn first_read(&self, prior: &Prior) -> bool;
 }
 
 /// A record of a results file that is an input row.
@@ -118,6 +134,8 @@ pub struct InputReader {
     /// `retry`, `rollback`: the input is a results file, and the ledger says which of its
     /// records are rows.
     recorded: Option<Box<dyn Recorded>>,
+    /// The results file the job continues, if any.
+    logbook: Option<std::sync::Arc<dyn Logbook>>,
     /// Only rows of this shard are read.
     shard: Shard,
     /// Only the name is read and checked (a delete); names are exact (update, delete);
@@ -176,12 +194,19 @@ impl InputReader {
             names_seen: HashSet::new(),
             hasher: RandomState::new(),
             recorded: None,
+            logbook: None,
             shard: Shard::ALL,
             names_only: false,
             exact_names: false,
             names_as_sent: false,
             decoded,
         })
+    }
+
+    /// Looks each row up in the results file the job continues (see [`Logbook`]).
+    pub fn with_logbook(mut self, logbook: Option<std::sync::Arc<dyn Logbook>>) -> InputReader {
+        self.logbook = logbook;
+        self
     }
 
     /// Reads only the rows of `shard`; the others are passed over (their numbers stay
@@ -286,9 +311,13 @@ impl InputReader {
                 values: 0,
             },
         };
+        let logged = self
+            .logbook
+            .as_ref()
+            .and_then(|book| book.look_up(parsed.name.as_deref(), row));
         let request = match refused {
             Some(message) => Err(RowError::new("MALFORMED_ROW", message)),
-            None => self.refuse_duplicate(line, parsed.name.as_deref(), parsed.request),
+            None => self.refuse_duplicate(line, parsed.name.as_deref(), logged, parsed.request),
         };
         let cells = self.carried_cells(parsed.name.as_deref());
         Some(InputRow {
@@ -299,6 +328,7 @@ impl InputReader {
             values: parsed.values,
             request,
             earlier,
+            logged,
         })
     }
 
@@ -355,6 +385,7 @@ impl InputReader {
         &mut self,
         line: u64,
         name: Option<&str>,
+        logged: Option<Prior>,
         request: Result<RowRequest, RowError>,
     ) -> Result<RowRequest, RowError> {
         let Some(name) = name else {
@@ -374,7 +405,13 @@ impl InputReader {
         // A name taken exactly that is refused for its spaces is another name than the
         // same without them: it takes no name for the rows after it.
         let spaced = self.exact_names && matches!(&request, Err(e) if e.code == "INVALID_NAME");
-        if !spaced && !self.names_seen.insert(self.hasher.hash_one(name)) {
+        // A name the results file has is marked there; only the others take room here.
+        let first = match (&self.logbook, logged) {
+            _ if spaced => true,
+            (Some(book), Some(prior)) => book.first_read(&prior),
+            _ => self.names_seen.insert(self.hasher.hash_one(name)),
+        };
+        if !first {
             return request.and(duplicate());
         }
         request

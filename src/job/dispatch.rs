@@ -31,7 +31,7 @@ const STALLED_INPUT: Duration = Duration::from_secs(1);
 /// cannot be recorded, and waiting for them would keep Ctrl-C from working.
 pub(super) async fn dispatch(
     shared: &Arc<Shared>,
-    rows_rx: &mut mpsc::Receiver<InputRow>,
+    rows_rx: &mut mpsc::Receiver<Vec<InputRow>>,
     outcomes_tx: mpsc::Sender<ToWrite>,
     mut list_on_demand: bool,
 ) -> bool {
@@ -48,6 +48,7 @@ pub(super) async fn dispatch(
     let mut reading = Reading {
         shared,
         read_before_stop: None,
+        batch: Vec::new().into_iter(),
     };
     let mut ended = true;
     loop {
@@ -64,7 +65,7 @@ pub(super) async fn dispatch(
             ended = false; // nothing more can be recorded
             break;
         }
-        if list_on_demand && needs_a_request(shared, &input_row) {
+        if list_on_demand && needs_a_request(&input_row) {
             list_on_demand = false;
             preflight::list_now(shared).await;
         }
@@ -87,11 +88,16 @@ struct Reading<'a> {
     shared: &'a Shared,
     /// Rows already read when a piped input is given up: they are recorded, the rest not.
     read_before_stop: Option<usize>,
+    /// The rest of the batch of rows last taken (a pipe's come one by one).
+    batch: std::vec::IntoIter<InputRow>,
 }
 
 impl Reading<'_> {
     /// The next row, or `None` when the input ends or is given up.
-    async fn next(&mut self, rows_rx: &mut mpsc::Receiver<InputRow>) -> Option<InputRow> {
+    async fn next(&mut self, rows_rx: &mut mpsc::Receiver<Vec<InputRow>>) -> Option<InputRow> {
+        if let Some(row) = self.batch.next() {
+            return Some(row);
+        }
         let shared = self.shared;
         if shared.streamed_input && shared.stopped().is_some() {
             let left = self.read_before_stop.get_or_insert(rows_rx.len());
@@ -109,11 +115,13 @@ impl Reading<'_> {
                 tokio::time::sleep(STALLED_INPUT).await;
             }
         };
-        tokio::select! {
+        let batch = tokio::select! {
             biased;
-            row = rows_rx.recv() => row,
+            batch = rows_rx.recv() => batch,
             () = give_up() => None,
-        }
+        };
+        self.batch = batch?.into_iter();
+        self.batch.next()
     }
 }
 

@@ -16,7 +16,7 @@ use super::preflight;
 use super::progress;
 use super::shared::{Mode, Shared, StopReason};
 use super::writer::{self, ToWrite, Written};
-use crate::input::{CsvFormat, InputError, InputReader, InputRow};
+use crate::input::{CsvFormat, InputError, InputReader, InputRow, Logbook};
 use crate::model::{Input, Operation, Shard};
 use crate::pacing::{Pacer, PacingReport};
 use crate::records::as_input::read_log;
@@ -26,6 +26,11 @@ use crate::report::{Tally, error_line};
 
 /// Rows in the reader → dispatcher and worker → writer channels at most.
 const CHANNEL_ROWS: usize = 1024;
+
+/// Rows of a file go from the reader to the dispatcher in batches of this many: a million
+/// rows handed over one by one cost as many wake-ups of the other thread. Rows of a pipe
+/// go one by one, as soon as they come.
+const BATCH: usize = 64;
 
 /// Everything a job needs, checked.
 pub struct Job {
@@ -180,7 +185,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     signals::rerun_is(rerun);
     let streamed_input = job.source.is_streamed();
     let list_when = job.list_when();
-    let reader = match open_reader(job.source, job.shard, job.operation).await {
+    let logbook = job.output_log.clone().map(|log| log as Arc<dyn Logbook>);
+    let reader = match open_reader(job.source, job.shard, job.operation, logbook).await {
         Ok(reader) => reader,
         Err(error) => {
             job.sink.discard_if_unused();
@@ -208,15 +214,14 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     )?
     .for_operation(job.operation);
 
-    let (rows_tx, mut rows_rx) = mpsc::channel::<InputRow>(CHANNEL_ROWS);
-    let reading = read_rows(reader, rows_tx);
+    let (rows_tx, mut rows_rx) = mpsc::channel::<Vec<InputRow>>(CHANNEL_ROWS / BATCH);
+    let reading = read_rows(reader, rows_tx, if streamed_input { 1 } else { BATCH });
     let pacer = job.mode.sender().map(|sender| Pacer::new(sender.pacing));
     let shared = Arc::new(Shared {
         mode: job.mode,
         operation: job.operation,
         listing: OnceLock::new(),
         list_requests: AtomicU64::new(0),
-        output_log: job.output_log,
         pacer,
         stop_tx: watch::channel(None).0,
         max_failures: job.max_failures,
@@ -272,6 +277,7 @@ async fn open_reader(
     source: Source,
     shard: Shard,
     operation: Operation,
+    logbook: Option<Arc<dyn Logbook>>,
 ) -> Result<InputReader, InputError> {
     // An update or a delete names a workspace that exists, exactly; a rollback deletes
     // what a run created, under the name the run sent (trimmed), and records it so.
@@ -288,6 +294,7 @@ async fn open_reader(
                 .names_only(operation.names_only())
                 .exact_names(exact_names)
                 .names_as_sent(rollback)
+                .with_logbook(logbook)
         })
     })
     .await
@@ -338,18 +345,34 @@ fn open_writer(
     .map_err(output_error)
 }
 
-/// Reads the input on a thread of its own into `rows_tx`.
+/// Reads the input on a thread of its own into `rows_tx`, in batches of up to `batch`
+/// rows. The rows read before an error are sent before it is told.
 fn read_rows(
     mut reader: InputReader,
-    rows_tx: mpsc::Sender<InputRow>,
+    rows_tx: mpsc::Sender<Vec<InputRow>>,
+    batch: usize,
 ) -> JoinHandle<Result<(), InputError>> {
     tokio::task::spawn_blocking(move || {
-        while let Some(row) = reader.next_row()? {
-            if rows_tx.blocking_send(row).is_err() {
+        let mut rows = Vec::with_capacity(batch);
+        loop {
+            let (row, ended) = match reader.next_row() {
+                Ok(Some(row)) => (Some(row), None),
+                Ok(None) => (None, Some(Ok(()))),
+                Err(error) => (None, Some(Err(error))),
+            };
+            let more = row.is_some();
+            rows.extend(row);
+            if (rows.len() == batch || (!more && !rows.is_empty()))
+                && rows_tx
+                    .blocking_send(std::mem::replace(&mut rows, Vec::with_capacity(batch)))
+                    .is_err()
+            {
                 return Ok(());
             }
+            if let Some(ended) = ended {
+                return ended;
+            }
         }
-        Ok(())
     })
 }
 

@@ -2,7 +2,6 @@
 //! ([`Sender`]), why the job stopped ([`StopReason`]), and the state every worker reads
 //! ([`Shared`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use tokio::sync::watch;
 use crate::api::{Client, Listing, RetryPolicy};
 use crate::model::{OnExists, Operation};
 use crate::pacing::{Halt, Pacer, PacingSettings, Ticket};
-use crate::records::PriorResults;
 
 /// Whether requests are sent.
 pub enum Mode {
@@ -136,7 +134,6 @@ pub(crate) struct Shared {
     pub(super) listing: std::sync::OnceLock<Listing>,
     /// List requests sent.
     pub(super) list_requests: AtomicU64,
-    pub(crate) output_log: Option<Arc<PriorResults>>,
     /// When each attempt may go; `None` for a dry run.
     pub(super) pacer: Option<Pacer>,
     pub(super) stop_tx: watch::Sender<Option<StopReason>>,

@@ -25,15 +25,13 @@ pub(crate) enum Triage {
     },
 }
 
-/// Whether a row may need a request: it can be sent, and no earlier run recorded it done.
-/// (A row recorded done is kept, or PUT, which needs no list.)
-pub(crate) fn needs_a_request(shared: &Shared, input_row: &InputRow) -> bool {
-    let logged = shared
-        .output_log
-        .as_ref()
-        .and_then(|log| log.get(input_row.name.as_deref(), input_row.row));
+/// Whether a row may need a request: it can be sent, and no earlier run recorded it done
+/// (in the results file the job continues, or in the one it is read from). A row recorded
+/// done is kept, or PUT, which needs no list.
+pub(crate) fn needs_a_request(input_row: &InputRow) -> bool {
     let earlier = input_row.earlier.as_ref().map(|e| e.prior);
-    input_row.request.is_ok() && ![logged, earlier].iter().flatten().any(|p| p.success)
+    let recorded = [input_row.logged, earlier];
+    input_row.request.is_ok() && !recorded.iter().flatten().any(|p| p.success)
 }
 
 pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
@@ -44,13 +42,10 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
         request,
         values,
         earlier,
+        logged,
         ..
     } = input_row;
     let duplicate = matches!(&request, Err(e) if e.code == DUPLICATE_IN_INPUT);
-    let logged = shared
-        .output_log
-        .as_ref()
-        .and_then(|log| log.get(name.as_deref(), row));
     let before = shared.before(name.as_deref());
     // A run's success whose workspace the list does not show any more (a rollback, a
     // delete, someone's cleanup) is no success now: the tenant is new again.
@@ -141,7 +136,7 @@ impl History<'_> {
             return Fate::Send(None, cells);
         }
         let (prior, held) = match (self.logged.filter(|p| p.success), self.earlier) {
-            (Some(prior), _) => (prior, Held::At(prior.offset)),
+            (Some(prior), _) => (prior, Held::At(prior)),
             (None, Some(earlier)) if earlier.prior.success => (
                 earlier.prior,
                 Held::Cells {

@@ -28,6 +28,9 @@ pub struct Prior {
     /// A hash of the request values the row was sent with (see `input::row::values`);
     /// 0 where they cannot be read. Not packed.
     pub values: u64,
+    /// Where the ledger keeps it, for marks that follow without looking it up again.
+    /// Not packed.
+    pub entry: u32,
 }
 
 impl Prior {
@@ -52,6 +55,7 @@ impl Prior {
         let status = ((packed >> 5) & 0xf) as usize;
         Prior {
             values: 0,
+            entry: 0,
             offset: packed >> 9,
             status: status.checked_sub(1).map(|i| Status::ALL[i]),
             named: packed & 16 != 0,

@@ -130,6 +130,13 @@ impl ResultColumns {
         number(text(record, self.row)).unwrap_or(0)
     }
 
+    /// `_row` when its cell is written as dbprov writes it (`12`, not `12.0` or `012`).
+    pub fn row_as_written(&self, record: &ByteRecord) -> Option<u64> {
+        let cell = record.get(self.row)?;
+        let row = self.row(record);
+        (row > 0 && cell == row.to_string().as_bytes()).then_some(row)
+    }
+
     /// The first number cell (`_row`, `_attempts`, `_http_status`) that does not read as a
     /// whole number, with its column: a spreadsheet that re-saved the file may have
     /// written `1.0` (which reads) or something else (which does not). Only `_http_status`
@@ -200,6 +207,7 @@ impl ResultColumns {
         let message = text(record, self.message);
         let status = self.status(record);
         Prior {
+            entry: 0,
             offset,
             status,
             named: self.identity(record).is_some(),

@@ -1,32 +1,58 @@
-//! The latest record of each identity in a results file, compactly: 24 bytes per identity
-//! in one sorted array (its identity's hash, its [`Prior`] packed, and a word of values and
-//! flags), not a hash map, whose buckets would take twice that and more while it grows.
+//! The latest record of each identity in a results file, compactly: 32 bytes per identity
+//! in one sorted array (its identity's hash, its [`Prior`] packed, the hash of its values,
+//! its `_row` and flags), not a hash map, whose buckets would take twice that and more
+//! while it grows.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::model::Prior;
 
-/// The bits of an entry's word that hold the hash of the values its record was sent with.
-pub(super) const VALUES: u64 = (1 << 60) - 1;
 /// This run wrote a record of the identity.
-pub(super) const WRITTEN: u64 = 1 << 63;
+pub(super) const WRITTEN: u32 = 1;
+/// This run kept the identity's record where it is, as it is (same `_row`, nothing to
+/// add): the file's record is this run's row.
+pub(super) const IN_PLACE: u32 = 2;
+/// A row of this run's input had the name already (for the next one: a duplicate).
+pub(super) const READ: u32 = 4;
+/// The record has an `_operation`: kept as it is, it needs no cell added.
+pub(super) const HAS_OPERATION: u32 = 8;
 /// While the file is read: the record says all its run knew (a `PUT` whose values are
 /// unknown), so earlier records of its identity add nothing to it.
-const COMPLETE: u64 = 1 << 61;
+const COMPLETE: u32 = 16;
 /// While the file is read: the record was obtained from this run's target.
-const ON_TARGET: u64 = 1 << 60;
+const ON_TARGET: u32 = 32;
 
 /// Identities and their latest records: pushed in file order while the file is read,
 /// then [`Latest::settle`]d once.
 #[derive(Default)]
 pub(super) struct Latest {
     entries: Vec<Entry>,
+    /// Where the entries whose keys begin with each run of `bits` bits start (and, last,
+    /// the end): a key is then among the two or so of its bucket, two misses of the cache
+    /// away. 2 to 4 bytes per entry.
+    starts: Vec<u32>,
+    bits: u32,
 }
 
 struct Entry {
     key: u64,
     packed: u64,
-    word: AtomicU64,
+    values: u64,
+    /// The record's `_row` (`u32::MAX` past it, or none).
+    row: u32,
+    flags: AtomicU32,
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            key: 0,
+            packed: 0,
+            values: 0,
+            row: 0,
+            flags: AtomicU32::new(0),
+        }
+    }
 }
 
 /// What one record of the file says, as [`Latest::push`] takes it.
@@ -34,21 +60,26 @@ pub(super) struct Record {
     pub(super) key: u64,
     pub(super) prior: Prior,
     pub(super) values: u64,
+    pub(super) row: u64,
     /// See [`COMPLETE`].
     pub(super) complete: bool,
     pub(super) on_target: bool,
+    pub(super) has_operation: bool,
 }
 
 impl Latest {
     /// Takes in one record, after those before it in the file.
     pub(super) fn push(&mut self, record: Record) {
-        let prior = record.prior;
-        let flags = if record.complete { COMPLETE } else { 0 }
-            | if record.on_target { ON_TARGET } else { 0 };
+        let flag = |set, flag| if set { flag } else { 0 };
+        let flags = flag(record.complete, COMPLETE)
+            | flag(record.on_target, ON_TARGET)
+            | flag(record.has_operation, HAS_OPERATION);
         self.entries.push(Entry {
             key: record.key,
-            packed: prior.pack(),
-            word: AtomicU64::new((record.values & VALUES) | flags),
+            packed: record.prior.pack(),
+            values: record.values,
+            row: u32::try_from(record.row).unwrap_or(u32::MAX),
+            flags: AtomicU32::new(flags),
         });
     }
 
@@ -64,23 +95,23 @@ impl Latest {
         let mut became_created = Vec::new();
         let mut kept = 0;
         for at in 0..self.entries.len() {
-            let word = self.entries[at].word.load(Ordering::Relaxed);
+            let flags = self.entries[at].flags.load(Ordering::Relaxed);
             let mut prior = Prior::unpack(self.entries[at].packed);
             let same = kept > 0 && self.entries[kept - 1].key == self.entries[at].key;
-            if same && word & COMPLETE == 0 {
+            if same && flags & COMPLETE == 0 {
                 let earlier = Prior::unpack(self.entries[kept - 1].packed);
                 prior.maybe_created |= earlier.maybe_created;
                 prior.absent_before |= earlier.absent_before;
-                if !prior.created && becomes_created(&prior, word & ON_TARGET != 0) {
+                if !prior.created && becomes_created(&prior, flags & ON_TARGET != 0) {
                     prior.created = true;
                     became_created.push(prior.offset);
                 }
             }
             let slot = if same { kept - 1 } else { kept };
             self.entries[slot] = Entry {
-                key: self.entries[at].key,
                 packed: prior.pack(),
-                word: AtomicU64::new(word & !(COMPLETE | ON_TARGET)),
+                flags: AtomicU32::new(flags & !(COMPLETE | ON_TARGET)),
+                ..std::mem::take(&mut self.entries[at])
             };
             if !same {
                 kept += 1;
@@ -88,48 +119,87 @@ impl Latest {
         }
         self.entries.truncate(kept);
         self.entries.shrink_to_fit();
+        self.index();
         became_created
     }
 
-    /// The latest record of the identity `key`, and its word.
-    pub(super) fn get(&self, key: u64) -> Option<(Prior, &AtomicU64)> {
-        let entry = &self.entries[self.find(key)?];
-        Some((Prior::unpack(entry.packed), &entry.word))
+    /// Builds [`Latest::starts`]: a bucket per two entries or so.
+    fn index(&mut self) {
+        let len = self.entries.len();
+        self.bits = (len / 2).max(1).ilog2() + 1;
+        let buckets = 1usize << self.bits;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut at = 0;
+        for bucket in 0..buckets {
+            while at < len && self.bucket(self.entries[at].key) < bucket {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        starts.push(len as u32);
+        self.starts = starts;
     }
 
-    /// Each identity's latest record, and its word.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (Prior, &AtomicU64)> + '_ {
+    fn bucket(&self, key: u64) -> usize {
+        (key >> (64 - self.bits)) as usize
+    }
+
+    /// The latest record of the identity `key`, with its values and its place among the
+    /// entries (see [`Prior::entry`]).
+    pub(super) fn get(&self, key: u64) -> Option<Prior> {
+        let at = self.find(key)?;
+        Some(self.prior_at(at))
+    }
+
+    fn prior_at(&self, at: usize) -> Prior {
+        let entry = &self.entries[at];
+        Prior {
+            values: entry.values,
+            entry: at as u32,
+            ..Prior::unpack(entry.packed)
+        }
+    }
+
+    /// Sets `flags` on the entry at `at` (see [`Prior::entry`]); returns those it had.
+    pub(super) fn mark(&self, at: u32, flags: u32) -> u32 {
         self.entries
-            .iter()
-            .map(|e| (Prior::unpack(e.packed), &e.word))
+            .get(at as usize)
+            .map_or(0, |e| e.flags.fetch_or(flags, Ordering::Relaxed))
+    }
+
+    /// The `_row` of the record at `at`, and its flags.
+    pub(super) fn row_and_flags(&self, at: u32) -> (u32, u32) {
+        self.entries
+            .get(at as usize)
+            .map_or((u32::MAX, 0), |e| (e.row, e.flags.load(Ordering::Relaxed)))
+    }
+
+    /// Each identity's latest record, and its flags.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Prior, u32)> + '_ {
+        (0..self.entries.len()).map(|at| {
+            (
+                self.prior_at(at),
+                self.entries[at].flags.load(Ordering::Relaxed),
+            )
+        })
     }
 
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Where `key` is. The keys are hashes, spread evenly over `u64`: its place is about
-    /// `key / 2^64` of the way along, so the search starts there and widens until it has
-    /// the key between its bounds (a few steps), rather than halving the whole array (20
-    /// steps, each a miss of the cache, for a million).
+    /// Where `key` is: among the entries of its bucket.
     fn find(&self, key: u64) -> Option<usize> {
-        let len = self.entries.len();
-        if len == 0 {
+        if self.starts.is_empty() {
             return None;
         }
-        let guess = ((u128::from(key) * len as u128) >> 64) as usize;
-        let (mut low, mut high, mut step) = (guess, guess + 1, 16);
-        while low > 0 && self.entries[low].key > key {
-            low = low.saturating_sub(step);
-            step *= 2;
-        }
-        while high < len && self.entries[high - 1].key < key {
-            high = (high + step).min(len);
-            step *= 2;
-        }
-        let window = &self.entries[low..high];
-        let at = window.partition_point(|e| e.key < key);
-        (window.get(at)?.key == key).then_some(low + at)
+        let bucket = self.bucket(key);
+        let (from, to) = (
+            self.starts[bucket] as usize,
+            self.starts[bucket + 1] as usize,
+        );
+        let at = from + self.entries[from..to].partition_point(|e| e.key < key);
+        (self.entries.get(at)?.key == key && at < to).then_some(at)
     }
 }
 
@@ -146,6 +216,7 @@ mod tests {
 
     fn prior(offset: u64) -> Prior {
         Prior {
+            entry: 0,
             offset,
             status: None,
             named: true,
@@ -167,16 +238,22 @@ mod tests {
                 key: hasher.hash_one(i),
                 prior: prior(i),
                 values: i + 1,
+                row: i + 1,
                 complete: false,
                 on_target: true,
+                has_operation: true,
             });
         }
         latest.settle();
         assert_eq!(latest.len(), 50_000);
         for i in 0..50_000u64 {
-            let (found, word) = latest.get(hasher.hash_one(i)).unwrap();
+            let found = latest.get(hasher.hash_one(i)).unwrap();
             assert_eq!(found.offset, i);
-            assert_eq!(word.load(Ordering::Relaxed), i + 1);
+            assert_eq!(found.values, i + 1);
+            assert_eq!(
+                latest.row_and_flags(found.entry),
+                (i as u32 + 1, HAS_OPERATION)
+            );
         }
         for i in 50_000..60_000u64 {
             assert!(latest.get(hasher.hash_one(i)).is_none());
@@ -203,35 +280,48 @@ mod tests {
                 key: 7,
                 prior,
                 values: 1,
+                row: 1,
                 complete,
                 on_target: true,
+                has_operation: true,
             });
         }
         latest.push(Record {
             key: 9,
             prior: lost,
             values: 1,
+            row: 2,
             complete: false,
             on_target: true,
+            has_operation: true,
         });
         latest.push(Record {
             key: 9,
             prior: prior(40),
             values: 2,
+            row: 2,
             complete: true,
             on_target: true,
+            has_operation: false,
         });
         // The first record of 7 was created already, as its own flags say; the later
         // ones become so by what came before them.
         assert_eq!(latest.settle(), [20, 30]);
-        let (seven, _) = latest.get(7).unwrap();
+        let seven = latest.get(7).unwrap();
         assert_eq!(
             (seven.offset, seven.maybe_created, seven.created),
             (30, true, true)
         );
-        let (nine, word) = latest.get(9).unwrap();
-        assert_eq!((nine.offset, nine.maybe_created), (40, false));
-        assert_eq!(word.load(Ordering::Relaxed), 2);
+        let nine = latest.get(9).unwrap();
+        assert_eq!(
+            (nine.offset, nine.maybe_created, nine.values),
+            (40, false, 2)
+        );
+        assert_eq!(
+            latest.row_and_flags(nine.entry),
+            (2, 0),
+            "the latest's flags"
+        );
         assert_eq!(latest.len(), 2);
     }
 }

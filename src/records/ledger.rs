@@ -15,14 +15,15 @@ use csv::ByteRecord;
 
 use super::prior::PriorResults;
 use crate::model::notes::{IN_FLIGHT, VALUES_UNKNOWN};
-use crate::model::{RowOutcome, Shard, Status};
+use crate::model::{Prior, RowOutcome, Shard, Status};
 
 /// Where a record the file holds is: at an offset of the log this run continues, or
 /// given whole (a results file read as input).
 #[derive(Debug, Clone)]
 pub enum Held {
-    /// At this byte of the results log.
-    At(u64),
+    /// In the results log this run continues: the latest record of the row's name, as
+    /// the log's reading gave it (its offset, its place in the ledger).
+    At(Prior),
     /// These cells: the result columns, then the input's.
     Cells {
         /// The result cells, in `RESULT_COLUMNS` order.
@@ -278,7 +279,7 @@ mod tests {
             );
             let standing = Standing {
                 status: Status::Created,
-                held: Held::At(7),
+                held: Held::At(Prior::unpack(7 << 9)),
                 because,
             };
             let kept = matches!(settle(outcome, Some(standing)), Final::Kept(_));
@@ -292,7 +293,7 @@ mod tests {
         failed.error_code = "HTTP_503".into();
         let standing = Standing {
             status: Status::Created,
-            held: Held::At(7),
+            held: Held::At(Prior::unpack(7 << 9)),
             because: Because::Vanished,
         };
         let Final::Kept(kept) = settle(failed, Some(standing)) else {

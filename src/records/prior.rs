@@ -6,14 +6,13 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use csv::ByteRecord;
 
 use super::format::ResultColumns;
 use super::format::same_target;
-use super::latest::{Latest, Record, VALUES, WRITTEN, becomes_created};
+use super::latest::{HAS_OPERATION, IN_PLACE, Latest, READ, Record, WRITTEN, becomes_created};
 use super::markers::{OperationsSeen, strip_marker};
 pub use super::reading::ResumeError;
 use super::reading::{Opened, io_error, not_utf8, open};
@@ -76,6 +75,14 @@ pub struct PriorResults {
     pub per_shard: Vec<u64>,
     /// The file's columns as a tenant CSV's, to hash each row's values.
     values_header: Option<Header>,
+    /// Where the first row after the header starts.
+    pub rows_from: u64,
+    /// One whole record per identity, their `_row`s ascending through the file, and
+    /// nothing else: a run that keeps every one of them in place leaves the file as it is.
+    pub in_order: bool,
+    /// Records read, and the `_row` of the last one.
+    records: u64,
+    last_row: Option<u64>,
 }
 
 impl PriorResults {
@@ -132,6 +139,10 @@ impl PriorResults {
                 }
             ],
             values_header: parse_header(&header, &path.display().to_string(), b',').ok(),
+            rows_from: whole_end,
+            in_order: true,
+            records: 0,
+            last_row: None,
         };
         let mut record = ByteRecord::new();
         while let Some(kind) = lines.read(&mut record).map_err(io_error(path))? {
@@ -152,6 +163,8 @@ impl PriorResults {
             last_was_whole = kind == Kind::Whole && record.len() == header.len();
             if last_was_whole {
                 prior.note(&record, line, offset)?;
+            } else {
+                prior.in_order = false;
             }
         }
         if last_was_whole {
@@ -163,6 +176,7 @@ impl PriorResults {
         }
         let created_late = prior.latest.settle();
         prior.note_created_late(&created_late)?;
+        prior.in_order &= prior.records == prior.latest.len() as u64 && !prior.unterminated;
         Ok(Some(prior))
     }
 
@@ -193,6 +207,10 @@ impl PriorResults {
     fn note(&mut self, record: &ByteRecord, line: u64, offset: u64) -> Result<(), ResumeError> {
         let finished = self.readable(record, line)?;
         let columns = &self.columns;
+        let row = columns.row(record);
+        self.records += 1;
+        self.in_order &= row > 0 && self.last_row.is_none_or(|last| last < row);
+        self.last_row = Some(row);
         self.sent |= columns.attempts(record) > 0;
         match columns.has_operation() {
             true => self.written_by.note_recorded(columns.operation(record)),
@@ -310,8 +328,10 @@ impl PriorResults {
             key,
             prior: latest,
             values,
+            row: columns.row_as_written(record).unwrap_or(u64::MAX),
             complete: unknown,
             on_target,
+            has_operation: columns.operation(record).is_some(),
         });
     }
 
@@ -348,27 +368,73 @@ impl PriorResults {
 
     /// The latest row of this identity, if the file has one.
     pub fn get(&self, name: Option<&str>, row: u64) -> Option<Prior> {
-        self.latest
-            .get(self.key(name, row))
-            .map(|(prior, word)| Prior {
-                values: word.load(Ordering::Relaxed) & VALUES,
-                ..prior
-            })
+        self.latest.get(self.key(name, row))
     }
 
     /// Notes that this run wrote a row of the name, if the file has a record of it.
     pub fn mark_written(&self, name: &str) {
-        if let Some((_, word)) = self.latest.get(self.key(Some(name), 0)) {
-            word.fetch_or(WRITTEN, Ordering::Relaxed);
+        if let Some(prior) = self.get(Some(name), 0) {
+            self.latest.mark(prior.entry, WRITTEN);
         }
+    }
+
+    /// Notes that a row of this run's input has the name of `prior` (one [`get`] gave):
+    /// says whether it is the first.
+    ///
+    /// [`get`]: PriorResults::get
+    pub fn first_read(&self, prior: &Prior) -> bool {
+        self.latest.mark(prior.entry, READ) & READ == 0
+    }
+
+    /// Keeps the record of `prior` (one [`get`] gave) where it is, as this run's row
+    /// `row`, if it can stand as that as it is: it has that `_row` and an `_operation`.
+    /// Says whether it does.
+    ///
+    /// [`get`]: PriorResults::get
+    pub fn keep_in_place(&self, prior: &Prior, row: u64) -> bool {
+        let (recorded, flags) = self.latest.row_and_flags(prior.entry);
+        let as_is =
+            u64::from(recorded) == row && recorded != u32::MAX && flags & HAS_OPERATION != 0;
+        self.latest.mark(
+            prior.entry,
+            if as_is { IN_PLACE | WRITTEN } else { WRITTEN },
+        );
+        as_is
+    }
+
+    /// Whether the record at `offset`, of this identity, is one this run kept in place.
+    pub fn kept_in_place(&self, name: Option<&str>, row: u64, offset: u64) -> bool {
+        self.get(name, row).is_some_and(|prior| {
+            prior.offset == offset && self.latest.row_and_flags(prior.entry).1 & IN_PLACE != 0
+        })
+    }
+
+    /// Whether this run kept any record in place, and whether it kept every one so.
+    pub fn in_place(&self) -> (bool, bool) {
+        let (mut any, mut all) = (false, true);
+        for (_, flags) in self.latest.iter() {
+            any |= flags & IN_PLACE != 0;
+            all &= flags & IN_PLACE != 0;
+        }
+        (any, all)
     }
 
     /// Where the latest record of each name that this run wrote no row for starts.
     pub fn not_written(&self) -> impl Iterator<Item = u64> + '_ {
         self.latest
             .iter()
-            .filter(|(prior, word)| prior.named && word.load(Ordering::Relaxed) & WRITTEN == 0)
+            .filter(|(prior, flags)| prior.named && flags & WRITTEN == 0)
             .map(|(prior, _)| prior.offset)
+    }
+}
+
+impl crate::input::Logbook for PriorResults {
+    fn look_up(&self, name: Option<&str>, row: u64) -> Option<Prior> {
+        self.get(name, row)
+    }
+
+    fn first_read(&self, prior: &Prior) -> bool {
+        PriorResults::first_read(self, prior)
     }
 }
 
@@ -489,6 +555,7 @@ mod tests {
     fn a_prior_packs_into_one_word() {
         for prior in [
             Prior {
+                entry: 0,
                 offset: 0,
                 status: None,
                 named: false,
@@ -499,6 +566,7 @@ mod tests {
                 created: false,
             },
             Prior {
+                entry: 0,
                 offset: 123_456_789_012,
                 status: Some(Status::Exists),
                 named: true,
@@ -509,6 +577,7 @@ mod tests {
                 created: false,
             },
             Prior {
+                entry: 0,
                 offset: (1 << 55) - 1,
                 status: Some(Status::Planned),
                 named: true,

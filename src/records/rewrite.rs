@@ -118,14 +118,15 @@ pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 }
 
 /// Rewrites the results file at `real_path` (symbolic links resolved) to `header` and
-/// the rows from byte `from` on, sorted by `_row` (rows of one number keep their order),
-/// atomically, keeping the file's mode. Holds 16 bytes per row: where it starts in the
-/// file, and its number beside its place. With `always` false, a file already in order is
-/// left as it is.
+/// this run's rows, sorted by `_row` (rows of one number keep their order), then the
+/// records at `kept_before`, atomically, keeping the file's mode. This run's rows are those
+/// from byte `from` on, and before it those that `in_place` says this run kept where they
+/// were. Holds 24 bytes per row: where it starts in the file, and its number and name
+/// beside its place. With `always` false, a file already in order is left as it is.
 pub(crate) fn in_input_order(
     real_path: &std::path::Path,
     header: &ByteRecord,
-    from: u64,
+    (from, in_place): (u64, Option<&PriorResults>),
     kept_before: &[u64],
     layout: Layout,
     always: bool,
@@ -134,8 +135,9 @@ pub(crate) fn in_input_order(
     let file = std::fs::File::open(real_path)?;
     let end = file.metadata()?.len();
     let mut reading = file.try_clone()?;
-    reading.seek(SeekFrom::Start(from))?;
-    let mut lines = CsvLines::at(reading, from).with_delimiter(Some(layout.delimiter));
+    let start = in_place.map_or(from, |prior| prior.rows_from.min(from));
+    reading.seek(SeekFrom::Start(start))?;
+    let mut lines = CsvLines::at(reading, start).with_delimiter(Some(layout.delimiter));
     lines.width = Some(header.len());
     // Where each row starts, in file order, then where the last one ends; and each row's
     // number with its place in that order. A number past u32 (a hand-edited `_row`, or
@@ -148,7 +150,15 @@ pub(crate) fn in_input_order(
     let mut record = ByteRecord::new();
     while lines.read(&mut record)?.is_some() {
         let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
-        starts.push(record.position().map_or(from, |p| p.byte()));
+        let at = record.position().map_or(from, |p| p.byte());
+        starts.push(at);
+        if at < from
+            && !in_place.zip(columns.as_ref()).is_some_and(|(prior, c)| {
+                prior.kept_in_place(c.identity(&record), c.row(&record), at)
+            })
+        {
+            continue; // superseded, or not in this run's input: not one of its rows
+        }
         let row = std::str::from_utf8(&record[0])
             .ok()
             .and_then(|r| r.parse().ok());
@@ -161,7 +171,8 @@ pub(crate) fn in_input_order(
     if !always && order.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         return Ok(());
     }
-    order.sort_by_key(|r| r.0);
+    // By number, then place: as a stable sort would, without its buffer.
+    order.sort_unstable_by_key(|r| (r.0, r.2));
     // A row recorded twice (in flight, then final) keeps its last record: the same
     // number and name. Rows of one number with other names (a retry of a file that keeps
     // records of names an input lost) are different rows.

@@ -161,7 +161,7 @@ impl ResultsWriter {
             Final::Outcome(outcome) => outcome.name.as_deref(),
             Final::Kept(kept) => kept.name.as_deref(),
         };
-        if let (Some(log), Some(name)) = (self.log.as_ref(), name) {
+        if let (Some(log), Some(name), Final::Outcome(_)) = (self.log.as_ref(), name, row) {
             log.prior.mark_written(name);
         }
         match row {
@@ -170,9 +170,9 @@ impl ResultsWriter {
         }
     }
 
-    /// The earlier row at `offset` in the log: its result cells and its input's cells, as
-    /// the values they hold.
-    fn read_back(&mut self, offset: u64) -> std::io::Result<(ByteRecord, ByteRecord)> {
+    /// The earlier row at `offset` in the log, as the file has it (see
+    /// [`ResultColumns::results`] and [`ResultColumns::carried`] for its values).
+    fn read_back(&mut self, offset: u64) -> std::io::Result<ByteRecord> {
         let (Some(log), Some(output)) = (self.log.as_mut(), self.file.as_ref()) else {
             return Err(std::io::Error::other(
                 "a row was kept from a results log that is not open",
@@ -195,16 +195,34 @@ impl ResultsWriter {
                 "the results log has no row at byte {offset}"
             )));
         }
-        Ok((log.columns.results(&earlier), log.columns.carried(&earlier)))
+        Ok(earlier)
     }
 
     /// Writes a record the file held again, under this run's row number, with the values
     /// it was sent with; says why it stands if this run sent the row again.
     fn write_kept(&mut self, kept: &Kept) -> std::io::Result<Option<Status>> {
         let (results, cells) = match &kept.held {
-            Held::At(offset) => self.read_back(*offset)?,
+            Held::At(prior) => {
+                // The record as it stands is this run's row: it stays where it is.
+                if let Some(log) = &self.log
+                    && kept.note.is_none()
+                    && log.prior.keep_in_place(prior, kept.row)
+                {
+                    return Ok(prior.status);
+                }
+                let earlier = self.read_back(prior.offset)?;
+                let Some(log) = &self.log else {
+                    unreachable!("read back from the log")
+                };
+                (log.columns.results(&earlier), log.columns.carried(&earlier))
+            }
             Held::Cells { results, cells } => (results.clone(), cells.clone()),
         };
+        if let (Some(log), Some(name)) = (&self.log, &kept.name) {
+            log.prior.mark_written(name);
+        }
+        let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
+        let status = status.and_then(Status::parse);
         let record = &mut self.record;
         record.clear();
         record.push_field(kept.row.to_string().as_bytes());
@@ -235,8 +253,7 @@ impl ResultsWriter {
         }
         record.extend(&cells);
         self.put()?;
-        let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
-        Ok(status.and_then(Status::parse))
+        Ok(status)
     }
 
     /// Ends the file: it is rewritten atomically to this run's rows, one per input row,
@@ -258,10 +275,17 @@ impl ResultsWriter {
             not_in_input: not_in_input.len() as u64,
         };
         let continued = self.log.is_some();
+        let prior = self.log.as_ref().map(|log| &*log.prior);
+        let (in_place, all_in_place) = prior.map_or((false, false), PriorResults::in_place);
+        // Every record kept where it was, in order, and nothing added: the file is this
+        // run's results already.
+        if all_in_place && prior.is_some_and(|p| p.in_order) && self.whole_len == self.rows_start {
+            return Ok(finished);
+        }
         match in_input_order(
             &output.real_path,
             &self.header,
-            self.rows_start,
+            (self.rows_start, prior.filter(|_| in_place)),
             &not_in_input,
             self.layout,
             continued,

@@ -639,6 +639,34 @@ async fn a_rerun_with_nothing_to_send_sends_nothing_not_even_the_list() {
         rows.iter().filter(|r| r["_status"] == "created").count(),
         20
     );
+    assert_eq!(rows[20]["_error_code"], "MISSING_NAME");
+    assert_eq!(
+        rows[21]["_error_code"], "DUPLICATE_IN_INPUT",
+        "{:?}",
+        rows[21]
+    );
+    assert_eq!(
+        rows[2]["_status"], "created",
+        "the first row of the name stands"
+    );
+
+    // A name repeated among new rows is a duplicate too, and its first row is sent.
+    let mut more = tenants("t", 20);
+    more.push_str("n-1,MULTI_DATAMART,,\nn-1,MULTI_DATAMART,,\nt-0005,MULTI_DATAMART,,\n");
+    std::fs::write(&input, more).unwrap();
+    let (third, sent) = resume_listing(&job, &input).await;
+    assert_eq!(third.exit, 1, "{}", third.stderr);
+    assert_eq!(sent, ["GET", "POST"], "{}", third.stderr);
+    let rows = job.rows();
+    let codes: Vec<&str> = rows[20..]
+        .iter()
+        .map(|r| r["_error_code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        ["", "DUPLICATE_IN_INPUT", "DUPLICATE_IN_INPUT"],
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]
