@@ -117,9 +117,10 @@ pub(super) async fn count_rows(
     let (counting, shard) = (input.clone(), shard.unwrap_or(Shard::ALL));
     let log = output_log.cloned();
     let counted = tokio::task::spawn_blocking(move || {
+        let mut near = 0;
         let done = |name: &str, row| {
             log.as_ref()
-                .and_then(|log| log.get(Some(name), row))
+                .and_then(|log| log.get_near(Some(name), row, &mut near))
                 .is_some_and(|prior| prior.success)
         };
         input::count_rows_to_send(&counting, format, shard, signals::interrupted_flag(), done)

@@ -43,7 +43,7 @@ pub fn count_rows_to_send(
     format: CsvFormat,
     shard: Shard,
     stop: &std::sync::atomic::AtomicBool,
-    done: impl Fn(&str, u64) -> bool,
+    mut done: impl FnMut(&str, u64) -> bool,
 ) -> Result<Option<Counted>, InputError> {
     let Input::File(path) = input else {
         return Ok(None);

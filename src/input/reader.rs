@@ -101,7 +101,8 @@ pub trait Recorded: Send {
 /// for the names the file has). Implemented in `records`.
 pub trait Logbook: Send + Sync {
     /// What the file recorded last of the identity (the name, or `row` without one).
-    fn look_up(&self, name: Option<&str>, row: u64) -> Option<Prior>;
+    /// `near` is where the last one was found: rows mostly come in the file's order.
+    fn look_up(&self, name: Option<&str>, row: u64, near: &mut usize) -> Option<Prior>;
 
     /// Notes that a row of the input has the name of `prior` (one `look_up` gave); says
     /// whether it is the first to.
@@ -134,8 +135,9 @@ pub struct InputReader {
     /// `retry`, `rollback`: the input is a results file, and the ledger says which of its
     /// records are rows.
     recorded: Option<Box<dyn Recorded>>,
-    /// The results file the job continues, if any.
+    /// The results file the job continues, if any, and where in it the last row was.
     logbook: Option<std::sync::Arc<dyn Logbook>>,
+    near: usize,
     /// Only rows of this shard are read.
     shard: Shard,
     /// Only the name is read and checked (a delete); names are exact (update, delete);
@@ -195,6 +197,7 @@ impl InputReader {
             hasher: RandomState::new(),
             recorded: None,
             logbook: None,
+            near: 0,
             shard: Shard::ALL,
             names_only: false,
             exact_names: false,
@@ -314,7 +317,7 @@ impl InputReader {
         let logged = self
             .logbook
             .as_ref()
-            .and_then(|book| book.look_up(parsed.name.as_deref(), row));
+            .and_then(|book| book.look_up(parsed.name.as_deref(), row, &mut self.near));
         let request = match refused {
             Some(message) => Err(RowError::new("MALFORMED_ROW", message)),
             None => self.refuse_duplicate(line, parsed.name.as_deref(), logged, parsed.request),

@@ -20,7 +20,7 @@ pub(crate) async fn list_now(shared: &Shared) {
         .list_requests
         .fetch_add(requests, std::sync::atomic::Ordering::Relaxed);
     if let Some(listing) = listing {
-        let _ = shared.listing.set(listing);
+        *shared.listing.lock().unwrap_or_else(|e| e.into_inner()) = Some(listing);
     }
 }
 

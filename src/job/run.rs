@@ -3,8 +3,8 @@
 //! outcome goes to one writer thread that owns the results file. All channels are bounded,
 //! so memory stays flat however long the input is.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -220,7 +220,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let shared = Arc::new(Shared {
         mode: job.mode,
         operation: job.operation,
-        listing: OnceLock::new(),
+        listing: std::sync::Mutex::new(None),
         list_requests: AtomicU64::new(0),
         pacer,
         stop_tx: watch::channel(None).0,
@@ -240,8 +240,14 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     }
     let on_demand = list_when == ListWhen::OnDemand;
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx, on_demand).await;
+    // Every row is triaged: the list is needed no more.
+    let listing = shared
+        .listing
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     let listed = Listed {
-        workspaces: shared.listing.get().map(|l| l.len() as u64),
+        workspaces: listing.map(|l| l.len() as u64),
         requests: shared.list_requests.load(Ordering::Relaxed),
     };
     drop(rows_rx);

@@ -130,8 +130,9 @@ pub enum Before {
 pub(crate) struct Shared {
     pub(crate) mode: Mode,
     pub(crate) operation: Operation,
-    /// The workspaces that existed before the run, when the preflight listed them.
-    pub(super) listing: std::sync::OnceLock<Listing>,
+    /// The workspaces that existed before the run, when the preflight listed them (until
+    /// the rows are all triaged: a list of a million names is 16 MB).
+    pub(super) listing: std::sync::Mutex<Option<Listing>>,
     /// List requests sent.
     pub(super) list_requests: AtomicU64,
     /// When each attempt may go; `None` for a dry run.
@@ -190,7 +191,8 @@ impl Shared {
 
     /// What the preflight says of a name: listed, not listed, or unknown.
     pub(crate) fn before(&self, name: Option<&str>) -> Before {
-        match (self.listing.get(), name) {
+        let listing = self.listing.lock().unwrap_or_else(|e| e.into_inner());
+        match (listing.as_ref(), name) {
             (Some(listing), Some(name)) if listing.contains(name) => Before::Listed,
             (Some(_), Some(_)) => Before::NotListed,
             _ => Before::Unknown,

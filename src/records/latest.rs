@@ -1,7 +1,9 @@
-//! The latest record of each identity in a results file, compactly: 32 bytes per identity
-//! in one sorted array (its identity's hash, its [`Prior`] packed, the hash of its values,
-//! its `_row` and flags), not a hash map, whose buckets would take twice that and more
-//! while it grows.
+//! The latest record of each identity in a results file, compactly: about 40 bytes per
+//! identity (its identity's hash, its [`Prior`] packed, the hash of its values, its `_row`
+//! and flags, and its place in an index sorted by hash), not a hash map, whose buckets
+//! would take twice that and more while it grows. The records stay in file order: the
+//! rows of an input mostly come in that order too, so each one is looked for first just
+//! after the last one found.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -21,15 +23,23 @@ pub(super) const HAS_OPERATION: u32 = 8;
 const COMPLETE: u32 = 16;
 /// While the file is read: the record was obtained from this run's target.
 const ON_TARGET: u32 = 32;
+/// A later record of the identity supersedes this one.
+const SUPERSEDED: u32 = 64;
+/// Kept in place, the record is of another row of this run's input than its `_row` says
+/// (rows were added or removed before it): the rewrite at the end numbers it anew.
+pub(super) const RENUMBERED: u32 = 128;
 
 /// Identities and their latest records: pushed in file order while the file is read,
 /// then [`Latest::settle`]d once.
 #[derive(Default)]
 pub(super) struct Latest {
+    /// In file order, the superseded ones among them (see [`SUPERSEDED`]).
     entries: Vec<Entry>,
-    /// Where the entries whose keys begin with each run of `bits` bits start (and, last,
-    /// the end): a key is then among the two or so of its bucket, two misses of the cache
-    /// away. 2 to 4 bytes per entry.
+    /// The places of the latest entries, sorted by key.
+    by_key: Vec<u32>,
+    /// Where the places of the keys that begin with each run of `bits` bits start in
+    /// `by_key` (and, last, its end): a key is among the two or so of its bucket. 2 to 4
+    /// bytes per entry.
     starts: Vec<u32>,
     bits: u32,
 }
@@ -38,8 +48,9 @@ struct Entry {
     key: u64,
     packed: u64,
     values: u64,
-    /// The record's `_row` (`u32::MAX` past it, or none).
-    row: u32,
+    /// The record's `_row` (`u32::MAX` past it, or none, or not written as dbprov writes
+    /// it); once this run keeps the record in place, the row it is of this run's input.
+    row: AtomicU32,
     flags: AtomicU32,
 }
 
@@ -49,7 +60,7 @@ impl Default for Entry {
             key: 0,
             packed: 0,
             values: 0,
-            row: 0,
+            row: AtomicU32::new(0),
             flags: AtomicU32::new(0),
         }
     }
@@ -78,7 +89,7 @@ impl Latest {
             key: record.key,
             packed: record.prior.pack(),
             values: record.values,
-            row: u32::try_from(record.row).unwrap_or(u32::MAX),
+            row: AtomicU32::new(u32::try_from(record.row).unwrap_or(u32::MAX)),
             flags: AtomicU32::new(flags),
         });
     }
@@ -89,55 +100,95 @@ impl Latest {
     /// the later record says all its run knew. Returns where the records start that are
     /// `created` only by what came before them (a rollback would delete their workspace).
     pub(super) fn settle(&mut self) -> Vec<u64> {
-        // Offsets grow in file order: sorted by both, each identity's records keep it.
-        self.entries
-            .sort_unstable_by_key(|e| (e.key, Prior::unpack(e.packed).offset));
+        self.sort_by_key();
         let mut became_created = Vec::new();
-        let mut kept = 0;
-        for at in 0..self.entries.len() {
-            let flags = self.entries[at].flags.load(Ordering::Relaxed);
-            let mut prior = Prior::unpack(self.entries[at].packed);
-            let same = kept > 0 && self.entries[kept - 1].key == self.entries[at].key;
-            if same && flags & COMPLETE == 0 {
-                let earlier = Prior::unpack(self.entries[kept - 1].packed);
-                prior.maybe_created |= earlier.maybe_created;
-                prior.absent_before |= earlier.absent_before;
-                if !prior.created && becomes_created(&prior, flags & ON_TARGET != 0) {
-                    prior.created = true;
-                    became_created.push(prior.offset);
-                }
+        for i in 1..self.by_key.len() {
+            let (earlier, at) = (self.by_key[i - 1] as usize, self.by_key[i] as usize);
+            if self.entries[earlier].key != self.entries[at].key {
+                continue;
             }
-            let slot = if same { kept - 1 } else { kept };
-            self.entries[slot] = Entry {
-                packed: prior.pack(),
-                flags: AtomicU32::new(flags & !(COMPLETE | ON_TARGET)),
-                ..std::mem::take(&mut self.entries[at])
-            };
-            if !same {
-                kept += 1;
+            let earlier_entry = &self.entries[earlier];
+            earlier_entry.flags.fetch_or(SUPERSEDED, Ordering::Relaxed);
+            let earlier = Prior::unpack(earlier_entry.packed);
+            let entry = &mut self.entries[at];
+            if *entry.flags.get_mut() & COMPLETE != 0 {
+                continue;
             }
+            let mut prior = Prior::unpack(entry.packed);
+            prior.maybe_created |= earlier.maybe_created;
+            prior.absent_before |= earlier.absent_before;
+            if !prior.created && becomes_created(&prior, *entry.flags.get_mut() & ON_TARGET != 0) {
+                prior.created = true;
+                became_created.push(prior.offset);
+            }
+            entry.packed = prior.pack();
         }
-        self.entries.truncate(kept);
-        self.entries.shrink_to_fit();
-        self.index();
+        for entry in &mut self.entries {
+            *entry.flags.get_mut() &= !(COMPLETE | ON_TARGET);
+        }
+        if self.by_key.len() > self.entries.len() - self.superseded() {
+            // Only the latest of each identity is looked for.
+            let mut by_key = std::mem::take(&mut self.by_key);
+            by_key.retain(|at| self.flags(*at) & SUPERSEDED == 0);
+            self.by_key = by_key;
+            self.sort_by_key_again();
+        }
         became_created
     }
 
-    /// Builds [`Latest::starts`]: a bucket per two entries or so.
-    fn index(&mut self) {
+    /// Sorts the places of the entries by key into [`Latest::by_key`], with
+    /// [`Latest::starts`]: the keys are hashes, spread evenly, so each place goes
+    /// straight to the bucket of its key's first bits (a bucket per two entries or so),
+    /// and only the few in a bucket are sorted. Places of one key keep file order.
+    fn sort_by_key(&mut self) {
         let len = self.entries.len();
         self.bits = (len / 2).max(1).ilog2() + 1;
-        let buckets = 1usize << self.bits;
-        let mut starts = Vec::with_capacity(buckets + 1);
-        let mut at = 0;
-        for bucket in 0..buckets {
-            while at < len && self.bucket(self.entries[at].key) < bucket {
-                at += 1;
-            }
-            starts.push(at as u32);
+        let mut starts = vec![0u32; (1 << self.bits) + 1];
+        for entry in &self.entries {
+            starts[self.bucket(entry.key) + 1] += 1;
         }
-        starts.push(len as u32);
+        for bucket in 1..starts.len() {
+            starts[bucket] += starts[bucket - 1];
+        }
+        let mut next = starts.clone();
+        let mut by_key = vec![0u32; len];
+        for (at, entry) in self.entries.iter().enumerate() {
+            let slot = &mut next[self.bucket(entry.key)];
+            by_key[*slot as usize] = at as u32;
+            *slot += 1;
+        }
+        for bucket in starts.windows(2) {
+            let places = &mut by_key[bucket[0] as usize..bucket[1] as usize];
+            places.sort_unstable_by_key(|at| (self.entries[*at as usize].key, *at));
+        }
+        (self.by_key, self.starts) = (by_key, starts);
+    }
+
+    /// [`Latest::starts`] again, for `by_key` as it is now.
+    fn sort_by_key_again(&mut self) {
+        let mut starts = vec![0u32; (1 << self.bits) + 1];
+        for at in &self.by_key {
+            starts[self.bucket(self.entries[*at as usize].key) + 1] += 1;
+        }
+        for bucket in 1..starts.len() {
+            starts[bucket] += starts[bucket - 1];
+        }
         self.starts = starts;
+    }
+
+    fn superseded(&self) -> usize {
+        (0..self.entries.len())
+            .filter(|at| self.flags(*at as u32) & SUPERSEDED != 0)
+            .count()
+    }
+
+    /// The key of the `i`th entry in key order.
+    fn key_at(&self, i: usize) -> u64 {
+        self.entries[self.by_key[i] as usize].key
+    }
+
+    fn flags(&self, at: u32) -> u32 {
+        self.entries[at as usize].flags.load(Ordering::Relaxed)
     }
 
     fn bucket(&self, key: u64) -> usize {
@@ -145,9 +196,14 @@ impl Latest {
     }
 
     /// The latest record of the identity `key`, with its values and its place among the
-    /// entries (see [`Prior::entry`]).
-    pub(super) fn get(&self, key: u64) -> Option<Prior> {
-        let at = self.find(key)?;
+    /// entries (see [`Prior::entry`]). `near` is where to look first, and becomes the
+    /// place after the one found: rows that come in the file's order are found at once.
+    pub(super) fn get(&self, key: u64, near: &mut usize) -> Option<Prior> {
+        let at = match self.entries.get(*near) {
+            Some(entry) if entry.key == key && self.flags(*near as u32) & SUPERSEDED == 0 => *near,
+            _ => self.find(key)?,
+        };
+        *near = at + 1;
         Some(self.prior_at(at))
     }
 
@@ -167,25 +223,32 @@ impl Latest {
             .map_or(0, |e| e.flags.fetch_or(flags, Ordering::Relaxed))
     }
 
-    /// The `_row` of the record at `at`, and its flags.
-    pub(super) fn row_and_flags(&self, at: u32) -> (u32, u32) {
-        self.entries
-            .get(at as usize)
-            .map_or((u32::MAX, 0), |e| (e.row, e.flags.load(Ordering::Relaxed)))
+    /// Records that the record at `at` is this run's row `row` (see [`Entry::row`]).
+    pub(super) fn renumber(&self, at: u32, row: u32) {
+        if let Some(entry) = self.entries.get(at as usize) {
+            entry.row.store(row, Ordering::Relaxed);
+        }
     }
 
-    /// Each identity's latest record, and its flags.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (Prior, u32)> + '_ {
-        (0..self.entries.len()).map(|at| {
+    /// The `_row` of the record at `at`, and its flags.
+    pub(super) fn row_and_flags(&self, at: u32) -> (u32, u32) {
+        self.entries.get(at as usize).map_or((u32::MAX, 0), |e| {
             (
-                self.prior_at(at),
-                self.entries[at].flags.load(Ordering::Relaxed),
+                e.row.load(Ordering::Relaxed),
+                e.flags.load(Ordering::Relaxed),
             )
         })
     }
 
+    /// Each identity's latest record, and its flags, in file order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Prior, u32)> + '_ {
+        (0..self.entries.len())
+            .map(|at| (self.prior_at(at), self.flags(at as u32)))
+            .filter(|(_, flags)| flags & SUPERSEDED == 0)
+    }
+
     pub(super) fn len(&self) -> usize {
-        self.entries.len()
+        self.by_key.len()
     }
 
     /// Where `key` is: among the entries of its bucket.
@@ -198,8 +261,8 @@ impl Latest {
             self.starts[bucket] as usize,
             self.starts[bucket + 1] as usize,
         );
-        let at = from + self.entries[from..to].partition_point(|e| e.key < key);
-        (self.entries.get(at)?.key == key && at < to).then_some(at)
+        let at = from + (from..to).take_while(|i| self.key_at(*i) < key).count();
+        (at < to && self.key_at(at) == key).then(|| self.by_key[at] as usize)
     }
 }
 
@@ -247,7 +310,7 @@ mod tests {
         latest.settle();
         assert_eq!(latest.len(), 50_000);
         for i in 0..50_000u64 {
-            let found = latest.get(hasher.hash_one(i)).unwrap();
+            let found = latest.get(hasher.hash_one(i), &mut 0).unwrap();
             assert_eq!(found.offset, i);
             assert_eq!(found.values, i + 1);
             assert_eq!(
@@ -255,12 +318,18 @@ mod tests {
                 (i as u32 + 1, HAS_OPERATION)
             );
         }
+        // In file order, each is found where the last one left off; out of it, by key.
+        let mut near = 0;
+        for i in (0..50_000u64).chain([7, 3, 49_999, 0]) {
+            let found = latest.get(hasher.hash_one(i), &mut near).unwrap();
+            assert_eq!((found.offset, near), (i, i as usize + 1));
+        }
         for i in 50_000..60_000u64 {
-            assert!(latest.get(hasher.hash_one(i)).is_none());
+            assert!(latest.get(hasher.hash_one(i), &mut 0).is_none());
         }
         for key in [0, 1, u64::MAX] {
             assert_eq!(
-                latest.get(key).is_some(),
+                latest.get(key, &mut 0).is_some(),
                 (0..50_000u64).any(|i| hasher.hash_one(i) == key)
             );
         }
@@ -307,12 +376,12 @@ mod tests {
         // The first record of 7 was created already, as its own flags say; the later
         // ones become so by what came before them.
         assert_eq!(latest.settle(), [20, 30]);
-        let seven = latest.get(7).unwrap();
+        let seven = latest.get(7, &mut 0).unwrap();
         assert_eq!(
             (seven.offset, seven.maybe_created, seven.created),
             (30, true, true)
         );
-        let nine = latest.get(9).unwrap();
+        let nine = latest.get(9, &mut 0).unwrap();
         assert_eq!(
             (nine.offset, nine.maybe_created, nine.values),
             (40, false, 2)

@@ -12,7 +12,9 @@ use csv::ByteRecord;
 
 use super::format::ResultColumns;
 use super::format::same_target;
-use super::latest::{HAS_OPERATION, IN_PLACE, Latest, READ, Record, WRITTEN, becomes_created};
+use super::latest::{
+    HAS_OPERATION, IN_PLACE, Latest, READ, RENUMBERED, Record, WRITTEN, becomes_created,
+};
 use super::markers::{OperationsSeen, strip_marker};
 pub use super::reading::ResumeError;
 use super::reading::{Opened, io_error, not_utf8, open};
@@ -353,6 +355,11 @@ impl PriorResults {
         self.latest.iter().any(|(prior, _)| !prior.success)
     }
 
+    /// The `_row` of the file's last record.
+    pub fn last_row(&self) -> Option<u64> {
+        self.last_row
+    }
+
     /// Whether the file records no row.
     pub fn is_empty(&self) -> bool {
         self.latest.len() == 0
@@ -368,7 +375,13 @@ impl PriorResults {
 
     /// The latest row of this identity, if the file has one.
     pub fn get(&self, name: Option<&str>, row: u64) -> Option<Prior> {
-        self.latest.get(self.key(name, row))
+        self.get_near(name, row, &mut 0)
+    }
+
+    /// [`PriorResults::get`], looking first at `near`, which becomes the place after the
+    /// record found: rows that come in the order of the file are found at once.
+    pub fn get_near(&self, name: Option<&str>, row: u64, near: &mut usize) -> Option<Prior> {
+        self.latest.get(self.key(name, row), near)
     }
 
     /// Notes that this run wrote a row of the name, if the file has a record of it.
@@ -387,14 +400,22 @@ impl PriorResults {
     }
 
     /// Keeps the record of `prior` (one [`get`] gave) where it is, as this run's row
-    /// `row`, if it can stand as that as it is: it has that `_row` and an `_operation`.
-    /// Says whether it does.
+    /// `row`, if it can stand as that as it is but for its number: it has an `_operation`
+    /// and its `_row` is written as dbprov writes it (the rewrite at the end numbers it
+    /// anew if it must). Says whether it does.
     ///
     /// [`get`]: PriorResults::get
     pub fn keep_in_place(&self, prior: &Prior, row: u64) -> bool {
         let (recorded, flags) = self.latest.row_and_flags(prior.entry);
-        let as_is =
-            u64::from(recorded) == row && recorded != u32::MAX && flags & HAS_OPERATION != 0;
+        let Ok(row) = u32::try_from(row) else {
+            self.latest.mark(prior.entry, WRITTEN);
+            return false;
+        };
+        let as_is = recorded != u32::MAX && row != u32::MAX && flags & HAS_OPERATION != 0;
+        if as_is && recorded != row {
+            self.latest.renumber(prior.entry, row);
+            self.latest.mark(prior.entry, RENUMBERED);
+        }
         self.latest.mark(
             prior.entry,
             if as_is { IN_PLACE | WRITTEN } else { WRITTEN },
@@ -402,21 +423,27 @@ impl PriorResults {
         as_is
     }
 
-    /// Whether the record at `offset`, of this identity, is one this run kept in place.
-    pub fn kept_in_place(&self, name: Option<&str>, row: u64, offset: u64) -> bool {
-        self.get(name, row).is_some_and(|prior| {
-            prior.offset == offset && self.latest.row_and_flags(prior.entry).1 & IN_PLACE != 0
-        })
+    /// The row of this run's input that the record at `offset`, of this identity, is, if
+    /// this run kept it in place.
+    pub fn kept_in_place(&self, name: Option<&str>, row: u64, offset: u64) -> Option<u32> {
+        let prior = self.get(name, row).filter(|p| p.offset == offset)?;
+        let (row, flags) = self.latest.row_and_flags(prior.entry);
+        (flags & IN_PLACE != 0).then_some(row)
     }
 
-    /// Whether this run kept any record in place, and whether it kept every one so.
-    pub fn in_place(&self) -> (bool, bool) {
-        let (mut any, mut all) = (false, true);
+    /// What this run kept in place.
+    pub fn in_place(&self) -> InPlace {
+        let mut kept = InPlace {
+            any: false,
+            all: true,
+            renumbered: false,
+        };
         for (_, flags) in self.latest.iter() {
-            any |= flags & IN_PLACE != 0;
-            all &= flags & IN_PLACE != 0;
+            kept.any |= flags & IN_PLACE != 0;
+            kept.all &= flags & IN_PLACE != 0;
+            kept.renumbered |= flags & RENUMBERED != 0;
         }
-        (any, all)
+        kept
     }
 
     /// Where the latest record of each name that this run wrote no row for starts.
@@ -428,9 +455,20 @@ impl PriorResults {
     }
 }
 
+/// What a run kept in place of the records of the file it continued.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlace {
+    /// Some record.
+    pub any: bool,
+    /// Every record (of every identity).
+    pub all: bool,
+    /// Some of them under another `_row` than they have.
+    pub renumbered: bool,
+}
+
 impl crate::input::Logbook for PriorResults {
-    fn look_up(&self, name: Option<&str>, row: u64) -> Option<Prior> {
-        self.get(name, row)
+    fn look_up(&self, name: Option<&str>, row: u64, near: &mut usize) -> Option<Prior> {
+        self.get_near(name, row, near)
     }
 
     fn first_read(&self, prior: &Prior) -> bool {

@@ -117,55 +117,65 @@ pub fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         .tempfile_in(folder)
 }
 
+/// The most bytes of a results file copied at once in a rewrite.
+const COPY_PIECE: u64 = 1 << 20;
+
+/// Which rows of a results file are this run's.
+#[derive(Clone, Copy)]
+pub(crate) struct Ours<'a> {
+    /// Those from this byte on: what this run appended.
+    pub from: u64,
+    /// Before it, those the ledger says this run kept where they were.
+    pub in_place: Option<&'a PriorResults>,
+    /// Every row before `from` is this run's, from the byte `.0` on, in order, the last
+    /// numbered `.1`: if the rows appended come after it, they are all that moves.
+    pub prefix: Option<(u64, u64)>,
+}
+
+impl<'a> Ours<'a> {
+    /// This run's rows in a file where it appended (`appended`) from byte `from` on, and
+    /// that continued `prior`, if any. `None` when the file holds them as they should be:
+    /// every record kept where it was, in order, and nothing added.
+    pub(crate) fn of(from: u64, appended: bool, prior: Option<&'a PriorResults>) -> Option<Self> {
+        let kept = prior.map(PriorResults::in_place);
+        let kept_whole =
+            prior.filter(|p| kept.is_some_and(|k| k.all && !k.renumbered) && p.in_order);
+        if kept_whole.is_some() && !appended {
+            return None;
+        }
+        Some(Ours {
+            from,
+            in_place: prior.filter(|_| kept.is_some_and(|k| k.any)),
+            prefix: kept_whole.map(|p| (p.rows_from, p.last_row().unwrap_or(0))),
+        })
+    }
+}
+
 /// Rewrites the results file at `real_path` (symbolic links resolved) to `header` and
-/// this run's rows, sorted by `_row` (rows of one number keep their order), then the
-/// records at `kept_before`, atomically, keeping the file's mode. This run's rows are those
-/// from byte `from` on, and before it those that `in_place` says this run kept where they
-/// were. Holds 24 bytes per row: where it starts in the file, and its number and name
-/// beside its place. With `always` false, a file already in order is left as it is.
+/// this run's rows ([`Ours`]), sorted by `_row` (rows of one number keep their order),
+/// then the records at `kept_before`, atomically, keeping the file's mode. Holds 24 bytes
+/// per row that moves: where it starts in the file, and its number and name beside its
+/// place. With `always` false, a file already in order is left as it is.
 pub(crate) fn in_input_order(
     real_path: &std::path::Path,
     header: &ByteRecord,
-    (from, in_place): (u64, Option<&PriorResults>),
+    ours: Ours<'_>,
     kept_before: &[u64],
     layout: Layout,
     always: bool,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
+    let Ours {
+        from,
+        in_place,
+        prefix,
+    } = ours;
     let file = std::fs::File::open(real_path)?;
     let end = file.metadata()?.len();
-    let mut reading = file.try_clone()?;
-    let start = in_place.map_or(from, |prior| prior.rows_from.min(from));
-    reading.seek(SeekFrom::Start(start))?;
-    let mut lines = CsvLines::at(reading, start).with_delimiter(Some(layout.delimiter));
-    lines.width = Some(header.len());
-    // Where each row starts, in file order, then where the last one ends; and each row's
-    // number with its place in that order. A number past u32 (a hand-edited `_row`, or
-    // none) sorts last.
-    // Each row's number, the name it has (a hash of it; 0 without one) and its place in
-    // file order.
-    let columns = ResultColumns::find(header).ok();
-    let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
-    let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u64, u32)>::new());
-    let mut record = ByteRecord::new();
-    while lines.read(&mut record)?.is_some() {
-        let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
-        let at = record.position().map_or(from, |p| p.byte());
-        starts.push(at);
-        if at < from
-            && !in_place.zip(columns.as_ref()).is_some_and(|(prior, c)| {
-                prior.kept_in_place(c.identity(&record), c.row(&record), at)
-            })
-        {
-            continue; // superseded, or not in this run's input: not one of its rows
-        }
-        let row = std::str::from_utf8(&record[0])
-            .ok()
-            .and_then(|r| r.parse().ok());
-        let name = columns.as_ref().and_then(|c| c.name(&record));
-        let name = name.map_or(0, |name| hasher.hash_one(name) | 1);
-        order.push((row.unwrap_or(u32::MAX), name, place));
-    }
+    let start = match prefix {
+        Some(_) => from,
+        None => in_place.map_or(from, |prior| prior.rows_from.min(from)),
+    };
+    let (mut starts, mut order) = rows_from(&file, start, header, layout, (from, in_place))?;
     starts.push(end);
     // Already one row per number, in order: nothing to do for a file this run created.
     if !always && order.windows(2).all(|pair| pair[0].0 < pair[1].0) {
@@ -183,6 +193,20 @@ pub(crate) fn in_input_order(
         }
         same
     });
+    // The rows appended come after those kept in place: they move, and nothing else does.
+    let prefix = match prefix {
+        Some((rows_from, last)) if order.first().is_none_or(|r| u64::from(r.0) > last) => {
+            Some((rows_from, from))
+        }
+        Some(_) => {
+            let ours = Ours {
+                prefix: None,
+                ..ours
+            };
+            return in_input_order(real_path, header, ours, kept_before, layout, always);
+        }
+        None => None,
+    };
     let kept = record_spans(&file, kept_before, layout.delimiter)?;
     rewrite(real_path, |out| {
         let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
@@ -194,16 +218,96 @@ pub(crate) fn in_input_order(
         csv.flush()?;
         drop(csv);
         let mut bytes = Vec::new();
-        let spans = order
-            .iter()
-            .map(|&(.., place)| (starts[place as usize], starts[place as usize + 1]));
-        for (start, end) in spans.chain(kept.iter().copied()) {
-            bytes.resize((end - start) as usize, 0);
-            file.read_exact_at(&mut bytes, start)?;
-            out.write_all(&bytes)?;
+        let pieces = order.iter().map(|&(row, _, place)| {
+            let (start, end) = (starts[place as usize], starts[place as usize + 1]);
+            (start, end, (start < from).then_some(row))
+        });
+        let prefix = prefix.map(|(start, end)| (start, end, None));
+        let kept = kept.iter().map(|&(start, end)| (start, end, None));
+        for (start, end, row) in prefix.into_iter().chain(pieces).chain(kept) {
+            copy(
+                &file,
+                &mut out,
+                (start, end),
+                row,
+                layout.delimiter,
+                &mut bytes,
+            )?;
         }
         out.flush()
     })
+}
+
+/// Copies the bytes from `start` to `end` of `file` into `out`, a piece at a time (the
+/// rows kept in place may be most of the file). With `row`, they are one record kept in
+/// place, whose `_row` (first, written as digits) becomes `row`.
+fn copy(
+    file: &File,
+    out: &mut impl Write,
+    (mut start, end): (u64, u64),
+    row: Option<u32>,
+    delimiter: u8,
+    bytes: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if let Some(row) = row {
+        bytes.resize((end - start) as usize, 0);
+        file.read_exact_at(bytes, start)?;
+        let number_ends = bytes.iter().position(|b| *b == delimiter);
+        out.write_all(row.to_string().as_bytes())?;
+        return out.write_all(&bytes[number_ends.unwrap_or(bytes.len())..]);
+    }
+    while start < end {
+        bytes.resize((end - start).min(COPY_PIECE) as usize, 0);
+        file.read_exact_at(bytes, start)?;
+        out.write_all(bytes)?;
+        start += bytes.len() as u64;
+    }
+    Ok(())
+}
+
+/// Where each record from byte `start` on starts, in file order; and, of those that are
+/// this run's (from byte `from` on, and before it those `in_place` says), the number, the
+/// name (a hash of it; 0 without one) and the place in that order. A number past u32 (a
+/// hand-edited `_row`, or none) sorts last.
+type Places = (Vec<u64>, Vec<(u32, u64, u32)>);
+
+fn rows_from(
+    file: &File,
+    start: u64,
+    header: &ByteRecord,
+    layout: Layout,
+    (from, in_place): (u64, Option<&PriorResults>),
+) -> std::io::Result<Places> {
+    let mut reading = file.try_clone()?;
+    reading.seek(SeekFrom::Start(start))?;
+    let mut lines = CsvLines::at(reading, start).with_delimiter(Some(layout.delimiter));
+    lines.width = Some(header.len());
+    let columns = ResultColumns::find(header).ok();
+    let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
+    let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u64, u32)>::new());
+    let mut record = ByteRecord::new();
+    while lines.read(&mut record)?.is_some() {
+        let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
+        let at = record.position().map_or(from, |p| p.byte());
+        starts.push(at);
+        let row = match (at < from, in_place.zip(columns.as_ref())) {
+            (true, Some((prior, c))) => {
+                match prior.kept_in_place(c.identity(&record), c.row(&record), at) {
+                    Some(row) => Some(row),
+                    None => continue, // superseded, or not in this input: not one of its rows
+                }
+            }
+            (true, None) => continue,
+            (false, _) => std::str::from_utf8(&record[0])
+                .ok()
+                .and_then(|r| r.parse().ok()),
+        };
+        let name = columns.as_ref().and_then(|c| c.name(&record));
+        let name = name.map_or(0, |name| hasher.hash_one(name) | 1);
+        order.push((row.unwrap_or(u32::MAX), name, place));
+    }
+    Ok((starts, order))
 }
 
 /// Where each record that starts at one of `offsets` (ascending) ends: one pass over the

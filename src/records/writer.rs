@@ -11,7 +11,7 @@ use super::format::{ResultColumns, shows_unknown_outcome};
 use super::layout::{BOM, Layout};
 use super::ledger::{Final, Held, Kept};
 use super::prior::PriorResults;
-use super::rewrite::in_input_order;
+use super::rewrite::{Ours, in_input_order};
 use super::sink::Counted;
 pub use super::sink::Sink;
 use crate::input::lines::CsvLines;
@@ -276,16 +276,14 @@ impl ResultsWriter {
         };
         let continued = self.log.is_some();
         let prior = self.log.as_ref().map(|log| &*log.prior);
-        let (in_place, all_in_place) = prior.map_or((false, false), PriorResults::in_place);
-        // Every record kept where it was, in order, and nothing added: the file is this
-        // run's results already.
-        if all_in_place && prior.is_some_and(|p| p.in_order) && self.whole_len == self.rows_start {
-            return Ok(finished);
-        }
+        let appended = self.whole_len > self.rows_start;
+        let Some(ours) = Ours::of(self.rows_start, appended, prior) else {
+            return Ok(finished); // the file is this run's results already
+        };
         match in_input_order(
             &output.real_path,
             &self.header,
-            (self.rows_start, prior.filter(|_| in_place)),
+            ours,
             &not_in_input,
             self.layout,
             continued,

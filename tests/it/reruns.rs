@@ -714,3 +714,90 @@ async fn the_list_is_made_once_and_only_when_a_row_needs_a_request() {
     assert_eq!(job.rows().len(), 25);
     assert!(job.rows().iter().all(|r| r["_status"] == "created"));
 }
+
+#[tokio::test]
+async fn kept_records_stay_where_they_are_and_the_file_is_rewritten_only_as_it_must_be() {
+    use std::os::unix::fs::MetadataExt;
+    let job = Job::new().await;
+    let input = job.dir.write("tenants.csv", &tenants("t", 30));
+    let results = job.dir.path(RESULTS);
+    assert_eq!(job.run(&["run", &input]).await.exit, 0);
+    let first = std::fs::read(&results).unwrap();
+    let inode = std::fs::metadata(&results).unwrap().ino();
+
+    // Nothing to do: the file is not even rewritten.
+    let again = job.run(&["run", &input, "--resume"]).await;
+    assert_eq!(again.exit, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read(&results).unwrap(), first);
+    assert_eq!(std::fs::metadata(&results).unwrap().ino(), inode);
+
+    // New tenants at the end: the kept records stay as they were, the new ones follow.
+    let mut grown = tenants("t", 30);
+    grown.push_str("new-1,MULTI_DATAMART,,\nnew-2,MULTI_DATAMART,,\n");
+    std::fs::write(&input, &grown).unwrap();
+    let more = job.run(&["run", &input, "--resume"]).await;
+    assert_eq!(more.exit, 0, "{}", more.stderr);
+    let now = std::fs::read(&results).unwrap();
+    assert!(now.starts_with(&first), "the kept records are untouched");
+    let rows = job.rows();
+    assert_one_row_per_input_row(&rows, 32);
+    assert_eq!(
+        (rows[30]["name"].as_str(), rows[31]["name"].as_str()),
+        ("new-1", "new-2")
+    );
+
+    // A new tenant first: every row moves down one, and says so; nothing else changes.
+    let before = job.rows();
+    std::fs::write(
+        &input,
+        format!(
+            "{}first,MULTI_DATAMART,,\n{}",
+            &grown[..grown.find('\n').unwrap() + 1],
+            &grown[grown.find('\n').unwrap() + 1..]
+        ),
+    )
+    .unwrap();
+    let moved = job.run(&["run", &input, "--resume"]).await;
+    assert_eq!(moved.exit, 0, "{}", moved.stderr);
+    let rows = job.rows();
+    assert_one_row_per_input_row(&rows, 33);
+    let numbers: Vec<u64> = rows.iter().map(|r| r["_row"].parse().unwrap()).collect();
+    assert!(numbers.is_sorted(), "in input order: {numbers:?}");
+    assert_eq!(rows[0]["name"], "first");
+    for (was, is) in before.iter().zip(&rows[1..]) {
+        assert_eq!(is["name"], was["name"]);
+        assert_eq!(
+            is["_finished_at"], was["_finished_at"],
+            "kept, not sent: {is:?}"
+        );
+        assert_eq!(
+            is["_row"].parse::<u64>().unwrap(),
+            was["_row"].parse::<u64>().unwrap() + 1
+        );
+    }
+
+    // Tenants dropped from the input: their records stay, after the input's rows.
+    std::fs::write(&input, tenants("t", 25)).unwrap();
+    let fewer = job.run(&["run", &input, "--resume"]).await;
+    assert_eq!(fewer.exit, 0, "{}", fewer.stderr);
+    let rows = job.rows();
+    assert_eq!(rows.len(), 33);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names[..25],
+        tenants("t", 25)
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect::<Vec<_>>()[..]
+    );
+    let mut rest: Vec<&str> = names[25..].to_vec();
+    rest.sort();
+    assert_eq!(
+        rest,
+        [
+            "first", "new-1", "new-2", "t-0026", "t-0027", "t-0028", "t-0029", "t-0030"
+        ]
+    );
+    assert_eq!(job.requests().await, 33, "one request per tenant, ever");
+}
