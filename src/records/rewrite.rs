@@ -175,19 +175,28 @@ pub(crate) fn in_input_order(
         Some(_) => from,
         None => in_place.map_or(from, |prior| prior.rows_from.min(from)),
     };
-    let (mut starts, mut order) = rows_from(&file, start, header, layout, (from, in_place))?;
+    let Places {
+        mut starts,
+        mut order,
+        names,
+        first_appended,
+    } = rows_from(&file, start, header, layout, (from, in_place))?;
     starts.push(end);
+    let name = |place: u32| match place.checked_sub(first_appended) {
+        Some(i) => names[i as usize],
+        None => 0,
+    };
     // Already one row per number, in order: nothing to do for a file this run created.
     if !always && order.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         return Ok(());
     }
     // By number, then place: as a stable sort would, without its buffer.
-    order.sort_unstable_by_key(|r| (r.0, r.2));
+    order.sort_unstable();
     // A row recorded twice (in flight, then final) keeps its last record: the same
     // number and name. Rows of one number with other names (a retry of a file that keeps
     // records of names an input lost) are different rows.
     order.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0 && later.1 == earlier.1 && later.1 != 0;
+        let same = later.0 == earlier.0 && name(later.1) == name(earlier.1) && name(later.1) != 0;
         if same {
             *earlier = *later;
         }
@@ -218,7 +227,7 @@ pub(crate) fn in_input_order(
         csv.flush()?;
         drop(csv);
         let mut bytes = Vec::new();
-        let pieces = order.iter().map(|&(row, _, place)| {
+        let pieces = order.iter().map(|&(row, place)| {
             let (start, end) = (starts[place as usize], starts[place as usize + 1]);
             (start, end, (start < from).then_some(row))
         });
@@ -266,11 +275,18 @@ fn copy(
     Ok(())
 }
 
-/// Where each record from byte `start` on starts, in file order; and, of those that are
-/// this run's (from byte `from` on, and before it those `in_place` says), the number, the
-/// name (a hash of it; 0 without one) and the place in that order. A number past u32 (a
-/// hand-edited `_row`, or none) sorts last.
-type Places = (Vec<u64>, Vec<(u32, u64, u32)>);
+/// Where each record from byte `start` on starts, in file order (`starts`); and, of those
+/// that are this run's (from byte `from` on, and before it those `in_place` says), the
+/// number and the place in that order (`order`). A number past u32 (a hand-edited
+/// `_row`, or none) sorts last. Of the rows appended (from place `first_appended` on), the
+/// name too (a hash of it; 0 without one): a row recorded in flight, then final, is two
+/// records of one number and name. 12 bytes per record kept in place, 20 per row appended.
+struct Places {
+    starts: Vec<u64>,
+    order: Vec<(u32, u32)>,
+    names: Vec<u64>,
+    first_appended: u32,
+}
 
 fn rows_from(
     file: &File,
@@ -285,12 +301,17 @@ fn rows_from(
     lines.width = Some(header.len());
     let columns = ResultColumns::find(header).ok();
     let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
-    let (mut starts, mut order) = (Vec::<u64>::new(), Vec::<(u32, u64, u32)>::new());
+    let mut places = Places {
+        starts: Vec::new(),
+        order: Vec::new(),
+        names: Vec::new(),
+        first_appended: u32::MAX,
+    };
     let mut record = ByteRecord::new();
     while lines.read(&mut record)?.is_some() {
-        let place = u32::try_from(starts.len()).map_err(std::io::Error::other)?;
+        let place = u32::try_from(places.starts.len()).map_err(std::io::Error::other)?;
         let at = record.position().map_or(from, |p| p.byte());
-        starts.push(at);
+        places.starts.push(at);
         let row = match (at < from, in_place.zip(columns.as_ref())) {
             (true, Some((prior, c))) => {
                 match prior.kept_in_place(c.identity(&record), c.row(&record), at) {
@@ -303,11 +324,16 @@ fn rows_from(
                 .ok()
                 .and_then(|r| r.parse().ok()),
         };
-        let name = columns.as_ref().and_then(|c| c.name(&record));
-        let name = name.map_or(0, |name| hasher.hash_one(name) | 1);
-        order.push((row.unwrap_or(u32::MAX), name, place));
+        if at >= from {
+            places.first_appended = places.first_appended.min(place);
+            let name = columns.as_ref().and_then(|c| c.name(&record));
+            places
+                .names
+                .push(name.map_or(0, |name| hasher.hash_one(name) | 1));
+        }
+        places.order.push((row.unwrap_or(u32::MAX), place));
     }
-    Ok((starts, order))
+    Ok(places)
 }
 
 /// Where each record that starts at one of `offsets` (ascending) ends: one pass over the
