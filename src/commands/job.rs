@@ -9,7 +9,7 @@ use super::target::Target;
 use crate::cli::JobArgs;
 use crate::input::{self, CsvFormat};
 use crate::job::{self, Job, Mode, Source, StopReason};
-use crate::model::{Input, MaxFailures, Operation, Output, Shard};
+use crate::model::{Input, MaxFailures, Operation, Output, Shard, Status};
 use crate::pacing::PacingReport;
 use crate::records::{PriorResults, Sink};
 use crate::report::summary::AnnouncedLimit;
@@ -117,11 +117,17 @@ pub(super) async fn count_rows(
     let (counting, shard) = (input.clone(), shard.unwrap_or(Shard::ALL));
     let log = output_log.cloned();
     let counted = tokio::task::spawn_blocking(move || {
+        // Done, or refused as it is (it would be again, without a request).
         let mut near = 0;
-        let done = |name: &str, row| {
+        let done = |name: &str, row, values: &dyn Fn() -> u64| {
             log.as_ref()
                 .and_then(|log| log.get_near(Some(name), row, &mut near))
-                .is_some_and(|prior| prior.success)
+                .is_some_and(|prior| {
+                    prior.success
+                        || (prior.status == Some(Status::Invalid)
+                            && prior.values != 0
+                            && prior.values == values())
+                })
         };
         input::count_rows_to_send(&counting, format, shard, signals::interrupted_flag(), done)
     })

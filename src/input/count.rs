@@ -4,9 +4,10 @@
 use csv::ByteRecord;
 
 use super::decode::{self, CsvFormat, DecodeError, Decoded};
+use super::header::parse_header;
 use super::lines::CsvLines;
 use super::reader::InputError;
-use super::row::name_cell;
+use super::row::{name_cell, values};
 use super::shard::shard_of;
 use crate::api::workspace::is_name_column;
 use crate::model::{Input, Shard};
@@ -22,7 +23,7 @@ pub fn count_rows(
     shard: Shard,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<u64>, InputError> {
-    let counted = count_rows_to_send(input, format, shard, stop, |_, _| false)?;
+    let counted = count_rows_to_send(input, format, shard, stop, |_, _, _| false)?;
     Ok(counted.map(|c| c.rows))
 }
 
@@ -36,14 +37,15 @@ pub struct Counted {
     pub to_send: bool,
 }
 
-/// [`count_rows`], and whether any row with a name is not `done(name, row)` (recorded
-/// done by the results file a job continues, say).
+/// [`count_rows`], and whether any row with a name is not `done(name, row, values)`
+/// (recorded done, or refused as it is, by the results file a job continues, say):
+/// `values` gives the hash of the row's values ([`values`]) when asked.
 pub fn count_rows_to_send(
     input: &Input,
     format: CsvFormat,
     shard: Shard,
     stop: &std::sync::atomic::AtomicBool,
-    mut done: impl FnMut(&str, u64) -> bool,
+    mut done: impl FnMut(&str, u64, &dyn Fn() -> u64) -> bool,
 ) -> Result<Option<Counted>, InputError> {
     let Input::File(path) = input else {
         return Ok(None);
@@ -77,6 +79,7 @@ pub fn count_rows_to_send(
         }));
     }
     lines.width = Some(record.len());
+    let header = parse_header(&record, &input.to_string(), lines.delimiter()).ok();
     let name = record
         .iter()
         .position(|h| is_name_column(String::from_utf8_lossy(h).trim()));
@@ -100,7 +103,14 @@ pub fn count_rows_to_send(
         let name = name.and_then(|i| name_cell(&record, i));
         if shard.count == 1 || shard_of(name, rows, shard.count) == shard.index {
             in_shard += 1;
-            to_send = to_send || name.is_some_and(|name| !done(name, rows));
+            let values = || {
+                header.as_ref().map_or(0, |header| {
+                    values(header, |i| {
+                        record.get(i).and_then(|c| std::str::from_utf8(c).ok())
+                    })
+                })
+            };
+            to_send = to_send || name.is_some_and(|name| !done(name, rows, &values));
         }
         if rows % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);

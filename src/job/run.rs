@@ -222,6 +222,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         operation: job.operation,
         listing: std::sync::Mutex::new(None),
         list_requests: AtomicU64::new(0),
+        listed_first: std::sync::atomic::AtomicBool::new(false),
         pacer,
         stop_tx: watch::channel(None).0,
         max_failures: job.max_failures,
@@ -237,6 +238,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
 
     if list_when == ListWhen::First {
         preflight::list_now(&shared).await;
+        shared.listed_first.store(true, Ordering::Relaxed);
     }
     let on_demand = list_when == ListWhen::OnDemand;
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx, on_demand).await;
@@ -343,7 +345,7 @@ fn open_writer(
                     now: names(carried_names),
                 });
             }
-            let layout = Layout::continuing(target.excel, log.delimiter, log.bom);
+            let layout = Layout::continuing(target.excel, log.delimiter, log.crlf, log.bom);
             ResultsWriter::append(file, log, carried_names, target.name, layout)
         }
         (_, sink) => ResultsWriter::create(sink, carried_names, target.name, target.layout),

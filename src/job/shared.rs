@@ -135,6 +135,9 @@ pub(crate) struct Shared {
     pub(super) listing: std::sync::Mutex<Option<Listing>>,
     /// List requests sent.
     pub(super) list_requests: AtomicU64,
+    /// The workspaces were listed before the first row (not at the first that needed a
+    /// request): every kept success can be checked against the list, not only some.
+    pub(super) listed_first: std::sync::atomic::AtomicBool,
     /// When each attempt may go; `None` for a dry run.
     pub(super) pacer: Option<Pacer>,
     pub(super) stop_tx: watch::Sender<Option<StopReason>>,

@@ -37,12 +37,12 @@ impl Layout {
         }
     }
 
-    /// A results file continued: it keeps its delimiter and byte-order mark, so that the
-    /// rows appended read back like the ones before them.
-    pub fn continuing(excel: bool, delimiter: u8, bom: bool) -> Layout {
+    /// A results file continued: it keeps its delimiter, line ends and byte-order mark, so
+    /// that the rows appended read back like the ones before them.
+    pub fn continuing(excel: bool, delimiter: u8, crlf: bool, bom: bool) -> Layout {
         Layout {
             delimiter,
-            crlf: excel,
+            crlf: excel || crlf,
             bom: excel || bom,
         }
     }

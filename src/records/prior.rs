@@ -82,6 +82,9 @@ pub struct PriorResults {
     /// One whole record per identity, their `_row`s ascending through the file, and
     /// nothing else: a run that keeps every one of them in place leaves the file as it is.
     pub in_order: bool,
+    /// The header line ends with CRLF (a spreadsheet saved the file, or `--excel` wrote
+    /// it): rows appended end so too.
+    pub crlf: bool,
     /// Records read, and the `_row` of the last one.
     records: u64,
     last_row: Option<u64>,
@@ -143,13 +146,18 @@ impl PriorResults {
             values_header: parse_header(&header, &path.display().to_string(), b',').ok(),
             rows_from: whole_end,
             in_order: true,
+            crlf: false,
             records: 0,
             last_row: None,
         };
         let mut record = ByteRecord::new();
+        let mut next = lines.next_offset();
         while let Some(kind) = lines.read(&mut record).map_err(io_error(path))? {
             let line = record.position().map_or(0, |p| p.line());
             let offset = record.position().map_or(0, |p| p.byte());
+            // Nothing between two records (a blank line, say), as dbprov writes them.
+            prior.in_order &= next == Some(offset);
+            next = lines.next_offset();
             if last_was_whole {
                 whole_end = offset;
             }
@@ -179,6 +187,7 @@ impl PriorResults {
         let created_late = prior.latest.settle();
         prior.note_created_late(&created_late)?;
         prior.in_order &= prior.records == prior.latest.len() as u64 && !prior.unterminated;
+        prior.crlf = header_ends_in_crlf(path, prior.rows_from)?;
         Ok(Some(prior))
     }
 
@@ -350,9 +359,11 @@ impl PriorResults {
             .count() as u64
     }
 
-    /// Whether some identity's latest record is not a success on the target.
+    /// Whether some identity's latest record is neither a success on the target nor
+    /// refused before any request (`invalid`: sent again only if its cells were mended).
     pub fn has_unfinished(&self) -> bool {
-        self.latest.iter().any(|(prior, _)| !prior.success)
+        (self.latest.iter())
+            .any(|(prior, _)| !prior.success && prior.status != Some(Status::Invalid))
     }
 
     /// The `_row` of the file's last record.
@@ -464,6 +475,14 @@ pub struct InPlace {
     pub all: bool,
     /// Some of them under another `_row` than they have.
     pub renumbered: bool,
+}
+
+/// Whether the line before byte `rows_from` of the file (its header) ends with CRLF.
+fn header_ends_in_crlf(path: &Path, rows_from: u64) -> Result<bool, ResumeError> {
+    use std::os::unix::fs::FileExt;
+    let mut end = [0u8; 2];
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    Ok(rows_from >= 2 && file.read_exact_at(&mut end, rows_from - 2).is_ok() && &end == b"\r\n")
 }
 
 impl crate::input::Logbook for PriorResults {

@@ -234,14 +234,7 @@ pub(crate) fn in_input_order(
         let prefix = prefix.map(|(start, end)| (start, end, None));
         let kept = kept.iter().map(|&(start, end)| (start, end, None));
         for (start, end, row) in prefix.into_iter().chain(pieces).chain(kept) {
-            copy(
-                &file,
-                &mut out,
-                (start, end),
-                row,
-                layout.delimiter,
-                &mut bytes,
-            )?;
+            copy(&file, &mut out, (start, end), row, layout, &mut bytes)?;
         }
         out.flush()
     })
@@ -249,22 +242,31 @@ pub(crate) fn in_input_order(
 
 /// Copies the bytes from `start` to `end` of `file` into `out`, a piece at a time (the
 /// rows kept in place may be most of the file). With `row`, they are one record kept in
-/// place, whose `_row` (first, written as digits) becomes `row`.
+/// place, whose `_row` (first, written as digits) becomes `row`, and which ends with the
+/// line end of `layout` (and no blank line after it).
 fn copy(
     file: &File,
     out: &mut impl Write,
     (mut start, end): (u64, u64),
     row: Option<u32>,
-    delimiter: u8,
+    layout: Layout,
     bytes: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     if let Some(row) = row {
         bytes.resize((end - start) as usize, 0);
         file.read_exact_at(bytes, start)?;
-        let number_ends = bytes.iter().position(|b| *b == delimiter);
+        // The record alone, without the line end and whatever blank lines follow it.
+        let record_ends = bytes.len()
+            - bytes
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+        let number_ends = bytes.iter().position(|b| *b == layout.delimiter);
         out.write_all(row.to_string().as_bytes())?;
-        return out.write_all(&bytes[number_ends.unwrap_or(bytes.len())..]);
+        out.write_all(&bytes[number_ends.unwrap_or(record_ends).min(record_ends)..record_ends])?;
+        return out.write_all(if layout.crlf { b"\r\n" } else { b"\n" });
     }
     while start < end {
         bytes.resize((end - start).min(COPY_PIECE) as usize, 0);

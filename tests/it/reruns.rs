@@ -667,6 +667,30 @@ async fn a_rerun_with_nothing_to_send_sends_nothing_not_even_the_list() {
         ["", "DUPLICATE_IN_INPUT", "DUPLICATE_IN_INPUT"],
         "{rows:?}"
     );
+
+    // A row refused for its values stays refused while they stay: the nightly rerun, and
+    // a retry, send nothing for it (a list the first time it appears, then none).
+    let mut bogus = tenants("t", 20);
+    bogus.push_str("bad-1,BOGUS,,\n");
+    std::fs::write(&input, &bogus).unwrap();
+    let (fourth, _) = resume_listing(&job, &input).await;
+    assert_eq!(fourth.exit, 1, "{}", fourth.stderr);
+    let (fifth, sent) = resume_listing(&job, &input).await;
+    assert_eq!(fifth.exit, 1, "{}", fifth.stderr);
+    assert!(
+        sent.is_empty(),
+        "no request for a row refused as it is: {sent:?}"
+    );
+    assert_eq!(job.rows()[20]["_error_code"], "INVALID_CONNECTION_TYPE");
+    let before = methods(&job.api).await.len();
+    let retried = job.run_to(None, &["retry", &job.path(RESULTS)]).await;
+    assert_eq!(retried.exit, 1, "{}", retried.stderr);
+    assert_eq!(methods(&job.api).await.len(), before, "{}", retried.stderr);
+    // Mended, it is sent.
+    std::fs::write(&input, bogus.replace("bad-1,BOGUS", "bad-1,MULTI_DATAMART")).unwrap();
+    let (mended, sent) = resume_listing(&job, &input).await;
+    assert_eq!(mended.exit, 0, "{}", mended.stderr);
+    assert_eq!(sent, ["GET", "POST"]);
 }
 
 #[tokio::test]
@@ -800,4 +824,90 @@ async fn kept_records_stay_where_they_are_and_the_file_is_rewritten_only_as_it_m
         ]
     );
     assert_eq!(job.requests().await, 33, "one request per tenant, ever");
+}
+
+#[tokio::test]
+async fn kept_successes_are_checked_against_a_list_made_before_every_row_or_not_at_all() {
+    let job = Job::new().await;
+    let input = job.dir.write("tenants.csv", &tenants("t", 4));
+    let (first, _) = resume_listing(&job, &input).await;
+    assert_eq!(first.exit, 0, "{}", first.stderr);
+    // Someone deletes the first and the last.
+    for name in ["t-0001", "t-0004"] {
+        assert_eq!(job.api.delete(name).await.status(), Some(200));
+    }
+    // From a pipe, with a new tenant in the middle: the list waits for it, and checks
+    // neither the row before it nor the one after; both keep their records.
+    let mut piped = tenants("t", 2);
+    piped.push_str("new-1,MULTI_DATAMART,,\n");
+    piped.extend(tenants("t", 4).lines().skip(3).map(|l| format!("{l}\n")));
+    let before = methods(&job.api).await.len();
+    let mut args = with_summary(job.args_with_preflight(RESULTS), &job.dir);
+    args.push("--resume".into());
+    let mut fed: Vec<&str> = vec!["run", "-"];
+    fed.extend(args.iter().map(String::as_str));
+    let (child, mut stdin) = spawn_fed(&fed);
+    stdin.write_all(piped.as_bytes()).await.unwrap();
+    drop(stdin);
+    let run = finish(child).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(methods(&job.api).await.split_off(before), ["GET", "POST"]);
+    let rows = job.rows();
+    assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+
+    // From the file, with a new tenant: the list comes before every row, and both
+    // vanished workspaces are created again.
+    std::fs::write(
+        &input,
+        format!("{}new-2,MULTI_DATAMART,,\n", tenants("t", 4)),
+    )
+    .unwrap();
+    let (again, sent) = resume_listing(&job, &input).await;
+    assert_eq!(again.exit, 0, "{}", again.stderr);
+    assert_eq!(sent, ["GET", "POST", "POST", "POST"], "{}", again.stderr);
+    let mut names = job.api.workspace_names().await;
+    names.sort();
+    assert_eq!(
+        names,
+        ["new-1", "new-2", "t-0001", "t-0002", "t-0003", "t-0004"]
+    );
+}
+
+#[tokio::test]
+async fn a_results_file_saved_with_crlf_and_blank_lines_is_continued_in_its_own_line_ends() {
+    let job = Job::new().await;
+    let input = job.dir.write("tenants.csv", &tenants("t", 4));
+    assert_eq!(job.run(&["run", &input]).await.exit, 0);
+    let results = job.dir.path(RESULTS);
+    let text = std::fs::read_to_string(&results).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(3, "");
+    std::fs::write(&results, lines.join("\r\n") + "\r\n").unwrap();
+    for grown in [
+        format!("{}new-1,MULTI_DATAMART,,\n", tenants("t", 4)),
+        format!(
+            "{}new-0,MULTI_DATAMART,,\n{}",
+            &tenants("t", 0),
+            &tenants("t", 4)[tenants("t", 0).len()..]
+        ) + "new-1,MULTI_DATAMART,,\n",
+    ] {
+        std::fs::write(&input, grown).unwrap();
+        let run = job.run(&["run", &input, "--resume"]).await;
+        assert_eq!(run.exit, 0, "{}", run.stderr);
+        let now = std::fs::read(&results).unwrap();
+        let text = String::from_utf8(now).unwrap();
+        assert!(!text.contains("\r\n\r\n"), "no blank line: {text:?}");
+        assert_eq!(
+            text.matches('\n').count(),
+            text.matches("\r\n").count(),
+            "{text:?}"
+        );
+    }
+    let rows = job.rows();
+    assert_one_row_per_input_row(&rows, 6);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["new-0", "t-0001", "t-0002", "t-0003", "t-0004", "new-1"]
+    );
 }
