@@ -614,6 +614,21 @@ async fn resume_listing(job: &Job, input: &str) -> (crate::process::Finished, Ve
 
 const RESULTS: &str = "results.csv";
 
+/// [`resume_listing`] with the input written into the job's standard input.
+async fn resume_from_a_pipe(job: &Job, csv: &str) -> (crate::process::Finished, Vec<String>) {
+    let before = methods(&job.api).await.len();
+    let mut args = with_summary(job.args_with_preflight(RESULTS), &job.dir);
+    args.push("--resume".into());
+    let mut fed: Vec<&str> = vec!["run", "-"];
+    fed.extend(args.iter().map(String::as_str));
+    let (child, mut stdin) = spawn_fed(&fed);
+    stdin.write_all(csv.as_bytes()).await.unwrap();
+    drop(stdin);
+    let run = finish(child).await;
+    let sent = methods(&job.api).await.split_off(before);
+    (run, sent)
+}
+
 #[tokio::test]
 async fn a_rerun_with_nothing_to_send_sends_nothing_not_even_the_list() {
     let job = Job::new().await;
@@ -722,17 +737,8 @@ async fn the_list_is_made_once_and_only_when_a_row_needs_a_request() {
         (tenants("t", 20), vec![]),
         (grown, vec!["GET", "POST", "POST"]),
     ] {
-        let before = methods(&job.api).await.len();
-        let mut args = with_summary(job.args_with_preflight(RESULTS), &job.dir);
-        args.push("--resume".into());
-        let mut fed: Vec<&str> = vec!["run", "-"];
-        fed.extend(args.iter().map(String::as_str));
-        let (child, mut stdin) = spawn_fed(&fed);
-        stdin.write_all(piped.as_bytes()).await.unwrap();
-        drop(stdin);
-        let run = finish(child).await;
+        let (run, sent) = resume_from_a_pipe(&job, &piped).await;
         assert_eq!(run.exit, 0, "{}", run.stderr);
-        let sent = methods(&job.api).await.split_off(before);
         assert_eq!(sent, expected, "{}", run.stderr);
     }
     assert_eq!(job.rows().len(), 25);
@@ -841,17 +847,9 @@ async fn kept_successes_are_checked_against_a_list_made_before_every_row_or_not_
     let mut piped = tenants("t", 2);
     piped.push_str("new-1,MULTI_DATAMART,,\n");
     piped.extend(tenants("t", 4).lines().skip(3).map(|l| format!("{l}\n")));
-    let before = methods(&job.api).await.len();
-    let mut args = with_summary(job.args_with_preflight(RESULTS), &job.dir);
-    args.push("--resume".into());
-    let mut fed: Vec<&str> = vec!["run", "-"];
-    fed.extend(args.iter().map(String::as_str));
-    let (child, mut stdin) = spawn_fed(&fed);
-    stdin.write_all(piped.as_bytes()).await.unwrap();
-    drop(stdin);
-    let run = finish(child).await;
+    let (run, sent) = resume_from_a_pipe(&job, &piped).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
-    assert_eq!(methods(&job.api).await.split_off(before), ["GET", "POST"]);
+    assert_eq!(sent, ["GET", "POST"]);
     let rows = job.rows();
     assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
 
