@@ -136,10 +136,17 @@ impl<'a> Ours<'a> {
     /// This run's rows in a file where it appended (`appended`) from byte `from` on, and
     /// that continued `prior`, if any. `None` when the file holds them as they should be:
     /// every record kept where it was, in order, and nothing added.
-    pub(crate) fn of(from: u64, appended: bool, prior: Option<&'a PriorResults>) -> Option<Self> {
+    /// The file's records kept whole must be laid out as `layout` (not so when `--excel`
+    /// continues a plain file): the rewrite puts them so.
+    pub(crate) fn of(
+        (from, appended): (u64, bool),
+        prior: Option<&'a PriorResults>,
+        layout: Layout,
+    ) -> Option<Self> {
         let kept = prior.map(PriorResults::in_place);
-        let kept_whole =
-            prior.filter(|p| kept.is_some_and(|k| k.all && !k.renumbered) && p.in_order);
+        let laid_out = |p: &PriorResults| p.crlf == layout.crlf && p.bom == layout.bom;
+        let kept_whole = prior
+            .filter(|p| kept.is_some_and(|k| k.all && !k.renumbered) && p.in_order && laid_out(p));
         if kept_whole.is_some() && !appended {
             return None;
         }

@@ -277,7 +277,7 @@ impl ResultsWriter {
         let continued = self.log.is_some();
         let prior = self.log.as_ref().map(|log| &*log.prior);
         let appended = self.whole_len > self.rows_start;
-        let Some(ours) = Ours::of(self.rows_start, appended, prior) else {
+        let Some(ours) = Ours::of((self.rows_start, appended), prior, self.layout) else {
             return Ok(finished); // the file is this run's results already
         };
         match in_input_order(

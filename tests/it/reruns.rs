@@ -908,4 +908,16 @@ async fn a_results_file_saved_with_crlf_and_blank_lines_is_continued_in_its_own_
         names,
         ["new-0", "t-0001", "t-0002", "t-0003", "t-0004", "new-1"]
     );
+
+    // Nothing new, but asked for a spreadsheet's file: the whole file becomes one.
+    let plain = std::fs::read_to_string(&results)
+        .unwrap()
+        .replace("\r\n", "\n");
+    std::fs::write(&results, plain).unwrap();
+    let excel = job.run(&["run", &input, "--resume", "--excel"]).await;
+    assert_eq!(excel.exit, 0, "{}", excel.stderr);
+    let text = std::fs::read_to_string(&results).unwrap();
+    assert!(text.starts_with('\u{feff}'), "{text:?}");
+    assert_eq!(text.matches('\n').count(), 7, "{text:?}");
+    assert_eq!(text.matches("\r\n").count(), 7, "{text:?}");
 }
