@@ -8,8 +8,9 @@
 //! of every client, its own counter by its own), and keeps no more requests out than its
 //! share of what is left: together they fill the window and are rarely refused. The share
 //! of a few requests is rounded up or down at random, so that the last requests of a window
-//! are neither all sent nor all held back. Until the first share is known, what may be out
-//! doubles with each answer, from one.
+//! are neither all sent nor all held back. Before the first answer nothing is known of the
+//! window and only `--rate` and `--concurrency` bound the requests; from the first answer
+//! until a share is known, what may be out doubles with each answer (2, 4, 8, ...).
 
 use std::time::{Duration, Instant};
 

@@ -34,8 +34,13 @@ pub(super) struct State {
     refusal_round_from: u64,
     /// 429 rounds since the last success, for 429s that say nothing of when to return.
     refusal_rounds: u32,
-    /// Since when every answer was a 429.
+    /// Since when every answer was a 429, and the first request issued after the first
+    /// of those 429s: only its success, or a later one's, shows the limit has eased.
+    /// Not the latest 429's: a 429 often comes back before the successes of requests sent
+    /// just before it (a limit is checked before the work is done), and those successes
+    /// say the API is taking requests all the same.
     limited_since: Option<Instant>,
+    limited_after: u64,
     responses_429: u64,
     /// Whether the API's answers announce its window.
     announces: bool,
@@ -68,6 +73,7 @@ impl State {
             refusal_round_from: 0,
             refusal_rounds: 0,
             limited_since: None,
+            limited_after: 0,
             responses_429: 0,
             announces: false,
             latest_announced: None,
@@ -189,8 +195,8 @@ impl State {
                         humantime::format_duration(settings.max_retry_after)
                     )))
                 } else {
-                    // Only a request sent after the last refusal shows the limit has eased.
-                    if ticket.seq >= self.refusal_round_from {
+                    // Only a request sent after the refusals began shows the limit has eased.
+                    if ticket.seq >= self.limited_after {
                         self.limited_since = None;
                         self.refusal_rounds = 0;
                     }
@@ -281,6 +287,9 @@ impl State {
                 .map(|a| a.reset_after))
             .filter(|wait| !wait.is_zero());
         let wait = told.unwrap_or_else(|| settings.backoff.ceiling(self.refusal_rounds));
+        if self.limited_since.is_none() {
+            self.limited_after = self.issued;
+        }
         let limited_since = *self.limited_since.get_or_insert(now);
         // Waiting is pointless once it would end beyond the bound: stop now, not later.
         let limited_for = now.duration_since(limited_since);
@@ -519,6 +528,30 @@ mod tests {
         let after = issue(&mut state, t0 + 2 * S);
         state.observe(after, answer(200, None), &settings(), t0 + 2 * S + MS);
         assert_eq!(state.limited_since, None);
+    }
+
+    #[test]
+    fn a_success_that_comes_back_after_a_later_429_still_shows_the_limit_eased() {
+        // Each window, the last request of a burst is refused at once, before the
+        // successes of the requests sent just before it come back.
+        let t0 = Instant::now();
+        let mut state = State::new(&settings(), t0);
+        let first = issue(&mut state, t0);
+        state.observe(first, answer(429, Some(2 * S)), &settings(), t0);
+        let mut now = t0;
+        for _ in 0..30 {
+            now += 3 * S;
+            let accepted = state.issue(now);
+            let refused = state.issue(now);
+            let next = state.observe(refused, answer(429, Some(2 * S)), &settings(), now + MS);
+            assert_eq!(next, Next::Again, "the API takes requests all along");
+            let next = state.observe(accepted, answer(200, None), &settings(), now + 5 * MS);
+            assert_eq!(next, Next::Proceed);
+        }
+        assert!(
+            30 * 3 * S > settings().max_retry_after,
+            "long enough to have stopped before"
+        );
     }
 
     #[test]
