@@ -78,7 +78,9 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<Announced> {
         .copied()
         .unwrap_or_default();
     let limit = limit.or(policy.0).filter(|l| *l >= 1.0)?;
-    let remaining = remaining.filter(|r| *r >= 0.0)?.min(limit);
+    // More left than the limit is no window at all: taken as announcing nothing, not as
+    // a fresh one on every answer.
+    let remaining = remaining.filter(|r| *r >= 0.0 && *r <= limit)?;
     let reset = reset.filter(|r| *r >= 0.0)?;
     let reset_after = if reset >= UNIX_TIME_FROM {
         let seconds = if reset >= UNIX_MILLIS_FROM {
@@ -87,7 +89,12 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> Option<Announced> {
             reset
         };
         let at = UNIX_EPOCH + Duration::from_secs_f64(seconds.min(1e12));
-        at.duration_since(now).unwrap_or_default()
+        // A little in the past is a clock apart from ours; long ago, no reset at all.
+        match at.duration_since(now) {
+            Ok(after) => after,
+            Err(past) if past.duration() > LONGEST_RESET => return None,
+            Err(_) => Duration::ZERO,
+        }
     } else {
         Duration::from_secs_f64(reset.min(2.0 * LONGEST_RESET.as_secs_f64()))
     };
@@ -263,16 +270,19 @@ mod tests {
             );
             assert_eq!(got, None, "{limit} {remaining} {reset}");
         }
-        let clamped = parse(
-            &headers(&[
-                ("RateLimit-Limit", "10"),
-                ("RateLimit-Remaining", "99"),
-                ("RateLimit-Reset", "60"),
-            ]),
-            now,
-        )
-        .unwrap();
-        assert_eq!(clamped.remaining, 10);
+        // More left than the limit, or a reset given as a Unix time years ago, would read
+        // as a fresh window on every answer: no window is known instead, and 429s pace.
+        for (remaining, reset) in [("99", "60"), ("9", "1000000000")] {
+            let got = parse(
+                &headers(&[
+                    ("RateLimit-Limit", "10"),
+                    ("RateLimit-Remaining", remaining),
+                    ("RateLimit-Reset", reset),
+                ]),
+                now,
+            );
+            assert_eq!(got, None, "{remaining} {reset}");
+        }
         // A window that resets more than a day away is none to pace to.
         let far = parse(
             &headers(&[
