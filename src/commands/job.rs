@@ -9,7 +9,7 @@ use super::target::Target;
 use crate::cli::JobArgs;
 use crate::input::{self, CsvFormat};
 use crate::job::{self, Job, Mode, Source, StopReason};
-use crate::model::{Input, MaxFailures, Operation, Output, Shard, Status};
+use crate::model::{Input, MaxFailures, Operation, Output, Shard};
 use crate::pacing::PacingReport;
 use crate::records::{PriorResults, Sink};
 use crate::report::summary::AnnouncedLimit;
@@ -122,12 +122,7 @@ pub(super) async fn count_rows(
         let done = |name: &str, row, values: &dyn Fn() -> u64| {
             log.as_ref()
                 .and_then(|log| log.get_near(Some(name), row, &mut near))
-                .is_some_and(|prior| {
-                    prior.success
-                        || (prior.status == Some(Status::Invalid)
-                            && prior.values != 0
-                            && prior.values == values())
-                })
+                .is_some_and(|prior| prior.stands_without_a_request(values))
         };
         input::count_rows_to_send(&counting, format, shard, signals::interrupted_flag(), done)
     })

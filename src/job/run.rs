@@ -222,7 +222,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         operation: job.operation,
         listing: std::sync::Mutex::new(None),
         list_requests: AtomicU64::new(0),
-        listed_first: std::sync::atomic::AtomicBool::new(false),
+        listed_first: list_when == ListWhen::First,
         pacer,
         stop_tx: watch::channel(None).0,
         max_failures: job.max_failures,
@@ -238,7 +238,6 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
 
     if list_when == ListWhen::First {
         preflight::list_now(&shared).await;
-        shared.listed_first.store(true, Ordering::Relaxed);
     }
     let on_demand = list_when == ListWhen::OnDemand;
     let input_ended = dispatch(&shared, &mut rows_rx, outcomes_tx, on_demand).await;

@@ -137,7 +137,7 @@ pub(crate) struct Shared {
     pub(super) list_requests: AtomicU64,
     /// The workspaces were listed before the first row (not at the first that needed a
     /// request): every kept success can be checked against the list, not only some.
-    pub(super) listed_first: std::sync::atomic::AtomicBool,
+    pub(super) listed_first: bool,
     /// When each attempt may go; `None` for a dry run.
     pub(super) pacer: Option<Pacer>,
     pub(super) stop_tx: watch::Sender<Option<StopReason>>,

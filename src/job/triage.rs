@@ -51,11 +51,8 @@ pub(crate) fn triage(shared: &Shared, input_row: InputRow) -> Triage {
     // delete, someone's cleanup) is no success now: the tenant is new again. Only when
     // the list came before every row: a list made at the first row that needed one (a
     // pipe, read once) checks no row before it, and so checks none.
-    let listed_first = shared
-        .listed_first
-        .load(std::sync::atomic::Ordering::Relaxed);
     let vanished =
-        listed_first && shared.operation == Operation::Create && before == Before::NotListed;
+        shared.listed_first && shared.operation == Operation::Create && before == Before::NotListed;
     let history = History {
         logged,
         earlier: earlier.as_ref(),

@@ -66,6 +66,14 @@ impl Prior {
         }
     }
 
+    /// Whether a row whose values hash to `values()` needs no request over this record:
+    /// it is a success, or it was refused before any request (`invalid`) and its values
+    /// have not changed since, so it would be refused again.
+    pub fn stands_without_a_request(&self, values: impl FnOnce() -> u64) -> bool {
+        self.success
+            || (self.status == Some(Status::Invalid) && self.values != 0 && self.values == values())
+    }
+
     /// The record says what the API did to the workspace (`created`, `updated`, `deleted`):
     /// only another outcome the API gave for it may replace it (the ledger's rule).
     pub fn is_strong(&self) -> bool {

@@ -102,11 +102,13 @@ impl Latest {
     pub(super) fn settle(&mut self) -> Vec<u64> {
         self.sort_by_key();
         let mut became_created = Vec::new();
+        let mut superseded = false;
         for i in 1..self.by_key.len() {
             let (earlier, at) = (self.by_key[i - 1] as usize, self.by_key[i] as usize);
             if self.entries[earlier].key != self.entries[at].key {
                 continue;
             }
+            superseded = true;
             let earlier_entry = &self.entries[earlier];
             earlier_entry.flags.fetch_or(SUPERSEDED, Ordering::Relaxed);
             let earlier = Prior::unpack(earlier_entry.packed);
@@ -126,12 +128,13 @@ impl Latest {
         for entry in &mut self.entries {
             *entry.flags.get_mut() &= !(COMPLETE | ON_TARGET);
         }
-        if self.by_key.len() > self.entries.len() - self.superseded() {
+        if superseded {
             // Only the latest of each identity is looked for.
             let mut by_key = std::mem::take(&mut self.by_key);
             by_key.retain(|at| self.flags(*at) & SUPERSEDED == 0);
+            self.starts =
+                self.bucket_starts(by_key.iter().map(|at| self.entries[*at as usize].key));
             self.by_key = by_key;
-            self.sort_by_key_again();
         }
         became_created
     }
@@ -143,13 +146,7 @@ impl Latest {
     fn sort_by_key(&mut self) {
         let len = self.entries.len();
         self.bits = (len / 2).max(1).ilog2() + 1;
-        let mut starts = vec![0u32; (1 << self.bits) + 1];
-        for entry in &self.entries {
-            starts[self.bucket(entry.key) + 1] += 1;
-        }
-        for bucket in 1..starts.len() {
-            starts[bucket] += starts[bucket - 1];
-        }
+        let starts = self.bucket_starts(self.entries.iter().map(|e| e.key));
         let mut next = starts.clone();
         let mut by_key = vec![0u32; len];
         for (at, entry) in self.entries.iter().enumerate() {
@@ -164,22 +161,16 @@ impl Latest {
         (self.by_key, self.starts) = (by_key, starts);
     }
 
-    /// [`Latest::starts`] again, for `by_key` as it is now.
-    fn sort_by_key_again(&mut self) {
+    /// Where the keys of each bucket start among `keys` sorted (see [`Latest::starts`]).
+    fn bucket_starts(&self, keys: impl Iterator<Item = u64>) -> Vec<u32> {
         let mut starts = vec![0u32; (1 << self.bits) + 1];
-        for at in &self.by_key {
-            starts[self.bucket(self.entries[*at as usize].key) + 1] += 1;
+        for key in keys {
+            starts[self.bucket(key) + 1] += 1;
         }
         for bucket in 1..starts.len() {
             starts[bucket] += starts[bucket - 1];
         }
-        self.starts = starts;
-    }
-
-    fn superseded(&self) -> usize {
-        (0..self.entries.len())
-            .filter(|at| self.flags(*at as u32) & SUPERSEDED != 0)
-            .count()
+        starts
     }
 
     /// The key of the `i`th entry in key order.
@@ -264,6 +255,17 @@ impl Latest {
         let at = from + (from..to).take_while(|i| self.key_at(*i) < key).count();
         (at < to && self.key_at(at) == key).then(|| self.by_key[at] as usize)
     }
+}
+
+/// What a run kept in place of the records of the file it continued.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlace {
+    /// Some record.
+    pub any: bool,
+    /// Every record (of every identity).
+    pub all: bool,
+    /// Some of them under another `_row` than they have.
+    pub renumbered: bool,
 }
 
 /// A record not created as far as it says, but an attempt of it may have created the

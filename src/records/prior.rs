@@ -2,7 +2,8 @@
 //!
 //! A results file read back is a log: when a name occurs more than once, its last row wins.
 //! What is kept of it is compact: per identity (the name, or `_row` for a row without
-//! one) the byte offset of its latest row and four flags. Never whole rows.
+//! one) where its latest row is, what that row says, and a few flags ([`super::latest`]).
+//! Never whole rows.
 
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
@@ -13,11 +14,11 @@ use csv::ByteRecord;
 use super::format::ResultColumns;
 use super::format::same_target;
 use super::latest::{
-    HAS_OPERATION, IN_PLACE, Latest, READ, RENUMBERED, Record, WRITTEN, becomes_created,
+    HAS_OPERATION, IN_PLACE, InPlace, Latest, READ, RENUMBERED, Record, WRITTEN, becomes_created,
 };
 use super::markers::{OperationsSeen, strip_marker};
 pub use super::reading::ResumeError;
-use super::reading::{Opened, io_error, not_utf8, open};
+use super::reading::{Opened, header_ends_in_crlf, io_error, not_utf8, open};
 use crate::input::header::parse_header;
 use crate::input::lines::Kind;
 use crate::input::row::values;
@@ -28,9 +29,8 @@ use crate::model::{Prior, RESULT_COLUMNS, Shard, Status};
 
 /// The latest row of each identity in a results file.
 pub struct PriorResults {
-    /// Per identity hash, its latest [`Prior`], and a word that holds the hash of the
-    /// values it was sent with and whether this run wrote a row of that identity (set by
-    /// the writer).
+    /// Per identity, its latest [`Prior`] with the hash of the values it was sent with,
+    /// and what this run did with it (wrote a row of it, kept it in place, read its name).
     latest: Latest,
     hasher: RandomState,
     /// Bytes of whole rows: a torn last line (a crash mid-write) is not counted.
@@ -194,8 +194,12 @@ impl PriorResults {
     /// Takes in the times of the records that are `created` only by what earlier records
     /// of their name said (rare: a lost answer, then a later run that settled nothing).
     fn note_created_late(&mut self, offsets: &[u64]) -> Result<(), ResumeError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let file = std::fs::File::open(&self.path).map_err(io_error(&self.path))?;
         for &offset in offsets {
-            let mut file = std::fs::File::open(&self.path).map_err(io_error(&self.path))?;
+            let mut file = &file;
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
                 .map_err(io_error(&self.path))?;
             let mut lines = crate::input::lines::CsvLines::at(file, offset)
@@ -398,8 +402,15 @@ impl PriorResults {
     /// Notes that this run wrote a row of the name, if the file has a record of it.
     pub fn mark_written(&self, name: &str) {
         if let Some(prior) = self.get(Some(name), 0) {
-            self.latest.mark(prior.entry, WRITTEN);
+            self.written(&prior);
         }
+    }
+
+    /// Notes that this run wrote a row of the identity of `prior` (one [`get`] gave).
+    ///
+    /// [`get`]: PriorResults::get
+    pub fn written(&self, prior: &Prior) {
+        self.latest.mark(prior.entry, WRITTEN);
     }
 
     /// Notes that a row of this run's input has the name of `prior` (one [`get`] gave):
@@ -418,26 +429,32 @@ impl PriorResults {
     /// [`get`]: PriorResults::get
     pub fn keep_in_place(&self, prior: &Prior, row: u64) -> bool {
         let (recorded, flags) = self.latest.row_and_flags(prior.entry);
-        let Ok(row) = u32::try_from(row) else {
-            self.latest.mark(prior.entry, WRITTEN);
-            return false;
-        };
+        let row = u32::try_from(row).unwrap_or(u32::MAX);
         let as_is = recorded != u32::MAX && row != u32::MAX && flags & HAS_OPERATION != 0;
-        if as_is && recorded != row {
-            self.latest.renumber(prior.entry, row);
-            self.latest.mark(prior.entry, RENUMBERED);
-        }
-        self.latest.mark(
-            prior.entry,
-            if as_is { IN_PLACE | WRITTEN } else { WRITTEN },
-        );
+        let marks = match (as_is, recorded == row) {
+            (false, _) => WRITTEN,
+            (true, true) => IN_PLACE | WRITTEN,
+            (true, false) => {
+                self.latest.renumber(prior.entry, row);
+                IN_PLACE | WRITTEN | RENUMBERED
+            }
+        };
+        self.latest.mark(prior.entry, marks);
         as_is
     }
 
     /// The row of this run's input that the record at `offset`, of this identity, is, if
-    /// this run kept it in place.
-    pub fn kept_in_place(&self, name: Option<&str>, row: u64, offset: u64) -> Option<u32> {
-        let prior = self.get(name, row).filter(|p| p.offset == offset)?;
+    /// this run kept it in place. `near` as for [`PriorResults::get_near`]: a pass over
+    /// the file finds each record at once.
+    pub fn kept_in_place(
+        &self,
+        (name, row): (Option<&str>, u64),
+        offset: u64,
+        near: &mut usize,
+    ) -> Option<u32> {
+        let prior = self
+            .get_near(name, row, near)
+            .filter(|p| p.offset == offset)?;
         let (row, flags) = self.latest.row_and_flags(prior.entry);
         (flags & IN_PLACE != 0).then_some(row)
     }
@@ -464,25 +481,6 @@ impl PriorResults {
             .filter(|(prior, flags)| prior.named && flags & WRITTEN == 0)
             .map(|(prior, _)| prior.offset)
     }
-}
-
-/// What a run kept in place of the records of the file it continued.
-#[derive(Debug, Clone, Copy)]
-pub struct InPlace {
-    /// Some record.
-    pub any: bool,
-    /// Every record (of every identity).
-    pub all: bool,
-    /// Some of them under another `_row` than they have.
-    pub renumbered: bool,
-}
-
-/// Whether the line before byte `rows_from` of the file (its header) ends with CRLF.
-fn header_ends_in_crlf(path: &Path, rows_from: u64) -> Result<bool, ResumeError> {
-    use std::os::unix::fs::FileExt;
-    let mut end = [0u8; 2];
-    let file = std::fs::File::open(path).map_err(io_error(path))?;
-    Ok(rows_from >= 2 && file.read_exact_at(&mut end, rows_from - 2).is_ok() && &end == b"\r\n")
 }
 
 impl crate::input::Logbook for PriorResults {

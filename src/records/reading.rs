@@ -149,3 +149,11 @@ fn whole_lines_len(file: &mut File) -> std::io::Result<u64> {
     }
     Ok(0)
 }
+
+/// Whether the line before byte `rows_from` of the file (its header) ends with CRLF.
+pub(super) fn header_ends_in_crlf(path: &Path, rows_from: u64) -> Result<bool, ResumeError> {
+    use std::os::unix::fs::FileExt;
+    let mut end = [0u8; 2];
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    Ok(rows_from >= 2 && file.read_exact_at(&mut end, rows_from - 2).is_ok() && &end == b"\r\n")
+}

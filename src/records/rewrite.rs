@@ -316,14 +316,15 @@ fn rows_from(
         names: Vec::new(),
         first_appended: u32::MAX,
     };
-    let mut record = ByteRecord::new();
+    let (mut record, mut near) = (ByteRecord::new(), 0);
     while lines.read(&mut record)?.is_some() {
         let place = u32::try_from(places.starts.len()).map_err(std::io::Error::other)?;
         let at = record.position().map_or(from, |p| p.byte());
         places.starts.push(at);
         let row = match (at < from, in_place.zip(columns.as_ref())) {
             (true, Some((prior, c))) => {
-                match prior.kept_in_place(c.identity(&record), c.row(&record), at) {
+                let identity = (c.identity(&record), c.row(&record));
+                match prior.kept_in_place(identity, at, &mut near) {
                     Some(row) => Some(row),
                     None => continue, // superseded, or not in this input: not one of its rows
                 }

@@ -170,9 +170,9 @@ impl ResultsWriter {
         }
     }
 
-    /// The earlier row at `offset` in the log, as the file has it (see
-    /// [`ResultColumns::results`] and [`ResultColumns::carried`] for its values).
-    fn read_back(&mut self, offset: u64) -> std::io::Result<ByteRecord> {
+    /// The earlier row at `offset` in the log: its result cells and its input's cells, as
+    /// the values they hold.
+    fn read_back(&mut self, offset: u64) -> std::io::Result<(ByteRecord, ByteRecord)> {
         let (Some(log), Some(output)) = (self.log.as_mut(), self.file.as_ref()) else {
             return Err(std::io::Error::other(
                 "a row was kept from a results log that is not open",
@@ -195,7 +195,7 @@ impl ResultsWriter {
                 "the results log has no row at byte {offset}"
             )));
         }
-        Ok(earlier)
+        Ok((log.columns.results(&earlier), log.columns.carried(&earlier)))
     }
 
     /// Writes a record the file held again, under this run's row number, with the values
@@ -203,24 +203,22 @@ impl ResultsWriter {
     fn write_kept(&mut self, kept: &Kept) -> std::io::Result<Option<Status>> {
         let (results, cells) = match &kept.held {
             Held::At(prior) => {
-                // The record as it stands is this run's row: it stays where it is.
-                if let Some(log) = &self.log
-                    && kept.note.is_none()
-                    && log.prior.keep_in_place(prior, kept.row)
-                {
-                    return Ok(prior.status);
+                if let Some(log) = &self.log {
+                    // The record as it stands is this run's row: it stays where it is.
+                    if kept.note.is_none() && log.prior.keep_in_place(prior, kept.row) {
+                        return Ok(prior.status);
+                    }
+                    log.prior.written(prior);
                 }
-                let earlier = self.read_back(prior.offset)?;
-                let Some(log) = &self.log else {
-                    unreachable!("read back from the log")
-                };
-                (log.columns.results(&earlier), log.columns.carried(&earlier))
+                self.read_back(prior.offset)?
             }
-            Held::Cells { results, cells } => (results.clone(), cells.clone()),
+            Held::Cells { results, cells } => {
+                if let (Some(log), Some(name)) = (&self.log, &kept.name) {
+                    log.prior.mark_written(name);
+                }
+                (results.clone(), cells.clone())
+            }
         };
-        if let (Some(log), Some(name)) = (&self.log, &kept.name) {
-            log.prior.mark_written(name);
-        }
         let status = results.get(1).and_then(|s| std::str::from_utf8(s).ok());
         let status = status.and_then(Status::parse);
         let record = &mut self.record;
