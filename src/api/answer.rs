@@ -41,6 +41,27 @@ pub struct Answer {
     pub announced: Option<Announced>,
 }
 
+/// The code with which the API refuses a key that is missing or not a valid token (400),
+/// or unknown, expired or without the scope (401).
+pub const AUTHENTICATION_ERROR: &str = "AUTHENTICATION_ERROR";
+
+impl Answer {
+    /// Whether the API refused the key: a 401, or a 400 `AUTHENTICATION_ERROR` (its answer
+    /// to a key that is not a valid token). Every further request would be refused too.
+    pub fn refuses_key(&self) -> bool {
+        self.status == 401
+            || (self.status == 400 && self.code.as_deref() == Some(AUTHENTICATION_ERROR))
+    }
+
+    /// `401`, or `400 AUTHENTICATION_ERROR`: for messages.
+    pub fn status_and_code(&self) -> String {
+        match &self.code {
+            Some(code) if self.status != 401 => format!("{} {code}", self.status),
+            _ => self.status.to_string(),
+        }
+    }
+}
+
 /// Reads an answer's body. A success is a 2xx with the success envelope and nothing else;
 /// a 2xx with any other body is `UNEXPECTED_RESPONSE` (the outcome is unknown). Otherwise
 /// the envelope's code and message when there is one, else `HTTP_<status>` and the body's

@@ -368,14 +368,14 @@ fn judge(shared: &Shared, sender: &Sender, verb: Verb, row: &Carried, answer: An
             Verdict::new(Status::Absent, "", answer.message)
         });
     }
+    if answer.refuses_key() {
+        shared.stop(StopReason::Unauthorized);
+    }
     let Some(code) = answer.code else {
         return Judged::Final(succeeded(shared, verb, row));
     };
     if code == "WORKSPACE_NAME_ALREADY_EXISTS" && verb == Verb::Post {
         return name_taken(sender.on_exists, row, &code, answer.message);
-    }
-    if answer.status == 401 {
-        shared.stop(StopReason::Unauthorized);
     }
     if !is_retryable_status(answer.status) {
         return Judged::Final(Verdict::new(Status::Failed, &code, answer.message));

@@ -26,7 +26,7 @@ pub(crate) async fn list_now(shared: &Shared) {
 
 /// Lists every workspace through the pacer (the list counts against the rate limit),
 /// with the job's retries. `None`, with a warning, when the list cannot be had: the job
-/// goes on without it. A 401 stops the job, as it would on the first write.
+/// goes on without it. A refused key stops the job, as it would on the first write.
 ///
 /// `requests` counts the list requests sent.
 async fn list(shared: &Shared, requests: &mut u64) -> Option<Listing> {
@@ -166,13 +166,15 @@ enum Came {
 }
 
 /// Reads a list request's outcome: the list, a refusal worth another try, or one that is
-/// final. A 401 stops the job, as it would on the first write.
+/// final. A refused key (401, 400 `AUTHENTICATION_ERROR`) stops the job, as it would on
+/// the first write.
 fn what_came(shared: &Shared, listed: Result<Listed, NoAnswer>, timeout: Duration) -> Came {
     let (retry_after, why) = match listed {
         Ok(Listed::Names(listing, _)) => return Came::List(listing),
-        Ok(Listed::Refused(answer)) if answer.status == 401 => {
+        Ok(Listed::Refused(answer)) if answer.refuses_key() => {
             tracing::error!(
-                "preflight: the API refused the key (401) to list the workspaces ({}), so nothing is sent",
+                "preflight: the API refused the key ({}) to list the workspaces ({}), so nothing is sent",
+                answer.status_and_code(),
                 answer.message
             );
             shared.stop(StopReason::Unauthorized);

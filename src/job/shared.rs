@@ -51,7 +51,8 @@ pub struct Sender {
 /// Why a job stopped dispatching before the end of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
-    /// The API answered 401: every further request would fail too.
+    /// The API refused the key (401, or 400 `AUTHENTICATION_ERROR`): every further
+    /// request would fail too.
     Unauthorized,
     /// Ctrl-C.
     Interrupted,
@@ -86,7 +87,9 @@ impl StopReason {
     pub fn next_step(self) -> Option<&'static str> {
         match self {
             StopReason::Unauthorized => {
-                Some("the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file")
+                Some(
+                "the API refused the key (401 or 400 AUTHENTICATION_ERROR): check DATABRAIN_API_KEY or --api-key-file",
+            )
             }
             StopReason::InputFailed => Some(
                 "the input could not be read to its end (the error above says why): mend it, then run the same command with --resume (its results written to a file, -o PATH); the rows not read were not sent",
@@ -99,7 +102,7 @@ impl StopReason {
     pub fn message(self) -> &'static str {
         match self {
             StopReason::Unauthorized => {
-                "not sent: the API refused the key (401), so the job stopped"
+                "not sent: the API refused the key (401 or 400 AUTHENTICATION_ERROR), so the job stopped"
             }
             StopReason::Interrupted => "not sent: the job was interrupted",
             StopReason::MaxFailures => {

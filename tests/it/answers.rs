@@ -354,3 +354,36 @@ async fn a_success_envelope_naming_another_workspace_is_not_a_success() {
         assert!(row["_error_message"].contains("someone-else"), "{row:?}");
     }
 }
+
+#[tokio::test]
+async fn a_400_authentication_error_stops_the_job_like_a_401() {
+    // The vendor's middleware answers a key that is missing or not a UUID with 400
+    // AUTHENTICATION_ERROR: every further request would get the same.
+    let server = FaultServer::start(Canned::AuthenticationError).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", &tenants("t", 200));
+    let key = fault_key(&dir);
+    let mut args = job_args_to(&server.url, &key, &dir, "results.csv");
+    args.extend(["--concurrency", "2"].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 3, "{}", run.stderr);
+    let (_, rows) = dir.results("results.csv");
+    assert_one_row_per_input_row(&rows, 200);
+    let failed: Vec<_> = rows.iter().filter(|r| r["_status"] == "failed").collect();
+    assert!(
+        !failed.is_empty() && failed.len() <= 2,
+        "only the requests in flight: {}",
+        failed.len()
+    );
+    assert_eq!(server.writes(), failed.len() as u64, "at most a few requests");
+    for row in &failed {
+        assert_eq!(row["_error_code"], "AUTHENTICATION_ERROR", "{row:?}");
+        assert_eq!(row["_http_status"], "400");
+        assert_eq!(row["_attempts"], "1");
+    }
+    for row in rows.iter().filter(|r| r["_status"] != "failed") {
+        assert_eq!(row["_status"], "skipped", "{row:?}");
+        assert_eq!(row["_error_code"], "ABORTED_UNAUTHORIZED", "{row:?}");
+    }
+    assert!(run.stderr.contains("AUTHENTICATION_ERROR"), "{}", run.stderr);
+}

@@ -58,6 +58,8 @@ pub enum Canned {
     TooManyRequests(String),
     /// 503 with this `Retry-After`.
     Unavailable(String),
+    /// 400 `AUTHENTICATION_ERROR`: the vendor's answer to a key that is not a valid token.
+    AuthenticationError,
 }
 
 /// The forged line that [`Canned::ForgedLogLine`] puts after a line break.
@@ -221,6 +223,11 @@ async fn answer(
                 .insert(header::RETRY_AFTER, retry_after.parse().unwrap());
             response
         }
+        Canned::AuthenticationError => envelope(
+            StatusCode::BAD_REQUEST,
+            "AUTHENTICATION_ERROR",
+            "Invalid API key format",
+        ),
         Canned::ForgedLogLine => {
             let text = format!("bad\r\n{FORGED}");
             let body = serde_json::json!({

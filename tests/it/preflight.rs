@@ -150,6 +150,8 @@ enum ListAnswer {
     Garbage,
     /// 401 with the API's envelope.
     Unauthorized,
+    /// 400 `AUTHENTICATION_ERROR`: a key that is not a valid token.
+    AuthenticationError,
 }
 
 /// A stub API: list calls get `ListAnswer`, a POST gets the success envelope naming the
@@ -212,6 +214,11 @@ fn stub_answer(list: ListAnswer, method: Method, body: &[u8]) -> Response {
                 r#"{"data":null,"error":{"code":"INVALID_DATA_APP_API_KEY","message":"no"}}"#
                     .to_owned(),
             ),
+            ListAnswer::AuthenticationError => json(
+                StatusCode::BAD_REQUEST,
+                r#"{"data":null,"error":{"code":"AUTHENTICATION_ERROR","message":"Invalid API key format","status":400}}"#
+                    .to_owned(),
+            ),
         };
     }
     if method == Method::POST {
@@ -265,15 +272,27 @@ async fn a_list_call_that_fails_is_a_warning_and_every_row_is_posted() {
 }
 
 #[tokio::test]
-async fn a_401_on_the_list_call_stops_the_job_before_any_write() {
-    let stub = Stub::start(ListAnswer::Unauthorized).await;
+async fn a_refused_key_on_the_list_call_stops_the_job_before_any_write() {
+    for list in [ListAnswer::Unauthorized, ListAnswer::AuthenticationError] {
+        a_refused_list_stops_the_job(list).await;
+    }
+}
+
+async fn a_refused_list_stops_the_job(list: ListAnswer) {
+    let stub = Stub::start(list).await;
     let dir = JobDir::new();
     let input = dir.write("in.csv", &datasource_csv(&names("t", 8)));
     let key = stub_key(&dir);
     let args = args_to(&stub.url, &key, &dir, "results.csv");
     let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 3, "{}", run.stderr);
-    assert_eq!(stub.hits("POST"), 0, "nothing written after a 401");
+    assert_eq!(run.exit, 3, "{list:?}: {}", run.stderr);
+    assert_eq!(stub.hits("GET"), 1, "{list:?}: one list, not retried");
+    assert_eq!(stub.hits("POST"), 0, "{list:?}: nothing written after the refusal");
+    assert!(
+        run.stderr.contains("refused the key"),
+        "{list:?}: {}",
+        run.stderr
+    );
     let (_, rows) = dir.results("results.csv");
     assert_one_row_per_input_row(&rows, 8);
     for row in &rows {

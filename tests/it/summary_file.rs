@@ -139,7 +139,7 @@ async fn an_interrupted_job_writes_its_summary() {
 
 #[tokio::test]
 async fn a_refused_key_says_what_to_check_in_text_and_json() {
-    const STEP: &str = "the API refused the key (401): check DATABRAIN_API_KEY or --api-key-file";
+    const STEP: &str = "the API refused the key (401 or 400 AUTHENTICATION_ERROR): check DATABRAIN_API_KEY or --api-key-file";
     let job = Job::new().await;
     let input = job.input(&tenants("t", 3));
     let summary = job.dir.path("summary.json");
