@@ -43,6 +43,30 @@ pub struct Cli {
     pub log_format: LogFormatArg,
 }
 
+impl Cli {
+    /// The process's command line, as clap checks it, and then as clap cannot: a
+    /// `--base-url` given beside `--sandbox` (not one from `DATABRAIN_BASE_URL`, which a
+    /// rehearsal in the same shell would otherwise trip on).
+    pub fn from_command_line() -> Result<Cli, clap::Error> {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+        if let Some((name, given)) = matches.subcommand() {
+            let sandbox = given.try_get_one::<bool>("sandbox").ok().flatten() == Some(&true);
+            let base_url =
+                given.value_source("base_url") == Some(clap::parser::ValueSource::CommandLine);
+            if sandbox && base_url {
+                let mut sub = command.find_subcommand(name).cloned().unwrap_or(command);
+                return Err(sub.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--sandbox runs the job against a sandbox in this process, so --base-url cannot be given with it: drop one of them",
+                ));
+            }
+        }
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            .map_err(|e| e.format(&mut command))
+    }
+}
+
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormatArg {
@@ -327,8 +351,9 @@ pub const DEFAULT_BASE_URL: &str = "https://api.usedatabrain.com";
 /// Options of `run` and `retry`.
 #[derive(Debug, Args)]
 pub struct JobArgs {
-    /// API root: the cloud or a self-hosted install.
-    #[arg(long, env = "DATABRAIN_BASE_URL", default_value = DEFAULT_BASE_URL, help_heading = heading::API)]
+    /// API root: the cloud or a self-hosted install (`https://host`; a trailing `/api/v2`,
+    /// as the vendor's pages write it, is dropped: dbprov adds it). Not with --sandbox.
+    #[arg(long, env = "DATABRAIN_BASE_URL", default_value = DEFAULT_BASE_URL, value_parser = api_root, help_heading = heading::API)]
     pub base_url: String,
     /// File holding the service token (else the DATABRAIN_API_KEY environment variable).
     #[arg(long, value_name = "PATH", help_heading = heading::API)]
@@ -400,6 +425,10 @@ pub struct JobArgs {
     /// network unencrypted).
     #[arg(long, help_heading = heading::API)]
     pub allow_insecure_http: bool,
+    /// Also trust the certificate authorities of this PEM file: a self-hosted API behind a
+    /// private CA. SSL_CERT_FILE and SSL_CERT_DIR are read too, beside the built-in roots.
+    #[arg(long, value_name = "PATH", conflicts_with = "sandbox", help_heading = heading::API)]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The most requests in flight that `--concurrency` takes.
@@ -412,6 +441,23 @@ fn concurrency(text: &str) -> Result<usize, String> {
         _ => Err(format!(
             "'{text}' is not a number of requests from 1 to {MAX_CONCURRENCY}"
         )),
+    }
+}
+
+/// `--base-url`: the API's root. The vendor's pages write every endpoint as
+/// `<root>/api/v2/...`, so a root copied with its `/api/v2` would send to
+/// `/api/v2/api/v2/workspace`: that part is dropped.
+fn api_root(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    let (head, tail) = trimmed
+        .split_once(['?', '#'])
+        .map_or((trimmed, ""), |(head, _)| (head, &trimmed[head.len()..]));
+    let path_end = head.trim_end_matches('/');
+    match path_end.strip_suffix("/api/v2") {
+        Some(root) if root.contains("://") && !root.ends_with(':') && !root.ends_with('/') => {
+            Ok(format!("{root}{tail}"))
+        }
+        _ => Ok(trimmed.to_owned()),
     }
 }
 

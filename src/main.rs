@@ -1,6 +1,5 @@
 use std::io::Write;
 
-use clap::Parser;
 use dbprov::Exit;
 use dbprov::cli::Cli;
 use dbprov::report::{logging, signals};
@@ -14,7 +13,7 @@ async fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::try_parse().unwrap_or_else(|error| logging::command_line_refused(error));
+    let cli = Cli::from_command_line().unwrap_or_else(|error| logging::command_line_refused(error));
     logging::init(cli.verbose, cli.quiet, cli.log_format.into());
     let exit = match dbprov::run(cli).await {
         Ok(exit) => exit,

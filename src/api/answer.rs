@@ -21,6 +21,9 @@ pub enum NoAnswer {
     Lost(String),
     /// The request could not be built (a name too long for a URL): nothing was sent.
     Unbuildable(String),
+    /// The API's TLS certificate is not trusted (its problem, in words): nothing was sent,
+    /// and no retry mends it.
+    Untrusted(String),
 }
 
 /// An HTTP answer, classified.

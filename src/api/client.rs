@@ -10,6 +10,7 @@ use super::announced;
 use super::answer::{Answer, NoAnswer, UNEXPECTED_RESPONSE, classify, parse_retry_after};
 use super::request::Verb;
 use super::text::{clean, clean_code, redact};
+use super::transport::{Transport, untrusted};
 use super::workspace::WORKSPACE_PATH;
 use crate::model::ApiKey;
 
@@ -53,6 +54,7 @@ impl Client {
         key: &ApiKey,
         timeout: Duration,
         concurrency: usize,
+        transport: &Transport,
     ) -> Result<Client, ClientError> {
         let base = reqwest::Url::parse(base_url)
             .ok()
@@ -67,7 +69,8 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
+        let http = transport
+            .apply(reqwest::Client::builder(), &base)
             .default_headers(headers)
             .user_agent(concat!("dbprov/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
@@ -187,6 +190,9 @@ pub(super) fn no_answer(error: reqwest::Error) -> NoAnswer {
             .source()
             .map_or_else(|| "builder error".to_owned(), |e| e.to_string());
         return NoAnswer::Unbuildable(why.chars().take(200).collect());
+    }
+    if let Some(problem) = untrusted(&error) {
+        return NoAnswer::Untrusted(problem);
     }
     // A connection that timed out before it was made sent nothing: not a lost answer.
     if error.is_connect() {

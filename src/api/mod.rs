@@ -10,6 +10,7 @@ pub mod list;
 pub mod request;
 pub mod retry;
 pub mod text;
+pub mod transport;
 pub mod workspace;
 
 pub use announced::Announced;
@@ -18,3 +19,4 @@ pub use client::Client;
 pub use list::{Listed, Listing};
 pub use request::{RowRequest, Verb};
 pub use retry::RetryPolicy;
+pub use transport::Transport;

@@ -185,6 +185,7 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
             | StopReason::MaxFailures
             | StopReason::RateLimited
             | StopReason::Unreachable
+            | StopReason::Untrusted
             | StopReason::InputFailed,
         ) => Exit::Aborted,
         Some(StopReason::Interrupted) => Exit::Interrupted,
@@ -311,6 +312,9 @@ fn api_flags(flags: &mut Flags, args: &JobArgs, how: How) {
     }
     if args.allow_insecure_http {
         flags.add("--allow-insecure-http", String::new());
+    }
+    if let Some(path) = &args.ca_cert {
+        flags.add("--ca-cert", path.display().to_string());
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::running::Running;
-use crate::api::{Client, RetryPolicy};
+use crate::api::{Client, RetryPolicy, Transport};
 use crate::cli::JobArgs;
 use crate::job::{Mode, Sender};
 use crate::model::{ApiKey, RateLimit, Shard};
@@ -195,7 +195,13 @@ fn sender(args: &JobArgs, base_url: &str, key: &ApiKey) -> anyhow::Result<Sender
         backoff_max: args.backoff_max,
     };
     Ok(Sender {
-        client: Client::new(base_url, key, args.timeout, args.concurrency)?,
+        client: Client::new(
+            base_url,
+            key,
+            args.timeout,
+            args.concurrency,
+            &Transport::new(args.ca_cert.as_deref())?,
+        )?,
         concurrency: args.concurrency,
         pacing: PacingSettings {
             ceiling: match args.rate {

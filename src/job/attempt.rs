@@ -247,6 +247,12 @@ async fn attempt_until_final(
             let message = format!("the request cannot be built ({why}): nothing was sent");
             return Verdict::new(Status::Invalid, "INVALID_NAME", message);
         }
+        if let Err(NoAnswer::Untrusted(problem)) = &sent {
+            // Nothing went out (the handshake failed), and no retry mends a certificate.
+            shared.pacer().release(ticket);
+            trail.not_sent();
+            return Verdict::stopped(shared.distrust(problem), trail);
+        }
         trail.came_back(&sent, verb, row);
         match shared.pacer().observe(ticket, seen(&sent, &timed_out)) {
             Next::Proceed => {}
@@ -312,7 +318,9 @@ impl Trail {
         row.maybe_created |= verb != Verb::Put
             && match sent {
                 Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
-                Err(NoAnswer::ConnectFailed(_) | NoAnswer::Unbuildable(_)) => false,
+                Err(
+                    NoAnswer::ConnectFailed(_) | NoAnswer::Unbuildable(_) | NoAnswer::Untrusted(_),
+                ) => false,
                 Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
             };
     }
@@ -326,9 +334,11 @@ fn seen<'a>(sent: &'a Result<Answer, NoAnswer>, timed_out: &'a str) -> Seen<'a> 
             announced: answer.announced,
             retry_after: answer.retry_after,
         },
-        Err(NoAnswer::ConnectFailed(message) | NoAnswer::Unbuildable(message)) => {
-            Seen::NotConnected(message)
-        }
+        Err(
+            NoAnswer::ConnectFailed(message)
+            | NoAnswer::Unbuildable(message)
+            | NoAnswer::Untrusted(message),
+        ) => Seen::NotConnected(message),
         Err(NoAnswer::Lost(message)) => Seen::NoAnswer(message),
         Err(NoAnswer::Timeout) => Seen::NoAnswer(timed_out),
     }
@@ -349,11 +359,13 @@ fn not_answered(no_answer: NoAnswer, timed_out: &str) -> NotYet {
             message: format!("{NOT_CONNECTED}: {message}"),
             retry_after: None,
         },
-        NoAnswer::Lost(message) | NoAnswer::Unbuildable(message) => NotYet {
-            code: "CONNECTION_ERROR".to_owned(),
-            message,
-            retry_after: None,
-        },
+        NoAnswer::Lost(message) | NoAnswer::Unbuildable(message) | NoAnswer::Untrusted(message) => {
+            NotYet {
+                code: "CONNECTION_ERROR".to_owned(),
+                message,
+                retry_after: None,
+            }
+        }
     }
 }
 

@@ -97,15 +97,22 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
             _ = shared.until_stopped() => return Err(Failed::Stopped),
             listed = sender.client.list(page, timeout.min(left)) => listed,
         };
+        if let Err(NoAnswer::Untrusted(problem)) = &listed {
+            shared.pacer().release(ticket);
+            shared.distrust(problem);
+            return Err(Failed::Stopped);
+        }
         let seen = match &listed {
             Ok(Listed::Names(_, answer) | Listed::Refused(answer)) => Some(Seen::Answer {
                 status: answer.status,
                 announced: answer.announced,
                 retry_after: answer.retry_after,
             }),
-            Err(NoAnswer::ConnectFailed(message) | NoAnswer::Unbuildable(message)) => {
-                Some(Seen::NotConnected(message))
-            }
+            Err(
+                NoAnswer::ConnectFailed(message)
+                | NoAnswer::Unbuildable(message)
+                | NoAnswer::Untrusted(message),
+            ) => Some(Seen::NotConnected(message)),
             // A list that gives no answer in time (or breaks off) says nothing of whether
             // the writes are answered: it does not count towards an outage.
             Err(NoAnswer::Lost(_) | NoAnswer::Timeout) => None,
@@ -199,7 +206,8 @@ fn what_came(shared: &Shared, listed: Result<Listed, NoAnswer>, timeout: Duratio
         Err(
             NoAnswer::Lost(message)
             | NoAnswer::ConnectFailed(message)
-            | NoAnswer::Unbuildable(message),
+            | NoAnswer::Unbuildable(message)
+            | NoAnswer::Untrusted(message),
         ) => (None, message),
     };
     Came::Again { retry_after, why }

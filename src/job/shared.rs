@@ -64,6 +64,8 @@ pub enum StopReason {
     RateLimited,
     /// The API could not be reached: from the start, or for longer than `--max-outage`.
     Unreachable,
+    /// The API's TLS certificate is not trusted: no retry mends it.
+    Untrusted,
     /// The input could not be read to its end, after requests were sent: the rows not
     /// read have no record, and the results file stays a log for `--resume`.
     InputFailed,
@@ -78,7 +80,8 @@ impl StopReason {
             StopReason::MaxFailures => "ABORTED_MAX_FAILURES",
             StopReason::OutputFailed => "OUTPUT_FAILED",
             StopReason::RateLimited => "ABORTED_RATE_LIMITED",
-            StopReason::Unreachable => "ABORTED_UNREACHABLE",
+            // Not reached, though not an outage: its message and the summary say why.
+            StopReason::Unreachable | StopReason::Untrusted => "ABORTED_UNREACHABLE",
             StopReason::InputFailed => "INPUT_FAILED",
         }
     }
@@ -86,11 +89,12 @@ impl StopReason {
     /// What the operator should do about it, where that is clear, for the summary.
     pub fn next_step(self) -> Option<&'static str> {
         match self {
-            StopReason::Unauthorized => {
-                Some(
+            StopReason::Unauthorized => Some(
                 "the API refused the key (401 or 400 AUTHENTICATION_ERROR): check DATABRAIN_API_KEY or --api-key-file",
-            )
-            }
+            ),
+            StopReason::Untrusted => Some(
+                "the API's TLS certificate is not trusted: give the certificate authority that signed it, in PEM, with --ca-cert PATH (or SSL_CERT_FILE), then run the command again (with --resume if it wrote a results file)",
+            ),
             StopReason::InputFailed => Some(
                 "the input could not be read to its end (the error above says why): mend it, then run the same command with --resume (its results written to a file, -o PATH); the rows not read were not sent",
             ),
@@ -113,6 +117,9 @@ impl StopReason {
                 "not sent: the API's rate limit asked for a longer wait than --max-retry-after, so the job stopped"
             }
             StopReason::Unreachable => "not sent: the API could not be reached, so the job stopped",
+            StopReason::Untrusted => {
+                "not sent: the API's TLS certificate is not trusted (see --ca-cert), so the job stopped"
+            }
             StopReason::InputFailed => "not sent: the input could not be read, so the job stopped",
         }
     }
@@ -222,6 +229,18 @@ impl Shared {
 
     /// Stops the job because pacing gave up, saying why once; returns the reason the job
     /// stopped for (an earlier stop stands).
+    /// Stops the job because the API's certificate is not trusted (`problem`, in words),
+    /// and says so once; the reason the job stopped for.
+    pub(crate) fn distrust(&self, problem: &str) -> StopReason {
+        if self.stop(StopReason::Untrusted) {
+            tracing::error!(
+                "stopping: the API's TLS certificate was refused: {problem}. Nothing was sent to it. For a self-hosted API behind a private certificate authority, give that authority's certificate (PEM) with --ca-cert PATH, or set SSL_CERT_FILE / SSL_CERT_DIR; the rows not finished are written skipped / {}",
+                StopReason::Untrusted.code()
+            );
+        }
+        self.stopped().unwrap_or(StopReason::Untrusted)
+    }
+
     pub(crate) fn halt(&self, halt: Halt) -> StopReason {
         let (reason, why) = match halt {
             Halt::RateLimited(why) => (StopReason::RateLimited, why),

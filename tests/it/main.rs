@@ -10,6 +10,7 @@ mod fixture;
 mod hostile;
 mod ports;
 mod process;
+mod tls_front;
 
 // Behaviours.
 mod answers;
@@ -42,4 +43,5 @@ mod shards;
 mod signals;
 mod spreadsheets;
 mod summary_file;
+mod tls;
 mod update_delete;
