@@ -52,9 +52,13 @@ impl Cli {
         let matches = command.try_get_matches_from_mut(std::env::args_os())?;
         if let Some((name, given)) = matches.subcommand() {
             let sandbox = given.try_get_one::<bool>("sandbox").ok().flatten() == Some(&true);
-            let base_url =
-                given.value_source("base_url") == Some(clap::parser::ValueSource::CommandLine);
-            if sandbox && base_url {
+            // Asked only of the commands that have both (clap panics on an unknown id).
+            let base_url = || {
+                given.try_contains_id("base_url").unwrap_or(false)
+                    && given.value_source("base_url")
+                        == Some(clap::parser::ValueSource::CommandLine)
+            };
+            if sandbox && base_url() {
                 let mut sub = command.find_subcommand(name).cloned().unwrap_or(command);
                 return Err(sub.error(
                     clap::error::ErrorKind::ArgumentConflict,

@@ -63,13 +63,20 @@ impl Transport {
         for root in &self.extra_roots {
             builder = builder.add_root_certificate(root.clone());
         }
-        // A proxy for a local address would take the request (and the key, in clear for
-        // http://) off the machine: the sandbox, say, with HTTP_PROXY set for the rest.
-        if is_loopback(url) {
+        if !proxied(url) {
             builder = builder.no_proxy();
         }
         builder
     }
+}
+
+/// Whether requests to `url` may go through the environment's proxy: only to another
+/// machine, and only over https, where the proxy carries a TLS tunnel (`CONNECT`) and
+/// never sees the key. A proxy for a local address would take the request off the machine
+/// (the sandbox, with HTTP_PROXY set for the rest); one for plain http would be handed the
+/// key in clear.
+pub fn proxied(url: &Url) -> bool {
+    url.scheme() == "https" && !is_loopback(url)
 }
 
 /// Whether `url` names this machine: `localhost` or a loopback address.
@@ -146,6 +153,20 @@ mod tests {
             "http://0.0.0.0",
         ] {
             assert!(!is_loopback(&Url::parse(remote).unwrap()), "{remote}");
+        }
+    }
+
+    #[test]
+    fn only_https_to_another_machine_goes_through_a_proxy() {
+        for (url, proxied_) in [
+            ("https://api.usedatabrain.com", true),
+            ("https://10.1.2.3:8443/databrain", true),
+            ("http://databrain.internal", false),
+            ("https://127.0.0.1:8443", false),
+            ("https://localhost", false),
+            ("http://[::1]:8080", false),
+        ] {
+            assert_eq!(proxied(&Url::parse(url).unwrap()), proxied_, "{url}");
         }
     }
 

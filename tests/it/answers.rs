@@ -375,7 +375,11 @@ async fn a_400_authentication_error_stops_the_job_like_a_401() {
         "only the requests in flight: {}",
         failed.len()
     );
-    assert_eq!(server.writes(), failed.len() as u64, "at most a few requests");
+    assert_eq!(
+        server.writes(),
+        failed.len() as u64,
+        "at most a few requests"
+    );
     for row in &failed {
         assert_eq!(row["_error_code"], "AUTHENTICATION_ERROR", "{row:?}");
         assert_eq!(row["_http_status"], "400");
@@ -385,5 +389,9 @@ async fn a_400_authentication_error_stops_the_job_like_a_401() {
         assert_eq!(row["_status"], "skipped", "{row:?}");
         assert_eq!(row["_error_code"], "ABORTED_UNAUTHORIZED", "{row:?}");
     }
-    assert!(run.stderr.contains("AUTHENTICATION_ERROR"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("AUTHENTICATION_ERROR"),
+        "{}",
+        run.stderr
+    );
 }

@@ -120,3 +120,62 @@ async fn completions_are_generated_for_each_shell() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_base_url_copied_with_api_v2_reaches_the_api_and_continues_its_ledger() {
+    let job = Job::new().await;
+    let root = job.sandbox.url();
+    let input = job.input(&tenants("t", 3));
+    let mut args = job.args("results.csv");
+    set_flag(&mut args, "--base-url", &format!("{root}/api/v2/"));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let rows = job.rows();
+    assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+    assert_eq!(rows[0]["_target"], root, "the root, as the API is named");
+    // The same API spelled without it continues the same file.
+    let more = job.input(&tenants("t", 4));
+    set_flag(&mut args, "--base-url", &root);
+    let rerun = dbprov_with(&["run", &more, "--resume"], &args).await;
+    assert_eq!(rerun.exit, 0, "{}", rerun.stderr);
+    assert_eq!(job.writes().await, 4);
+}
+
+#[tokio::test]
+async fn sandbox_with_a_base_url_on_the_command_line_is_refused() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    for command_name in ["run", "plan", "update"] {
+        let run = dbprov(&[
+            command_name,
+            &input,
+            "--sandbox",
+            "--base-url",
+            "https://databrain.example.test",
+            "-o",
+            "-",
+        ])
+        .await;
+        assert_eq!(run.exit, 2, "{command_name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("--sandbox") && run.stderr.contains("--base-url"),
+            "{command_name}: {}",
+            run.stderr
+        );
+    }
+    let retry = dbprov(&[
+        "retry",
+        &input,
+        "--sandbox",
+        "--base-url=http://127.0.0.1:9",
+    ])
+    .await;
+    assert_eq!(retry.exit, 2, "{}", retry.stderr);
+    // DATABRAIN_BASE_URL, set for the real job in the same shell, does not stand in the way
+    // of a rehearsal.
+    let mut rehearsal = command(&["run", &input, "--sandbox", "-o", "-"]);
+    rehearsal.env("DATABRAIN_BASE_URL", "https://databrain.example.test");
+    let run = run_to_end(rehearsal).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.matches(",created,").count(), 2, "{}", run.stdout);
+}

@@ -30,6 +30,7 @@ mod output_file;
 mod pacing;
 mod plan;
 mod preflight;
+mod proxies;
 mod readme;
 mod reruns;
 mod retry_hint;

@@ -287,7 +287,11 @@ async fn a_refused_list_stops_the_job(list: ListAnswer) {
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 3, "{list:?}: {}", run.stderr);
     assert_eq!(stub.hits("GET"), 1, "{list:?}: one list, not retried");
-    assert_eq!(stub.hits("POST"), 0, "{list:?}: nothing written after the refusal");
+    assert_eq!(
+        stub.hits("POST"),
+        0,
+        "{list:?}: nothing written after the refusal"
+    );
     assert!(
         run.stderr.contains("refused the key"),
         "{list:?}: {}",
