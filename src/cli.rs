@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::input::CsvFormat;
 use crate::input::decode::{parse_delimiter, parse_encoding};
-use crate::model::{self, MaxFailures, RateLimit, Shard};
+use crate::model::{MaxFailures, RateLimit, Shard};
 use crate::sandbox::{DEFAULT_API_KEY, RateLimitHeaders, WindowLimit};
+
+mod settings;
+mod values;
+
+pub use values::MAX_CONCURRENCY;
+use values::{above_zero, api_root, concurrency, metrics_job, pushgateway};
 
 /// Help headings: a command's options in groups, the global ones last.
 mod heading {
@@ -422,6 +427,18 @@ pub struct JobArgs {
     /// command starts; a command that ends without a summary writes its exit code and error.
     #[arg(long, value_name = "PATH", help_heading = heading::REPORTING)]
     pub summary_json: Option<std::path::PathBuf>,
+    /// At the end, push the run's metrics to this Prometheus Pushgateway: a POST to
+    /// /metrics/job/<--metrics-job> (/shard/<I> with --shard). A push that fails is a
+    /// warning; it never changes the exit code.
+    #[arg(long, value_name = "URL", value_parser = pushgateway, help_heading = heading::REPORTING)]
+    pub pushgateway: Option<String>,
+    /// The `job` of the Pushgateway's grouping key.
+    #[arg(long, value_name = "NAME", default_value = "dbprov", value_parser = metrics_job, help_heading = heading::REPORTING)]
+    pub metrics_job: String,
+    /// Also write the run's metrics to this file, atomically, for node_exporter's
+    /// textfile collector (a name ending in .prom).
+    #[arg(long, value_name = "PATH", help_heading = heading::REPORTING)]
+    pub metrics_file: Option<std::path::PathBuf>,
     /// Whether a run's rows list the workspaces that exist first.
     #[command(flatten)]
     pub preflight: PreflightArgs,
@@ -433,45 +450,6 @@ pub struct JobArgs {
     /// private CA. SSL_CERT_FILE and SSL_CERT_DIR are read too, beside the built-in roots.
     #[arg(long, value_name = "PATH", conflicts_with = "sandbox", help_heading = heading::API)]
     pub ca_cert: Option<std::path::PathBuf>,
-}
-
-/// The most requests in flight that `--concurrency` takes.
-pub const MAX_CONCURRENCY: usize = 4096;
-
-/// `--concurrency`: 1 to [`MAX_CONCURRENCY`].
-fn concurrency(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(n @ 1..=MAX_CONCURRENCY) => Ok(n),
-        _ => Err(format!(
-            "'{text}' is not a number of requests from 1 to {MAX_CONCURRENCY}"
-        )),
-    }
-}
-
-/// `--base-url`: the API's root. The vendor's pages write every endpoint as
-/// `<root>/api/v2/...`, so a root copied with its `/api/v2` would send to
-/// `/api/v2/api/v2/workspace`: that part is dropped.
-fn api_root(text: &str) -> Result<String, String> {
-    let trimmed = text.trim();
-    let (head, tail) = trimmed
-        .split_once(['?', '#'])
-        .map_or((trimmed, ""), |(head, _)| (head, &trimmed[head.len()..]));
-    let path_end = head.trim_end_matches('/');
-    match path_end.strip_suffix("/api/v2") {
-        Some(root) if root.contains("://") && !root.ends_with(':') && !root.ends_with('/') => {
-            Ok(format!("{root}{tail}"))
-        }
-        _ => Ok(trimmed.to_owned()),
-    }
-}
-
-/// A duration above zero (`250ms`, `10s`).
-fn above_zero(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(duration) if duration.is_zero() => Err("must be above 0".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(error.to_string()),
-    }
 }
 
 /// `--progress`.
@@ -494,44 +472,6 @@ pub enum OnExistsArg {
     Fail,
     /// Send the row again as `PUT`: status `updated`.
     Update,
-}
-
-impl From<CsvArgs> for CsvFormat {
-    fn from(args: CsvArgs) -> CsvFormat {
-        CsvFormat {
-            delimiter: args.delimiter,
-            encoding: args.encoding,
-        }
-    }
-}
-
-impl From<OnExistsArg> for model::OnExists {
-    fn from(arg: OnExistsArg) -> model::OnExists {
-        match arg {
-            OnExistsArg::Skip => model::OnExists::Skip,
-            OnExistsArg::Fail => model::OnExists::Fail,
-            OnExistsArg::Update => model::OnExists::Update,
-        }
-    }
-}
-
-impl From<ProgressArg> for model::ProgressMode {
-    fn from(arg: ProgressArg) -> model::ProgressMode {
-        match arg {
-            ProgressArg::Auto => model::ProgressMode::Auto,
-            ProgressArg::Always => model::ProgressMode::Always,
-            ProgressArg::Never => model::ProgressMode::Never,
-        }
-    }
-}
-
-impl From<LogFormatArg> for model::LogFormat {
-    fn from(arg: LogFormatArg) -> model::LogFormat {
-        match arg {
-            LogFormatArg::Text => model::LogFormat::Text,
-            LogFormatArg::Json => model::LogFormat::Json,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ impl Transport {
     }
 
     /// `builder` with these roots, and without any proxy when `url` is this machine's.
-    pub(super) fn apply(&self, mut builder: ClientBuilder, url: &Url) -> ClientBuilder {
+    pub fn apply(&self, mut builder: ClientBuilder, url: &Url) -> ClientBuilder {
         for root in &self.extra_roots {
             builder = builder.add_root_certificate(root.clone());
         }

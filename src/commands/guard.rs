@@ -259,6 +259,9 @@ pub(crate) fn refuse_clobbering(
     if let Some(path) = &args.summary_json {
         outputs.push(("the --summary-json file", path));
     }
+    if let Some(path) = &args.metrics_file {
+        outputs.push(("the --metrics-file", path));
+    }
     let mut inputs: Vec<(&str, &Path)> = inputs_given
         .iter()
         .filter_map(|input| match input {
@@ -268,6 +271,9 @@ pub(crate) fn refuse_clobbering(
         .collect();
     if let Some(path) = &args.api_key_file {
         inputs.push(("the API key file", path));
+    }
+    if let Some(path) = &args.ca_cert {
+        inputs.push(("the --ca-cert file", path));
     }
     // What to do instead of writing the results over the input.
     let not_over_the_input = match running {

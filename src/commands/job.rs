@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::MetricsOut;
 use super::summary_file;
 use super::target::Target;
 use crate::cli::JobArgs;
@@ -12,6 +13,7 @@ use crate::job::{self, Job, Mode, Source, StopReason};
 use crate::model::{Input, MaxFailures, Operation, Output, Shard};
 use crate::pacing::PacingReport;
 use crate::records::{PriorResults, Sink};
+use crate::report::metrics::RunFigures;
 use crate::report::summary::AnnouncedLimit;
 use crate::report::{Summary, Tally, logging, progress, signals};
 
@@ -233,8 +235,23 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
         exit = Exit::OutputFailed;
         summary.exit_code = exit as u8;
     }
+    MetricsOut::of(args).send(&figures_of(&summary)).await;
     print_summary(&summary);
     Ok(exit)
+}
+
+/// The figures of the metrics, from the summary.
+fn figures_of(summary: &Summary) -> RunFigures {
+    RunFigures {
+        rows_by_status: RunFigures::rows(|status| {
+            summary.by_status.get(status).copied().unwrap_or(0)
+        }),
+        requests: summary.requests + summary.list_requests,
+        responses_429: summary.responses_429,
+        duration: Duration::from_secs_f64(summary.elapsed_seconds.max(0.0)),
+        exit_code: summary.exit_code,
+        finished_at: Some(std::time::SystemTime::now()),
+    }
 }
 
 /// The summary on stderr: lines of text, or with `--log-format json` one event whose

@@ -4,6 +4,7 @@
 
 mod guard;
 mod job;
+mod metrics;
 mod plan;
 mod retry;
 mod rollback;
@@ -18,25 +19,27 @@ use crate::cli::{Cli, Command};
 use crate::model::Operation;
 use crate::records::same_file;
 use crate::report::error_line;
+use crate::report::metrics::RunFigures;
 pub use job::Exit;
+use metrics::MetricsOut;
 
 /// Runs one command to its end.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
-    // The --summary-json file, and the file the command reads, which it must never be.
-    let (summary_json, read) = match &cli.command {
-        Command::Run(args) => (&args.rows.job.summary_json, args.rows.input.clone()),
-        Command::Update(args) | Command::Delete(args) => {
-            (&args.job.summary_json, args.input.clone())
-        }
-        Command::Retry(args) => (&args.job.summary_json, args.results.clone()),
-        Command::Plan(args) => (&args.job.summary_json, args.input.clone()),
-        Command::Rollback(args) => (&args.job.summary_json, args.results.clone()),
+    let started = std::time::Instant::now();
+    // The job's options, and the file the command reads, which --summary-json must never be.
+    let (job_args, read) = match &cli.command {
+        Command::Run(args) => (Some(&args.rows.job), args.rows.input.clone()),
+        Command::Update(args) | Command::Delete(args) => (Some(&args.job), args.input.clone()),
+        Command::Retry(args) => (Some(&args.job), args.results.clone()),
+        Command::Plan(args) => (Some(&args.job), args.input.clone()),
+        Command::Rollback(args) => (Some(&args.job), args.results.clone()),
         Command::Validate(_) | Command::Sandbox(_) | Command::Completions { .. } => {
-            (&None, String::new())
+            (None, String::new())
         }
     };
-    let summary_json = summary_json
-        .clone()
+    let metrics = job_args.map(MetricsOut::of);
+    let summary_json = job_args
+        .and_then(|args| args.summary_json.clone())
         .filter(|path| read == "-" || !same_file(path, std::path::Path::new(&read)));
     let ended = run_command(cli).await;
     let (code, error) = match &ended {
@@ -46,6 +49,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     summary_file::settle(code, error.clone());
     if let Some(path) = summary_json {
         summary_file::settle_unclaimed(&path, code, error);
+    }
+    // A command that ended before its job's summary: its exit code, and when it ran.
+    if let Some(metrics) = metrics
+        && !MetricsOut::sent()
+    {
+        let figures = RunFigures {
+            exit_code: code,
+            duration: started.elapsed(),
+            finished_at: Some(std::time::SystemTime::now()),
+            ..RunFigures::default()
+        };
+        metrics.send(&figures).await;
     }
     ended
 }

@@ -240,18 +240,16 @@ async fn attempt_until_final(
             .client
             .send(verb, request.body(verb), request.name())
             .await;
-        if let Err(NoAnswer::Unbuildable(why)) = &sent {
-            // No attempt: nothing went out, and it says nothing of the API.
+        if let Err(NoAnswer::Unbuildable(why) | NoAnswer::Untrusted(why)) = &sent {
+            // No attempt: nothing went out. A request that cannot be built says nothing of
+            // the API; a certificate the job does not trust, no retry mends.
             shared.pacer().release(ticket);
             trail.not_sent();
+            if matches!(sent, Err(NoAnswer::Untrusted(_))) {
+                return Verdict::stopped(shared.distrust(why), trail);
+            }
             let message = format!("the request cannot be built ({why}): nothing was sent");
             return Verdict::new(Status::Invalid, "INVALID_NAME", message);
-        }
-        if let Err(NoAnswer::Untrusted(problem)) = &sent {
-            // Nothing went out (the handshake failed), and no retry mends a certificate.
-            shared.pacer().release(ticket);
-            trail.not_sent();
-            return Verdict::stopped(shared.distrust(problem), trail);
         }
         trail.came_back(&sent, verb, row);
         match shared.pacer().observe(ticket, seen(&sent, &timed_out)) {
@@ -318,9 +316,7 @@ impl Trail {
         row.maybe_created |= verb != Verb::Put
             && match sent {
                 Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
-                Err(
-                    NoAnswer::ConnectFailed(_) | NoAnswer::Unbuildable(_) | NoAnswer::Untrusted(_),
-                ) => false,
+                Err(_) => false, // never sent
                 Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
             };
     }
@@ -346,26 +342,21 @@ fn seen<'a>(sent: &'a Result<Answer, NoAnswer>, timed_out: &'a str) -> Seen<'a> 
 
 /// An attempt that got no answer: worth another.
 fn not_answered(no_answer: NoAnswer, timed_out: &str) -> NotYet {
-    match no_answer {
-        NoAnswer::Timeout => NotYet {
-            code: "TIMEOUT".to_owned(),
-            message: timed_out.to_owned(),
-            retry_after: None,
-        },
+    let (code, message) = match no_answer {
+        NoAnswer::Timeout => ("TIMEOUT", timed_out.to_owned()),
         // The pacer sends these again (or stops the job): kept so that a change there
         // cannot leave such an attempt without its code.
-        NoAnswer::ConnectFailed(message) => NotYet {
-            code: "CONNECTION_ERROR".to_owned(),
-            message: format!("{NOT_CONNECTED}: {message}"),
-            retry_after: None,
-        },
-        NoAnswer::Lost(message) | NoAnswer::Unbuildable(message) | NoAnswer::Untrusted(message) => {
-            NotYet {
-                code: "CONNECTION_ERROR".to_owned(),
-                message,
-                retry_after: None,
-            }
+        NoAnswer::ConnectFailed(message) => {
+            ("CONNECTION_ERROR", format!("{NOT_CONNECTED}: {message}"))
         }
+        NoAnswer::Lost(message) | NoAnswer::Unbuildable(message) | NoAnswer::Untrusted(message) => {
+            ("CONNECTION_ERROR", message)
+        }
+    };
+    NotYet {
+        code: code.to_owned(),
+        message,
+        retry_after: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! from the first instant of the process.
 
 pub mod logging;
+pub mod metrics;
 pub mod progress;
 pub mod signals;
 pub mod stderr;

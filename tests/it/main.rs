@@ -26,6 +26,7 @@ mod ledger_property;
 mod logs;
 mod lost_answers;
 mod max_failures;
+mod metrics;
 mod output_file;
 mod pacing;
 mod plan;
