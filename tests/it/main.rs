@@ -32,6 +32,7 @@ mod pacing;
 mod plan;
 mod preflight;
 mod proxies;
+mod read_only;
 mod readme;
 mod reruns;
 mod retry_hint;
