@@ -118,6 +118,10 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
             Err(NoAnswer::Lost(_) | NoAnswer::Timeout) => None,
         };
         tries += 1;
+        let not_connected = match &seen {
+            Some(Seen::NotConnected(message)) => Some(message.to_string()),
+            _ => None,
+        };
         let next = match seen {
             Some(seen) => shared.pacer().observe(ticket, seen),
             None => {
@@ -132,9 +136,10 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
             // the rows waiting behind it.
             Next::Again if tries < sender.retry.max_attempts => continue,
             Next::Again => {
-                return Err(Failed::Because(
-                    "the API kept refusing it for now (429), or could not be reached".to_owned(),
-                ));
+                return Err(Failed::Because(match not_connected {
+                    Some(message) => format!("the API could not be reached: {message}"),
+                    None => "the API kept refusing it for now (429)".to_owned(),
+                }));
             }
             Next::Halt(halt) => {
                 shared.halt(halt);
