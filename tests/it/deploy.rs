@@ -517,7 +517,7 @@ fn every_pod_is_hardened_and_shares_the_images_user_and_the_volume() {
     let claims: Vec<String> = manifests
         .iter()
         .filter(|(path, text)| value(path, text, "kind") == "PersistentVolumeClaim")
-        .map(|(path, text)| values(&block(text, "metadata").join("\n"), "name").remove(0))
+        .map(|(_, text)| values(&block(text, "metadata").join("\n"), "name").remove(0))
         .collect();
     assert_eq!(claims, ["dbprov-data"], "deploy/pvc.yaml claims the volume");
 
