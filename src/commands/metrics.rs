@@ -94,6 +94,7 @@ impl MetricsOut {
         let client = transport
             .apply(reqwest::Client::builder(), &target)
             .timeout(PUSH_TIMEOUT)
+            .connect_timeout(PUSH_TIMEOUT / 3)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
