@@ -15,7 +15,7 @@ mod settings;
 mod values;
 
 pub use values::MAX_CONCURRENCY;
-use values::{above_zero, api_root, concurrency, metrics_job, pushgateway};
+use values::{above_zero, api_root, concurrency, metrics_job};
 
 /// Help headings: a command's options in groups, the global ones last.
 mod heading {
@@ -430,7 +430,7 @@ pub struct JobArgs {
     /// At the end, push the run's metrics to this Prometheus Pushgateway: a POST to
     /// /metrics/job/<--metrics-job> (/shard/<I> with --shard). A push that fails is a
     /// warning; it never changes the exit code.
-    #[arg(long, value_name = "URL", value_parser = pushgateway, help_heading = heading::REPORTING)]
+    #[arg(long, value_name = "URL", help_heading = heading::REPORTING)]
     pub pushgateway: Option<String>,
     /// The `job` of the Pushgateway's grouping key.
     #[arg(long, value_name = "NAME", default_value = "dbprov", value_parser = metrics_job, help_heading = heading::REPORTING)]

@@ -27,6 +27,14 @@ pub enum CaCertError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file holds a certificate that cannot be used.
+    #[error("--ca-cert {} holds a certificate that cannot be used ({why}): give the certificate authority's certificate in PEM", path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The file holds no PEM certificate.
     #[error(
         "--ca-cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the certificate authority's certificate in PEM",
@@ -54,6 +62,23 @@ impl Transport {
         let extra_roots = Certificate::from_pem_bundle(&pem).map_err(|_| no_certificate())?;
         if extra_roots.is_empty() {
             return Err(no_certificate());
+        }
+        // A block that is PEM but no certificate (a damaged one) is refused now, naming
+        // the file, not as "cannot set up the HTTP client".
+        let mut trial = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .tls_built_in_native_certs(false)
+            .tls_built_in_webpki_certs(false);
+        for root in &extra_roots {
+            trial = trial.add_root_certificate(root.clone());
+        }
+        if let Err(error) = trial.build() {
+            let why = std::error::Error::source(&error)
+                .map_or_else(|| error.to_string(), |source| source.to_string());
+            return Err(CaCertError::Unusable {
+                path: path.to_owned(),
+                why,
+            });
         }
         Ok(Transport { extra_roots })
     }
@@ -125,6 +150,10 @@ fn certificate_problem(problem: &rustls::CertificateError) -> String {
         }
         E::Expired | E::ExpiredContext { .. } => "it has expired".to_owned(),
         E::NotValidYet | E::NotValidYetContext { .. } => "it is not valid yet".to_owned(),
+        // webpki's own error, which rustls passes on as "other".
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "it is a certificate authority's certificate (CA:TRUE) used as the server's own: give the server a certificate signed by that authority, and --ca-cert the authority's".to_owned()
+        }
         other => format!("it was refused ({other})"),
     }
 }

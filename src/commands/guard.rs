@@ -252,6 +252,9 @@ pub(crate) fn refuse_clobbering(
     args: &JobArgs,
     running: Running,
 ) -> anyhow::Result<()> {
+    if let Some(url) = &args.pushgateway {
+        super::metrics::check_pushgateway(url)?;
+    }
     let mut outputs: Vec<(&str, &Path)> = Vec::new();
     if let Output::File(path) = output {
         outputs.push(("the results file", path));

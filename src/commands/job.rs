@@ -251,6 +251,7 @@ fn figures_of(summary: &Summary) -> RunFigures {
         duration: Duration::from_secs_f64(summary.elapsed_seconds.max(0.0)),
         exit_code: summary.exit_code,
         finished_at: Some(std::time::SystemTime::now()),
+        earlier_success: None,
     }
 }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::api::Transport;
 use crate::cli::JobArgs;
 use crate::model::Shard;
-use crate::report::metrics::{CONTENT_TYPE, RunFigures};
+use crate::report::metrics::{CONTENT_TYPE, RunFigures, last_success_in, written_by_dbprov};
+use crate::report::signals;
 
 /// The longest a push may take: a Pushgateway that does not answer delays the end of the
 /// job by this much at most.
@@ -53,7 +54,7 @@ impl MetricsOut {
                 .map(|shard| ("shard", shard.index.to_string()))
                 .into_iter()
                 .collect();
-            if let Err(error) = write_atomically(path, &figures.encode(&labels)) {
+            if let Err(error) = write_file(path, figures, &labels) {
                 tracing::warn!(
                     "cannot write the metrics to {}: {error}; the exit code stays {}",
                     path.display(),
@@ -62,13 +63,28 @@ impl MetricsOut {
             }
         }
         if let Some(url) = &self.pushgateway
-            && let Err(error) = self.push(url, &figures.encode(&[])).await
+            && check_pushgateway(url).is_ok()
         {
-            tracing::warn!(
-                "cannot push the metrics to the Pushgateway {}: {error}; the exit code stays {}",
-                shown(url),
-                figures.exit_code
-            );
+            let text = figures.encode(&[]);
+            // The job is over and recorded: a first Ctrl-C (or SIGTERM) that comes during
+            // the push abandons only the push. One that stopped the job lets it go.
+            let interrupted = async {
+                if signals::interrupted_flag().load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                signals::until_interrupted().await;
+            };
+            let pushed = tokio::select! {
+                pushed = self.push(url, &text) => pushed,
+                () = interrupted => Err("interrupted, so the push was abandoned".to_owned()),
+            };
+            if let Err(error) = pushed {
+                tracing::warn!(
+                    "cannot push the metrics to the Pushgateway {}: {error}; the exit code stays {}",
+                    shown(url),
+                    figures.exit_code
+                );
+            }
         }
     }
 
@@ -90,7 +106,9 @@ impl MetricsOut {
                 path.extend(["shard", &shard.index.to_string()]);
             }
         }
-        let transport = Transport::new(self.ca_cert.as_deref()).map_err(|e| e.to_string())?;
+        // A --ca-cert that cannot be used was said already: the push goes on without it
+        // (a push over http needs none).
+        let transport = Transport::new(self.ca_cert.as_deref()).unwrap_or_default();
         let client = transport
             .apply(reqwest::Client::builder(), &target)
             .timeout(PUSH_TIMEOUT)
@@ -109,8 +127,8 @@ impl MetricsOut {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body
+        let body = start_of_body(response).await;
+        let body: String = String::from_utf8_lossy(&body)
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .take(200)
@@ -123,22 +141,79 @@ impl MetricsOut {
     }
 }
 
-/// Writes `text` to `path` through a temporary file beside it, renamed over it: a
-/// collector never reads half a file. Readable by all, as a collector running as another
-/// user needs.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+/// Refuses a `--pushgateway` that is not an http(s) URL without a query or fragment (the
+/// push's path goes after it), before any request; said without its password.
+pub(crate) fn check_pushgateway(url: &str) -> anyhow::Result<()> {
+    let usable = reqwest::Url::parse(url).is_ok_and(|parsed| {
+        matches!(parsed.scheme(), "http" | "https")
+            && parsed.has_host()
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+    });
+    anyhow::ensure!(
+        usable,
+        "--pushgateway {} is not an http:// or https:// URL without ?query or #fragment (e.g. http://pushgateway:9091)",
+        shown(url)
+    );
+    Ok(())
+}
+
+/// The first KiB of an answer's body, at most: a Pushgateway (or what stands in its
+/// place) that answers with a huge body must not fill the memory.
+async fn start_of_body(mut response: reqwest::Response) -> Vec<u8> {
+    const START: usize = 1024;
+    let mut body = Vec::new();
+    while body.len() < START {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(START - body.len())])
+            }
+            _ => break,
+        }
+    }
+    body
+}
+
+/// Writes the metrics to `path` (through a symbolic link, to what it names), through a
+/// temporary file beside it renamed over it: a collector never reads half a file.
+/// Readable by all, as a collector running as another user needs. A file that holds
+/// anything but dbprov's metrics is someone's data, never replaced; the last success it
+/// holds is said again after a run that did not succeed.
+fn write_file(
+    path: &Path,
+    figures: &RunFigures,
+    labels: &[(&'static str, String)],
+) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut figures = figures.clone();
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_file() => return Err("it is not a regular file".to_owned()),
+        Ok(meta) if meta.len() > 0 => {
+            let text = std::fs::read(&path)
+                .ok()
+                .filter(|bytes| bytes.len() <= 1024 * 1024)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|text| written_by_dbprov(text))
+                .ok_or("it holds something else than dbprov's metrics: give another path")?;
+            figures.earlier_success = last_success_in(&text);
+        }
+        _ => {}
+    }
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut file = tempfile::NamedTempFile::new_in(folder)?;
-    file.write_all(text.as_bytes())?;
-    file.as_file().sync_all()?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let write = || -> std::io::Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(folder)?;
+        file.write_all(figures.encode(labels).as_bytes())?;
+        file.as_file().sync_all()?;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| e.to_string())
 }
 
 /// A URL without its user name and password, for messages.
@@ -147,9 +222,18 @@ fn shown(url: &str) -> String {
         Ok(mut url) => {
             let _ = url.set_password(None);
             let _ = url.set_username("");
+            url.set_query(None);
+            url.set_fragment(None);
             url.to_string()
         }
-        Err(_) => "(the URL given)".to_owned(),
+        // Not a URL: whatever stands before an `@` may be a password, and a query a token.
+        Err(_) => {
+            let url = url.split(['?', '#']).next().unwrap_or("");
+            match url.rsplit_once('@') {
+                Some((_, host)) => format!("…@{host}"),
+                None => url.to_owned(),
+            }
+        }
     }
 }
 

@@ -2,20 +2,20 @@
 //! attempts spent, or the job stopping. Each attempt waits for the pacer and tells it what
 //! came back; the retry policy decides about the rest.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::shared::{Mode, Sender, Shared, StopReason};
+use super::trail::{NextAttempt, Trail};
 use super::triage::Carried;
 use super::writer::ToWrite;
-use crate::api::retry::{is_retryable_status, may_have_applied};
+use crate::api::retry::is_retryable_status;
 use crate::api::{Answer, NoAnswer, RowRequest, Verb, says_absent};
 use crate::model::notes::{IN_FLIGHT, NOT_CONNECTED, NOT_LISTED};
 use crate::model::{OnExists, Operation, RowOutcome, Status};
 use crate::pacing::{Next, Seen};
 use crate::records::ledger::{self, Because, Final, settle};
-use crate::report::signals;
 
 /// The message of a row an earlier run recorded done, whose name the list did not show,
 /// and whose POST found it in place.
@@ -112,38 +112,6 @@ async fn record_sending(
         (Ok(()), Ok(true)) => Ok(()),
         _ => Err(StopReason::OutputFailed),
     }
-}
-
-/// What the attempts of one row left behind.
-#[derive(Default)]
-struct Trail {
-    /// Requests sent (429s and refused connections included).
-    attempts: u32,
-    /// Attempts that sent the one before them again ([`NextAttempt::Again`]).
-    retries: u32,
-    /// A PUT went out after the POST met a taken name ([`NextAttempt::PutAfterTaken`]).
-    put_after_taken: bool,
-    /// The verb of the last request that went out.
-    last_verb: Option<Verb>,
-    /// Status of the last attempt; `None` if it got no answer.
-    http_status: Option<u16>,
-    /// The last attempt could not connect: it sent nothing.
-    not_connected: bool,
-    /// When the first attempt went out (latency is not counted from the pacer's queue).
-    started: Option<Instant>,
-}
-
-/// What the next attempt of a row sends, for the counts: only a request sent again is a
-/// retry.
-#[derive(Clone, Copy)]
-enum NextAttempt {
-    /// The row's first request.
-    First,
-    /// The request before it, again: after a retryable outcome, a 429 or a connection
-    /// not made.
-    Again,
-    /// A PUT after the POST met a taken name (`--on-exists update`): a new request.
-    PutAfterTaken,
 }
 
 /// A row's final status with its code and message.
@@ -281,47 +249,6 @@ async fn attempt_until_final(
     }
 }
 
-impl Trail {
-    /// An attempt goes out: counted once it does, so a job that stops first sent no
-    /// retry, and no PUT.
-    fn going_out(&mut self, next: NextAttempt) {
-        if self.attempts == 0 {
-            self.started = Some(Instant::now());
-            signals::sending();
-        }
-        self.attempts += 1;
-        match next {
-            NextAttempt::First => {}
-            NextAttempt::Again => self.retries += 1,
-            NextAttempt::PutAfterTaken => self.put_after_taken = true,
-        }
-    }
-
-    /// The attempt just counted never went out.
-    fn not_sent(&mut self) {
-        self.attempts -= 1;
-        if self.attempts == 0 {
-            self.started = None;
-            signals::recorded();
-        }
-    }
-
-    /// What came back of the attempt. Whatever comes next (a retry, a pause, the job
-    /// stopping), this attempt may have created (or deleted) the workspace unseen: no
-    /// answer after it went out, or an error that hides the outcome (a 5xx). A PUT
-    /// creates nothing: a lost one leaves the question where it was.
-    fn came_back(&mut self, sent: &Result<Answer, NoAnswer>, verb: Verb, row: &mut Carried) {
-        self.http_status = sent.as_ref().ok().map(|answer| answer.status);
-        self.not_connected = matches!(sent, Err(NoAnswer::ConnectFailed(_)));
-        row.maybe_created |= verb != Verb::Put
-            && match sent {
-                Err(NoAnswer::Timeout | NoAnswer::Lost(_)) => true,
-                Err(_) => false, // never sent
-                Ok(answer) => answer.code.is_some() && may_have_applied(answer.status),
-            };
-    }
-}
-
 /// What the pacer is told of an attempt.
 fn seen<'a>(sent: &'a Result<Answer, NoAnswer>, timed_out: &'a str) -> Seen<'a> {
     match sent {
@@ -362,6 +289,15 @@ fn not_answered(no_answer: NoAnswer, timed_out: &str) -> NotYet {
 
 /// What an answer means for the row.
 fn judge(shared: &Shared, sender: &Sender, verb: Verb, row: &Carried, answer: Answer) -> Judged {
+    // Before all else: a refused key's message may read like anything ("not found").
+    if answer.refuses_key() {
+        shared.stop(StopReason::Unauthorized);
+        return Judged::Final(Verdict::new(
+            Status::Failed,
+            answer.code.as_deref().unwrap_or("HTTP_401"),
+            answer.message,
+        ));
+    }
     if verb == Verb::Delete && says_absent(&answer) {
         // Gone, as asked: by an earlier attempt whose answer was lost, or before.
         return Judged::Final(if row.maybe_created {
@@ -370,9 +306,6 @@ fn judge(shared: &Shared, sender: &Sender, verb: Verb, row: &Carried, answer: An
         } else {
             Verdict::new(Status::Absent, "", answer.message)
         });
-    }
-    if answer.refuses_key() {
-        shared.stop(StopReason::Unauthorized);
     }
     let Some(code) = answer.code else {
         return Judged::Final(succeeded(shared, verb, row));

@@ -11,6 +11,7 @@ mod preflight;
 mod progress;
 pub mod run;
 pub mod shared;
+mod trail;
 mod triage;
 mod writer;
 

@@ -98,6 +98,7 @@ async fn fetch(shared: &Shared, page: Option<u32>, requests: &mut u64) -> Result
             listed = sender.client.list(page, timeout.min(left)) => listed,
         };
         if let Err(NoAnswer::Untrusted(problem)) = &listed {
+            *requests -= 1; // the handshake failed: nothing was sent
             shared.pacer().release(ticket);
             shared.distrust(problem);
             return Err(Failed::Stopped);

@@ -234,7 +234,7 @@ impl Shared {
     pub(crate) fn distrust(&self, problem: &str) -> StopReason {
         if self.stop(StopReason::Untrusted) {
             tracing::error!(
-                "stopping: the API's TLS certificate was refused: {problem}. Nothing was sent to it. For a self-hosted API behind a private certificate authority, give that authority's certificate (PEM) with --ca-cert PATH, or set SSL_CERT_FILE / SSL_CERT_DIR; the rows not finished are written skipped / {}",
+                "stopping: the API's TLS certificate was refused: {problem}. The request that met it was not sent. For a self-hosted API behind a private certificate authority, give that authority's certificate (PEM) with --ca-cert PATH, or set SSL_CERT_FILE / SSL_CERT_DIR; the rows not finished are written skipped / {}",
                 StopReason::Untrusted.code()
             );
         }

@@ -17,6 +17,22 @@ use crate::model::Status;
 /// The content type of [`RunFigures::encode`]'s text, for a push.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The metric of the last success.
+pub const LAST_SUCCESS: &str = "dbprov_last_success_timestamp_seconds";
+
+/// Whether `text` is metrics dbprov wrote: a file that holds anything else is not
+/// replaced.
+pub fn written_by_dbprov(text: &str) -> bool {
+    text.starts_with("# HELP dbprov_")
+}
+
+/// The last success that metrics dbprov wrote say, if they say one.
+pub fn last_success_in(text: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(LAST_SUCCESS))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
 /// What a run came to, as its metrics say it.
 #[derive(Debug, Clone, Default)]
 pub struct RunFigures {
@@ -32,6 +48,9 @@ pub struct RunFigures {
     pub exit_code: u8,
     /// When the run ended.
     pub finished_at: Option<SystemTime>,
+    /// When an earlier run last succeeded (Unix time), to say again after a run that did
+    /// not: a file, unlike a push, keeps nothing it is not given.
+    pub earlier_success: Option<f64>,
 }
 
 impl RunFigures {
@@ -97,12 +116,16 @@ impl RunFigures {
             "When the last run ended (Unix time)",
             finished,
         );
-        if self.exit_code == 0 {
+        let last_success = match self.exit_code {
+            0 => Some(finished),
+            _ => self.earlier_success,
+        };
+        if let Some(last_success) = last_success {
             seconds(
                 &mut registry,
-                "dbprov_last_success_timestamp_seconds",
+                LAST_SUCCESS,
                 "When the last run that exited 0 ended (Unix time)",
-                finished,
+                last_success,
             );
         }
         let mut text = String::new();
@@ -137,6 +160,7 @@ mod tests {
             duration: Duration::from_millis(1500),
             exit_code,
             finished_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            earlier_success: None,
         }
     }
 
@@ -164,6 +188,22 @@ mod tests {
             !text.contains("# EOF"),
             "Prometheus' text format, not OpenMetrics'"
         );
+    }
+
+    #[test]
+    fn a_file_says_again_the_last_success_of_an_earlier_run() {
+        let earlier = figures(0).encode(&[("shard", "1".to_owned())]);
+        assert!(written_by_dbprov(&earlier));
+        assert!(!written_by_dbprov("_row,_status\n"));
+        let carried = last_success_in(&earlier);
+        assert_eq!(carried, Some(1_800_000_000.0));
+        let failed = RunFigures {
+            earlier_success: carried,
+            ..figures(1)
+        };
+        let text = failed.encode(&[("shard", "1".to_owned())]);
+        assert_eq!(last_success_in(&text), carried, "{text}");
+        assert!(text.contains("dbprov_exit_code{shard=\"1\"} 1"), "{text}");
     }
 
     #[test]

@@ -395,3 +395,22 @@ async fn a_400_authentication_error_stops_the_job_like_a_401() {
         run.stderr
     );
 }
+
+#[tokio::test]
+async fn a_delete_refused_with_a_message_that_reads_not_found_is_no_absent() {
+    // The refusal's message reads like a delete's "does not exist": the key comes first.
+    let server = FaultServer::start(Canned::AuthenticationError).await;
+    let dir = JobDir::new();
+    let input = dir.write("in.csv", "name\na\nb\nc\nd\n");
+    let key = fault_key(&dir);
+    let mut args = job_args_to(&server.url, &key, &dir, "deleted.csv");
+    args.extend(["--concurrency", "1"].map(str::to_owned));
+    let run = dbprov_with(&["delete", &input], &args).await;
+    assert_eq!(run.exit, 3, "{}", run.stderr);
+    let (_, rows) = dir.results("deleted.csv");
+    assert_one_row_per_input_row(&rows, 4);
+    assert!(rows.iter().all(|r| r["_status"] != "absent"), "{rows:?}");
+    let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
+    assert_eq!(failed, 1, "{rows:?}");
+    assert_eq!(server.requests(), 1);
+}

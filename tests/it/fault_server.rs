@@ -58,7 +58,8 @@ pub enum Canned {
     TooManyRequests(String),
     /// 503 with this `Retry-After`.
     Unavailable(String),
-    /// 400 `AUTHENTICATION_ERROR`: the vendor's answer to a key that is not a valid token.
+    /// 400 `AUTHENTICATION_ERROR` to every request, the list and deletes too: the vendor's
+    /// answer to a key that is not a valid token.
     AuthenticationError,
 }
 
@@ -135,6 +136,14 @@ async fn answer(
         .or_default() += 1;
     if uri.path() != WORKSPACE {
         return envelope(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path");
+    }
+    if let Canned::AuthenticationError = shared.canned {
+        // Every method, the list too; the message reads like a delete's "not found".
+        return envelope(
+            StatusCode::BAD_REQUEST,
+            "AUTHENTICATION_ERROR",
+            "Workspace not found for this API key",
+        );
     }
     if method == Method::GET {
         return json(StatusCode::OK, r#"{"data":[],"error":null}"#.to_owned());
@@ -223,11 +232,7 @@ async fn answer(
                 .insert(header::RETRY_AFTER, retry_after.parse().unwrap());
             response
         }
-        Canned::AuthenticationError => envelope(
-            StatusCode::BAD_REQUEST,
-            "AUTHENTICATION_ERROR",
-            "Invalid API key format",
-        ),
+        Canned::AuthenticationError => unreachable!("answered above"),
         Canned::ForgedLogLine => {
             let text = format!("bad\r\n{FORGED}");
             let body = serde_json::json!({

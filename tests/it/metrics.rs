@@ -297,6 +297,7 @@ async fn metrics_options_that_cannot_be_used_are_refused_before_any_request() {
         ("--pushgateway", "pushgateway:9091"),
         ("--pushgateway", "http://gw:9091/?x=1"),
         ("--metrics-job", "a/b"),
+        ("--metrics-job", ".."),
         ("--metrics-file", input.as_str()),
     ] {
         let mut args = job.args("results.csv");
@@ -305,5 +306,115 @@ async fn metrics_options_that_cannot_be_used_are_refused_before_any_request() {
         assert_eq!(run.exit, 2, "{flag} {value}: {}", run.stderr);
         assert!(run.stderr.contains(flag), "{flag} {value}: {}", run.stderr);
     }
+    assert_eq!(job.requests().await, 0);
+}
+
+#[tokio::test]
+async fn a_refused_metrics_file_is_never_written_and_no_one_elses_file_is_replaced() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 3));
+    let run = job.run(&["run", &input]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let results = job.path("results.csv");
+    let ledger = std::fs::read(&results).unwrap();
+    let read = std::fs::read(&input).unwrap();
+    // The ledger and the input, named as the metrics file: refused, and left as they were
+    // (the metrics of a command that stops before its job must not write them either).
+    for (command, target) in [("retry", &results), ("run", &input)] {
+        let mut words = vec![command, if command == "retry" { &results } else { &input }];
+        let other = job.path("other.csv");
+        if command == "run" {
+            words.extend(["-o", &other]);
+        }
+        words.extend(["--sandbox", "--metrics-file", target]);
+        let run = dbprov(&words).await;
+        assert_eq!(run.exit, 2, "{command}: {}", run.stderr);
+    }
+    assert_eq!(
+        std::fs::read(&results).unwrap(),
+        ledger,
+        "the ledger is intact"
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), read, "the input is intact");
+    // A file that holds anything but dbprov's metrics is someone's: a warning, no write.
+    let notes = job.dir.write("notes.prom", "my own notes\n");
+    let mut args = job.args("results-2.csv");
+    args.extend(["--metrics-file".to_owned(), notes.clone()]);
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("something else than dbprov's metrics"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my own notes\n");
+}
+
+#[tokio::test]
+async fn a_metrics_file_keeps_the_last_success_through_a_failed_night() {
+    let job = Job::new().await;
+    let file = job.path("nightly.prom");
+    let good = job.input(&tenants("t", 3));
+    let mut args = job.args("results.csv");
+    args.extend(["--metrics-file".to_owned(), file.clone()]);
+    let run = dbprov_with(&["run", &good], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let first = std::fs::read_to_string(&file).unwrap();
+    let success = value(&first, "dbprov_last_success_timestamp_seconds", None).unwrap();
+    // The next night fails: the file says so, and still when the last success was, so an
+    // alert on its age fires (instead of finding no series).
+    let bad = job.dir.write("bad.csv", &four_and_one_invalid());
+    let mut args = job.args("results-2.csv");
+    args.extend(["--metrics-file".to_owned(), file.clone()]);
+    let run = dbprov_with(&["run", &bad], &args).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    let second = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        value(&second, "dbprov_exit_code", None),
+        Some(1.0),
+        "{second}"
+    );
+    assert_eq!(
+        value(&second, "dbprov_last_success_timestamp_seconds", None),
+        Some(success),
+        "{second}"
+    );
+}
+
+#[tokio::test]
+async fn the_push_of_a_command_refused_for_its_ca_cert_still_goes_out() {
+    let gateway = FakePushgateway::start(StatusCode::OK).await;
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let empty = job.dir.write("empty.pem", "");
+    let mut args = job.args("results.csv");
+    args.extend(["--ca-cert", &empty, "--pushgateway", &gateway.url].map(str::to_owned));
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    let pushes = gateway.pushes();
+    assert_eq!(pushes.len(), 1, "{}", run.stderr);
+    assert_eq!(value(&pushes[0].body, "dbprov_exit_code", None), Some(2.0));
+}
+
+#[tokio::test]
+async fn a_refused_pushgateway_url_is_said_without_its_password_or_query() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let mut args = job.args("results.csv");
+    args.extend(
+        [
+            "--pushgateway",
+            "http://user:s3cret-pw@gw.example.test:9091/?token=t0ken",
+        ]
+        .map(str::to_owned),
+    );
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--pushgateway"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("s3cret-pw") && !run.stderr.contains("t0ken"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(job.requests().await, 0);
 }

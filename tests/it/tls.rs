@@ -129,6 +129,18 @@ async fn a_ca_cert_that_cannot_be_used_stops_before_any_request() {
         run.stderr
     );
     assert_eq!(job.requests().await, 0);
+    let damaged = job.dir.write(
+        "damaged.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBBQUAMBQxEjAQBgNVBAMMCWxv\n-----END CERTIFICATE-----\n",
+    );
+    set_flag(&mut args, "--ca-cert", &damaged);
+    let run = dbprov_with(&["run", &input], &args).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--ca-cert") && run.stderr.contains("damaged.pem"),
+        "the option and the file are named: {}",
+        run.stderr
+    );
     let both = dbprov_with(
         &["run", &input, "--sandbox", "--ca-cert", "x.pem", "-o", "-"],
         &[],
@@ -139,4 +151,20 @@ async fn a_ca_cert_that_cannot_be_used_stops_before_any_request() {
         "--ca-cert means nothing to the sandbox: {}",
         both.stderr
     );
+}
+
+#[tokio::test]
+async fn an_authority_certificate_served_as_the_servers_own_is_said_in_words() {
+    let job = Job::new().await;
+    let front = TlsFront::start_as_authority(&job.sandbox.url()).await;
+    let input = job.input(&tenants("t", 2));
+    let mut args = job.args("results.csv");
+    set_flag(&mut args, "--base-url", &front.url);
+    let ca = job.dir.write("ca.pem", &front.ca_pem);
+    args.extend(["--ca-cert".to_owned(), ca]);
+    let run = run_with_env(&input, &args, &[]).await;
+    assert_eq!(run.exit, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("(CA:TRUE)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("OtherError"), "{}", run.stderr);
+    assert_eq!(job.requests().await, 0);
 }

@@ -21,7 +21,16 @@ pub struct TlsFront {
 impl TlsFront {
     /// A front for the plain-HTTP root `backend` (`http://127.0.0.1:PORT`).
     pub async fn start(backend: &str) -> TlsFront {
-        let (ca_pem, config) = certified("dbprov test authority");
+        TlsFront::serve(backend, certified("dbprov test authority")).await
+    }
+
+    /// A front whose certificate is an authority's own (CA:TRUE, self-signed), as
+    /// `openssl req -x509` makes one.
+    pub async fn start_as_authority(backend: &str) -> TlsFront {
+        TlsFront::serve(backend, self_signed_authority()).await
+    }
+
+    async fn serve(backend: &str, (ca_pem, config): (String, ServerConfig)) -> TlsFront {
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -58,16 +67,34 @@ fn certified(name: &str) -> (String, ServerConfig) {
         .unwrap()
         .signed_by(&key, &authority)
         .unwrap();
-    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    (authority.pem(), server_config(leaf.der().clone(), &key))
+}
+
+/// An authority's certificate for this machine's names, served as the server's own.
+fn self_signed_authority() -> (String, ServerConfig) {
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let certificate = params.self_signed(&key).unwrap();
+    (
+        certificate.pem(),
+        server_config(certificate.der().clone(), &key),
+    )
+}
+
+fn server_config(
+    certificate: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    key: &KeyPair,
+) -> ServerConfig {
+    ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![leaf.der().clone()],
+            vec![certificate],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
-        .unwrap();
-    (authority.pem(), config)
+        .unwrap()
 }
 
 /// The certificate of an authority that signed nothing the tests serve, in PEM.
