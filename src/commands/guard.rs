@@ -323,9 +323,20 @@ pub(crate) fn refuse_clobbering(
             path.display()
         );
     }
+    // A terminal or a pipe is no file to rename metrics over: /dev/stdout replaced by a
+    // file would be the machine's loss, not only the job's.
+    if let Some(path) = &args.metrics_file {
+        let at = FileId::at(path);
+        anyhow::ensure!(
+            at.is_none() || (at != FileId::of_stdout() && at != FileId::of_stderr()),
+            "the --metrics-file {} is where this command's output goes: give a file in the textfile collector's folder",
+            path.display()
+        );
+    }
     if let Some(path) = &args.summary_json {
         summary_file::claim(path)?;
     }
+    super::metrics::file_cleared();
     Ok(())
 }
 

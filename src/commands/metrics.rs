@@ -21,6 +21,16 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Set once the metrics went out, so that the end of the command does not send them again.
 static SENT: AtomicBool = AtomicBool::new(false);
 
+/// Set once the command's checks accepted the `--metrics-file` path: a path refused (the
+/// results file, the input, where stdout goes) is never written, not even with the exit
+/// code of its refusal.
+static FILE_CLEARED: AtomicBool = AtomicBool::new(false);
+
+/// The command's checks accepted the `--metrics-file` path.
+pub(crate) fn file_cleared() {
+    FILE_CLEARED.store(true, Ordering::SeqCst);
+}
+
 /// Where a command's metrics go.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MetricsOut {
@@ -48,7 +58,9 @@ impl MetricsOut {
         if SENT.swap(true, Ordering::SeqCst) {
             return;
         }
-        if let Some(path) = &self.file {
+        if let Some(path) = &self.file
+            && FILE_CLEARED.load(Ordering::SeqCst)
+        {
             let labels: Vec<(&'static str, String)> = self
                 .shard
                 .map(|shard| ("shard", shard.index.to_string()))

@@ -418,3 +418,38 @@ async fn a_refused_pushgateway_url_is_said_without_its_password_or_query() {
     );
     assert_eq!(job.requests().await, 0);
 }
+
+#[tokio::test]
+async fn a_metrics_file_that_is_standard_output_is_refused_and_nothing_is_renamed_over_it() {
+    // A link like /dev/stdout, in the test's own folder: as root, a rename over the real
+    // one would replace the machine's /dev/stdout with a file.
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let link = job.path("stdout-link");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let redirected = job.path("redirected.txt");
+    let mut args = job.args("results.csv");
+    args.extend(["--metrics-file".to_owned(), link.clone()]);
+    let words = crate::process::line(&["run", &input], &args);
+    let mut command = crate::process::command(&words);
+    command.stdout(std::fs::File::create(&redirected).unwrap());
+    let run = crate::process::run_to_end(command).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("where this command's output goes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&redirected).unwrap(),
+        "",
+        "nothing written through it"
+    );
+    assert_eq!(job.requests().await, 0);
+}
