@@ -53,7 +53,11 @@ impl Answer {
     /// to a key that is not a valid token). Every further request would be refused too.
     pub fn refuses_key(&self) -> bool {
         self.status == 401
-            || (self.status == 400 && self.code.as_deref() == Some(AUTHENTICATION_ERROR))
+            || (self.status == 400
+                && self
+                    .code
+                    .as_deref()
+                    .is_some_and(|code| code.eq_ignore_ascii_case(AUTHENTICATION_ERROR)))
     }
 
     /// `401`, or `400 AUTHENTICATION_ERROR`: for messages.

@@ -34,7 +34,8 @@ pub struct Client {
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The base URL is not an http(s) URL.
+    /// The base URL is not an http(s) URL (shown without its query or fragment, which
+    /// may hold a secret).
     #[error("--base-url '{0}' is not an http:// or https:// URL without ?query or #fragment")]
     BadBaseUrl(String),
     /// The key cannot go into a header.
@@ -61,7 +62,7 @@ impl Client {
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
             // The API's path is appended to the root: a query or fragment would swallow it.
             .filter(|u| u.query().is_none() && u.fragment().is_none())
-            .ok_or_else(|| ClientError::BadBaseUrl(base_url.to_owned()))?;
+            .ok_or_else(|| ClientError::BadBaseUrl(shown_base_url(base_url)))?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| ClientError::BadKey)?;
         // Marked sensitive, the header is redacted from reqwest's and hyper's own logs.
@@ -157,6 +158,15 @@ impl Client {
             body.truncate(MAX_BODY - self.key.expose().len().min(MAX_BODY));
         }
         Ok(redact(&String::from_utf8_lossy(&body), &self.key))
+    }
+}
+
+/// A base URL for a message: what stands before a `?` or `#` (after them may be a key, a
+/// token), and `?…` in their place.
+pub fn shown_base_url(base_url: &str) -> String {
+    match base_url.split_once(['?', '#']) {
+        Some((head, _)) => format!("{head}?…"),
+        None => base_url.to_owned(),
     }
 }
 

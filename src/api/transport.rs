@@ -28,7 +28,7 @@ pub enum CaCertError {
         source: std::io::Error,
     },
     /// The file holds a certificate that cannot be used.
-    #[error("--ca-cert {} holds a certificate that cannot be used ({why}): give the certificate authority's certificate in PEM", path.display())]
+    #[error("--ca-cert {} holds {why}: give the certificate authority's certificate in PEM", path.display())]
     Unusable {
         /// The file.
         path: PathBuf,
@@ -56,8 +56,15 @@ impl Transport {
             path: path.to_owned(),
             source,
         })?;
-        let no_certificate = || CaCertError::NoCertificate {
+        let unusable = |why: &str| CaCertError::Unusable {
             path: path.to_owned(),
+            why: why.to_owned(),
+        };
+        let no_certificate = || match pem.windows(10).any(|w| w == b"-----BEGIN") {
+            true => unusable("a PEM block that cannot be read (damaged, or cut short?)"),
+            false => CaCertError::NoCertificate {
+                path: path.to_owned(),
+            },
         };
         let extra_roots = Certificate::from_pem_bundle(&pem).map_err(|_| no_certificate())?;
         if extra_roots.is_empty() {
@@ -72,13 +79,8 @@ impl Transport {
         for root in &extra_roots {
             trial = trial.add_root_certificate(root.clone());
         }
-        if let Err(error) = trial.build() {
-            let why = std::error::Error::source(&error)
-                .map_or_else(|| error.to_string(), |source| source.to_string());
-            return Err(CaCertError::Unusable {
-                path: path.to_owned(),
-                why,
-            });
+        if trial.build().is_err() {
+            return Err(unusable("a PEM block that is no valid certificate"));
         }
         Ok(Transport { extra_roots })
     }

@@ -235,7 +235,11 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
         exit = Exit::OutputFailed;
         summary.exit_code = exit as u8;
     }
-    MetricsOut::of(args).send(&figures_of(&summary)).await;
+    let figures = RunFigures {
+        rehearsal: how.planning || how.dry_run,
+        ..figures_of(&summary)
+    };
+    MetricsOut::of(args).send(&figures).await;
     print_summary(&summary);
     Ok(exit)
 }
@@ -252,6 +256,7 @@ fn figures_of(summary: &Summary) -> RunFigures {
         exit_code: summary.exit_code,
         finished_at: Some(std::time::SystemTime::now()),
         earlier_success: None,
+        rehearsal: false,
     }
 }
 

@@ -14,6 +14,10 @@ use crate::model::Shard;
 use crate::report::metrics::{CONTENT_TYPE, RunFigures, last_success_in, written_by_dbprov};
 use crate::report::signals;
 
+/// The most a file of dbprov's metrics holds, far above what they take (about 3 KiB): a
+/// larger file is someone else's, and is not read into memory to be judged.
+const MOST_METRICS: u64 = 64 * 1024;
+
 /// The longest a push may take: a Pushgateway that does not answer delays the end of the
 /// job by this much at most.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,18 +201,28 @@ fn write_file(
     labels: &[(&'static str, String)],
 ) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    // Through symbolic links, dangling ones too: the link stays, its target is written.
+    let path = crate::records::file::resolve(path)
+        .ok_or("its symbolic links go round in a circle, or its folder does not exist")?;
+    if std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+        return Err("its symbolic links go round in a circle".to_owned());
+    }
     let mut figures = figures.clone();
     match std::fs::metadata(&path) {
         Ok(meta) if !meta.is_file() => return Err("it is not a regular file".to_owned()),
+        Ok(meta) if meta.len() > MOST_METRICS => {
+            return Err(format!(
+                "it holds {} bytes, more than dbprov's metrics ever do: give another path",
+                meta.len()
+            ));
+        }
         Ok(meta) if meta.len() > 0 => {
             let text = std::fs::read(&path)
                 .ok()
-                .filter(|bytes| bytes.len() <= 1024 * 1024)
                 .and_then(|bytes| String::from_utf8(bytes).ok())
                 .filter(|text| written_by_dbprov(text))
                 .ok_or("it holds something else than dbprov's metrics: give another path")?;
-            figures.earlier_success = last_success_in(&text);
+            figures.earlier_success = last_success_in(&text, labels);
         }
         _ => {}
     }
@@ -228,18 +242,19 @@ fn write_file(
     write().map_err(|e| e.to_string())
 }
 
-/// A URL without its user name and password, for messages.
+/// A URL without its user name and password, query and fragment, for messages.
 fn shown(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut url) => {
+        Ok(mut url) if matches!(url.scheme(), "http" | "https") => {
             let _ = url.set_password(None);
             let _ = url.set_username("");
             url.set_query(None);
             url.set_fragment(None);
             url.to_string()
         }
-        // Not a URL: whatever stands before an `@` may be a password, and a query a token.
-        Err(_) => {
+        // Not an http URL (`user:password@host` parses with `user` as its scheme): what
+        // stands before an `@` may be a password, and a query a token.
+        _ => {
             let url = url.split(['?', '#']).next().unwrap_or("");
             match url.rsplit_once('@') {
                 Some((_, host)) => format!("…@{host}"),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::running::Running;
+use crate::api::client::shown_base_url;
 use crate::api::{Client, RetryPolicy, Transport};
 use crate::cli::JobArgs;
 use crate::job::{Mode, Sender};
@@ -80,6 +81,12 @@ impl Target {
         // Even a dry run: its retry command names the URL.
         if !use_sandbox {
             refuse_credentials(&args.base_url)?;
+            let base = args.base_url.trim();
+            anyhow::ensure!(
+                !base.contains(['?', '#']),
+                "--base-url '{}' has a ?query or #fragment: give the API's root alone (https://host), and the key in DATABRAIN_API_KEY or --api-key-file",
+                shown_base_url(base)
+            );
         }
         if dry_run {
             return Ok(Target {
@@ -158,7 +165,8 @@ fn check_transport(base_url: &str, allow_insecure_http: bool) -> anyhow::Result<
             .is_ok_and(|ip| ip.is_loopback());
     anyhow::ensure!(
         url.scheme() != "http" || loopback || allow_insecure_http,
-        "--base-url {base_url} is plain http to another machine: the API key would cross the network unencrypted. Use https://, or pass --allow-insecure-http if the network is trusted"
+        "--base-url {} is plain http to another machine: the API key would cross the network unencrypted. Use https://, or pass --allow-insecure-http if the network is trusted",
+        shown_base_url(base_url)
     );
     Ok(())
 }

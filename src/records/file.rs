@@ -106,9 +106,9 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Where a path leads: symbolic links followed (as far as they go), `..` resolved in the
-/// folder that exists.
-fn resolve(path: &Path) -> Option<PathBuf> {
+/// Where a path leads: symbolic links followed (as far as they go, dangling ones too),
+/// `..` resolved in the folder that exists. `None` for a loop, or a folder that is not.
+pub fn resolve(path: &Path) -> Option<PathBuf> {
     let mut path = std::path::absolute(path).ok()?;
     for _ in 0..40 {
         match std::fs::read_link(&path) {

@@ -26,11 +26,18 @@ pub fn written_by_dbprov(text: &str) -> bool {
     text.starts_with("# HELP dbprov_")
 }
 
-/// The last success that metrics dbprov wrote say, if they say one.
-pub fn last_success_in(text: &str) -> Option<f64> {
+/// The last success that metrics dbprov wrote with these `labels` say, if they say one
+/// (another shard's is not this one's).
+pub fn last_success_in(text: &str, labels: &[(&'static str, String)]) -> Option<f64> {
+    let sample = match labels {
+        [] => format!("{LAST_SUCCESS} "),
+        labels => {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            format!("{LAST_SUCCESS}{{{}}} ", labels.join(","))
+        }
+    };
     text.lines()
-        .filter(|line| line.starts_with(LAST_SUCCESS))
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .find_map(|line| line.strip_prefix(&sample)?.trim().parse().ok())
 }
 
 /// What a run came to, as its metrics say it.
@@ -51,6 +58,9 @@ pub struct RunFigures {
     /// When an earlier run last succeeded (Unix time), to say again after a run that did
     /// not: a file, unlike a push, keeps nothing it is not given.
     pub earlier_success: Option<f64>,
+    /// A plan or a dry run: it sends no write, so exiting 0 is no success of the job (an
+    /// ad-hoc plan must not silence the alert of a nightly job that fails).
+    pub rehearsal: bool,
 }
 
 impl RunFigures {
@@ -116,8 +126,8 @@ impl RunFigures {
             "When the last run ended (Unix time)",
             finished,
         );
-        let last_success = match self.exit_code {
-            0 => Some(finished),
+        let last_success = match (self.exit_code, self.rehearsal) {
+            (0, false) => Some(finished),
             _ => self.earlier_success,
         };
         if let Some(last_success) = last_success {
@@ -161,6 +171,7 @@ mod tests {
             exit_code,
             finished_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
             earlier_success: None,
+            rehearsal: false,
         }
     }
 
@@ -195,15 +206,33 @@ mod tests {
         let earlier = figures(0).encode(&[("shard", "1".to_owned())]);
         assert!(written_by_dbprov(&earlier));
         assert!(!written_by_dbprov("_row,_status\n"));
-        let carried = last_success_in(&earlier);
+        let carried = last_success_in(&earlier, &[("shard", "1".to_owned())]);
+        assert_eq!(
+            last_success_in(&earlier, &[("shard", "2".to_owned())]),
+            None
+        );
+        assert_eq!(last_success_in(&earlier, &[]), None);
         assert_eq!(carried, Some(1_800_000_000.0));
         let failed = RunFigures {
             earlier_success: carried,
             ..figures(1)
         };
         let text = failed.encode(&[("shard", "1".to_owned())]);
-        assert_eq!(last_success_in(&text), carried, "{text}");
+        assert_eq!(
+            last_success_in(&text, &[("shard", "1".to_owned())]),
+            carried,
+            "{text}"
+        );
         assert!(text.contains("dbprov_exit_code{shard=\"1\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn a_plan_or_a_dry_run_is_no_success() {
+        let rehearsal = RunFigures {
+            rehearsal: true,
+            ..figures(0)
+        };
+        assert!(!rehearsal.encode(&[]).contains(LAST_SUCCESS));
     }
 
     #[test]

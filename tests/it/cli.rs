@@ -179,3 +179,34 @@ async fn sandbox_with_a_base_url_on_the_command_line_is_refused() {
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert_eq!(run.stdout.matches(",created,").count(), 2, "{}", run.stdout);
 }
+
+#[tokio::test]
+async fn a_key_put_in_the_base_urls_query_is_never_echoed() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    let key = job.sandbox.api_key().to_owned();
+    for dry_run in [false, true] {
+        let mut args = job.args("results.csv");
+        set_flag(
+            &mut args,
+            "--base-url",
+            &format!("{}/api/v2?key={key}", job.sandbox.url()),
+        );
+        let summary = job.path("summary.json");
+        args.extend(["--summary-json".to_owned(), summary.clone()]);
+        if dry_run {
+            args.push("--dry-run".to_owned());
+        }
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("?query"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains(&key),
+            "dry run {dry_run}: {}",
+            run.stderr
+        );
+        let written = std::fs::read_to_string(&summary).unwrap();
+        assert!(!written.contains(&key), "dry run {dry_run}: {written}");
+    }
+    assert_eq!(job.requests().await, 0);
+}

@@ -400,22 +400,21 @@ async fn the_push_of_a_command_refused_for_its_ca_cert_still_goes_out() {
 async fn a_refused_pushgateway_url_is_said_without_its_password_or_query() {
     let job = Job::new().await;
     let input = job.input(&tenants("t", 2));
-    let mut args = job.args("results.csv");
-    args.extend(
-        [
-            "--pushgateway",
-            "http://user:s3cret-pw@gw.example.test:9091/?token=t0ken",
-        ]
-        .map(str::to_owned),
-    );
-    let run = dbprov_with(&["run", &input], &args).await;
-    assert_eq!(run.exit, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("--pushgateway"), "{}", run.stderr);
-    assert!(
-        !run.stderr.contains("s3cret-pw") && !run.stderr.contains("t0ken"),
-        "{}",
-        run.stderr
-    );
+    for url in [
+        "http://user:s3cret-pw@gw.example.test:9091/?token=t0ken",
+        "user:s3cret-pw@gw.example.test:9091",
+    ] {
+        let mut args = job.args("results.csv");
+        args.extend(["--pushgateway".to_owned(), url.to_owned()]);
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 2, "{url}: {}", run.stderr);
+        assert!(run.stderr.contains("--pushgateway"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("s3cret-pw") && !run.stderr.contains("t0ken"),
+            "{}",
+            run.stderr
+        );
+    }
     assert_eq!(job.requests().await, 0);
 }
 
@@ -452,4 +451,67 @@ async fn a_metrics_file_that_is_standard_output_is_refused_and_nothing_is_rename
         "nothing written through it"
     );
     assert_eq!(job.requests().await, 0);
+}
+
+#[tokio::test]
+async fn a_metrics_file_behind_a_link_is_written_through_it_and_a_loop_is_left_alone() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    std::fs::create_dir(job.path("collector")).unwrap();
+    let dangling = job.path("dangling.prom");
+    std::os::unix::fs::symlink(job.path("collector/dbprov.prom"), &dangling).unwrap();
+    let (a, b) = (job.path("loop-a.prom"), job.path("loop-b.prom"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let big = job.dir.write(
+        "big.prom",
+        &format!("# HELP dbprov_rows x\n{}", "#".repeat(100 * 1024)),
+    );
+    for (path, written) in [(&dangling, true), (&a, false), (&big, false)] {
+        let mut args = job.args(&format!("results-{written}-{}.csv", path.len()));
+        args.extend(["--metrics-file".to_owned(), path.clone()]);
+        let run = dbprov_with(&["run", &input], &args).await;
+        assert_eq!(run.exit, 0, "{path}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.contains("cannot write the metrics"),
+            !written,
+            "{path}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let text = std::fs::read_to_string(job.path("collector/dbprov.prom")).unwrap();
+    assert_eq!(value(&text, "dbprov_exit_code", None), Some(0.0), "{text}");
+    assert!(
+        std::fs::symlink_metadata(&a)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::read_to_string(&big).unwrap().len() > 100 * 1024);
+}
+
+#[tokio::test]
+async fn a_plan_or_a_dry_run_is_no_success_of_the_job() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    for command in [&["plan", &input][..], &["run", &input, "--dry-run"][..]] {
+        let file = job.path(&format!("{}.prom", command.len()));
+        let mut args = job.args(&format!("out-{}.csv", command.len()));
+        args.extend(["--metrics-file".to_owned(), file.clone()]);
+        let run = dbprov_with(command, &args).await;
+        assert_eq!(run.exit, 0, "{command:?}: {}", run.stderr);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(value(&text, "dbprov_exit_code", None), Some(0.0), "{text}");
+        assert_eq!(
+            value(&text, "dbprov_last_success_timestamp_seconds", None),
+            None,
+            "{command:?}: {text}"
+        );
+    }
 }
