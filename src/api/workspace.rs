@@ -248,7 +248,8 @@ pub fn is_name_column(header: &str) -> bool {
     Field::from_header(header) == Some(Field::Name)
 }
 
-fn normalise(header: &str) -> String {
+/// A header as it is matched: lower case, without `_`, `-` and spaces.
+pub fn normalise(header: &str) -> String {
     header
         .chars()
         .filter(|c| !matches!(c, '_' | '-' | ' '))

@@ -16,7 +16,19 @@ pub(super) async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit>
         // A file is checked whole, as a job checks it before sending.
         input::count_rows(&input, format, Shard::ALL, signals::interrupted_flag())?;
         let mut reader = InputReader::open(&input, format)?;
+        reader.header().require_connection_type(&input.to_string())?;
         let mut stdout = std::io::stdout().lock();
+        // A column carried on purpose (owner_email) is no problem; one that resembles a
+        // request field is likely a misspelling whose values would never be sent.
+        for column in &reader.header().ignored {
+            if let Some(field) = input::header::resembled_field(column) {
+                let _ = writeln!(
+                    stdout,
+                    "header: column '{column}' is not a request field: did you mean {}? As it is, it is carried to the results and never sent",
+                    field.key()
+                );
+            }
+        }
         let (mut rows, mut invalid) = (0u64, 0u64);
         while let Some(row) = reader.next_row()? {
             rows += 1;

@@ -3,7 +3,7 @@
 
 use csv::ByteRecord;
 
-use crate::api::workspace::Field;
+use crate::api::workspace::{Field, normalise};
 use crate::model::{LEGACY_COLUMNS, RESULT_COLUMNS};
 
 /// Why a header cannot be used. Each of these stops the job before any request.
@@ -28,6 +28,16 @@ pub enum HeaderError {
         first_line: String,
         /// The delimiter, described.
         delimiter: &'static str,
+    },
+    /// The header has no column that means `connectionType`, which every row needs.
+    #[error(
+        "{input} has no 'connectionType' column{hint}: every row needs one (DATASOURCE, DATAMART, MULTI_DATASOURCE or MULTI_DATAMART), so nothing is sent. Name the column connectionType (or connection_type, Connection Type)"
+    )]
+    NoConnectionTypeColumn {
+        /// The input, as given.
+        input: String,
+        /// ` ('type' may be meant)`, when a column resembles it.
+        hint: String,
     },
     /// Two columns map to the same request field.
     #[error("{input}: columns '{first}' and '{second}' both mean {field}; keep one of them")]
@@ -108,6 +118,8 @@ pub fn parse_header(raw: &ByteRecord, source: &str, delimiter: u8) -> Result<Hea
                 }
                 *slot = Some(i);
             }
+            // A header's trailing delimiter names no column: nothing to warn of.
+            None if name.is_empty() => {}
             None => ignored.push(name.clone()),
         }
     }
@@ -137,6 +149,62 @@ pub fn parse_header(raw: &ByteRecord, source: &str, delimiter: u8) -> Result<Hea
     Ok(header)
 }
 
+impl Header {
+    /// Refuses a header without a `connectionType` column: every row would be refused for
+    /// the same reason (a delete, which needs only names, does not ask).
+    pub fn require_connection_type(&self, source: &str) -> Result<(), HeaderError> {
+        if self.index(Field::ConnectionType).is_some() {
+            return Ok(());
+        }
+        let hint = self
+            .ignored
+            .iter()
+            .find(|column| resembled_field(column) == Some(Field::ConnectionType))
+            .map(|column| format!(" ('{column}' may be meant)"))
+            .unwrap_or_default();
+        Err(HeaderError::NoConnectionTypeColumn {
+            input: source.to_owned(),
+            hint,
+        })
+    }
+
+    /// The columns that are not request fields, each with the field it most resembles
+    /// (`'datasource' (datasourceName?)`), for the one warning that names them.
+    pub fn ignored_described(&self) -> String {
+        let described: Vec<String> = self
+            .ignored
+            .iter()
+            .map(|column| match resembled_field(column) {
+                Some(field) => format!("'{column}' (did you mean {}?)", field.key()),
+                None => format!("'{column}'"),
+            })
+            .collect();
+        described.join(", ")
+    }
+}
+
+/// The request field a column that is none most resembles, if one does: a field whose
+/// name begins or ends with the column's (`datasource`, `llm`, `theme`, `type`), or one
+/// spelled nearly alike (`datasorceName`). Compared as headers are matched.
+pub fn resembled_field(column: &str) -> Option<Field> {
+    let column = normalise(column);
+    if column.len() < 2 {
+        return None;
+    }
+    let score = |field: &Field| {
+        let key = normalise(field.key());
+        let affix = column.len() >= 3 && (key.starts_with(&column) || key.ends_with(&column));
+        let near = strsim::jaro_winkler(&column, &key);
+        if affix { 1.0 + near } else { near }
+    };
+    Field::ALL
+        .iter()
+        .map(|field| (score(field), *field))
+        .filter(|(score, _)| *score >= 0.88)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, field)| field)
+}
+
 /// A delimiter as a message names it: `','`, `';'`, `tab`.
 pub fn describe_delimiter(delimiter: u8) -> &'static str {
     match delimiter {
@@ -145,5 +213,31 @@ pub fn describe_delimiter(delimiter: u8) -> &'static str {
         b'\t' => "tab",
         b'|' => "'|'",
         _ => "another character",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_that_is_no_field_is_told_the_field_it_resembles() {
+        for (column, field) in [
+            ("datasource", Field::DatasourceName),
+            ("llm", Field::LlmName),
+            ("theme", Field::ThemeName),
+            ("type", Field::ConnectionType),
+            ("Connection", Field::ConnectionType),
+            ("datasorceName", Field::DatasourceName),
+            ("data mart", Field::DatamartName),
+            ("copilot_llms", Field::AiCopilotLlms),
+        ] {
+            assert_eq!(resembled_field(column), Some(field), "{column}");
+        }
+        for column in [
+            "owner", "notes", "region", "tier", "plan", "email", "id", "", "x",
+        ] {
+            assert_eq!(resembled_field(column), None, "{column}");
+        }
     }
 }

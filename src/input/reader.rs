@@ -72,6 +72,22 @@ pub struct InputRow {
 
 /// A results file's cells as the values they hold: a formula's `'` taken off (see
 /// `model::cells`), the record's place kept.
+/// A row whose extra or missing cells are only empty trailing ones, read as if it had the
+/// header's `width` (a spreadsheet's ragged export). Other extra cells stay: the row is
+/// malformed. (A results file's short line is a write cut short, and is not mended.)
+fn fit_to_width(record: &mut ByteRecord, width: usize) {
+    let extra_empty = record
+        .iter()
+        .skip(width)
+        .all(|cell| cell.trim_ascii().is_empty());
+    if record.len() > width && extra_empty {
+        record.truncate(width);
+    }
+    while record.len() < width {
+        record.push_field(b"");
+    }
+}
+
 fn unescape_cells(record: &mut ByteRecord) {
     if !record.iter().any(|cell| cell.first() == Some(&b'\'')) {
         return;
@@ -274,6 +290,8 @@ impl InputReader {
             self.rows += 1;
             if self.header.from_results {
                 unescape_cells(&mut self.record);
+            } else if self.kind == Kind::Whole {
+                fit_to_width(&mut self.record, self.header.width);
             }
             if let Some(row) = self.current_row() {
                 return Ok(Some(row));
@@ -497,7 +515,12 @@ mod tests {
                    f,MULTI_DATAMART,,,,haiku\n\
                    g,multi_datamart,,,TRUE,forecastandtrendanalysis\n\
                    g,MULTI_DATAMART,,,,\n\
-                   h,MULTI_DATAMART,,\n";
+                   h,MULTI_DATAMART,,,,,surplus\n\
+                   ,,,,,\n\
+                   \x20\x20\n\
+                   i,MULTI_DATAMART,,\n\
+                   j,MULTI_DATAMART,,,,,,\n\
+                   ,,,,,,,\n";
         assert_eq!(
             codes(csv),
             [
@@ -511,6 +534,10 @@ mod tests {
                 "ok",
                 "DUPLICATE_IN_INPUT",
                 "MALFORMED_ROW",
+                // ,,,,, and a line of spaces are not rows; empty cells short of the
+                // header's width, or beyond it, are read as if it had that width.
+                "ok",
+                "ok",
             ]
         );
     }

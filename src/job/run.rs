@@ -196,8 +196,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
     let header = reader.header().clone();
     if !header.ignored.is_empty() {
         tracing::warn!(
-            "columns {:?} are not request fields: carried to the results, never sent",
-            header.ignored
+            "columns {} are not request fields: carried to the results, never sent",
+            header.ignored_described()
         );
     }
     let layout = Layout::new(job.excel, reader.delimiter());
@@ -292,7 +292,12 @@ async fn open_reader(
     let exact_names = operation != Operation::Create && !rollback;
     tokio::task::spawn_blocking(move || {
         let reader = match source {
-            Source::Csv(input, format) => InputReader::open(&input, format),
+            Source::Csv(input, format) => InputReader::open(&input, format).and_then(|r| {
+                if !operation.names_only() {
+                    r.header().require_connection_type(&input.to_string())?;
+                }
+                Ok(r)
+            }),
             Source::Results(log) => read_log(log, false),
             Source::Created(log) => read_log(log, true),
         };

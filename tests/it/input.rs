@@ -85,7 +85,8 @@ async fn input_errors_stop_the_job_with_exit_2_before_any_request() {
 #[tokio::test]
 async fn malformed_records_are_invalid_rows_and_the_job_goes_on() {
     let job = Job::new().await;
-    let mut bytes = b"name,connectionType,team\na,MULTI_DATAMART,x\nb,MULTI_DATAMART\n".to_vec();
+    let mut bytes =
+        b"name,connectionType,team\na,MULTI_DATAMART,x\nb,MULTI_DATAMART,y,surplus\n".to_vec();
     // (A byte that is not UTF-8 refuses the file when it is near the start: `spreadsheets`.)
     bytes.extend_from_slice(b"\"c,MULTI_DATAMART,z\nd,MULTI_DATAMART,w\n");
     let input = job.dir.path("in.csv");
@@ -98,9 +99,12 @@ async fn malformed_records_are_invalid_rows_and_the_job_goes_on() {
     assert_eq!(rows[&2]["_error_code"], "MALFORMED_ROW");
     assert_eq!(
         rows[&2]["_error_message"],
-        "line 3: has 2 fields, the header has 3; the line as read: b,MULTI_DATAMART"
+        "line 3: has 4 fields, the header has 3; the line as read: b,MULTI_DATAMART,y,surplus"
     );
-    assert_eq!(rows[&2]["team"], "", "a short row is padded");
+    assert_eq!(
+        rows[&2]["team"], "y",
+        "its cells are kept, as far as the header goes"
+    );
     assert_eq!(rows[&3]["_error_code"], "MALFORMED_ROW");
     assert!(rows[&3]["_error_message"].starts_with("line 4:"));
     assert_eq!(rows[&4]["_status"], "created");

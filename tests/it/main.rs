@@ -19,6 +19,7 @@ mod cli;
 mod counts;
 mod deploy;
 mod encodings;
+mod headers;
 mod input;
 mod ledger;
 mod ledger_edges;

@@ -1,0 +1,117 @@
+//! The input as spreadsheets and people make it: misspelled headers are told the field
+//! they resemble, a missing `connectionType` column is one header error, and rows a
+//! spreadsheet leaves ragged or empty are read as meant.
+
+use crate::common::{assert_one_row_per_input_row, by_row, expect, tally};
+use crate::fixture::Job;
+use crate::process::dbprov;
+
+#[tokio::test]
+async fn misspelled_headers_are_told_the_field_they_resemble_in_validate_and_run() {
+    let job = Job::new().await;
+    let input = job.input(
+        "name,connectionType,datasource,llm,theme,owner\n\
+         a,MULTI_DATAMART,,gpt-4o,default,ops\n",
+    );
+    let validate = dbprov(&["validate", &input]).await;
+    assert_eq!(validate.exit, 0, "{}", validate.stderr);
+    let lines: Vec<&str> = validate.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "one line per misspelled column: {}",
+        validate.stdout
+    );
+    for (column, field) in [
+        ("datasource", "datasourceName"),
+        ("llm", "llmName"),
+        ("theme", "themeName"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(&format!("'{column}'"))
+                && l.contains(&format!("did you mean {field}?"))),
+            "{column}: {}",
+            validate.stdout
+        );
+    }
+    assert!(
+        !validate.stdout.contains("owner"),
+        "a column carried on purpose is no problem"
+    );
+    let run = job.run(&["run", &input]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let warning = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("not request fields"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(
+        warning.contains("'llm' (did you mean llmName?)"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("'owner'") && !warning.contains("'owner' (did"),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_connection_type_column_is_one_header_error_before_any_request() {
+    let job = Job::new().await;
+    let input = job.input("name,type\na,MULTI_DATAMART\nb,DATAMART\n");
+    for command in ["run", "plan", "validate"] {
+        let run = match command {
+            "validate" => dbprov(&[command, &input]).await,
+            _ => job.run(&[command, &input]).await,
+        };
+        assert_eq!(run.exit, 2, "{command}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("no 'connectionType' column ('type' may be meant)"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(job.requests().await, 0);
+    // A delete needs only names.
+    let delete = job.run(&["delete", &input]).await;
+    assert_eq!(delete.exit, 0, "{}", delete.stderr);
+}
+
+#[tokio::test]
+async fn rows_a_spreadsheet_leaves_ragged_or_empty_are_read_as_meant() {
+    let job = Job::new().await;
+    // A header with a trailing delimiter, a row short of a trailing cell, one with an
+    // extra empty one, a line of spaces, and the rows of commas a spreadsheet leaves.
+    let input = job.input(
+        "name,connectionType,datamartName,\n\
+         a,MULTI_DATAMART,,\n\
+         b,MULTI_DATAMART\n\
+         \x20\x20\n\
+         c,DATAMART,sales-mart,,\n\
+         ,,,\n\
+         d,MULTI_DATAMART,,\n\
+         ,,,\n\
+         ,,,\n",
+    );
+    let run = job.run(&["run", &input]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("not request fields"),
+        "no column named '': {}",
+        run.stderr
+    );
+    let rows = job.rows();
+    assert_one_row_per_input_row(&rows, 4);
+    assert_eq!(tally(&rows), expect(&[("created", 4)]));
+    let rows = by_row(&rows);
+    assert_eq!(rows[&1]["name"], "a");
+    assert_eq!(rows[&2]["name"], "b");
+    assert_eq!(rows[&3]["name"], "c", "a line of spaces is no row");
+    assert_eq!(rows[&4]["name"], "d", "nor is a row of commas");
+    assert_eq!(job.writes().await, 4);
+    // A rerun reads it the same way: nothing to send.
+    let rerun = job.run(&["run", &input, "--resume"]).await;
+    assert_eq!(rerun.exit, 0, "{}", rerun.stderr);
+    assert_eq!(job.writes().await, 4);
+}
