@@ -110,7 +110,7 @@ pub enum Command {
     #[command(mut_arg("output", |arg| arg.help(
         "Results file; `-` writes stdout. Default: `<input stem>.delete.csv` beside the input"
     )))]
-    Delete(RowsArgs),
+    Delete(DeleteArgs),
     /// Delete the workspaces a results file records as created on this API (and those its
     /// lost answers may have created there).
     Rollback(RollbackArgs),
@@ -314,6 +314,17 @@ pub struct RowsArgs {
     /// How requests are sent and the job reported.
     #[command(flatten)]
     pub job: JobArgs,
+}
+
+/// `dbprov delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The input, the results file, and how they are sent.
+    #[command(flatten)]
+    pub rows: RowsArgs,
+    /// Do not ask: needed without a terminal (and with the input on standard input).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `dbprov retry`.

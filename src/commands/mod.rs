@@ -2,6 +2,7 @@
 //! `sandbox`, into its own work), and every job goes the same way ([`job`]): from the
 //! target to the exit codes of `DESIGN.md`.
 
+mod confirm;
 mod guard;
 mod job;
 mod metrics;
@@ -29,7 +30,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     // The job's options, and the file the command reads, which --summary-json must never be.
     let (job_args, read) = match &cli.command {
         Command::Run(args) => (Some(&args.rows.job), args.rows.input.clone()),
-        Command::Update(args) | Command::Delete(args) => (Some(&args.job), args.input.clone()),
+        Command::Update(args) => (Some(&args.job), args.input.clone()),
+        Command::Delete(args) => (Some(&args.rows.job), args.rows.input.clone()),
         Command::Retry(args) => (Some(&args.job), args.results.clone()),
         Command::Plan(args) => (Some(&args.job), args.input.clone()),
         Command::Rollback(args) => (Some(&args.job), args.results.clone()),
@@ -68,9 +70,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// The command itself.
 async fn run_command(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Run(args) => rows::rows_command(args.rows, Operation::Create).await,
-        Command::Update(args) => rows::rows_command(args, Operation::Update).await,
-        Command::Delete(args) => rows::rows_command(args, Operation::Delete).await,
+        Command::Run(args) => rows::rows_command(args.rows, Operation::Create, true).await,
+        Command::Update(args) => rows::rows_command(args, Operation::Update, true).await,
+        Command::Delete(args) => rows::rows_command(args.rows, Operation::Delete, args.yes).await,
         Command::Retry(args) => retry::retry_command(args).await,
         Command::Plan(args) => plan::plan_command(args).await,
         Command::Rollback(args) => rollback::rollback_command(args).await,

@@ -1,5 +1,6 @@
 //! `run`, `update` and `delete`: one job over a tenant CSV, with another request.
 
+use super::confirm::{Said, confirm};
 use super::guard::{Continuing, Opening, open_output, refuse_clobbering};
 use super::job::{Exit, Rows, count_rows, run_job};
 use super::running::Running;
@@ -11,7 +12,12 @@ use crate::model::{Input, Operation};
 use crate::report::signals;
 
 /// `run`, `update` and `delete`: one job over a tenant CSV, with another request.
-pub(super) async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow::Result<Exit> {
+/// `confirmed`: a delete was confirmed with `--yes` (the others need no confirmation).
+pub(super) async fn rows_command(
+    args: RowsArgs,
+    operation: Operation,
+    confirmed: bool,
+) -> anyhow::Result<Exit> {
     signals::take_over();
     let input = Input::from_arg(&args.input);
     let kind = match operation {
@@ -48,6 +54,22 @@ pub(super) async fn rows_command(args: RowsArgs, operation: Operation) -> anyhow
     )?;
     let format = CsvFormat::from(args.csv);
     let counted = count_rows(&input, format, args.job.shard, sink, output_log.as_ref()).await?;
+    // A delete asks, as a rollback does; a dry run, or the sandbox of this process (empty,
+    // gone at the end), deletes nothing that lasts.
+    if !(confirmed || args.dry_run || args.sandbox) {
+        let which = match counted.total {
+            Some(rows) => format!("the workspaces named by the {rows} rows of {input}"),
+            None => format!("every workspace named in {input}"),
+        };
+        let said = confirm(&format!("Delete {which} on {}?", target.name)).await;
+        if said != Said::Yes {
+            counted.sink.discard_if_unused();
+            return Ok(match said {
+                Said::Interrupted => Exit::Interrupted,
+                Said::Yes | Said::No => Exit::Usage,
+            });
+        }
+    }
     let rows = Rows {
         source: Source::Csv(input, format),
         total: counted.total,

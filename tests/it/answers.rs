@@ -405,7 +405,7 @@ async fn a_delete_refused_with_a_message_that_reads_not_found_is_no_absent() {
     let key = fault_key(&dir);
     let mut args = job_args_to(&server.url, &key, &dir, "deleted.csv");
     args.extend(["--concurrency", "1"].map(str::to_owned));
-    let run = dbprov_with(&["delete", &input], &args).await;
+    let run = dbprov_with(&["delete", "--yes", &input], &args).await;
     assert_eq!(run.exit, 3, "{}", run.stderr);
     let (_, rows) = dir.results("deleted.csv");
     assert_one_row_per_input_row(&rows, 4);

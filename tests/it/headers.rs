@@ -74,7 +74,7 @@ async fn a_missing_connection_type_column_is_one_header_error_before_any_request
     }
     assert_eq!(job.requests().await, 0);
     // A delete needs only names.
-    let delete = job.run(&["delete", &input]).await;
+    let delete = job.run(&["delete", "--yes", &input]).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
 }
 

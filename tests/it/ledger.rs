@@ -261,7 +261,7 @@ async fn a_delete_does_not_continue_an_updates_file() {
     let input = job.dir.write("t.csv", &tenants("t", 2));
     assert_eq!(job.run_to(Some("x.csv"), &["update", &input]).await.exit, 0);
     let delete = job
-        .run_to(Some("x.csv"), &["delete", &input, "--resume"])
+        .run_to(Some("x.csv"), &["delete", "--yes", &input, "--resume"])
         .await;
     assert_eq!(delete.exit, 2, "{}", delete.stderr);
     assert!(!methods(&job.api).await.contains(&"DELETE".to_owned()));
@@ -622,7 +622,7 @@ async fn retry_reads_the_operation_from_its_column_never_from_a_message() {
     let job = Job::holding(&["del-1", "del-2", "del-3"]).await;
     let input = job.input("name\ndel-1\ndel-2\ndel-3\n");
     job.sandbox.set_fault_rates(1.0, 0.0, 0.0).unwrap();
-    let delete = job.run(&["delete", &input, "--max-attempts", "1"]).await;
+    let delete = job.run(&["delete", "--yes", &input, "--max-attempts", "1"]).await;
     assert_eq!(delete.exit, 1, "{}", delete.stderr);
     job.sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
     // An operator tidies the file: every message cleared, one made to look like a run's.
@@ -668,8 +668,8 @@ async fn update_and_delete_take_names_exactly() {
     let input = job.input(
         "name,connectionType\n\"Globex \",MULTI_DATASOURCE\n\" Trail Co\",MULTI_DATASOURCE\n",
     );
-    for command in ["delete", "update"] {
-        let run = job.run(&[command, &input, "--overwrite"]).await;
+    for command in [&["delete", "--yes"][..], &["update"][..]] {
+        let run = job.run(&[command, &[&input, "--overwrite"]].concat()).await;
         assert_eq!(run.exit, 1, "{}", run.stderr);
         let rows = job.rows();
         assert!(
@@ -763,7 +763,7 @@ async fn a_name_too_long_for_a_url_is_invalid_and_sends_nothing() {
     let job = Job::new().await;
     let long = "n".repeat(100_000);
     let input = job.input(&format!("name\n{long}\nshort\n"));
-    let run = job.run(&["delete", &input]).await;
+    let run = job.run(&["delete", "--yes", &input]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let rows = job.rows();
     let row = rows.iter().find(|r| r["name"] == long).unwrap();

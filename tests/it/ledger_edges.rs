@@ -270,7 +270,7 @@ async fn a_retry_sends_no_malformed_row_until_it_is_mended() {
 async fn a_name_refused_for_its_spaces_takes_no_name_from_the_rows_after_it() {
     let job = Job::holding(&["Globex"]).await;
     let input = job.input("name\n\"Globex \"\nGlobex\n");
-    let run = job.run(&["delete", &input]).await;
+    let run = job.run(&["delete", "--yes", &input]).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let rows = job.rows();
     assert_eq!(rows[0]["_error_code"], "INVALID_NAME");

@@ -493,7 +493,7 @@ async fn each_command_writes_beside_its_input_by_default() {
         tally(&job.rows_of("old.update.csv")),
         expect(&[("updated", 2)])
     );
-    let delete = dbprov_with(&["delete", &old], &no_output).await;
+    let delete = dbprov_with(&["delete", "--yes", &old], &no_output).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
     assert_eq!(
         tally(&job.rows_of("old.delete.csv")),

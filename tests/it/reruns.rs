@@ -443,7 +443,7 @@ async fn retry_of_a_delete_sends_deletes_again_never_a_post() {
     let input = job.input(&name_csv(&doomed));
     let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "1"].map(str::to_owned));
-    let delete = dbprov_with(&["delete", &input], &args).await;
+    let delete = dbprov_with(&["delete", "--yes", &input], &args).await;
     assert_eq!(delete.exit, 1, "some deletes failed: {}", delete.stderr);
     let rows = job.rows();
     let failed = rows.iter().filter(|r| r["_status"] == "failed").count();
@@ -549,7 +549,7 @@ async fn a_dry_run_of_a_delete_is_retried_as_deletes() {
         "name,connectionType,datasourceName\na,DATASOURCE,postgres-main\nc,DATASOURCE,postgres-main\n",
     );
     let dry = job
-        .run_to(Some("dry.csv"), &["delete", &input, "--dry-run"])
+        .run_to(Some("dry.csv"), &["delete", "--yes", &input, "--dry-run"])
         .await;
     assert_eq!(dry.exit, 0, "{}", dry.stderr);
     let rows = job.rows_of("dry.csv");

@@ -119,7 +119,7 @@ async fn rolling_back_a_record_of_deletions_is_refused() {
     // A delete's results, of names that exist.
     let input = job.dir.write("offboard.csv", &name_csv(&names("old", 3)));
     let args = job.args_with_preflight("deleted.csv");
-    let delete = dbprov_with(&["delete", &input], &args).await;
+    let delete = dbprov_with(&["delete", "--yes", &input], &args).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
 
     let before = job.requests().await;

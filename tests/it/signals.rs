@@ -512,9 +512,9 @@ async fn delete_killed_then_resumed_completes_the_file() {
     let job = Job::on(slow_holding(&start).await);
     let input = job.input(&name_csv(&doomed));
     let args = kill_args(&job, "results.csv");
-    kill_9_after(&job.api, &line(&["delete", &input], &args), 60).await;
+    kill_9_after(&job.api, &line(&["delete", "--yes", &input], &args), 60).await;
 
-    let resumed = dbprov_with(&["delete", &input, "--resume"], &args).await;
+    let resumed = dbprov_with(&["delete", "--yes", &input, "--resume"], &args).await;
     assert_eq!(resumed.exit, 0, "{}", resumed.stderr);
     let rows = job.rows();
     assert_one_row_per_input_row(&rows, KILL_ROWS);

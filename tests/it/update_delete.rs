@@ -93,7 +93,7 @@ async fn delete_through_faults_deletes_what_exists_and_marks_the_rest_absent() {
     let input = job.dir.write("offboard.csv", &name_csv(&listed));
     let mut args = job.args_with_preflight("results.csv");
     args.extend(["--max-attempts", "30", "--concurrency", "4"].map(str::to_owned));
-    let delete = dbprov_with(&["delete", &input], &args).await;
+    let delete = dbprov_with(&["delete", "--yes", &input], &args).await;
     assert_eq!(delete.exit, 0, "{}", delete.stderr);
 
     let rows = job.rows();
@@ -150,7 +150,7 @@ async fn delete_marks_empty_and_repeated_names_invalid() {
     let job = Job::holding(&names("w", 3)).await;
     let input = job.input("name,note\nw-001,a\n,b\nw-002,c\nw-001,d\n");
     let args = job.args_with_preflight("results.csv");
-    let delete = dbprov_with(&["delete", &input], &args).await;
+    let delete = dbprov_with(&["delete", "--yes", &input], &args).await;
     assert_eq!(delete.exit, 1, "{}", delete.stderr);
     let rows = job.rows();
     assert_one_row_per_input_row(&rows, 4);
@@ -178,7 +178,7 @@ async fn a_delete_against_a_wrong_api_root_reports_no_workspace_gone() {
         &job.dir,
         "off.csv.results",
     );
-    let run = dbprov_with(&["delete", &input], &args).await;
+    let run = dbprov_with(&["delete", "--yes", &input], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let rows = job.rows_of("off.csv.results");
     for row in &rows {
@@ -199,7 +199,7 @@ async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_nam
     }
     csv.push_str("acme & sons\n"); // another name: the API's names are exact
     let input = job.dir.write("off.csv", &csv);
-    let run = job.run_to(Some("out.csv"), &["delete", &input]).await;
+    let run = job.run_to(Some("out.csv"), &["delete", "--yes", &input]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let rows = job.rows_of("out.csv");
     let mut expected: BTreeMap<String, String> = names
@@ -209,4 +209,30 @@ async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_nam
     expected.insert("acme & sons".into(), "absent".into());
     assert_eq!(statuses(&rows), expected);
     assert!(Api::new(&job.sandbox).workspace_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn delete_asks_like_rollback_and_sends_nothing_without_a_yes() {
+    let job = Job::holding(&["t-0001", "t-0002"]).await;
+    let input = job.input("name\nt-0001\nt-0002\n");
+    // No terminal, no --yes: refused, nothing sent, no results file left behind.
+    let run = job.run(&["delete", &input]).await;
+    assert_eq!(run.exit, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("give --yes to confirm"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Delete the workspaces named by the 2 rows of"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(job.requests().await, 0);
+    assert!(!job.dir.path(crate::fixture::RESULTS).exists());
+    // With --yes it deletes; a dry run asks nothing.
+    let dry = job.run_to(Some("dry.csv"), &["delete", &input, "--dry-run"]).await;
+    assert_eq!(dry.exit, 0, "{}", dry.stderr);
+    let run = job.run(&["delete", "--yes", &input]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_eq!(job.api.workspace_names().await.len(), 0);
+    // --yes belongs to delete (and rollback) alone.
+    let refused = job.run_to(Some("other.csv"), &["run", "--yes", &input]).await;
+    assert_eq!(refused.exit, 2, "{}", refused.stderr);
 }
