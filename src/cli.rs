@@ -431,9 +431,14 @@ pub struct JobArgs {
     #[arg(long, value_parser = above_zero, default_value = "10s", hide = true)]
     pub progress_every: Duration,
     /// Write the results for a spreadsheet: a UTF-8 byte-order mark, CRLF line ends, and
-    /// `;` between fields if the input used `;`, so that Excel opens them right.
-    #[arg(long, help_heading = heading::RESULTS)]
+    /// `;` between fields if the input used `;`, so that Excel opens them right. The
+    /// default for an input a spreadsheet wrote (`;`, not UTF-8, or a UTF-8 byte-order
+    /// mark).
+    #[arg(long, overrides_with = "no_excel", help_heading = heading::RESULTS)]
     pub excel: bool,
+    /// Write plain results (`,`, LF, no byte-order mark) whatever the input.
+    #[arg(long, overrides_with = "excel", help_heading = heading::RESULTS)]
+    pub no_excel: bool,
     /// Also write the end-of-job summary as JSON to this file. It is emptied when the
     /// command starts; a command that ends without a summary writes its exit code and error.
     #[arg(long, value_name = "PATH", help_heading = heading::REPORTING)]

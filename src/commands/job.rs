@@ -83,7 +83,12 @@ pub(crate) async fn run_job(rows: Rows, target: Target, args: &JobArgs) -> anyho
         max_failures: failure_limit,
         progress,
         progress_every,
-        excel: args.excel,
+        // A spreadsheet opens files: what a script reads on stdout stays plain.
+        excel: match (args.excel, args.no_excel, &rows.output) {
+            (true, ..) => Some(true),
+            (_, true, _) | (.., Output::Stdout) => Some(false),
+            _ => None,
+        },
     };
     let how = How {
         use_sandbox: via_sandbox,

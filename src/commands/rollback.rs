@@ -188,4 +188,3 @@ async fn ask(args: &RollbackArgs, created: u64, on: &str) -> Said {
     );
     confirm(&question).await
 }
-

@@ -90,7 +90,7 @@ pub fn count_rows_to_send(
         .is_some()
     {
         rows += 1;
-        if decoded == Decoded::Utf8
+        if matches!(decoded, Decoded::Utf8 { .. })
             && let Err(error) = std::str::from_utf8(record.as_slice())
         {
             return Err(DecodeError::NotUtf8 {

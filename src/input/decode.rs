@@ -95,8 +95,12 @@ pub enum DecodeError {
 /// What the text of an input was decoded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decoded {
-    /// UTF-8, read as it is.
-    Utf8,
+    /// UTF-8, read as it is; `marked` when it begins with a byte-order mark (as Excel's
+    /// "CSV UTF-8" does).
+    Utf8 {
+        /// It begins with a UTF-8 byte-order mark.
+        marked: bool,
+    },
     /// Another encoding, transcoded: a cell with U+FFFD had bytes that encoding cannot
     /// hold.
     From(&'static Encoding),
@@ -138,7 +142,8 @@ pub fn utf8_reader(
     if encoding == UTF_8 {
         // The reader of CSV lines drops a UTF-8 byte-order mark itself, and finds a byte
         // that is not UTF-8 in the row it spoils.
-        return Ok((Box::new(reader), Decoded::Utf8));
+        let marked = by_bom == Some(UTF_8);
+        return Ok((Box::new(reader), Decoded::Utf8 { marked }));
     }
     // A legacy encoding given for text that turns out to be UTF-8 (past the start) stops
     // the reading there: every row before it was ASCII, the same in both.

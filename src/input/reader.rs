@@ -268,6 +268,13 @@ impl InputReader {
     }
 
     /// The input's columns.
+    /// Whether the input is a spreadsheet's file (`;` between fields, an encoding other
+    /// than UTF-8, or a UTF-8 byte-order mark): its results are written for a spreadsheet
+    /// unless told otherwise.
+    pub fn from_a_spreadsheet(&self) -> bool {
+        self.lines.delimiter() == b';' || self.decoded != Decoded::Utf8 { marked: false }
+    }
+
     pub fn header(&self) -> &Header {
         &self.header
     }

@@ -227,7 +227,7 @@ fn garbled(
     let sent = |field: &Field| !names_only || *field == Field::Name;
     let i = match decoded {
         Decoded::From(_) => (0..texts.len()).find(|&i| texts[i].contains('\u{FFFD}')),
-        Decoded::Utf8 => Field::ALL
+        Decoded::Utf8 { .. } => Field::ALL
             .iter()
             .filter(|field| sent(field))
             .filter_map(|field| header.index(*field))
@@ -239,7 +239,7 @@ fn garbled(
             i + 1,
             encoding.name()
         ),
-        Decoded::Utf8 => format!(
+        Decoded::Utf8 { .. } => format!(
             "line {line}: column {} holds \u{FFFD} (U+FFFD), which stands for characters that could not be read: write the value again",
             i + 1
         ),

@@ -64,8 +64,9 @@ pub struct Job {
     pub progress: ProgressBar,
     /// Without a drawn bar: how often to log the progress figures.
     pub progress_every: Option<Duration>,
-    /// Write the results for a spreadsheet (`--excel`).
-    pub excel: bool,
+    /// Write the results for a spreadsheet (`--excel`), or plainly (`--no-excel`);
+    /// `None`: as the input was written (a spreadsheet's file gets a spreadsheet's).
+    pub excel: Option<bool>,
 }
 
 /// When a job lists the workspaces that exist.
@@ -200,7 +201,8 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
             header.ignored_described()
         );
     }
-    let layout = Layout::new(job.excel, reader.delimiter());
+    let excel = job.excel.unwrap_or_else(|| reader.from_a_spreadsheet());
+    let layout = Layout::new(excel, reader.delimiter());
     let writer = open_writer(
         job.sink,
         job.output_log.as_ref(),
@@ -208,7 +210,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         &job.output_name,
         Target {
             name: &job.target,
-            excel: job.excel,
+            excel: job.excel == Some(true),
             layout,
         },
     )?

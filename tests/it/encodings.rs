@@ -42,6 +42,10 @@ async fn windows_1252_is_refused_unless_named_then_read_right() {
     assert_eq!(names_on(&job.api).await, sorted(&SPREADSHEET_NAMES));
     let rows = job.rows_of("out.csv");
     assert_eq!(rows[0]["Name"], "Café Zürich", "the results are UTF-8");
+    // With the byte-order mark and CRLF that let Excel read them back as UTF-8.
+    let bytes = std::fs::read(job.dir.path("out.csv")).unwrap();
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF_row"), "{:?}", &bytes[..10]);
+    assert!(bytes.ends_with(b"\r\n"));
 }
 
 #[tokio::test]

@@ -622,7 +622,9 @@ async fn retry_reads_the_operation_from_its_column_never_from_a_message() {
     let job = Job::holding(&["del-1", "del-2", "del-3"]).await;
     let input = job.input("name\ndel-1\ndel-2\ndel-3\n");
     job.sandbox.set_fault_rates(1.0, 0.0, 0.0).unwrap();
-    let delete = job.run(&["delete", "--yes", &input, "--max-attempts", "1"]).await;
+    let delete = job
+        .run(&["delete", "--yes", &input, "--max-attempts", "1"])
+        .await;
     assert_eq!(delete.exit, 1, "{}", delete.stderr);
     job.sandbox.set_fault_rates(0.0, 0.0, 0.0).unwrap();
     // An operator tidies the file: every message cleared, one made to look like a run's.

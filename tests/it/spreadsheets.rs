@@ -17,7 +17,20 @@ async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
     let run = dbprov_with(&["run", &input], &job.args("out.csv")).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert_eq!(names_on(&job.api).await, sorted(&SPREADSHEET_NAMES));
-    let (header, rows) = job.dir.results("out.csv");
+    // A spreadsheet's file gets a spreadsheet's results, unless told otherwise: a
+    // byte-order mark, CRLF, and its `;`.
+    let bytes = std::fs::read(job.dir.path("out.csv")).unwrap();
+    assert!(
+        bytes.starts_with(b"\xEF\xBB\xBF_row;_status;"),
+        "{:?}",
+        &bytes[..20]
+    );
+    assert!(bytes.ends_with(b"\r\n") && !bytes.windows(2).any(|w| w[0] != b'\r' && w[1] == b'\n'));
+    let (header, rows) = parse_rows(
+        csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .from_reader(&bytes[3..]),
+    );
     assert_eq!(
         header[10..],
         [
@@ -33,6 +46,13 @@ async fn a_semicolon_file_with_bom_and_crlf_gives_the_right_names() {
     assert_eq!(rows[3]["Name"], "Crème; Brûlée");
     assert_eq!(rows[3]["Owner e-mail"], "a;b@creme.example");
     assert!(rows.iter().all(|r| r["_status"] == "created"), "{rows:?}");
+    // --no-excel writes plain results whatever the input.
+    let mut args = job.args("plain.csv");
+    args.push("--no-excel".to_owned());
+    let run = dbprov_with(&["run", &input, "--dry-run"], &args).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let plain = std::fs::read(job.dir.path("plain.csv")).unwrap();
+    assert!(plain.starts_with(b"_row,_status,") && !plain.contains(&b'\r'));
 }
 
 #[tokio::test]

@@ -199,7 +199,9 @@ async fn names_with_spaces_ampersands_and_accents_are_deleted_by_their_exact_nam
     }
     csv.push_str("acme & sons\n"); // another name: the API's names are exact
     let input = job.dir.write("off.csv", &csv);
-    let run = job.run_to(Some("out.csv"), &["delete", "--yes", &input]).await;
+    let run = job
+        .run_to(Some("out.csv"), &["delete", "--yes", &input])
+        .await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     let rows = job.rows_of("out.csv");
     let mut expected: BTreeMap<String, String> = names
@@ -218,21 +220,30 @@ async fn delete_asks_like_rollback_and_sends_nothing_without_a_yes() {
     // No terminal, no --yes: refused, nothing sent, no results file left behind.
     let run = job.run(&["delete", &input]).await;
     assert_eq!(run.exit, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("give --yes to confirm"), "{}", run.stderr);
     assert!(
-        run.stderr.contains("Delete the workspaces named by the 2 rows of"),
+        run.stderr.contains("give --yes to confirm"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("Delete the workspaces named by the 2 rows of"),
         "{}",
         run.stderr
     );
     assert_eq!(job.requests().await, 0);
     assert!(!job.dir.path(crate::fixture::RESULTS).exists());
     // With --yes it deletes; a dry run asks nothing.
-    let dry = job.run_to(Some("dry.csv"), &["delete", &input, "--dry-run"]).await;
+    let dry = job
+        .run_to(Some("dry.csv"), &["delete", &input, "--dry-run"])
+        .await;
     assert_eq!(dry.exit, 0, "{}", dry.stderr);
     let run = job.run(&["delete", "--yes", &input]).await;
     assert_eq!(run.exit, 0, "{}", run.stderr);
     assert_eq!(job.api.workspace_names().await.len(), 0);
     // --yes belongs to delete (and rollback) alone.
-    let refused = job.run_to(Some("other.csv"), &["run", "--yes", &input]).await;
+    let refused = job
+        .run_to(Some("other.csv"), &["run", "--yes", &input])
+        .await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
 }
