@@ -6,6 +6,7 @@ use super::job::Exit;
 use crate::cli::ValidateArgs;
 use crate::input::{self, CsvFormat, InputReader};
 use crate::model::{Input, Shard};
+use crate::report::terminal::for_terminal;
 use crate::report::{logging, signals};
 
 /// `validate`: every invalid row on stdout with its line, name and reason.
@@ -24,7 +25,8 @@ pub(super) async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit>
             if let Some(field) = input::header::resembled_field(column) {
                 let _ = writeln!(
                     stdout,
-                    "header: column '{column}' is not a request field: did you mean {}? As it is, it is carried to the results and never sent",
+                    "header: column '{}' is not a request field: did you mean {}? As it is, it is carried to the results and never sent",
+                    for_terminal(column),
                     field.key()
                 );
             }
@@ -34,17 +36,8 @@ pub(super) async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit>
             rows += 1;
             if let Err(error) = &row.request {
                 invalid += 1;
-                // One line per row, whatever the name holds.
-                let name: String = row
-                    .name
-                    .as_deref()
-                    .unwrap_or("")
-                    .chars()
-                    .flat_map(|c| match c.is_control() {
-                        true => c.escape_default().collect::<Vec<_>>(),
-                        false => vec![c],
-                    })
-                    .collect();
+                // One line per row, whatever the name holds, shown as it is written.
+                let name = for_terminal(row.name.as_deref().unwrap_or(""));
                 // The line is said once, before the name: not again as the message's own
                 // prefix (which results files keep).
                 let line_prefix = format!("line {}: ", row.line);
@@ -53,8 +46,11 @@ pub(super) async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit>
                     .strip_prefix(&line_prefix)
                     .unwrap_or(&error.message);
                 let line = format!(
-                    "row {} (line {}), name '{name}': {}: {message}",
-                    row.row, row.line, error.code
+                    "row {} (line {}), name '{name}': {}: {}",
+                    row.row,
+                    row.line,
+                    error.code,
+                    for_terminal(message)
                 );
                 if writeln!(stdout, "{line}").is_err() {
                     break; // a closed pipe (| head) is a normal end

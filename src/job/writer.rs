@@ -14,6 +14,7 @@ use crate::records::{Final, ResultsWriter};
 use crate::report::Tally;
 use crate::report::progress;
 use crate::report::signals;
+use crate::report::terminal::for_terminal;
 
 /// What goes to the writer.
 pub enum ToWrite {
@@ -155,7 +156,7 @@ fn log_outcome(outcome: &RowOutcome) {
             status = %outcome.status,
             code = outcome.error_code,
             "{}",
-            outcome.error_message
+            for_terminal(&outcome.error_message)
         ),
         _ => tracing::debug!(
             row = outcome.row,
@@ -178,7 +179,7 @@ fn log_kept(sent: &RowOutcome, note: Option<&str>) {
             status = %sent.status,
             code = sent.error_code,
             "{}; the earlier record stands",
-            sent.error_message
+            for_terminal(&sent.error_message)
         ),
     }
 }

@@ -10,6 +10,7 @@ pub mod signals;
 pub mod stderr;
 pub mod summary;
 pub mod tally;
+pub mod terminal;
 
 pub use logging::error_line;
 pub use summary::Summary;

@@ -47,5 +47,6 @@ mod shards;
 mod signals;
 mod spreadsheets;
 mod summary_file;
+mod terminal;
 mod tls;
 mod update_delete;
