@@ -5,6 +5,7 @@
 //! ([`writer`]). A run may list the workspaces first ([`preflight`]). What all of them
 //! share is in [`shared`].
 
+mod announce;
 mod attempt;
 mod dispatch;
 mod preflight;

@@ -195,12 +195,7 @@ pub async fn run(job: Job) -> Result<JobReport, JobError> {
         }
     };
     let header = reader.header().clone();
-    if !header.ignored.is_empty() {
-        tracing::warn!(
-            "columns {} are not request fields: carried to the results, never sent",
-            header.ignored_described()
-        );
-    }
+    super::announce::announce(&header, job.operation, &job.mode);
     let excel = job.excel.unwrap_or_else(|| reader.from_a_spreadsheet());
     let layout = Layout::new(excel, reader.delimiter());
     let writer = open_writer(

@@ -18,7 +18,7 @@ use super::replies::{
     Admission, Deleted, Done, Fault, Listing, LoggedRequest, Method, Named, Operation, Parsed,
     Plan, Reply, Stats, Success,
 };
-use super::workspaces::{Workspaces, slug};
+use super::workspaces::{Workspaces, slug, updated};
 use crate::api::workspace::{
     ConnectionType, Envelope, ErrorCode, SettingsProblem, WorkspaceRequest,
 };
@@ -275,11 +275,15 @@ impl Store {
         self.validate(&request)
             .map_err(|(code, message)| error(code, message))?;
         let name = request.name.clone();
-        if self.workspaces.replace(request) {
-            Ok(Done::Written(name))
-        } else {
-            Err(does_not_exist(&name))
-        }
+        let Some(current) = self.workspaces.get(&name) else {
+            return Err(does_not_exist(&name));
+        };
+        // The settings the PUT does not name stay; the whole must still hold together.
+        let updated = updated(current, request);
+        self.validate(&updated)
+            .map_err(|(code, message)| error(code, message))?;
+        self.workspaces.replace(updated);
+        Ok(Done::Written(name))
     }
 
     /// The body of a list's answer: the page asked for, or every workspace.

@@ -61,6 +61,13 @@ impl Workspaces {
         true
     }
 
+    /// The workspace of this name, if there is one.
+    pub fn get(&self, name: &str) -> Option<&WorkspaceRequest> {
+        self.index
+            .get(name)
+            .and_then(|&slot| self.slots[slot].as_ref())
+    }
+
     /// Replaces the workspace of the same name in its place, if there is one (else returns
     /// false).
     pub fn replace(&mut self, workspace: WorkspaceRequest) -> bool {
@@ -124,6 +131,31 @@ pub fn page_range(number: NonZeroU64, len: usize) -> Range<usize> {
     let skipped = (number.get() - 1).saturating_mul(PAGE_SIZE as u64);
     let start = usize::try_from(skipped).unwrap_or(usize::MAX).min(len);
     start..start.saturating_add(PAGE_SIZE).min(len)
+}
+
+/// What a `PUT` makes of a workspace: its connection (type, datasource, datamart) is the
+/// PUT's, as the vendor documents an update to replace it (a `MULTI_` type clears the
+/// single links); the LLM, copilot, metric and theme settings it does not name stay (the
+/// vendor calls them optional in an update).
+pub fn updated(current: &WorkspaceRequest, put: WorkspaceRequest) -> WorkspaceRequest {
+    WorkspaceRequest {
+        llm_name: put.llm_name.or_else(|| current.llm_name.clone()),
+        ai_copilot_llms: put
+            .ai_copilot_llms
+            .or_else(|| current.ai_copilot_llms.clone()),
+        is_enable_metric_suggestions: put
+            .is_enable_metric_suggestions
+            .or(current.is_enable_metric_suggestions),
+        is_enable_metric_summary: put
+            .is_enable_metric_summary
+            .or(current.is_enable_metric_summary),
+        summary_type: put.summary_type.or(current.summary_type),
+        custom_summary_prompt: put
+            .custom_summary_prompt
+            .or_else(|| current.custom_summary_prompt.clone()),
+        theme_name: put.theme_name.or_else(|| current.theme_name.clone()),
+        ..put
+    }
 }
 
 /// The id the API gives a workspace: its name in lower case, each run of anything but

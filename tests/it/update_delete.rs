@@ -247,3 +247,46 @@ async fn delete_asks_like_rollback_and_sends_nothing_without_a_yes() {
         .await;
     assert_eq!(refused.exit, 2, "{}", refused.stderr);
 }
+
+#[tokio::test]
+async fn an_update_of_the_themes_changes_themes_and_keeps_the_llm_and_metric_settings() {
+    let job = Job::new().await;
+    let created = job.input(
+        "name,connectionType,llmName,isEnableMetricSuggestions,themeName\n\
+         a,MULTI_DATAMART,gpt-4o,true,default\n",
+    );
+    assert_eq!(job.run(&["run", &created]).await.exit, 0);
+    let themes = job.dir.write(
+        "themes.csv",
+        "name,connectionType,themeName\na,MULTI_DATAMART,corporate\n",
+    );
+    let run = job.run_to(Some("updated.csv"), &["update", &themes]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    // Said before the first PUT: what it sets, and what it leaves.
+    let said = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("each PUT sets"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(
+        said.contains("sets connectionType, themeName as the file's rows say"),
+        "{said}"
+    );
+    assert!(
+        said.contains("no column for datasourceName, datamartName, llmName"),
+        "{said}"
+    );
+    assert!(said.contains("repoints every metric"), "{said}");
+    let stored = job.api.get("/_sandbox/workspaces").await;
+    assert_eq!(
+        stored,
+        serde_json::json!([{
+            "name": "a",
+            "connectionType": "MULTI_DATAMART",
+            "llmName": "gpt-4o",
+            "isEnableMetricSuggestions": true,
+            "themeName": "corporate"
+        }]),
+        "only the theme changed"
+    );
+}
