@@ -58,7 +58,13 @@ pub(super) async fn rows_command(
     // gone at the end), deletes nothing that lasts.
     if !(confirmed || args.dry_run || args.sandbox) {
         let which = match counted.total {
-            Some(rows) => format!("the workspaces named by the {rows} rows of {input}"),
+            Some(rows) => format!(
+                "the workspaces named by {} of {input}",
+                match rows {
+                    1 => "the row".to_owned(),
+                    n => format!("the {n} rows"),
+                }
+            ),
             None => format!("every workspace named in {input}"),
         };
         let said = confirm(&format!("Delete {which} on {}?", target.name)).await;

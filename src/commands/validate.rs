@@ -63,7 +63,11 @@ pub(super) async fn validate_command(args: ValidateArgs) -> anyhow::Result<Exit>
     .expect("validation does not panic")?;
     logging::notice(
         tracing::Level::INFO,
-        &format!("{rows} rows: {} valid, {invalid} invalid", rows - invalid),
+        &format!(
+            "{}: {} valid, {invalid} invalid",
+            crate::model::counted(rows, "row"),
+            rows - invalid
+        ),
     );
     Ok(if invalid == 0 {
         Exit::Success

@@ -98,6 +98,18 @@ impl StopReason {
             StopReason::InputFailed => Some(
                 "the input could not be read to its end (the error above says why): mend it, then run the same command with --resume (its results written to a file, -o PATH); the rows not read were not sent",
             ),
+            StopReason::Interrupted => Some(
+                "interrupted: the rows not finished are skipped / INTERRUPTED; run the same command with --resume (or the retry command below) to send them",
+            ),
+            StopReason::MaxFailures => Some(
+                "more rows failed than --max-failures allows: read the errors above, mend the input or the API's side, then retry the rows that did not succeed",
+            ),
+            StopReason::RateLimited => Some(
+                "the API's rate limit asked for a longer wait than --max-retry-after: retry the rows that did not succeed later, or raise --max-retry-after",
+            ),
+            StopReason::Unreachable => Some(
+                "the API could not be reached: check --base-url and the network, then retry the rows that did not succeed",
+            ),
             _ => None,
         }
     }

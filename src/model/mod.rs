@@ -18,3 +18,11 @@ pub use settings::{
     ApiKey, Input, LogFormat, MaxFailures, OnExists, Output, ProgressMode, Rate, RateLimit, Shard,
 };
 pub use status::Status;
+
+/// `1 row`, `2 rows`: a count and its noun, in the number the count asks for.
+pub fn counted(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}

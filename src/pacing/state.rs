@@ -391,7 +391,7 @@ impl State {
         }
         self.adaptive
             .rate()
-            .map(|rate| format!("pace {rate:.1}/s (adapting to 429s)"))
+            .map(|rate| format!("allowed up to {rate:.1}/s (adapting to 429s)"))
     }
 }
 

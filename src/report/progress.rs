@@ -44,7 +44,8 @@ pub fn start_progress(mode: ProgressMode, total: Option<u64>) -> ProgressBar {
 /// Moves the bar to the rows counted so far, and shows every status met (the same
 /// counts as the summary's), and the retries once there are some.
 pub fn show_progress(bar: &ProgressBar, tally: &Tally) {
-    bar.set_position(tally.rows());
+    // Rows a stop left skipped are accounted for, not done: Ctrl-C does not fill the bar.
+    bar.set_position(tally.rows() - tally.count(Status::Skipped));
     let mut counts: Vec<String> = Status::ALL
         .into_iter()
         .filter(|s| tally.count(*s) > 0)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::tally::Tally;
-use crate::model::Status;
+use crate::model::{Status, counted};
 
 /// The end-of-job summary: printed on stderr, and written as JSON by `--summary-json`.
 #[derive(Debug, Clone, Serialize)]
@@ -156,8 +156,9 @@ impl Summary {
             counts.join(", ")
         };
         format!(
-            "{} rows in {:.1} s: {counts}",
-            self.rows, self.elapsed_seconds
+            "{} in {:.1} s: {counts}",
+            counted(self.rows, "row"),
+            self.elapsed_seconds
         )
     }
 
@@ -180,8 +181,8 @@ impl Summary {
             }),
             (self.unsettled > 0).then(|| {
                 format!(
-                    "sent again without settling anything: {} rows (their earlier records stand)",
-                    self.unsettled
+                    "sent again without settling anything: {} (their earlier records stand)",
+                    counted(self.unsettled, "row")
                 )
             }),
             (self.not_in_input > 0).then(|| {
@@ -217,8 +218,9 @@ impl Summary {
     fn stopped_line(&self) -> Option<String> {
         Some(match self.stopped? {
             "OUTPUT_FAILED" => format!(
-                "stopped early: the results could not be written; {} rows sent have no record",
-                self.unrecorded
+                "stopped early: the results could not be written; {} sent {} no record",
+                counted(self.unrecorded, "row"),
+                if self.unrecorded == 1 { "has" } else { "have" }
             ),
             "INPUT_FAILED" => "stopped early: the input could not be read to its end; the rows not read have no record".to_owned(),
             code => format!("stopped early: the rest are skipped / {code}"),

@@ -470,3 +470,18 @@ async fn logs_follow_verbosity_and_format() {
     assert_eq!(failure["fields"]["row"], 8);
     assert_eq!(failure["fields"]["workspace"], "Legacy Oracle Tenant");
 }
+
+#[tokio::test]
+async fn one_row_is_said_one_row() {
+    let job = crate::fixture::Job::new().await;
+    let input = job.input(&crate::common::tenants("t", 1));
+    let run = job.run(&["run", &input]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("dbprov: 1 row in "), "{}", run.stderr);
+    let validate = crate::process::dbprov(&["validate", &input]).await;
+    assert!(
+        validate.stderr.contains("1 row: 1 valid, 0 invalid"),
+        "{}",
+        validate.stderr
+    );
+}

@@ -571,3 +571,35 @@ async fn rollback_killed_then_resumed_completes_the_file() {
     assert!(absent <= KILL_CONCURRENCY, "{statuses:?}");
     assert_eq!(held(&job.api).await, old.into_iter().collect());
 }
+
+#[tokio::test]
+async fn an_interrupted_summary_says_what_to_do_next() {
+    let job = Job::with_faults(FaultConfig {
+        latency: std::time::Duration::from_millis(50),
+        ..FaultConfig::default()
+    })
+    .await;
+    let args = job.args("results.csv");
+    let input = job.input(&tenants("t", 400));
+    let summary = job.path("summary.json");
+    let mut command: Vec<&str> = vec![
+        "run",
+        &input,
+        "--concurrency",
+        "4",
+        "--summary-json",
+        &summary,
+    ];
+    command.extend(args.iter().map(String::as_str));
+    let mut child = spawn_dbprov(&command);
+    until_requests(&job.api, &mut child, 12).await;
+    signal(&child, libc::SIGINT);
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let summary = crate::common::read_json(std::path::Path::new(&summary));
+    let next = summary["next_step"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(next.contains("--resume"), "{next}");
+}
