@@ -2,7 +2,7 @@
 //! detection. Nothing here holds more than one row; the only state that grows is a set of
 //! 64-bit name hashes (duplicate detection).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
 
@@ -146,7 +146,10 @@ pub struct InputReader {
     source: String,
     record: ByteRecord,
     rows: u64,
-    names_seen: HashSet<u64>,
+    /// The names of this input the results file does not have: by the hash of their
+    /// folded form (NFC, lower case, inner spaces as one), the hash of their NFC form and
+    /// the row that had it first.
+    names_seen: HashMap<u64, (u64, u32)>,
     hasher: RandomState,
     /// `retry`, `rollback`: the input is a results file, and the ledger says which of its
     /// records are rows.
@@ -209,7 +212,7 @@ impl InputReader {
             source,
             record: ByteRecord::new(),
             rows: 0,
-            names_seen: HashSet::new(),
+            names_seen: HashMap::new(),
             hasher: RandomState::new(),
             recorded: None,
             logbook: None,
@@ -419,30 +422,77 @@ impl InputReader {
         let Some(name) = name else {
             return request;
         };
-        let duplicate = || {
+        // As written: quoted, so that spaces at either end show.
+        let written = self
+            .header
+            .index(Field::Name)
+            .and_then(|i| self.record.get(i))
+            .map(|cell| String::from_utf8_lossy(cell).into_owned())
+            .unwrap_or_else(|| name.to_owned());
+        let duplicate = |first: Option<u32>| {
+            let earlier = match first {
+                Some(row) => format!("row {row}"),
+                None => "an earlier row".to_owned(),
+            };
             Err(RowError::new(
                 DUPLICATE_IN_INPUT,
-                format!("line {line}: name '{name}' already appeared earlier in the input"),
+                format!(
+                    "line {line}: name \"{written}\" repeats the name of {earlier} of the input"
+                ),
             ))
         };
         if let Some(recorded) = &self.recorded
             && recorded.still_duplicate(&self.record, name)
         {
-            return duplicate();
+            return duplicate(None);
         }
         // A name taken exactly that is refused for its spaces is another name than the
         // same without them: it takes no name for the rows after it.
         let spaced = self.exact_names && matches!(&request, Err(e) if e.code == "INVALID_NAME");
         // A name the results file has is marked there; only the others take room here.
         let first = match (&self.logbook, logged) {
-            _ if spaced => true,
-            (Some(book), Some(prior)) => book.first_read(&prior),
-            _ => self.names_seen.insert(self.hasher.hash_one(name)),
+            _ if spaced => None,
+            (Some(book), Some(prior)) => (!book.first_read(&prior)).then_some(None),
+            _ => self.seen_before(name, &written),
         };
-        if !first {
-            return request.and(duplicate());
+        match first {
+            Some(row) => request.and(duplicate(row)),
+            None => request,
         }
-        request
+    }
+}
+
+impl InputReader {
+    /// The row that had this name first, if one did (names equal after NFC are one name):
+    /// `Some(None)` never, `Some(Some(row))` for a repeat. A name that differs from an
+    /// earlier one only in letter case or inner spaces is no repeat, but is warned of,
+    /// naming both rows: two workspaces will be made where one may have been meant.
+    fn seen_before(&mut self, name: &str, written: &str) -> Option<Option<u32>> {
+        use unicode_normalization::UnicodeNormalization;
+        let nfc: String = name.nfc().collect();
+        let folded: Vec<String> = nfc.split_whitespace().map(str::to_lowercase).collect();
+        let (folded, exact) = (
+            self.hasher.hash_one(folded.join(" ")),
+            self.hasher.hash_one(&nfc),
+        );
+        let row = u32::try_from(self.rows).unwrap_or(u32::MAX);
+        match self.names_seen.entry(folded) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert((exact, row));
+                None
+            }
+            std::collections::hash_map::Entry::Occupied(seen) => {
+                let (first_exact, first_row) = *seen.get();
+                if first_exact == exact {
+                    return Some(Some(first_row));
+                }
+                tracing::warn!(
+                    "row {row}: name \"{}\" differs from row {first_row}'s only in letter case or spaces: both are sent, as two workspaces",
+                    crate::report::terminal::for_terminal(written)
+                );
+                None
+            }
+        }
     }
 }
 

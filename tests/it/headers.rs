@@ -115,3 +115,52 @@ async fn rows_a_spreadsheet_leaves_ragged_or_empty_are_read_as_meant() {
     assert_eq!(rerun.exit, 0, "{}", rerun.stderr);
     assert_eq!(job.writes().await, 4);
 }
+
+#[tokio::test]
+async fn near_duplicates_are_warned_of_and_names_equal_after_nfc_are_one() {
+    let job = Job::new().await;
+    let input = job.input(
+        "name,connectionType\n\
+         Acme Corp,MULTI_DATAMART\n\
+         ACME CORP,MULTI_DATAMART\n\
+         Acme  Corp,MULTI_DATAMART\n\
+         Caf\u{e9},MULTI_DATAMART\n\
+         Cafe\u{301},MULTI_DATAMART\n\
+         \"Acme Corp \",MULTI_DATAMART\n",
+    );
+    let validate = dbprov(&["validate", &input]).await;
+    assert_eq!(validate.exit, 1, "{}", validate.stderr);
+    for near in [2, 3] {
+        assert!(
+            validate.stderr.contains(&format!("row {near}: name"))
+                && validate
+                    .stderr
+                    .contains("differs from row 1's only in letter case or spaces"),
+            "row {near}: {}",
+            validate.stderr
+        );
+    }
+    assert!(
+        validate
+            .stdout
+            .contains("DUPLICATE_IN_INPUT: name \"Cafe\u{301}\" repeats the name of row 4"),
+        "{}",
+        validate.stdout
+    );
+    assert!(
+        validate
+            .stdout
+            .contains("name \"Acme Corp \" repeats the name of row 1"),
+        "the name as written, its space visible: {}",
+        validate.stdout
+    );
+    let run = job.run(&["run", &input]).await;
+    assert_eq!(run.exit, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("differs from row 1's"),
+        "{}",
+        run.stderr
+    );
+    let rows = job.rows();
+    assert_eq!(tally(&rows), expect(&[("created", 4), ("invalid", 2)]));
+}
