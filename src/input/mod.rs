@@ -8,6 +8,7 @@ pub mod count;
 pub mod decode;
 pub mod header;
 pub mod lines;
+mod names;
 pub mod reader;
 pub mod row;
 pub mod shard;

@@ -2,8 +2,6 @@
 //! detection. Nothing here holds more than one row; the only state that grows is a set of
 //! 64-bit name hashes (duplicate detection).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
 
 use csv::ByteRecord;
@@ -11,6 +9,7 @@ use csv::ByteRecord;
 use super::decode::{self, CsvFormat, DecodeError, Decoded};
 use super::header::{Header, HeaderError, parse_header};
 use super::lines::{CsvLines, Kind};
+use super::names::NamesSeen;
 use super::row::{DUPLICATE_IN_INPUT, RowError, RowRules, line_text, name_cell, parse_row};
 use super::shard::shard_of;
 use crate::api::RowRequest;
@@ -146,11 +145,8 @@ pub struct InputReader {
     source: String,
     record: ByteRecord,
     rows: u64,
-    /// The names of this input the results file does not have: by the hash of their
-    /// folded form (NFC, lower case, inner spaces as one), the hash of their NFC form and
-    /// the row that had it first.
-    names_seen: HashMap<u64, (u64, u32)>,
-    hasher: RandomState,
+    /// The names of this input the results file does not have.
+    names_seen: NamesSeen,
     /// `retry`, `rollback`: the input is a results file, and the ledger says which of its
     /// records are rows.
     recorded: Option<Box<dyn Recorded>>,
@@ -212,8 +208,7 @@ impl InputReader {
             source,
             record: ByteRecord::new(),
             rows: 0,
-            names_seen: HashMap::new(),
-            hasher: RandomState::new(),
+            names_seen: NamesSeen::default(),
             recorded: None,
             logbook: None,
             near: 0,
@@ -453,45 +448,11 @@ impl InputReader {
         let first = match (&self.logbook, logged) {
             _ if spaced => None,
             (Some(book), Some(prior)) => (!book.first_read(&prior)).then_some(None),
-            _ => self.seen_before(name, &written),
+            _ => self.names_seen.seen_before(name, &written, self.rows),
         };
         match first {
             Some(row) => request.and(duplicate(row)),
             None => request,
-        }
-    }
-}
-
-impl InputReader {
-    /// The row that had this name first, if one did (names equal after NFC are one name):
-    /// `Some(None)` never, `Some(Some(row))` for a repeat. A name that differs from an
-    /// earlier one only in letter case or inner spaces is no repeat, but is warned of,
-    /// naming both rows: two workspaces will be made where one may have been meant.
-    fn seen_before(&mut self, name: &str, written: &str) -> Option<Option<u32>> {
-        use unicode_normalization::UnicodeNormalization;
-        let nfc: String = name.nfc().collect();
-        let folded: Vec<String> = nfc.split_whitespace().map(str::to_lowercase).collect();
-        let (folded, exact) = (
-            self.hasher.hash_one(folded.join(" ")),
-            self.hasher.hash_one(&nfc),
-        );
-        let row = u32::try_from(self.rows).unwrap_or(u32::MAX);
-        match self.names_seen.entry(folded) {
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert((exact, row));
-                None
-            }
-            std::collections::hash_map::Entry::Occupied(seen) => {
-                let (first_exact, first_row) = *seen.get();
-                if first_exact == exact {
-                    return Some(Some(first_row));
-                }
-                tracing::warn!(
-                    "row {row}: name \"{}\" differs from row {first_row}'s only in letter case or spaces: both are sent, as two workspaces",
-                    crate::report::terminal::for_terminal(written)
-                );
-                None
-            }
         }
     }
 }
