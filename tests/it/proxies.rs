@@ -107,7 +107,7 @@ async fn a_remote_api_is_reached_through_a_tunnel_the_proxy_cannot_read() {
     let run = run_with(&line(&["run", &input], &args), &env).await;
     assert_eq!(run.exit, 3, "the proxy refuses the tunnel: {}", run.stderr);
     assert!(
-        run.stderr.contains("the API could not be reached") && !run.stderr.contains("429"),
+        run.stderr.contains("the API could not be reached") && !run.stderr.contains("(429)"),
         "an API not reached is not called a rate limit: {}",
         run.stderr
     );
