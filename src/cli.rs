@@ -11,6 +11,7 @@ use crate::input::decode::{parse_delimiter, parse_encoding};
 use crate::model::{MaxFailures, RateLimit, Shard};
 use crate::sandbox::{DEFAULT_API_KEY, RateLimitHeaders, WindowLimit};
 
+mod checks;
 mod settings;
 mod values;
 
@@ -49,28 +50,17 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The process's command line, as clap checks it, and then as clap cannot: a
-    /// `--base-url` given beside `--sandbox` (not one from `DATABRAIN_BASE_URL`, which a
-    /// rehearsal in the same shell would otherwise trip on).
+    /// The command line's definition: clap's, with each command's unused options hidden.
+    pub fn definition() -> clap::Command {
+        checks::hide_unused(<Cli as clap::CommandFactory>::command())
+    }
+
+    /// The process's command line, as clap checks it, and then as clap cannot (an option
+    /// the command does not use, `--sandbox` with a `--base-url` given).
     pub fn from_command_line() -> Result<Cli, clap::Error> {
-        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut command = Cli::definition();
         let matches = command.try_get_matches_from_mut(std::env::args_os())?;
-        if let Some((name, given)) = matches.subcommand() {
-            let sandbox = given.try_get_one::<bool>("sandbox").ok().flatten() == Some(&true);
-            // Asked only of the commands that have both (clap panics on an unknown id).
-            let base_url = || {
-                given.try_contains_id("base_url").unwrap_or(false)
-                    && given.value_source("base_url")
-                        == Some(clap::parser::ValueSource::CommandLine)
-            };
-            if sandbox && base_url() {
-                let mut sub = command.find_subcommand(name).cloned().unwrap_or(command);
-                return Err(sub.error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    "--sandbox runs the job against a sandbox in this process, so --base-url cannot be given with it: drop one of them",
-                ));
-            }
-        }
+        checks::refuse(&command, &matches)?;
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
             .map_err(|e| e.format(&mut command))
     }
@@ -95,11 +85,6 @@ pub enum Command {
     Retry(RetryArgs),
     /// Show what `run` would do, from local checks and one list of the workspaces that
     /// exist; sends no write.
-    // A plan always lists: --preflight and --no-preflight say nothing to it.
-    #[command(
-        mut_arg("preflight", |arg| arg.hide(true)),
-        mut_arg("no_preflight", |arg| arg.hide(true))
-    )]
     Plan(PlanArgs),
     /// PUT every row's settings over its existing workspace, and record each outcome.
     #[command(mut_arg("output", |arg| arg.help(
@@ -496,6 +481,6 @@ mod tests {
     fn the_command_line_is_well_formed() {
         // Catches at test time what clap would otherwise panic on at the first run: a
         // mut_arg of an id that is not there, two flags of one name, ...
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
+        super::Cli::definition().debug_assert();
     }
 }

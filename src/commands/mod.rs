@@ -79,7 +79,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate::validate_command(args).await,
         Command::Sandbox(args) => sandbox::sandbox_command(args).await,
         Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut command = Cli::definition();
             clap_complete::generate(shell, &mut command, "dbprov", &mut std::io::stdout());
             Ok(Exit::Success)
         }

@@ -210,3 +210,97 @@ async fn a_key_put_in_the_base_urls_query_is_never_echoed() {
     }
     assert_eq!(job.requests().await, 0);
 }
+
+/// The long options a command's `--help` lists.
+async fn listed(command: &str) -> Vec<String> {
+    let help = dbprov(&[command, "--help"]).await;
+    assert_eq!(help.exit, 0, "{command}: {}", help.stderr);
+    help.stdout
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split([' ', ',', '=']).find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(['<', '>']).to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_commands_help_lists_only_what_it_uses_and_the_rest_is_refused() {
+    let job = Job::new().await;
+    let input = job.input(&tenants("t", 2));
+    // What each command does nothing with: not listed, and refused when given.
+    let unused: [(&str, &[&str]); 5] = [
+        (
+            "plan",
+            &[
+                "--concurrency",
+                "--burst",
+                "--max-failures",
+                "--preflight",
+                "--no-preflight",
+                "--yes",
+                "--dry-run",
+            ],
+        ),
+        (
+            "update",
+            &["--on-exists", "--preflight", "--no-preflight", "--yes"],
+        ),
+        ("delete", &["--on-exists", "--preflight", "--no-preflight"]),
+        (
+            "rollback",
+            &["--on-exists", "--preflight", "--no-preflight"],
+        ),
+        ("run", &["--yes"]),
+    ];
+    for (command, options) in unused {
+        let help = listed(command).await;
+        assert!(
+            help.contains(&"--base-url".to_owned()),
+            "{command}: {help:?}"
+        );
+        for option in options {
+            assert!(
+                !help.contains(&option.to_string()),
+                "{command} lists {option}: {help:?}"
+            );
+            let mut words = vec![command, input.as_str(), "--sandbox", "-o", "-", option];
+            if ["--concurrency", "--burst", "--max-failures", "--on-exists"].contains(option) {
+                words.push(if *option == "--on-exists" {
+                    "update"
+                } else {
+                    "2"
+                });
+            }
+            let run = dbprov(&words).await;
+            assert_eq!(run.exit, 2, "{command} {option}: {}", run.stderr);
+        }
+    }
+    // What they use stays: a run lists the sending options, a delete and a rollback --yes.
+    let run = listed("run").await;
+    for option in [
+        "--on-exists",
+        "--preflight",
+        "--concurrency",
+        "--max-failures",
+        "--pushgateway",
+        "--ca-cert",
+    ] {
+        assert!(run.contains(&option.to_owned()), "run: {option}: {run:?}");
+    }
+    for command in ["delete", "rollback"] {
+        assert!(
+            listed(command).await.contains(&"--yes".to_owned()),
+            "{command}"
+        );
+    }
+    // validate reads a file and sends nothing: none of a job's options.
+    let validate = listed("validate").await;
+    for option in ["--base-url", "--output", "--concurrency", "--summary-json"] {
+        assert!(
+            !validate.contains(&option.to_owned()),
+            "validate: {option}: {validate:?}"
+        );
+    }
+    assert_eq!(job.requests().await, 0);
+}

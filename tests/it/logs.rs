@@ -363,7 +363,7 @@ async fn a_rollback_asked_on_a_terminal_answers_in_json_among_json_logs() {
                 "--log-format",
                 "json",
             ])
-            .args(&args[2..])
+            .args(args[2..].iter().filter(|a| *a != "--no-preflight"))
             .env_remove("DATABRAIN_API_KEY")
             .env_remove("DATABRAIN_BASE_URL")
             .env_remove("RUST_LOG")

@@ -375,7 +375,8 @@ async fn a_server_cannot_write_the_notes_a_rollback_reads() {
     let run = dbprov_with(&["run", &input], &args).await;
     assert_eq!(run.exit, 1, "{}", run.stderr);
     let results = dir.path("r.csv").to_string_lossy().into_owned();
-    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..]).await;
+    // The rollback takes the same API and key, not the run's --on-exists.
+    let undo = dbprov_with(&["rollback", &results, "--yes"], &args[2..args.len() - 2]).await;
     assert_eq!(undo.exit, 0, "{}", undo.stderr);
     assert!(
         undo.stderr.contains("nothing to roll back"),
