@@ -228,8 +228,8 @@ async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::R
     }
     if let Some(failure) = &report.output_failure {
         tracing::error!(
-            "cannot write the results to {output}, so sending stopped; {} rows whose requests were sent have no record: {failure}",
-            report.unrecorded
+            "cannot write the results to {output}, so sending stopped; {} whose requests were sent: no record: {failure}",
+            crate::model::counted(report.unrecorded, "row")
         );
     }
     // The file first, so that the summary is the last line on stderr whatever happens.
@@ -425,7 +425,8 @@ fn warn_of_the_ledger(tally: &Tally, output: &Output, args: &JobArgs) {
     let (missing, rows) = (tally.not_in_input, tally.rows());
     if missing > 0 && missing * 10 >= rows + missing {
         tracing::warn!(
-            "{missing} records of {output} are of names this input does not have ({rows} rows): they stay in the file, after this run's rows. If the input was cut short (a truncated export), mend it and run again"
+            "{missing} records of {output} are of names this input does not have ({}): they stay in the file, after this run's rows. If the input was cut short (a truncated export), mend it and run again",
+            crate::model::counted(rows, "row")
         );
     } else if missing > 0 {
         tracing::info!(
@@ -438,8 +439,13 @@ fn warn_of_the_ledger(tally: &Tally, output: &Output, args: &JobArgs) {
             _ => "; --on-exists update PUTs the new ones",
         };
         tracing::warn!(
-            "{} kept rows have other values in the input than they were sent with: their records keep the values the workspaces have{how}",
-            tally.changed_since_sent
+            "{} ({}) other values in the input than they were sent with: their records keep the values the workspaces have{how}",
+            crate::model::counted(tally.changed_since_sent, "kept row"),
+            if tally.changed_since_sent == 1 {
+                "has"
+            } else {
+                "have"
+            }
         );
     }
 }

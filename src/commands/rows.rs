@@ -56,7 +56,8 @@ pub(super) async fn rows_command(
     let counted = count_rows(&input, format, args.job.shard, sink, output_log.as_ref()).await?;
     // A delete asks, as a rollback does; a dry run, or the sandbox of this process (empty,
     // gone at the end), deletes nothing that lasts.
-    if !(confirmed || args.dry_run || args.sandbox) {
+    // (Nor does a rerun that has nothing left to send.)
+    if !(confirmed || args.dry_run || args.sandbox || !counted.to_send) {
         let which = match counted.total {
             Some(rows) => format!(
                 "the workspaces named by {} of {input}",

@@ -5,6 +5,7 @@ use csv::ByteRecord;
 
 use crate::api::workspace::{Field, normalise};
 use crate::model::{LEGACY_COLUMNS, RESULT_COLUMNS};
+use crate::report::terminal::for_terminal;
 
 /// Why a header cannot be used. Each of these stops the job before any request.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +120,7 @@ pub fn parse_header(raw: &ByteRecord, source: &str, delimiter: u8) -> Result<Hea
                 *slot = Some(i);
             }
             // A header's trailing delimiter names no column: nothing to warn of.
-            None if name.is_empty() => {}
+            None if names[i..].iter().all(String::is_empty) => {}
             None => ignored.push(name.clone()),
         }
     }
@@ -169,14 +170,18 @@ impl Header {
     }
 
     /// The columns that are not request fields, each with the field it most resembles
-    /// (`'datasource' (datasourceName?)`), for the one warning that names them.
-    pub fn ignored_described(&self) -> String {
+    /// (`'datasource' (datasourceName?)`) unless only names are sent (`names_only`), for
+    /// the one warning that names them.
+    pub fn ignored_described(&self, names_only: bool) -> String {
         let described: Vec<String> = self
             .ignored
             .iter()
-            .map(|column| match resembled_field(column) {
-                Some(field) => format!("'{column}' (did you mean {}?)", field.key()),
-                None => format!("'{column}'"),
+            .map(|column| (for_terminal(column), resembled_field(column)))
+            .map(|(column, field)| match field {
+                Some(field) if !names_only => {
+                    format!("'{column}' (did you mean {}?)", field.key())
+                }
+                _ => format!("'{column}'"),
             })
             .collect();
         described.join(", ")

@@ -95,14 +95,23 @@ impl<R: Read> CsvLines<R> {
     }
 
     /// Reads the next record into `record`, with its position (line, byte offset, record
-    /// number); `None` at the end of the input. Blank lines are passed over.
+    /// number); `None` at the end of the input. Blank lines are passed over, and so are
+    /// records after the header whose cells are all empty (`"",""`, as some writers quote
+    /// every cell): they hold no row.
     pub fn read(&mut self, record: &mut ByteRecord) -> std::io::Result<Option<Kind>> {
         let (mut raw, mut lines) = (
             std::mem::take(&mut self.raw),
             std::mem::take(&mut self.lines),
         );
-        lines.clear();
-        let result = self.read_into(&mut raw, &mut lines, record);
+        let result = loop {
+            lines.clear();
+            let read = self.read_into(&mut raw, &mut lines, record);
+            let empty = || record.iter().all(|cell| cell.trim_ascii().is_empty());
+            match read {
+                Ok(Some(Kind::Whole)) if self.records > 1 && empty() => self.records -= 1,
+                read => break read,
+            }
+        };
         (self.raw, self.lines) = (raw, lines);
         result
     }

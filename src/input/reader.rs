@@ -243,6 +243,7 @@ impl InputReader {
     /// spaces at its start or end is `INVALID_NAME`, not trimmed into another one.
     pub fn exact_names(mut self, exact_names: bool) -> InputReader {
         self.exact_names = exact_names;
+        self.names_seen.exact |= exact_names;
         self
     }
 
@@ -251,6 +252,7 @@ impl InputReader {
     /// retry of it (which takes names exactly) deletes that one.
     pub fn names_as_sent(mut self, names_as_sent: bool) -> InputReader {
         self.names_as_sent = names_as_sent;
+        self.names_seen.exact |= names_as_sent;
         self
     }
 
@@ -337,13 +339,21 @@ impl InputReader {
                 values: 0,
             },
         };
-        let logged = self
-            .logbook
-            .as_ref()
-            .and_then(|book| book.look_up(parsed.name.as_deref(), row, &mut self.near));
+        let logged = self.logbook.as_ref().and_then(|book| {
+            let name = parsed.name.as_deref();
+            book.look_up(name, row, &mut self.near).or_else(|| {
+                // A name in another Unicode form than the file records it (decomposed
+                // here, composed there) is the same name, for a command that creates.
+                let name = name.filter(|name| !name.is_ascii() && !self.names_seen.exact)?;
+                let nfc: String = unicode_normalization::UnicodeNormalization::nfc(name).collect();
+                (nfc != name).then(|| book.look_up(Some(&nfc), row, &mut self.near))?
+            })
+        });
         let request = match refused {
             Some(message) => Err(RowError::new("MALFORMED_ROW", message)),
-            None => self.refuse_duplicate(line, parsed.name.as_deref(), logged, parsed.request),
+            None => {
+                self.refuse_duplicate((line, row), parsed.name.as_deref(), logged, parsed.request)
+            }
         };
         let cells = self.carried_cells(parsed.name.as_deref());
         Some(InputRow {
@@ -409,7 +419,7 @@ impl InputReader {
     /// refused so stays refused while the first row of its name is still in the file.
     fn refuse_duplicate(
         &mut self,
-        line: u64,
+        (line, row): (u64, u64),
         name: Option<&str>,
         logged: Option<Prior>,
         request: Result<RowRequest, RowError>,
@@ -447,8 +457,17 @@ impl InputReader {
         // A name the results file has is marked there; only the others take room here.
         let first = match (&self.logbook, logged) {
             _ if spaced => None,
+            // A name the results file holds is also looked for among the others when it is
+            // not ASCII: its NFC twin, new to the file, is the same name.
+            (Some(book), Some(prior)) if !name.is_ascii() => {
+                let seen = self.names_seen.seen_before(name, &written, row);
+                match book.first_read(&prior) {
+                    true => seen,
+                    false => Some(seen.flatten()),
+                }
+            }
             (Some(book), Some(prior)) => (!book.first_read(&prior)).then_some(None),
-            _ => self.names_seen.seen_before(name, &written, self.rows),
+            _ => self.names_seen.seen_before(name, &written, row),
         };
         match first {
             Some(row) => request.and(duplicate(row)),

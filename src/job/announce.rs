@@ -13,7 +13,7 @@ pub(super) fn announce(header: &Header, operation: Operation, mode: &Mode) {
     if !header.ignored.is_empty() {
         tracing::warn!(
             "columns {} are not request fields: carried to the results, never sent",
-            header.ignored_described()
+            header.ignored_described(operation.names_only())
         );
     }
     let puts = operation == Operation::Update

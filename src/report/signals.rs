@@ -60,7 +60,8 @@ pub fn install() {
         let message = match UNRECORDED.load(Ordering::SeqCst) {
             0 => "interrupted again: exiting now".to_owned(),
             unrecorded => format!(
-                "interrupted again: exiting now; {unrecorded} rows in flight have no record ({} settles them)",
+                "interrupted again: exiting now; {} in flight: no record ({} settles them)",
+                crate::model::counted(unrecorded, "row"),
                 RERUN.get().unwrap_or(&"the same command with --resume")
             ),
         };

@@ -164,3 +164,90 @@ async fn near_duplicates_are_warned_of_and_names_equal_after_nfc_are_one() {
     let rows = job.rows();
     assert_eq!(tally(&rows), expect(&[("created", 4), ("invalid", 2)]));
 }
+
+#[tokio::test]
+async fn a_repeat_of_a_second_spelling_is_a_duplicate_of_that_row() {
+    let job = Job::new().await;
+    let input = job.input("name,connectionType\nAcme Co,MULTI_DATAMART\nACME CO,MULTI_DATAMART\nACME CO,MULTI_DATAMART\n");
+    let validate = dbprov(&["validate", &input]).await;
+    assert_eq!(validate.exit, 1, "{}", validate.stderr);
+    assert!(
+        validate
+            .stdout
+            .contains("name \"ACME CO\" repeats the name of row 2"),
+        "{}",
+        validate.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_nfc_twin_of_a_name_the_results_file_holds_is_a_duplicate_on_a_rerun() {
+    for order in [
+        ["Caf\u{e9} Zed", "Cafe\u{301} Zed"],
+        ["Cafe\u{301} Zed", "Caf\u{e9} Zed"],
+    ] {
+        let job = Job::new().await;
+        let first = job.input("name,connectionType\nCaf\u{e9} Zed,MULTI_DATAMART\n");
+        assert_eq!(job.run(&["run", &first]).await.exit, 0);
+        let both = job.dir.write(
+            "both.csv",
+            &format!(
+                "name,connectionType\n{},MULTI_DATAMART\n{},MULTI_DATAMART\n",
+                order[0], order[1]
+            ),
+        );
+        let rerun = job.run(&["run", &both, "--resume"]).await;
+        assert_eq!(rerun.exit, 1, "{order:?}: {}", rerun.stderr);
+        assert_eq!(
+            job.api.workspace_names().await.len(),
+            1,
+            "{order:?}: one workspace"
+        );
+        let rows = job.rows();
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r["_error_code"] == "DUPLICATE_IN_INPUT")
+                .count(),
+            1,
+            "{order:?}: {rows:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_deletes_each_spelling_it_records_created() {
+    // An older version created both forms of one name: the API holds two workspaces, and
+    // the ledger records both created. A rollback takes names exactly, as the API does.
+    let (nfc, nfd) = ("Zo\u{eb} Ltd", "Zoe\u{308} Ltd");
+    let job = Job::holding(&[nfc, nfd]).await;
+    let url = job.sandbox.url();
+    let ledger = job.dir.write(
+        "old.csv",
+        &format!(
+            "_row,_status,_error_code,_error_message,_http_status,_attempts,_latency_ms,_finished_at,_target,_operation,name,connectionType\n\
+             1,created,,,200,1,5,2026-12-01T00:00:00.000Z,{url},create,{nfc},MULTI_DATAMART\n\
+             2,created,,,200,1,5,2026-12-01T00:00:00.000Z,{url},create,{nfd},MULTI_DATAMART\n"
+        ),
+    );
+    let undo = job
+        .run_to(Some("undo.csv"), &["rollback", &ledger, "--yes"])
+        .await;
+    assert_eq!(undo.exit, 0, "{}", undo.stderr);
+    assert!(job.api.workspace_names().await.is_empty(), "both deleted");
+}
+
+#[tokio::test]
+async fn quoted_empty_rows_are_no_rows_and_a_blank_column_amid_others_is_warned_of() {
+    let job = Job::new().await;
+    let input = job.input(
+        "name,,connectionType\na,x,MULTI_DATAMART\n\"\",\"\",\"\"\n\" \",,\nb,,MULTI_DATAMART\n",
+    );
+    let run = job.run(&["run", &input]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    assert_one_row_per_input_row(&job.rows(), 2);
+    assert!(
+        run.stderr.contains("columns '' are not request fields"),
+        "{}",
+        run.stderr
+    );
+}
