@@ -74,7 +74,7 @@ impl NamesSeen {
         self.warned += 1;
         match self.warned {
             ..=WARNED_AT_MOST => tracing::warn!(
-                "row {row}: name \"{}\" differs from row {first_row}'s only in letter case or spaces: both are sent, as two workspaces",
+                "row {row}: name \"{}\" differs from row {first_row}'s only in letter case or spaces: both are sent, as two workspaces (if one was meant, remove the other row)",
                 for_terminal(written)
             ),
             n if n == WARNED_AT_MOST + 1 => tracing::warn!(

@@ -442,7 +442,7 @@ impl InputReader {
             Err(RowError::new(
                 DUPLICATE_IN_INPUT,
                 format!(
-                    "line {line}: name \"{written}\" repeats the name of {earlier} of the input"
+                    "line {line}: name \"{written}\" repeats the name of {earlier} of the input; remove this row, or give it a name of its own"
                 ),
             ))
         };

@@ -251,3 +251,61 @@ async fn quoted_empty_rows_are_no_rows_and_a_blank_column_amid_others_is_warned_
         run.stderr
     );
 }
+
+#[tokio::test]
+async fn validate_says_every_mistake_of_a_file_once_with_its_row_and_what_to_do() {
+    let job = Job::new().await;
+    let input = job.input(
+        "name,connectionType,datasource,llm,theme,\n\
+         Acme Corp,MULTI_DATAMART,,,,\n\
+         ACME CORP,MULTI_DATAMART,,,\n\
+         Caf\u{e9},MULTI_DATAMART,,,,,\n\
+         Cafe\u{301},MULTI_DATAMART,,,,\n\
+         \x20\x20\n\
+         \"Acme Corp \",MULTI_DATAMART,,,,\n\
+         evil\u{202e}gpj,BOGUS,,,,\n\
+         ,,,,,\n\
+         ,,,,,\n",
+    );
+    let validate = dbprov(&["validate", &input]).await;
+    assert_eq!(
+        validate.exit, 1,
+        "rows that would not be sent: {}",
+        validate.stderr
+    );
+    let stdout: Vec<&str> = validate.stdout.lines().collect();
+    let warnings: Vec<&str> = validate
+        .stderr
+        .lines()
+        .filter(|l| l.contains("WARN"))
+        .collect();
+    // Three misspelled headers, two repeats, one unknown connectionType; one near-duplicate.
+    assert_eq!(stdout.len(), 6, "{}", validate.stdout);
+    assert_eq!(warnings.len(), 1, "{}", validate.stderr);
+    for line in &stdout[..3] {
+        assert!(
+            line.starts_with("header: column ") && line.contains("did you mean"),
+            "{line}"
+        );
+    }
+    for line in &stdout[3..] {
+        assert!(line.starts_with("row "), "each names its row: {line}");
+    }
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.contains("remove this row, or give it a name of its own"))
+    );
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.contains("is not one of DATASOURCE"))
+    );
+    assert!(warnings[0].contains("row 2: name") && warnings[0].contains("remove the other row"));
+    assert!(!validate.stdout.contains('\u{202e}'));
+    assert!(
+        validate.stderr.contains("6 rows: 3 valid, 3 invalid"),
+        "{}",
+        validate.stderr
+    );
+}
