@@ -183,6 +183,9 @@ struct How {
 async fn finish(job: Job, output: Output, args: &JobArgs, how: How) -> anyhow::Result<Exit> {
     let bar = job.progress.clone();
     let report = job::run(job).await?;
+    // The last figures drawn, past the bar's rate limit, so that its last frame says what
+    // the summary says; then it goes, for the summary.
+    bar.finish();
     bar.finish_and_clear();
     warn_of_the_ledger(&report.tally, &output, args);
     let mut exit = match report.stopped {

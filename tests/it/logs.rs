@@ -485,3 +485,22 @@ async fn one_row_is_said_one_row() {
         validate.stderr
     );
 }
+
+#[tokio::test]
+async fn the_bars_last_frame_says_what_the_summary_says() {
+    let job = crate::fixture::Job::new().await;
+    let input = job.input(&crate::common::tenants("t", 51));
+    let run = job.run(&["run", &input, "--progress", "always"]).await;
+    assert_eq!(run.exit, 0, "{}", run.stderr);
+    let last = run
+        .stderr
+        .split(['\r', '\n'])
+        .filter(|frame| frame.contains("/51 rows"))
+        .next_back()
+        .unwrap_or_else(|| panic!("no frame: {}", run.stderr));
+    assert!(
+        last.contains("51/51 rows") && last.contains("created 51"),
+        "{last:?}"
+    );
+    assert!(run.stderr.contains("51 rows in"), "{}", run.stderr);
+}
