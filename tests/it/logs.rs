@@ -495,8 +495,7 @@ async fn the_bars_last_frame_says_what_the_summary_says() {
     let last = run
         .stderr
         .split(['\r', '\n'])
-        .filter(|frame| frame.contains("/51 rows"))
-        .next_back()
+        .rfind(|frame| frame.contains("/51 rows"))
         .unwrap_or_else(|| panic!("no frame: {}", run.stderr));
     assert!(
         last.contains("51/51 rows") && last.contains("created 51"),
