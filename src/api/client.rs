@@ -59,9 +59,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let base = reqwest::Url::parse(base_url)
             .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            // The API's path is appended to the root: a query or fragment would swallow it.
-            .filter(|u| u.query().is_none() && u.fragment().is_none())
+            .filter(is_root)
             .ok_or_else(|| ClientError::BadBaseUrl(shown_base_url(base_url)))?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| ClientError::BadKey)?;
@@ -161,6 +159,15 @@ impl Client {
     }
 }
 
+/// Whether `url` can be a root that paths go after: http(s), with a host, and no query or
+/// fragment (which would swallow the path appended to it).
+pub fn is_root(url: &reqwest::Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+        && url.has_host()
+        && url.query().is_none()
+        && url.fragment().is_none()
+}
+
 /// A base URL for a message: what stands before a `?` or `#` (after them may be a key, a
 /// token), and `?…` in their place.
 pub fn shown_base_url(base_url: &str) -> String {
@@ -176,8 +183,8 @@ pub(super) fn redirected(location: Option<&str>) -> String {
     format!("redirected to {to}; redirects are not followed")
 }
 
-/// The body, up to [`MAX_BODY`] bytes: the rest is never read (the connection is closed).
-async fn read_body(
+/// The body, up to `limit` bytes: the rest is never read (the connection is closed).
+pub async fn read_body(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, reqwest::Error> {
@@ -216,7 +223,7 @@ pub(super) fn no_answer(error: reqwest::Error) -> NoAnswer {
 
 /// `error: cause: cause`, so "connection closed before message completed" is not hidden
 /// behind "error sending request".
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

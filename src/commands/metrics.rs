@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::api::Transport;
+use crate::api::client::{error_chain, is_root, read_body};
 use crate::cli::JobArgs;
 use crate::model::Shard;
 use crate::report::metrics::{CONTENT_TYPE, RunFigures, last_success_in, written_by_dbprov};
@@ -143,7 +144,9 @@ impl MetricsOut {
         if status.is_success() {
             return Ok(());
         }
-        let body = start_of_body(response).await;
+        // The first KiB at most: what stands in a Pushgateway's place may answer with a
+        // huge body.
+        let body = read_body(response, 1024).await.unwrap_or_default();
         let body: String = String::from_utf8_lossy(&body)
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -160,34 +163,13 @@ impl MetricsOut {
 /// Refuses a `--pushgateway` that is not an http(s) URL without a query or fragment (the
 /// push's path goes after it), before any request; said without its password.
 pub(crate) fn check_pushgateway(url: &str) -> anyhow::Result<()> {
-    let usable = reqwest::Url::parse(url).is_ok_and(|parsed| {
-        matches!(parsed.scheme(), "http" | "https")
-            && parsed.has_host()
-            && parsed.query().is_none()
-            && parsed.fragment().is_none()
-    });
+    let usable = reqwest::Url::parse(url).is_ok_and(|parsed| is_root(&parsed));
     anyhow::ensure!(
         usable,
         "--pushgateway {} is not an http:// or https:// URL without ?query or #fragment (e.g. http://pushgateway:9091)",
         shown(url)
     );
     Ok(())
-}
-
-/// The first KiB of an answer's body, at most: a Pushgateway (or what stands in its
-/// place) that answers with a huge body must not fill the memory.
-async fn start_of_body(mut response: reqwest::Response) -> Vec<u8> {
-    const START: usize = 1024;
-    let mut body = Vec::new();
-    while body.len() < START {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk[..chunk.len().min(START - body.len())])
-            }
-            _ => break,
-        }
-    }
-    body
 }
 
 /// Writes the metrics to `path` (through a symbolic link, to what it names), through a
@@ -262,16 +244,4 @@ fn shown(url: &str) -> String {
             }
         }
     }
-}
-
-/// `error: cause: cause`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -128,10 +128,6 @@ impl<R: Read> CsvLines<R> {
             match self.line(raw)? {
                 None => return Ok(None),
                 Some(_) if raw.iter().all(|b| matches!(b, b'\r' | b'\n')) => {}
-                // After the header, a line of nothing but spaces and delimiters (`,,,`, as
-                // spreadsheets leave at the end) holds no row: not a row, as a blank line.
-                Some(_)
-                    if self.records > 0 && self.delimiter.is_some_and(|d| all_empty(raw, d)) => {}
                 // Excel's hint line before the header: `sep=;`.
                 Some(_) if self.records == 0 && sep_hint(raw).is_some() => {
                     if self.delimiter.is_none() {
@@ -311,12 +307,6 @@ pub fn sniff(line: &[u8]) -> u8 {
     let candidates = [b',', b';', b'\t'];
     let most = (0..3).fold(0, |best, i| if counts[i] > counts[best] { i } else { best });
     candidates[most]
-}
-
-/// Whether a line holds only spaces, tabs and delimiters: cells that are all empty.
-fn all_empty(line: &[u8], delimiter: u8) -> bool {
-    line.iter()
-        .all(|&b| b == delimiter || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 #[cfg(test)]

@@ -45,9 +45,16 @@ impl NamesSeen {
             true => name.into(), // ASCII is in NFC already
             false => name.nfc().collect::<String>().into(),
         };
-        let folded: Vec<String> = nfc.split_whitespace().map(str::to_lowercase).collect();
+        // One string a row: its words in lower case, one space between them.
+        let mut folded = String::with_capacity(nfc.len());
+        for word in nfc.split_whitespace() {
+            if !folded.is_empty() {
+                folded.push(' ');
+            }
+            folded.extend(word.chars().flat_map(char::to_lowercase));
+        }
         let (folded, exact) = (
-            self.hasher.hash_one(folded.join(" ")),
+            self.hasher.hash_one(&folded),
             self.hasher.hash_one(nfc.as_ref()) as u32,
         );
         let row = u32::try_from(row).unwrap_or(u32::MAX);
